@@ -1,0 +1,40 @@
+"""The HTTP API: one flask-smorest blueprint per resource; views parse, call one service, render."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from app.api import health, log, organisations, problems
+from app.api.common import LedgerApi, install_error_handlers
+
+API_TITLE = "consent-ledger"
+API_VERSION = "v1"
+
+
+def init_app(app: Flask) -> None:
+    app.config.setdefault("API_TITLE", API_TITLE)
+    app.config.setdefault("API_VERSION", API_VERSION)
+    app.config.setdefault("OPENAPI_VERSION", "3.1.0")
+    app.config.setdefault("OPENAPI_URL_PREFIX", "/")
+    app.config.setdefault("OPENAPI_JSON_PATH", "openapi.json")
+    api = LedgerApi(
+        app,
+        spec_kwargs={
+            "info": {
+                "description": (
+                    "Records purpose-specific consents in a signed, append-only log (RFC 9162 "
+                    "Merkle tree, C2SP checkpoints), decides whether a share is allowed, and "
+                    "keeps the disclosure history. Errors are RFC 9457 problem+json."
+                )
+            }
+        },
+    )
+    api.spec.components.security_scheme(
+        "bearerAuth", {"type": "http", "scheme": "bearer", "description": "client token"}
+    )
+    install_error_handlers(app)
+    api.register_blueprint(health.blp)
+    api.register_blueprint(organisations.blp)
+    api.register_blueprint(log.blp)
+    app.register_blueprint(problems.bp)
+    app.extensions["consent_ledger_api"] = api

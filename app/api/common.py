@@ -1,0 +1,191 @@
+"""What every blueprint shares: problem+json rendering, authentication, the health gate."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar, cast
+
+import marshmallow as ma
+from flask import Flask, Response, current_app, g, json, request
+from flask_smorest import Api
+from werkzeug.exceptions import HTTPException
+
+from app import get_ledger
+from app.errors import (
+    PROBLEM_CONTENT_TYPE,
+    DomainError,
+    FieldError,
+    Forbidden,
+    LogUnavailable,
+    problem_body,
+)
+from app.services.clients import Principal, authenticate
+from app.services.container import Ledger
+
+logger = logging.getLogger("consent_ledger.api")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Status codes werkzeug raises on its own, mapped to our stable problem types.
+_HTTP_SLUGS = {
+    400: "invalid-request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    409: "conflict",
+    413: "payload-too-large",
+    415: "unsupported-media-type",
+    422: "invalid-request",
+    503: "log-unavailable",
+}
+# Paths that answer even when the log is unhealthy: health itself and the API's own docs.
+_ALWAYS_SERVED = ("/healthz", "/openapi.json", "/problems/")
+
+
+class ProblemSchema(ma.Schema):
+    """RFC 9457 problem details, as this API renders them."""
+
+    type = ma.fields.String(metadata={"description": "Stable problem type URI (/problems/<slug>)"})
+    title = ma.fields.String()
+    status = ma.fields.Integer()
+    detail = ma.fields.String()
+    errors = ma.fields.List(
+        ma.fields.Dict(),
+        metadata={"description": "Fields at fault: [{field, message, location}]"},
+    )
+
+
+def problem_response(
+    status: int,
+    slug: str,
+    detail: str | None = None,
+    *,
+    errors: tuple[FieldError, ...] | list[FieldError] = (),
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body = problem_body(status, slug, detail, errors=errors, extra=extra)
+    resp = Response(json.dumps(body), status=status, mimetype=PROBLEM_CONTENT_TYPE)
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+def _flatten(messages: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, str]]:
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            part = () if key == "_schema" else (str(key),)
+            yield from _flatten(value, path + part)
+    elif isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+        for m in messages:
+            yield ".".join(path), m
+    elif isinstance(messages, list):
+        for m in messages:
+            yield from _flatten(m, path)
+    else:
+        yield ".".join(path), str(messages)
+
+
+def field_errors_from_webargs(data: Any) -> list[FieldError]:
+    errors: list[FieldError] = []
+    messages = (data or {}).get("messages") or {}
+    for location, fields in messages.items():
+        for field, message in _flatten(fields):
+            errors.append(FieldError(field or "(body)", message, location))
+    return errors
+
+
+class LedgerApi(Api):  # type: ignore[misc]
+    ERROR_SCHEMA = ProblemSchema
+
+    def handle_http_exception(self, error: HTTPException) -> Response:
+        status = error.code or 500
+        if status >= 500:
+            return problem_response(500, "internal-error", "the service failed")
+        data = getattr(error, "data", None)
+        errors = field_errors_from_webargs(data)
+        headers = dict((data or {}).get("headers") or {})
+        if status == 401:
+            headers.setdefault("WWW-Authenticate", 'Bearer realm="consent-ledger"')
+        detail = error.description
+        if errors:
+            detail = "the request has fields that are missing or not valid: " + "; ".join(
+                f"{e.field}: {e.message}" for e in errors
+            )
+        slug = _HTTP_SLUGS.get(status, "invalid-request")
+        if status == 400 and errors and all(e.location in ("query", "view_args") for e in errors):
+            slug = "invalid-argument"
+        return problem_response(status, slug, detail, errors=errors, headers=headers)
+
+
+def handle_domain_error(error: DomainError) -> Response:
+    headers = {}
+    if error.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="consent-ledger"'
+    return problem_response(
+        error.status,
+        error.slug,
+        error.detail,
+        errors=error.errors,
+        extra=error.extra,
+        headers=headers,
+    )
+
+
+def handle_unexpected(error: Exception) -> Response:
+    # The trace goes to the operator's log; the client gets a stable problem with no internals.
+    logger.exception("unhandled error on %s %s", request.method, request.path)
+    return problem_response(500, "internal-error", "the service failed; nothing was recorded")
+
+
+def ledger() -> Ledger:
+    return get_ledger(current_app)
+
+
+def refuse_when_unhealthy() -> Response | None:
+    if request.path == "/" or request.path.startswith(_ALWAYS_SERVED):
+        return None
+    state = ledger().health()
+    if not state.ok:
+        return handle_domain_error(
+            LogUnavailable("the service refuses to serve: " + (state.reason or "log unhealthy"))
+        )
+    return None
+
+
+def authenticated(*roles: str) -> Callable[[F], F]:
+    """Require a valid bearer token; with ``roles``, require one of them."""
+
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            principal = authenticate(ledger(), request.headers.get("Authorization"))
+            if roles and principal.role not in roles:
+                raise Forbidden(
+                    f"this needs a client with role {' or '.join(roles)}; "
+                    f"this client's role is {principal.role}"
+                )
+            g.principal = principal
+            return view(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+    return decorator
+
+
+def current_principal() -> Principal:
+    principal = g.get("principal")
+    assert isinstance(principal, Principal)
+    return principal
+
+
+BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+
+
+def install_error_handlers(app: Flask) -> None:
+    app.register_error_handler(DomainError, handle_domain_error)
+    app.register_error_handler(Exception, handle_unexpected)
+    app.before_request(refuse_when_unhealthy)

@@ -1,0 +1,31 @@
+"""``GET /healthz``: whether the log agreed with its newest signed checkpoint at start-up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import marshmallow as ma
+from flask_smorest import Blueprint
+
+from app.api.common import ledger
+
+blp = Blueprint("health", __name__, description="Service health")
+
+
+class HealthSchema(ma.Schema):
+    status = ma.fields.String(metadata={"description": "ok, or unavailable"})
+    log_size = ma.fields.Integer()
+    reason = ma.fields.String(metadata={"description": "why the service refuses to serve"})
+
+
+@blp.route("/healthz")
+@blp.response(200, HealthSchema)
+@blp.alt_response(503, schema=HealthSchema, description="The log is unhealthy; nothing is served")
+def healthz() -> Any:
+    led = ledger()
+    state = led.health()
+    if not state.ok:
+        return {"status": "unavailable", "reason": state.reason}, 503
+    with led.db.read() as session:
+        size = led.log_store.size(session)
+    return {"status": "ok", "log_size": size}

@@ -1,0 +1,146 @@
+"""The log's public face: checkpoint, verifier key, entries and proofs (RFC 9162, C2SP).
+
+The checkpoint and key need no token, so a witness or auditor can fetch them anonymously; the
+proofs need any client; entries (whose payloads describe consents) need an auditor or IG lead.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import marshmallow as ma
+from flask import Response
+from flask_smorest import Blueprint
+
+from app.api.common import BEARER, ProblemSchema, authenticated, ledger
+from app.errors import NotFound
+
+blp = Blueprint(
+    "log",
+    __name__,
+    url_prefix="/v1/log",
+    description="The signed append-only log (RFC 9162 Merkle tree, C2SP checkpoints)",
+)
+
+TEXT = {"text/plain": {"schema": {"type": "string"}}}
+
+
+class EntrySchema(ma.Schema):
+    index = ma.fields.Integer()
+    leaf_hash = ma.fields.String(metadata={"description": "hex SHA-256(0x00 || leaf)"})
+    leaf = ma.fields.String(metadata={"description": "base64 of the exact leaf bytes"})
+    entry = ma.fields.Dict(metadata={"description": "the leaf decoded (RFC 8785 JSON)"})
+
+
+class InclusionArgs(ma.Schema):
+    index = ma.fields.Integer(required=True, validate=ma.validate.Range(min=0))
+    size = ma.fields.Integer(
+        validate=ma.validate.Range(min=1),
+        metadata={"description": "tree size; defaults to the newest checkpoint's"},
+    )
+
+
+class InclusionSchema(ma.Schema):
+    index = ma.fields.Integer()
+    size = ma.fields.Integer()
+    leaf_hash = ma.fields.String()
+    root_hash = ma.fields.String()
+    hashes = ma.fields.List(ma.fields.String(), metadata={"description": "hex, leaf side first"})
+
+
+class ConsistencyArgs(ma.Schema):
+    from_ = ma.fields.Integer(required=True, data_key="from", validate=ma.validate.Range(min=1))
+    to = ma.fields.Integer(
+        validate=ma.validate.Range(min=1),
+        metadata={"description": "tree size; defaults to the newest checkpoint's"},
+    )
+
+
+class ConsistencySchema(ma.Schema):
+    from_ = ma.fields.Integer(data_key="from")
+    to = ma.fields.Integer()
+    from_root = ma.fields.String()
+    to_root = ma.fields.String()
+    hashes = ma.fields.List(ma.fields.String())
+
+
+@blp.route("/checkpoint")
+@blp.doc(
+    responses={
+        "200": {"description": "C2SP signed checkpoint", "content": TEXT},
+        "404": {"description": "The log is empty"},
+    }
+)
+def checkpoint() -> Response:
+    led = ledger()
+    with led.db.read() as session:
+        latest = led.log_store.latest_checkpoint(session)
+    if latest is None:
+        raise NotFound("the log is empty: no checkpoint has been signed yet")
+    return Response(latest.note, mimetype="text/plain")
+
+
+@blp.route("/key")
+@blp.doc(
+    responses={"200": {"description": "C2SP verifier key (name+keyid+base64 key)", "content": TEXT}}
+)
+def key() -> Response:
+    return Response(ledger().log_store.signer.verifier_key() + "\n", mimetype="text/plain")
+
+
+@blp.route("/entries/<int:index>")
+@authenticated("auditor", "ig_lead")
+@blp.doc(security=BEARER)
+@blp.response(200, EntrySchema)
+@blp.alt_response(401, schema=ProblemSchema)
+@blp.alt_response(403, schema=ProblemSchema)
+@blp.alt_response(404, schema=ProblemSchema)
+def entry(index: int) -> Any:
+    led = ledger()
+    with led.db.read() as session:
+        row, decoded = led.log_store.entry(session, index)
+    return {
+        "index": row.idx,
+        "leaf_hash": row.leaf_hash.hex(),
+        "leaf": base64.b64encode(row.leaf).decode("ascii"),
+        "entry": decoded,
+    }
+
+
+@blp.route("/proof/inclusion")
+@authenticated()
+@blp.doc(security=BEARER)
+@blp.arguments(InclusionArgs, location="query", error_status_code=400)
+@blp.response(200, InclusionSchema)
+@blp.alt_response(401, schema=ProblemSchema)
+def inclusion(args: dict[str, Any]) -> Any:
+    led = ledger()
+    with led.db.read() as session:
+        proof = led.log_store.inclusion_proof(session, args["index"], args.get("size"))
+    return {
+        "index": proof.index,
+        "size": proof.size,
+        "leaf_hash": proof.leaf_hash.hex(),
+        "root_hash": proof.root_hash.hex(),
+        "hashes": [h.hex() for h in proof.hashes],
+    }
+
+
+@blp.route("/proof/consistency")
+@authenticated()
+@blp.doc(security=BEARER)
+@blp.arguments(ConsistencyArgs, location="query", error_status_code=400)
+@blp.response(200, ConsistencySchema)
+@blp.alt_response(401, schema=ProblemSchema)
+def consistency(args: dict[str, Any]) -> Any:
+    led = ledger()
+    with led.db.read() as session:
+        proof = led.log_store.consistency_proof(session, args["from_"], args.get("to"))
+    return {
+        "from_": proof.old_size,
+        "to": proof.new_size,
+        "from_root": proof.old_root.hex(),
+        "to_root": proof.new_root.hex(),
+        "hashes": [h.hex() for h in proof.hashes],
+    }

@@ -1,0 +1,254 @@
+"""The ``consent-ledger`` command group.
+
+The same commands run as ``consent-ledger ...`` and as ``flask --app wsgi ...``: they are
+registered on the application's CLI group by :func:`init_app`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from alembic import command as alembic_command
+from alembic.config import Config as AlembicConfig
+from flask import Flask, current_app
+from flask.cli import AppGroup, FlaskGroup, with_appcontext
+
+from app import create_app, get_ledger
+from app.errors import DomainError
+from app.services import clients, keys, organisations
+from app.services.container import Ledger
+from app.services.verify import verify_log
+from app.vocabulary import ROLES
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MIGRATIONS_DIR = REPO_ROOT / "migrations"
+DEMO_ORGANISATIONS = REPO_ROOT / "policies" / "organisations.example.yaml"
+DEMO_TOKENS_FILE = "demo-tokens.json"
+DEMO_CLIENTS = (
+    ("tt-leeds", "case_system", "Talking Therapies record system (demo)"),
+    ("jcp-leeds-city", "case_system", "Jobcentre work coach tool (demo)"),
+    ("ea-tt-leeds", "case_system", "Employment Adviser caseload tool (demo)"),
+    ("tt-leeds", "ig_lead", "Talking Therapies IG lead (demo)"),
+    ("tt-leeds", "patient_portal", "Patient portal (demo)"),
+    ("tt-leeds", "auditor", "Auditor (demo)"),
+)
+
+
+def _ledger() -> Ledger:
+    return get_ledger(current_app)
+
+
+def _fail(message: str) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(1)
+
+
+def alembic_config(ledger: Ledger) -> AlembicConfig:
+    if not MIGRATIONS_DIR.is_dir():
+        raise click.ClickException(
+            f"migrations not found at {MIGRATIONS_DIR}: install from a checkout (pip install -e .)"
+        )
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", ledger.settings.database_url.replace("%", "%%"))
+    return cfg
+
+
+@click.command("init")
+@with_appcontext
+def init_command() -> None:
+    """Create or upgrade the database and create missing keys."""
+    ledger = _ledger()
+    try:
+        created = keys.ensure_keys(ledger.settings)
+    except keys.KeyFileError as exc:
+        _fail(str(exc))
+    alembic_command.upgrade(alembic_config(ledger), "head")
+    click.echo(f"Instance folder: {ledger.settings.instance_path}")
+    click.echo(f"Database: {_safe_url(ledger.settings.database_url)} (at the newest migration)")
+    click.echo(
+        ("Created" if created.signing_key_created else "Kept")
+        + f" the signing key {ledger.settings.signing_key_path}"
+    )
+    click.echo(
+        ("Created" if created.identifier_key_created else "Kept")
+        + f" the identifier key {ledger.settings.identifier_key_path}"
+    )
+    click.echo(f"Log origin and verifier key: {ledger.log_store.signer.verifier_key()}")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+orgs_group = AppGroup("orgs", help="Register organisations.")
+
+
+@orgs_group.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def orgs_import_command(file: Path) -> None:
+    """Register organisations from a YAML or JSON list of {id, name, kind, funder, ods_code?}."""
+    ledger = _ledger()
+    try:
+        data = organisations.read_organisation_file(file)
+        result = organisations.import_organisations(ledger, data, str(file))
+    except organisations.OrganisationImportRefused as exc:
+        click.echo(f"Error: {exc.source}: nothing was imported.", err=True)
+        for problem in exc.problems:
+            click.echo(f"  - {problem}", err=True)
+        sys.exit(1)
+    for rec, index in result.registered:
+        click.echo(f"registered {rec.id} ({rec.kind}) at log index {index}")
+    if result.unchanged:
+        click.echo(f"already registered, unchanged: {', '.join(result.unchanged)}")
+
+
+clients_group = AppGroup("clients", help="Manage API clients.")
+
+
+@clients_group.command("create")
+@click.option("--org", "org", required=True, help="organisation id the client acts for")
+@click.option("--role", required=True, type=click.Choice(list(ROLES)))
+@click.option("--name", default=None, help="a name for the client (shown in audit)")
+@click.option("--json", "as_json", is_flag=True, help="print {client_id, token} as JSON")
+def clients_create_command(org: str, role: str, name: str | None, as_json: bool) -> None:
+    """Create an API client and print its token. The token is shown only this once."""
+    try:
+        created = clients.create_client(_ledger(), org, role, name)
+    except DomainError as exc:
+        _fail(exc.detail)
+    if as_json:
+        click.echo(json.dumps({"client_id": created.client_id, "token": created.token}))
+        return
+    click.echo(f"client {created.client_id} ({role} for {org}), log index {created.ledger_index}")
+    click.echo(f"token (shown once, keep it secret): {created.token}")
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
+def serve_command(host: str, port: int, workers: int) -> None:
+    """Run the production WSGI server (gunicorn)."""
+    from app.server import serve
+
+    serve(host, port, workers)
+
+
+@click.command("verify")
+@with_appcontext
+@click.option(
+    "--key",
+    "vkey",
+    default=None,
+    help="verifier key to check signatures against (default: this instance's key)",
+)
+@click.option("--quiet", is_flag=True, help="no progress lines")
+def verify_command(vkey: str | None, quiet: bool) -> None:
+    """Verify the whole log offline; exit 1 naming the first bad entry."""
+    from app.ledger.checkpoint import CheckpointVerifier
+    from app.ledger.errors import VerificationError
+
+    ledger = _ledger()
+    try:
+        verifier = CheckpointVerifier.from_verifier_key(vkey) if vkey else ledger.log_store.verifier
+    except (VerificationError, keys.KeyFileError) as exc:
+        _fail(f"cannot load the verifier key: {exc or 'malformed key'}")
+    last_pct = -1
+
+    def progress(done: int, total: int) -> None:
+        nonlocal last_pct
+        pct = 100 * done // total if total else 100
+        if not quiet and total >= 10_000 and pct // 5 != last_pct // 5:
+            last_pct = pct
+            click.echo(f"verified {done}/{total} entries ({pct}%)", err=True)
+
+    with ledger.db.read() as session:
+        result = verify_log(session, verifier, progress)
+    if not result.ok:
+        _fail(f"log verification FAILED: {result.problem}")
+    click.echo(
+        f"log verified: {result.size} entries re-hashed, tree rebuilt, "
+        f"{result.checkpoints} signed checkpoints checked"
+    )
+
+
+@click.command("demo")
+@click.option(
+    "--url",
+    default="http://127.0.0.1:8000",
+    show_default=True,
+    help="where the service will be served, for the lines to try",
+)
+@with_appcontext
+def demo_command(url: str) -> None:
+    """Load example organisations and clients for a first look (used by `make run`)."""
+    ledger = _ledger()
+    data = organisations.read_organisation_file(DEMO_ORGANISATIONS)
+    organisations.import_organisations(ledger, data, str(DEMO_ORGANISATIONS))
+    tokens_path = ledger.settings.instance_path / DEMO_TOKENS_FILE
+    if tokens_path.exists():
+        tokens = json.loads(tokens_path.read_text())
+    else:
+        tokens = []
+        for org, role, name in DEMO_CLIENTS:
+            created = clients.create_client(ledger, org, role, name)
+            tokens.append(
+                {
+                    "organisation": org,
+                    "role": role,
+                    "client_id": created.client_id,
+                    "token": created.token,
+                }
+            )
+        # Demo only: a real deployment never keeps tokens. 0600, beside the keys.
+        fd = os.open(tokens_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(tokens, fh, indent=2)
+    click.echo(f"Demo organisations loaded from {DEMO_ORGANISATIONS.name}.")
+    click.echo(f"Demo clients (tokens kept in {tokens_path} for the demo only):")
+    for t in tokens:
+        click.echo(f"  {t['role']:<15} {t['organisation']:<16} {t['token']}")
+    auditor = next(t["token"] for t in tokens if t["role"] == "auditor")
+    click.echo("")
+    click.echo("Try, once the server below is up:")
+    click.echo(f"  curl {url}/healthz")
+    click.echo(f"  curl {url}/v1/log/checkpoint")
+    click.echo(f"  curl {url}/v1/log/key")
+    click.echo(f"  curl -H 'Authorization: Bearer {auditor}' {url}/v1/organisations")
+    click.echo(
+        f"  curl -H 'Authorization: Bearer {auditor}' '{url}/v1/log/proof/inclusion?index=0'"
+    )
+    click.echo(f"  OpenAPI document: {url}/openapi.json")
+    click.echo("")
+
+
+def init_app(app: Flask) -> None:
+    for cmd in (
+        init_command,
+        orgs_group,
+        clients_group,
+        serve_command,
+        verify_command,
+        demo_command,
+    ):
+        app.cli.add_command(cmd)
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point of the ``consent-ledger`` console script."""
+    group = FlaskGroup(
+        create_app=lambda: create_app(),
+        add_default_commands=False,
+        add_version_option=False,
+        load_dotenv=False,
+        help="consent-ledger: signed consent ledger, policy decisions and disclosure history.",
+    )
+    return group.main(args=argv, prog_name="consent-ledger")

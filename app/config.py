@@ -1,0 +1,65 @@
+"""Settings from ``CONSENT_LEDGER_*`` environment variables.
+
+Every setting has a safe default so ``make run`` works on a fresh clone; production sets the
+database URL and the log origin explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ENV_PREFIX = "CONSENT_LEDGER_"
+DEFAULT_LOG_ORIGIN = "localhost/consent-ledger"
+
+SIGNING_KEY_FILE = "signing-key.pem"
+IDENTIFIER_KEY_FILE = "identifier.key"
+
+
+@dataclass(frozen=True)
+class Settings:
+    instance_path: Path
+    database_url: str
+    log_origin: str = DEFAULT_LOG_ORIGIN
+    sqlite_busy_timeout_ms: int = 10_000
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.instance_path / SIGNING_KEY_FILE
+
+    @property
+    def identifier_key_path(self) -> Path:
+        return self.instance_path / IDENTIFIER_KEY_FILE
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def default_database_url(instance_path: Path) -> str:
+    return f"sqlite:///{instance_path / 'consent-ledger.sqlite3'}"
+
+
+def normalise_database_url(url: str) -> str:
+    """Point plain ``postgresql://`` URLs at psycopg 3, the driver we ship and test."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def settings_from_env(
+    default_instance_path: Path, environ: Mapping[str, str] | None = None
+) -> Settings:
+    env = os.environ if environ is None else environ
+    instance = Path(env.get(ENV_PREFIX + "INSTANCE_PATH") or default_instance_path).resolve()
+    url = env.get(ENV_PREFIX + "DATABASE_URL") or default_database_url(instance)
+    origin = env.get(ENV_PREFIX + "LOG_ORIGIN") or DEFAULT_LOG_ORIGIN
+    return Settings(
+        instance_path=instance,
+        database_url=normalise_database_url(url),
+        log_origin=origin,
+    )

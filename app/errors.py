@@ -1,0 +1,150 @@
+"""The domain error root and RFC 9457 problem details.
+
+Services raise subclasses of :class:`DomainError`; the HTTP layer renders every one of them,
+and every HTTP error Flask or webargs raises, as ``application/problem+json`` with a stable
+``type``. Types are relative URIs (``/problems/<slug>``) that this service itself serves, so a
+problem's documentation is always the one for the running version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_BASE = "/problems/"
+
+# slug -> (title, what it means and what to do). Slugs are a public contract: never rename one.
+PROBLEM_TYPES: dict[str, tuple[str, str]] = {
+    "invalid-request": (
+        "Invalid request",
+        "The request's body or query arguments do not match the API. `errors` lists each field "
+        "at fault and why. Correct the request and send it again.",
+    ),
+    "invalid-argument": (
+        "Invalid argument",
+        "A query or path argument is outside the range the resource allows (an index or tree "
+        "size beyond the log, `from` greater than `to`). `errors` names the argument.",
+    ),
+    "unauthenticated": (
+        "Authentication required",
+        "Send `Authorization: Bearer <token>` with a token issued by "
+        "`consent-ledger clients create`.",
+    ),
+    "forbidden": (
+        "Not allowed for this client",
+        "The client's role or organisation does not allow this action.",
+    ),
+    "not-found": ("Not found", "The resource does not exist, or is not visible to this client."),
+    "method-not-allowed": ("Method not allowed", "The resource does not accept this method."),
+    "conflict": ("Conflict", "The request conflicts with the current state of the resource."),
+    "unsupported-media-type": (
+        "Unsupported media type",
+        "Send JSON bodies with `Content-Type: application/json`.",
+    ),
+    "payload-too-large": ("Payload too large", "The request body is larger than allowed."),
+    "log-unavailable": (
+        "Log unavailable",
+        "The service found its stored log inconsistent with its newest signed checkpoint, or "
+        "the database is not initialised, and refuses to serve until an operator intervenes. "
+        "Run `consent-ledger verify` for details.",
+    ),
+    "internal-error": (
+        "Internal error",
+        "The service failed. Nothing was recorded. The operator's logs carry the details.",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One field at fault: a dotted path into the request and the reason."""
+
+    field: str
+    message: str
+    location: str | None = None
+
+    def as_dict(self) -> dict[str, str]:
+        out = {"field": self.field, "message": self.message}
+        if self.location:
+            out["location"] = self.location
+        return out
+
+
+class DomainError(Exception):
+    """Root of every error a service raises on purpose; each maps to one problem type."""
+
+    status: ClassVar[int] = 400
+    slug: ClassVar[str] = "invalid-request"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        errors: Iterable[FieldError] = (),
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = tuple(errors)
+        self.extra = dict(extra or {})
+
+
+class InvalidRequest(DomainError):
+    status = 422
+    slug = "invalid-request"
+
+
+class InvalidArgument(DomainError):
+    status = 400
+    slug = "invalid-argument"
+
+
+class Unauthenticated(DomainError):
+    status = 401
+    slug = "unauthenticated"
+
+
+class Forbidden(DomainError):
+    status = 403
+    slug = "forbidden"
+
+
+class NotFound(DomainError):
+    status = 404
+    slug = "not-found"
+
+
+class Conflict(DomainError):
+    status = 409
+    slug = "conflict"
+
+
+class LogUnavailable(DomainError):
+    status = 503
+    slug = "log-unavailable"
+
+
+def problem_type(slug: str) -> str:
+    return PROBLEM_BASE + slug
+
+
+def problem_body(
+    status: int,
+    slug: str,
+    detail: str | None = None,
+    *,
+    errors: Iterable[FieldError] = (),
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    title = PROBLEM_TYPES.get(slug, ("Error", ""))[0]
+    body: dict[str, Any] = {"type": problem_type(slug), "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    errs = [e.as_dict() for e in errors]
+    if errs:
+        body["errors"] = errs
+    if extra:
+        body.update({k: v for k, v in extra.items() if k not in body})
+    return body

@@ -1,0 +1,394 @@
+"""Signed checkpoints: C2SP tlog-checkpoint bodies in C2SP signed-note envelopes, Ed25519.
+
+A checkpoint body (c2sp.org/tlog-checkpoint, "Note text")::
+
+    <origin>\\n<tree size, decimal>\\n<base64 root hash>\\n[<extension line>\\n ...]
+
+A signed note (c2sp.org/signed-note, "Format") is the body, a blank line, then one or more
+signature lines ``— <key name> <base64(4-byte key id || signature)>\\n`` (U+2014, space).
+The Ed25519 signature is over the body bytes, final newline included. In this project the
+key name is the log's origin.
+
+Verification is fail-closed: :meth:`CheckpointVerifier.verify` returns a
+:class:`Checkpoint` only if a signature line carrying *our* key name and key id verifies
+over the exact body, no line claiming our key fails, the envelope is well formed, and the
+body parses as a checkpoint for our origin. Every other outcome is one opaque
+:class:`~app.ledger.errors.VerificationError`. Lines from other keys (witness
+co-signatures, a rotated key) are ignored, as signed-note requires.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+from app.ledger.errors import CheckpointFormatError, LedgerError, VerificationError
+from app.ledger.merkle import HASH_SIZE
+
+__all__ = [
+    "MAX_SIGNATURES",
+    "MAX_TREE_SIZE",
+    "Checkpoint",
+    "CheckpointSigner",
+    "CheckpointVerifier",
+    "key_id",
+    "load_private_key_pem",
+    "private_key_pem",
+    "verify_note",
+]
+
+MAX_SIGNATURES = 100
+"""Most signature lines a note may carry (signed-note: verifiers SHOULD set a limit and
+MUST accept at least 16; golang.org/x/mod/sumdb/note uses 100)."""
+
+MAX_TREE_SIZE = 2**63 - 1
+"""Largest tree size a checkpoint may state; fits a signed 64-bit database column."""
+
+_ALG_ED25519 = b"\x01"
+_SIG_PREFIX = "\u2014 "  # em dash, space
+_ED25519_KEY_SIZE = 32
+_ED25519_SIG_SIZE = 64
+_KEY_ID_SIZE = 4
+_SIZE_RE = re.compile(r"0|[1-9][0-9]*")
+_HEX8_RE = re.compile(r"[0-9a-f]{8}")
+
+
+def _b64decode_canonical(text: str) -> bytes:
+    """Strict standard base64 (RFC 4648 §4): padded, no stray characters, canonical.
+
+    Requiring the decoded bytes to re-encode to the same text rejects the alternative
+    encodings that lenient decoders accept (non-zero padding bits), so one value has one
+    spelling. Raises ValueError.
+    """
+    try:
+        raw = base64.b64decode(text.encode("ascii"), validate=True)
+    except (UnicodeEncodeError, binascii.Error) as exc:
+        raise ValueError("not base64") from exc
+    if base64.b64encode(raw).decode("ascii") != text:
+        raise ValueError("not canonical base64")
+    return raw
+
+
+def _b64encode(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _is_valid_key_name(name: str) -> bool:
+    """signed-note: key names are non-empty, with no Unicode spaces and no plus (U+002B)."""
+    return bool(name) and "+" not in name and not any(ch.isspace() or ord(ch) < 0x20 for ch in name)
+
+
+def _has_control(text: str) -> bool:
+    # signed-note forbids ASCII control characters other than newline anywhere in a note.
+    return any(ord(ch) < 0x20 for ch in text)
+
+
+def key_id(name: str, public_key: bytes) -> bytes:
+    """The 4-byte signed-note key id of an Ed25519 key (c2sp.org/signed-note, "Ed25519").
+
+    ``SHA-256(key name || 0x0A || 0x01 || 32-byte Ed25519 public key)[:4]``.
+    """
+    if len(public_key) != _ED25519_KEY_SIZE:
+        raise ValueError("an Ed25519 public key is 32 bytes")
+    digest = hashlib.sha256(name.encode("utf-8") + b"\n" + _ALG_ED25519 + public_key).digest()
+    return digest[:_KEY_ID_SIZE]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A tree head: the origin, the tree size and the root hash (c2sp.org/tlog-checkpoint).
+
+    Construction validates the fields so that :meth:`body` always produces text that
+    :meth:`from_body` parses back to an equal value; invalid fields raise
+    :class:`~app.ledger.errors.CheckpointFormatError`.
+    """
+
+    origin: str
+    size: int
+    root_hash: bytes
+    extensions: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.origin, str) or not self.origin or _has_control(self.origin):
+            raise CheckpointFormatError("origin must be a non-empty line of text")
+        if (
+            not isinstance(self.size, int)
+            or isinstance(self.size, bool)
+            or not 0 <= self.size <= MAX_TREE_SIZE
+        ):
+            raise CheckpointFormatError("tree size must be an integer in [0, 2**63 - 1]")
+        if not isinstance(self.root_hash, bytes) or len(self.root_hash) != HASH_SIZE:
+            raise CheckpointFormatError("root hash must be 32 bytes")
+        if not isinstance(self.extensions, tuple) or not all(
+            isinstance(line, str) and line and not _has_control(line) for line in self.extensions
+        ):
+            raise CheckpointFormatError("extension lines must be non-empty lines of text")
+
+    def body(self) -> bytes:
+        """The note text: origin, size, base64 root, extension lines, each ending in LF."""
+        lines = [self.origin, str(self.size), _b64encode(self.root_hash), *self.extensions]
+        return "".join(line + "\n" for line in lines).encode("utf-8")
+
+    @classmethod
+    def from_body(cls, body: bytes) -> Checkpoint:
+        """Parse note text strictly (c2sp.org/tlog-checkpoint, "Note text").
+
+        At least three non-empty lines, each ending in LF; a non-empty origin; a decimal
+        size with no sign and no leading zeros (``0`` excepted); a canonical base64 root
+        of exactly 32 bytes; non-empty extension lines. No control characters other than
+        the line feeds. Raises :class:`~app.ledger.errors.CheckpointFormatError`.
+        """
+        try:
+            text = bytes(body).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CheckpointFormatError("checkpoint is not UTF-8") from exc
+        if not text.endswith("\n"):
+            raise CheckpointFormatError("checkpoint must end with a newline")
+        # split("\n"), not splitlines(): only LF separates lines in a note.
+        lines = text[:-1].split("\n")
+        if len(lines) < 3 or any(not line or _has_control(line) for line in lines):
+            raise CheckpointFormatError("checkpoint needs three or more non-empty lines")
+        origin, size_text, root_text, *extensions = lines
+        # A regex over [0-9], not int(): int() also accepts "+1", " 1", "1_0" and
+        # non-ASCII digits.
+        if not _SIZE_RE.fullmatch(size_text) or len(size_text) > 19:
+            raise CheckpointFormatError("tree size must be a decimal without leading zeros")
+        try:
+            root = _b64decode_canonical(root_text)
+        except ValueError as exc:
+            raise CheckpointFormatError("root hash must be canonical base64") from exc
+        return cls(origin, int(size_text), root, tuple(extensions))
+
+
+class CheckpointVerifier:
+    """Verifies notes signed by one Ed25519 key (c2sp.org/signed-note).
+
+    Build it from the published verifier key with :meth:`from_verifier_key`.
+    """
+
+    def __init__(self, name: str, public_key: bytes) -> None:
+        if not _is_valid_key_name(name):
+            raise ValueError("invalid signed-note key name")
+        if len(public_key) != _ED25519_KEY_SIZE:
+            raise ValueError("an Ed25519 public key is 32 bytes")
+        self._name = name
+        self._public_key = bytes(public_key)
+        self._key = Ed25519PublicKey.from_public_bytes(self._public_key)
+        self._key_id = key_id(name, self._public_key)
+
+    @classmethod
+    def from_verifier_key(cls, vkey: str) -> CheckpointVerifier:
+        """Parse ``<name>+<8 lowercase hex key id>+<base64(0x01 || public key)>``.
+
+        The key id must be the one the name and key hash to, the algorithm byte must be
+        0x01 (Ed25519) and the key 32 bytes. Any defect raises
+        :class:`~app.ledger.errors.VerificationError`: a verifier key is a trust anchor,
+        and one that is almost right must not be half-accepted.
+        """
+        try:
+            name, id_hex, key_b64 = vkey.split("+", 2)
+            if not _is_valid_key_name(name) or not _HEX8_RE.fullmatch(id_hex):
+                raise ValueError("bad name or key id")
+            raw = _b64decode_canonical(key_b64)
+            if len(raw) != 1 + _ED25519_KEY_SIZE or raw[:1] != _ALG_ED25519:
+                raise ValueError("not an Ed25519 verifier key")
+            verifier = cls(name, raw[1:])
+        except (ValueError, TypeError, AttributeError, UnsupportedAlgorithm) as exc:
+            raise VerificationError from exc
+        if verifier.key_id.hex() != id_hex:
+            raise VerificationError
+        return verifier
+
+    @property
+    def name(self) -> str:
+        """The key name (for our log, its origin)."""
+        return self._name
+
+    @property
+    def key_id(self) -> bytes:
+        """The 4-byte key id."""
+        return self._key_id
+
+    @property
+    def public_key(self) -> bytes:
+        """The raw 32-byte Ed25519 public key."""
+        return self._public_key
+
+    def verifier_key(self) -> str:
+        """The verifier key string this verifier was, or could have been, built from."""
+        return f"{self._name}+{self._key_id.hex()}+{_b64encode(_ALG_ED25519 + self._public_key)}"
+
+    def verify_signature(self, body: bytes, signature: bytes) -> bool:
+        """Whether ``signature`` is this key's Ed25519 signature over ``body`` (RFC 8032)."""
+        if len(signature) != _ED25519_SIG_SIZE:
+            return False
+        try:
+            self._key.verify(signature, body)
+        except InvalidSignature:
+            return False
+        return True
+
+    def verify(self, note: str | bytes) -> Checkpoint:
+        """Verify a signed checkpoint from this log and return it.
+
+        Raises :class:`~app.ledger.errors.VerificationError` unless the note verifies
+        under :func:`verify_note` and its body is a well-formed checkpoint whose origin
+        is this key's name.
+        """
+        body = verify_note(note, self)
+        try:
+            checkpoint = Checkpoint.from_body(body)
+        except CheckpointFormatError as exc:
+            raise VerificationError from exc
+        if checkpoint.origin != self._name:
+            raise VerificationError
+        return checkpoint
+
+
+def verify_note(note: str | bytes, verifier: CheckpointVerifier) -> bytes:
+    """Verify a signed note against one key and return its text (the signed body).
+
+    Follows c2sp.org/signed-note: valid UTF-8 with no control characters but LF; text,
+    then a blank line (the *last* one in the note), then 1 to :data:`MAX_SIGNATURES`
+    lines of ``— <valid key name> <canonical base64 of at least 5 bytes>``. Lines whose
+    (name, key id) pair is not ``verifier``'s are ignored. Every line that is
+    ``verifier``'s must verify, and at least one must be present. Anything else raises
+    :class:`~app.ledger.errors.VerificationError`.
+    """
+    try:
+        text = note.encode("utf-8").decode("utf-8") if isinstance(note, str) else note.decode()
+    except (UnicodeError, AttributeError) as exc:
+        # str.encode fails on lone surrogates; bytes.decode on invalid UTF-8.
+        raise VerificationError from exc
+    if _has_control(text.replace("\n", "")):
+        raise VerificationError
+    split = text.rfind("\n\n")
+    if split < 0:
+        raise VerificationError
+    body, sig_block = text[: split + 1], text[split + 2 :]
+    if not sig_block.endswith("\n"):
+        raise VerificationError
+    lines = sig_block[:-1].split("\n")
+    if len(lines) > MAX_SIGNATURES:
+        raise VerificationError
+    body_bytes = body.encode("utf-8")
+    verified = False
+    for line in lines:
+        if not line.startswith(_SIG_PREFIX):
+            raise VerificationError
+        name, sep, sig_b64 = line[len(_SIG_PREFIX) :].partition(" ")
+        if not sep or not _is_valid_key_name(name):
+            raise VerificationError
+        try:
+            raw = _b64decode_canonical(sig_b64)
+        except ValueError as exc:
+            raise VerificationError from exc
+        if len(raw) < _KEY_ID_SIZE + 1:
+            raise VerificationError
+        if name != verifier.name or raw[:_KEY_ID_SIZE] != verifier.key_id:
+            continue
+        # signed-note: a failing signature from a known key SHOULD reject the note; we do,
+        # so one good line cannot vouch for a note that also carries a forged one.
+        if not verifier.verify_signature(body_bytes, raw[_KEY_ID_SIZE:]):
+            raise VerificationError
+        verified = True
+    if not verified:
+        raise VerificationError
+    return body_bytes
+
+
+class CheckpointSigner:
+    """Signs checkpoints as a C2SP signed note with an Ed25519 key named after the log."""
+
+    def __init__(self, name: str, private_key: Ed25519PrivateKey) -> None:
+        if not _is_valid_key_name(name):
+            raise ValueError(
+                "key name must be non-empty, without spaces, plus signs or control characters"
+            )
+        if not isinstance(private_key, Ed25519PrivateKey):
+            raise TypeError("private_key must be an Ed25519PrivateKey")
+        self._name = name
+        self._private_key = private_key
+        self._public_key = private_key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        self._key_id = key_id(name, self._public_key)
+
+    @property
+    def name(self) -> str:
+        """The key name, which is the origin of every checkpoint this signer signs."""
+        return self._name
+
+    @property
+    def key_id(self) -> bytes:
+        """The 4-byte key id."""
+        return self._key_id
+
+    @property
+    def public_key(self) -> bytes:
+        """The raw 32-byte Ed25519 public key."""
+        return self._public_key
+
+    def verifier_key(self) -> str:
+        """``<name>+<hex key id>+<base64(0x01 || public key)>``, for publication."""
+        return f"{self._name}+{self._key_id.hex()}+{_b64encode(_ALG_ED25519 + self._public_key)}"
+
+    def verifier(self) -> CheckpointVerifier:
+        """A verifier for this signer's key."""
+        return CheckpointVerifier(self._name, self._public_key)
+
+    def sign_note(self, body: bytes) -> str:
+        """Sign arbitrary note text (c2sp.org/signed-note) and return the signed note.
+
+        The text must be UTF-8 ending in a newline, with no control characters but LF.
+        Exposed for the known-answer test against the Go implementation's published
+        example; checkpoints go through :meth:`sign`.
+        """
+        text = bytes(body).decode("utf-8")
+        if not text.endswith("\n") or _has_control(text.replace("\n", "")):
+            raise ValueError("note text must end with a newline and contain no control chars")
+        signature = self._private_key.sign(bytes(body))
+        return f"{text}\n{_SIG_PREFIX}{self._name} {_b64encode(self._key_id + signature)}\n"
+
+    def sign(self, checkpoint: Checkpoint) -> str:
+        """Return ``checkpoint`` as a signed note.
+
+        Refuses (ValueError) a checkpoint whose origin is not this key's name: a log
+        signs only its own tree heads.
+        """
+        if checkpoint.origin != self._name:
+            raise ValueError("checkpoint origin does not match the signing key name")
+        return self.sign_note(checkpoint.body())
+
+
+def load_private_key_pem(data: bytes) -> Ed25519PrivateKey:
+    """Load an unencrypted PKCS#8 PEM private key, which must be Ed25519.
+
+    Raises :class:`~app.ledger.errors.LedgerError` for anything else.
+    """
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise LedgerError("not an unencrypted PEM private key") from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise LedgerError("the signing key must be Ed25519")
+    return key
+
+
+def private_key_pem(key: Ed25519PrivateKey) -> bytes:
+    """Serialise an Ed25519 private key as unencrypted PKCS#8 PEM."""
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )

@@ -1,0 +1,1 @@
+"""Use cases. Each write use case is one transaction, begun and committed here."""

@@ -1,0 +1,124 @@
+"""API clients: each bound to one organisation and one role, holding a bearer token that is
+shown once and stored only as a hash.
+
+Tokens are ``cl_<client id>.<43 characters of base64url>``: 256 random bits after the id. The
+id lets us find the row without comparing secrets in SQL; the SHA-256 of the whole token is then
+compared in constant time. A fast hash is enough here because the secret is 256 random bits, not
+a password: there is nothing to brute-force.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+
+from app.errors import DomainError, Unauthenticated
+from app.models import ApiClient, Organisation
+from app.services.container import Ledger
+from app.services.log_store import make_entry
+from app.vocabulary import ROLES
+
+TOKEN_PATTERN = re.compile(r"^(cl_[0-9a-f]{16})\.([A-Za-z0-9_-]{43})$")
+_DUMMY_HASH = hashlib.sha256(b"no such client").digest()
+
+
+class ClientError(DomainError):
+    status = 422
+    slug = "invalid-request"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the client, its organisation (and that organisation's kind) and role."""
+
+    client_id: str
+    organisation_id: str
+    organisation_kind: str
+    role: str
+
+
+@dataclass(frozen=True)
+class CreatedClient:
+    client_id: str
+    token: str
+    organisation_id: str
+    role: str
+    name: str
+    ledger_index: int
+
+
+def hash_token(token: str) -> bytes:
+    return hashlib.sha256(token.encode("ascii")).digest()
+
+
+def create_client(
+    ledger: Ledger, organisation_id: str, role: str, name: str | None
+) -> CreatedClient:
+    if role not in ROLES:
+        raise ClientError(f"role {role!r} is not one of {', '.join(ROLES)}")
+    name = (name or f"{organisation_id} {role}").strip()
+    if not name or len(name) > 200:
+        raise ClientError("name must be 1-200 characters")
+    client_id = "cl_" + secrets.token_hex(8)
+    token = f"{client_id}.{secrets.token_urlsafe(32)}"
+    now = ledger.clock()
+    with ledger.db.write() as session:
+        if session.get(Organisation, organisation_id) is None:
+            raise ClientError(
+                f"organisation {organisation_id!r} is not registered: "
+                "import it first with `consent-ledger orgs import FILE`"
+            )
+        # The token never enters the log; the entry records who can act, and as what.
+        (receipt,) = ledger.log_store.append(
+            session,
+            [
+                make_entry(
+                    "client.created",
+                    now,
+                    {
+                        "client_id": client_id,
+                        "organisation": organisation_id,
+                        "role": role,
+                        "name": name,
+                    },
+                )
+            ],
+            now,
+        )
+        session.add(
+            ApiClient(
+                id=client_id,
+                name=name,
+                organisation_id=organisation_id,
+                role=role,
+                token_hash=hash_token(token),
+                created_at=now,
+                ledger_index=receipt.index,
+            )
+        )
+    return CreatedClient(client_id, token, organisation_id, role, name, receipt.index)
+
+
+def authenticate(ledger: Ledger, authorization: str | None) -> Principal:
+    """Resolve an ``Authorization: Bearer`` header to a principal, or refuse with one message."""
+    refused = Unauthenticated("a valid bearer token is required")
+    if not authorization:
+        raise refused
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise refused
+    match = TOKEN_PATTERN.match(token)
+    with ledger.db.read() as session:
+        row = session.get(ApiClient, match.group(1)) if match else None
+        expected = row.token_hash if row is not None else _DUMMY_HASH
+        # Compare even when there is no such client, so timing says nothing about which ids exist.
+        ok = hmac.compare_digest(hash_token(token) if match else b"", expected)
+        if row is None or not ok:
+            raise refused
+        org = session.get(Organisation, row.organisation_id)
+        assert org is not None  # foreign key
+        return Principal(row.id, org.id, org.kind, row.role)

@@ -1,0 +1,46 @@
+"""Everything a request or command needs, built once per application."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from app.config import Settings
+from app.db import Database
+from app.services import keys
+from app.services.health import HealthState, check_log
+from app.services.log_store import LogStore
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Ledger:
+    """The application's services. Keys are loaded on first use so that ``init`` can run first."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], datetime] = utc_now) -> None:
+        self.settings = settings
+        self.db = Database(settings)
+        self.clock = clock
+        self._log_store: LogStore | None = None
+        self._health: HealthState | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def log_store(self) -> LogStore:
+        if self._log_store is None:
+            self._log_store = LogStore(keys.load_signer(self.settings))
+        return self._log_store
+
+    def health(self) -> HealthState:
+        if self._health is None:
+            with self._lock:
+                if self._health is None:
+                    self._health = check_log(self.db, lambda: self.log_store)
+        return self._health
+
+    def recheck_health(self) -> HealthState:
+        self._health = None
+        return self.health()

@@ -1,0 +1,42 @@
+"""Whether the service may serve: decided once per process, at start-up, and fail-closed."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.db import Database
+from app.services.keys import KeyFileError
+from app.services.log_store import LogInconsistent, LogStore
+
+logger = logging.getLogger("consent_ledger.health")
+
+
+@dataclass(frozen=True)
+class HealthState:
+    ok: bool
+    log_size: int
+    reason: str | None = None
+
+
+def check_log(db: Database, load_store: Callable[[], LogStore]) -> HealthState:
+    """Check the stored tree against the newest signed checkpoint; log the outcome once."""
+    try:
+        store = load_store()
+        with db.read() as session:
+            size = store.check_against_checkpoint(session)
+    except (LogInconsistent, KeyFileError) as exc:
+        reason = str(exc)
+    except SQLAlchemyError as exc:
+        reason = (
+            f"the database is unreachable or not initialised ({type(exc).__name__}): "
+            "run `consent-ledger init`"
+        )
+    else:
+        logger.info("log checked at start-up: %d entries agree with the newest checkpoint", size)
+        return HealthState(ok=True, log_size=size)
+    logger.error("consent-ledger refuses to serve: %s", reason)
+    return HealthState(ok=False, log_size=-1, reason=reason)

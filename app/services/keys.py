@@ -1,0 +1,88 @@
+"""The instance's secrets: the log's Ed25519 signing key and the identifier HMAC key.
+
+Both live in the instance folder, created by ``consent-ledger init`` with mode 0600 and never
+overwritten: losing the signing key means a new log identity, and losing the identifier key
+makes every stored subject unreachable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from app.config import Settings
+from app.ledger.checkpoint import CheckpointSigner, load_private_key_pem, private_key_pem
+
+IDENTIFIER_KEY_BYTES = 32
+# C2SP signed-note: a key name is non-empty and has no whitespace and no "+".
+_ORIGIN = re.compile(r"^[^\s+]+$")
+
+
+class KeyFileError(Exception):
+    """A key file is missing, unreadable, or not what it should be."""
+
+
+@dataclass(frozen=True)
+class CreatedKeys:
+    signing_key_created: bool
+    identifier_key_created: bool
+
+
+def validate_origin(origin: str) -> None:
+    if not _ORIGIN.match(origin):
+        raise KeyFileError(
+            f"CONSENT_LEDGER_LOG_ORIGIN {origin!r} is not a valid log origin: it must be "
+            "non-empty with no spaces and no '+' (C2SP signed-note key name)"
+        )
+
+
+def _write_secret(path: Path, data: bytes) -> None:
+    # O_EXCL: never replace a key that appeared since we looked; 0600 from the first byte.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def ensure_keys(settings: Settings) -> CreatedKeys:
+    validate_origin(settings.log_origin)
+    settings.instance_path.mkdir(parents=True, exist_ok=True)
+    signing = not settings.signing_key_path.exists()
+    if signing:
+        _write_secret(settings.signing_key_path, private_key_pem(Ed25519PrivateKey.generate()))
+    identifier = not settings.identifier_key_path.exists()
+    if identifier:
+        _write_secret(settings.identifier_key_path, secrets.token_bytes(IDENTIFIER_KEY_BYTES))
+    return CreatedKeys(signing, identifier)
+
+
+def load_signer(settings: Settings) -> CheckpointSigner:
+    validate_origin(settings.log_origin)
+    path = settings.signing_key_path
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise KeyFileError(f"no signing key at {path}: run `consent-ledger init`") from None
+    try:
+        key = load_private_key_pem(data)
+    except Exception:
+        raise KeyFileError(f"{path} is not an Ed25519 PKCS#8 PEM private key") from None
+    return CheckpointSigner(settings.log_origin, key)
+
+
+def load_identifier_key(settings: Settings) -> bytes:
+    path = settings.identifier_key_path
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise KeyFileError(f"no identifier key at {path}: run `consent-ledger init`") from None
+    if len(data) != IDENTIFIER_KEY_BYTES:
+        raise KeyFileError(f"{path} must hold exactly {IDENTIFIER_KEY_BYTES} bytes")
+    return data

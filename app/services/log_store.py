@@ -1,0 +1,278 @@
+"""The log in the database: appends, proofs and the start-up consistency check.
+
+An append runs inside the caller's write transaction (one use case = one transaction): lock the
+log head, assign dense indexes, write leaves and the new perfect-subtree nodes, sign a checkpoint
+over the new root and store it. The caller commits; until then nothing is visible, and a
+rollback leaves no gap because indexes come from the head row, not a sequence.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, tuple_
+from sqlalchemy.orm import Session
+
+from app.errors import FieldError as FE
+from app.errors import InvalidArgument, NotFound
+from app.ledger import merkle
+from app.ledger.checkpoint import Checkpoint, CheckpointSigner, CheckpointVerifier
+from app.ledger.entry import decode_entry, encode_entry
+from app.ledger.errors import VerificationError
+from app.models import LogCheckpoint, LogEntry, LogHead, LogNode
+
+logger = logging.getLogger(__name__)
+
+ENTRY_FORMAT_VERSION = 1
+
+
+class LogInconsistent(Exception):
+    """The stored tree contradicts the newest signed checkpoint (or is not there at all)."""
+
+
+@dataclass(frozen=True)
+class Receipt:
+    index: int
+    leaf_hash: bytes
+    checkpoint: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "leaf_hash": self.leaf_hash.hex(),
+            "checkpoint": self.checkpoint,
+        }
+
+
+@dataclass(frozen=True)
+class InclusionProof:
+    index: int
+    size: int
+    leaf_hash: bytes
+    root_hash: bytes
+    hashes: list[bytes]
+
+
+@dataclass(frozen=True)
+class ConsistencyProof:
+    old_size: int
+    new_size: int
+    old_root: bytes
+    new_root: bytes
+    hashes: list[bytes]
+
+
+def make_entry(entry_type: str, time: datetime, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The envelope every leaf shares: format version, type, UTC time, and the payload."""
+    return {
+        "v": ENTRY_FORMAT_VERSION,
+        "type": entry_type,
+        "time": time.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+        "data": dict(data),
+    }
+
+
+def _fetch_nodes(session: Session, ids: Iterable[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(LogNode.level, LogNode.idx, LogNode.hash).where(
+            tuple_(LogNode.level, LogNode.idx).in_(wanted)
+        )
+    )
+    return {(level, idx): h for level, idx, h in rows}
+
+
+class LogStore:
+    def __init__(self, signer: CheckpointSigner) -> None:
+        self.signer = signer
+        self.verifier = CheckpointVerifier.from_verifier_key(signer.verifier_key())
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def append(
+        self, session: Session, entries: Sequence[Mapping[str, Any]], now: datetime
+    ) -> list[Receipt]:
+        """Append ``entries`` (already in envelope form) and sign one checkpoint covering them."""
+        if not entries:
+            raise ValueError("nothing to append")
+        leaves = [encode_entry(e) for e in entries]
+        head = session.execute(
+            select(LogHead).where(LogHead.id == 1).with_for_update()
+        ).scalar_one()
+        size = head.size
+        # Every future sibling is one of the current tree's root subtrees, so fetching those
+        # is all an append needs; recomputing the root from them is a cheap fail-closed check
+        # that we never sign a tree inconsistent with the one the last checkpoint committed to.
+        nodes = _fetch_nodes(session, merkle.root_node_ids(size))
+        if merkle.tree_root(size, nodes) != head.root_hash:
+            raise LogInconsistent(f"stored nodes do not reproduce the head root at size {size}")
+        if size:
+            last = session.get(LogCheckpoint, size)
+            if last is None or last.root_hash != head.root_hash:
+                raise LogInconsistent(f"log head at size {size} has no matching checkpoint")
+
+        entry_rows: list[dict[str, Any]] = []
+        node_rows: list[dict[str, Any]] = []
+        receipts: list[tuple[int, bytes]] = []
+        for offset, (entry, leaf) in enumerate(zip(entries, leaves, strict=True)):
+            index = size + offset
+            lh = merkle.leaf_hash(leaf)
+            for (level, idx), h in merkle.nodes_after_append(index, lh, nodes):
+                nodes[(level, idx)] = h
+                node_rows.append({"level": level, "idx": idx, "hash": h})
+            entry_rows.append(
+                {
+                    "idx": index,
+                    "leaf": leaf,
+                    "leaf_hash": lh,
+                    "entry_type": str(entry["type"]),
+                    "created_at": now,
+                }
+            )
+            receipts.append((index, lh))
+
+        new_size = size + len(entries)
+        new_root = merkle.tree_root(new_size, nodes)
+        note = self.signer.sign(Checkpoint(self.signer.name, new_size, new_root))
+        session.execute(insert(LogEntry), entry_rows)
+        session.execute(insert(LogNode), node_rows)
+        session.add(
+            LogCheckpoint(tree_size=new_size, root_hash=new_root, note=note, created_at=now)
+        )
+        head.size = new_size
+        head.root_hash = new_root
+        head.updated_at = now
+        session.flush()
+        return [Receipt(index, lh, note) for index, lh in receipts]
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def size(self, session: Session) -> int:
+        return session.execute(select(LogHead.size).where(LogHead.id == 1)).scalar_one()
+
+    def latest_checkpoint(self, session: Session) -> LogCheckpoint | None:
+        return session.execute(
+            select(LogCheckpoint).order_by(LogCheckpoint.tree_size.desc()).limit(1)
+        ).scalar_one_or_none()
+
+    def entry(self, session: Session, index: int) -> tuple[LogEntry, dict[str, Any]]:
+        row = session.get(LogEntry, index)
+        if row is None:
+            size = self.size(session)
+            raise NotFound(
+                f"there is no entry {index}: the log holds entries 0 to {size - 1}"
+                if size
+                else "the log is empty"
+            )
+        return row, decode_entry(row.leaf)
+
+    def _checked_size(self, session: Session, size: int | None, field: str) -> tuple[int, int]:
+        current = self.size(session)
+        if current == 0:
+            raise InvalidArgument("the log is empty: there is nothing to prove")
+        if size is None:
+            return current, current
+        if not 1 <= size <= current:
+            raise InvalidArgument(
+                f"{field} must be between 1 and the log size {current}",
+                errors=[FE(field, f"{size} is outside 1..{current}", "query")],
+            )
+        return size, current
+
+    def inclusion_proof(self, session: Session, index: int, size: int | None) -> InclusionProof:
+        size, _ = self._checked_size(session, size, "size")
+        if not 0 <= index < size:
+            raise InvalidArgument(
+                f"index must be below the tree size {size}",
+                errors=[FE("index", f"{index} is outside 0..{size - 1}", "query")],
+            )
+        ranges = merkle.inclusion_proof_ranges(index, size)
+        ids = merkle.node_ids_for_ranges(ranges) | set(merkle.root_node_ids(size)) | {(0, index)}
+        nodes = _fetch_nodes(session, ids)
+        return InclusionProof(
+            index=index,
+            size=size,
+            leaf_hash=nodes[(0, index)],
+            root_hash=merkle.tree_root(size, nodes),
+            hashes=merkle.inclusion_proof(index, size, nodes),
+        )
+
+    def consistency_proof(
+        self, session: Session, old_size: int, new_size: int | None
+    ) -> ConsistencyProof:
+        new_size, _ = self._checked_size(session, new_size, "to")
+        if not 1 <= old_size <= new_size:
+            raise InvalidArgument(
+                f"from must be between 1 and to ({new_size})",
+                errors=[FE("from", f"{old_size} is outside 1..{new_size}", "query")],
+            )
+        ranges = merkle.consistency_proof_ranges(old_size, new_size)
+        ids = (
+            merkle.node_ids_for_ranges(ranges)
+            | set(merkle.root_node_ids(old_size))
+            | set(merkle.root_node_ids(new_size))
+        )
+        nodes = _fetch_nodes(session, ids)
+        return ConsistencyProof(
+            old_size=old_size,
+            new_size=new_size,
+            old_root=merkle.tree_root(old_size, nodes),
+            new_root=merkle.tree_root(new_size, nodes),
+            hashes=merkle.consistency_proof(old_size, new_size, nodes),
+        )
+
+    # -- start-up check ------------------------------------------------------------------------
+
+    def check_against_checkpoint(self, session: Session) -> int:
+        """Fail unless the stored tree is the one the newest signed checkpoint commits to.
+
+        O(log n): signature, sizes, the root recomputed from stored nodes, and the newest leaf
+        re-hashed. The full re-hash of every leaf is ``consent-ledger verify``.
+        """
+        head = session.get(LogHead, 1)
+        if head is None:
+            raise LogInconsistent("the log head row is missing")
+        # max() walks the primary key index; a count would scan the whole table at start-up.
+        top = session.execute(select(func.max(LogEntry.idx))).scalar_one()
+        stored = 0 if top is None else top + 1
+        if stored != head.size:
+            raise LogInconsistent(f"log head says {head.size} entries but {stored} are stored")
+        latest = self.latest_checkpoint(session)
+        if head.size == 0:
+            if latest is not None:
+                raise LogInconsistent("the log is empty but checkpoints are stored")
+            return 0
+        if latest is None:
+            raise LogInconsistent(f"{head.size} entries are stored but no signed checkpoint")
+        try:
+            signed = self.verifier.verify(latest.note)
+        except VerificationError:
+            raise LogInconsistent(
+                f"the newest checkpoint (size {latest.tree_size}) does not verify under this "
+                "instance's signing key"
+            ) from None
+        if signed.size != head.size:
+            raise LogInconsistent(
+                f"the newest signed checkpoint is for size {signed.size} but the log holds "
+                f"{head.size} entries"
+            )
+        nodes = _fetch_nodes(session, merkle.root_node_ids(head.size))
+        try:
+            root = merkle.tree_root(head.size, nodes)
+        except KeyError:
+            raise LogInconsistent("stored tree nodes are missing") from None
+        if root != signed.root_hash or root != head.root_hash:
+            raise LogInconsistent(
+                f"the stored tree's root at size {head.size} differs from the newest signed "
+                "checkpoint's"
+            )
+        newest = session.get(LogEntry, head.size - 1)
+        if newest is None or merkle.leaf_hash(newest.leaf) != newest.leaf_hash:
+            raise LogInconsistent(f"entry {head.size - 1} does not match its leaf hash")
+        return head.size

@@ -1,0 +1,269 @@
+"""The ``consent-ledger`` commands, run through Flask's CLI runner as a user would type them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskCliRunner
+from sqlalchemy import func, select
+
+from app.models import ApiClient, LogEntry, Organisation
+from app.services.clients import hash_token
+from app.services.container import Ledger
+from tests.helpers import BOTH, tamper
+
+
+def _count(ledger: Ledger, model: type) -> int:
+    with ledger.db.read() as session:
+        return session.execute(select(func.count()).select_from(model)).scalar_one()
+
+
+def test_init_creates_private_keys_once(runner: FlaskCliRunner, ledger: Ledger) -> None:
+    ledger.settings.signing_key_path.unlink()
+    ledger.settings.identifier_key_path.unlink()
+    first = runner.invoke(args=["init"])
+    assert first.exit_code == 0, first.output
+    assert "Created the signing key" in first.output
+    pem = ledger.settings.signing_key_path.read_bytes()
+    assert pem.startswith(b"-----BEGIN PRIVATE KEY-----")  # PKCS#8
+    for path in (ledger.settings.signing_key_path, ledger.settings.identifier_key_path):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(ledger.settings.identifier_key_path.read_bytes()) == 32
+    second = runner.invoke(args=["init"])
+    assert second.exit_code == 0
+    assert "Kept the signing key" in second.output
+    assert ledger.settings.signing_key_path.read_bytes() == pem
+
+
+def test_init_refuses_an_origin_that_cannot_be_a_key_name(tmp_path: Path) -> None:
+    from app import create_app
+
+    app = create_app({"INSTANCE_PATH": str(tmp_path), "LOG_ORIGIN": "bad origin+x"})
+    result = app.test_cli_runner().invoke(args=["init"])
+    assert result.exit_code == 1
+    assert "not a valid log origin" in result.output
+
+
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
+def test_orgs_import_registers_each_organisation_as_a_log_entry(
+    runner: FlaskCliRunner, ledger: Ledger, tmp_path: Path
+) -> None:
+    f = tmp_path / "orgs.json"
+    f.write_text(
+        json.dumps(
+            [
+                {
+                    "id": "tt-york",
+                    "name": "York Talking Therapies",
+                    "kind": "health",
+                    "funder": "nhs",
+                    "ods_code": "X1Y2Z",
+                },
+                {"id": "whp-york", "name": "WHP York", "kind": "employment_dwp", "funder": "dwp"},
+            ]
+        )
+    )
+    result = runner.invoke(args=["orgs", "import", str(f)])
+    assert result.exit_code == 0, result.output
+    assert "registered tt-york (health) at log index 0" in result.output
+    with ledger.db.read() as session:
+        types = session.execute(select(LogEntry.entry_type)).scalars().all()
+    assert types == ["organisation.registered"] * 2
+    again = runner.invoke(args=["orgs", "import", str(f)])
+    assert again.exit_code == 0
+    assert "unchanged: tt-york, whp-york" in again.output
+    assert _count(ledger, LogEntry) == 2
+
+
+@pytest.mark.parametrize(
+    ("records", "expected"),
+    [
+        (
+            [{"id": "x-org", "name": "X", "kind": "hospital", "funder": "nhs"}],
+            "record 1 (id 'x-org'): field 'kind': 'hospital' is not one of health",
+        ),
+        (
+            [
+                {"id": "a-org", "name": "A", "kind": "health", "funder": "nhs"},
+                {"id": "a-org", "name": "A again", "kind": "health", "funder": "nhs"},
+            ],
+            "record 2 (id 'a-org'): field 'id': 'a-org' duplicates record 1",
+        ),
+        (
+            [{"id": "b-org", "name": "B", "kind": "health"}],
+            "record 1 (id 'b-org'): field 'funder' is missing",
+        ),
+        (
+            [{"id": "c-org", "name": "C", "kind": "health", "funder": "nhs", "ods": "X"}],
+            "record 1 (id 'c-org'): field 'ods' is not known",
+        ),
+        (
+            [
+                {
+                    "id": "d-org",
+                    "name": "D",
+                    "kind": "health",
+                    "funder": "nhs",
+                    "ods_code": "bad code",
+                }
+            ],
+            "field 'ods_code'",
+        ),
+        ({"id": "e-org"}, "must hold a list"),
+    ],
+)
+def test_a_bad_file_is_refused_whole(
+    runner: FlaskCliRunner, ledger: Ledger, tmp_path: Path, records: object, expected: str
+) -> None:
+    good = {"id": "good-org", "name": "Good", "kind": "health", "funder": "nhs"}
+    body = [good, *records] if isinstance(records, list) else records
+    if isinstance(records, list):
+        # the good record comes first, so record numbers shift by one
+        expected = expected.replace("record 2", "record 3").replace("record 1", "record 2")
+    f = tmp_path / "orgs.yaml"
+    f.write_text(json.dumps(body))
+    result = runner.invoke(args=["orgs", "import", str(f)])
+    assert result.exit_code == 1
+    assert "nothing was imported" in result.output
+    assert expected in result.output
+    assert _count(ledger, Organisation) == 0
+    assert _count(ledger, LogEntry) == 0
+
+
+def test_changing_a_registered_organisation_is_refused(
+    runner: FlaskCliRunner, ledger: Ledger, orgs: list[str], tmp_path: Path
+) -> None:
+    before = _count(ledger, LogEntry)
+    f = tmp_path / "orgs.yaml"
+    f.write_text("- {id: tt-leeds, name: Leeds TT, kind: employer, funder: other}\n")
+    result = runner.invoke(args=["orgs", "import", str(f)])
+    assert result.exit_code == 1
+    assert "already registered with different fields" in result.output
+    assert _count(ledger, LogEntry) == before
+
+
+def test_clients_create_prints_the_token_once_and_stores_only_its_hash(
+    runner: FlaskCliRunner, ledger: Ledger, orgs: list[str]
+) -> None:
+    result = runner.invoke(
+        args=["clients", "create", "--org", "tt-leeds", "--role", "ig_lead", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert set(out) == {"client_id", "token"}
+    with ledger.db.read() as session:
+        row = session.get(ApiClient, out["client_id"])
+        entry = session.get(LogEntry, row.ledger_index)  # type: ignore[union-attr]
+    assert row is not None
+    assert row.token_hash == hash_token(out["token"])
+    assert out["token"].encode() not in entry.leaf  # type: ignore[union-attr]
+    secret = out["token"].split(".", 1)[1].encode()
+    for path in ledger.settings.instance_path.iterdir():
+        assert secret not in path.read_bytes(), path
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--org", "nowhere", "--role", "ig_lead"], "organisation 'nowhere' is not registered"),
+        (["--org", "tt-leeds", "--role", "superuser"], "Invalid value for '--role'"),
+    ],
+)
+def test_clients_create_refuses_bad_arguments(
+    runner: FlaskCliRunner, orgs: list[str], args: list[str], message: str
+) -> None:
+    result = runner.invoke(args=["clients", "create", *args])
+    assert result.exit_code != 0
+    assert message in result.output
+
+
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
+def test_verify_passes_on_an_untouched_log(
+    runner: FlaskCliRunner, orgs: list[str], make_token: object
+) -> None:
+    result = runner.invoke(args=["verify"])
+    assert result.exit_code == 0, result.output
+    assert f"log verified: {len(orgs)} entries" in result.output
+
+
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
+@pytest.mark.parametrize(
+    ("sql", "params", "named"),
+    [
+        # a leaf edited, its recorded hash left alone
+        ("UPDATE log_entries SET leaf = :v WHERE idx = 4", {"v": b'{"forged":1}'}, "entry 4"),
+        # a leaf and its hash edited together, nodes left alone
+        (
+            "UPDATE log_entries SET leaf = :v, leaf_hash = :h WHERE idx = 5",
+            {"v": b'{"forged":1}', "h": hashlib.sha256(b'\x00{"forged":1}').digest()},
+            "entry 5",
+        ),
+        # a stored tree node edited: proofs would lie
+        (
+            "UPDATE log_nodes SET hash = :h WHERE level = 1 AND idx = 1",
+            {"h": b"\1" * 32},
+            "entry 3",
+        ),
+        # an entry deleted
+        ("DELETE FROM log_entries WHERE idx = 6", {}, "entry 6"),
+    ],
+)
+def test_verify_fails_naming_the_first_bad_entry(
+    runner: FlaskCliRunner,
+    ledger: Ledger,
+    orgs: list[str],
+    sql: str,
+    params: dict[str, object],
+    named: str,
+) -> None:
+    tamper(ledger, sql, **params)
+    result = runner.invoke(args=["verify"])
+    assert result.exit_code == 1
+    assert "log verification FAILED" in result.output
+    assert named in result.output
+
+
+def test_verify_against_another_key_fails(runner: FlaskCliRunner, orgs: list[str]) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from app.ledger.checkpoint import CheckpointSigner
+
+    other = CheckpointSigner("localhost/consent-ledger", Ed25519PrivateKey.generate())
+    result = runner.invoke(args=["verify", "--key", other.verifier_key()])
+    assert result.exit_code == 1
+    assert "no valid signature" in result.output
+
+
+def test_verify_prints_progress_on_a_large_log(runner: FlaskCliRunner, ledger: Ledger) -> None:
+    from datetime import UTC, datetime
+
+    from app.services.log_store import make_entry
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    with ledger.db.write() as session:
+        for start in range(0, 12_000, 3_000):
+            ledger.log_store.append(
+                session,
+                [make_entry("bulk", now, {"n": i}) for i in range(start, start + 3000)],
+                now,
+            )
+    result = runner.invoke(args=["verify"])
+    assert result.exit_code == 0, result.output
+    assert "verified 5000/12000 entries" in result.output
+    assert "log verified: 12000 entries" in result.output
+
+
+def test_demo_is_repeatable(runner: FlaskCliRunner, ledger: Ledger) -> None:
+    first = runner.invoke(args=["demo"])
+    assert first.exit_code == 0, first.output
+    entries = _count(ledger, LogEntry)
+    second = runner.invoke(args=["demo"])
+    assert second.exit_code == 0, second.output
+    assert _count(ledger, LogEntry) == entries
+    tokens = ledger.settings.instance_path / "demo-tokens.json"
+    assert stat.S_IMODE(tokens.stat().st_mode) == 0o600
+    assert all(t["token"] in second.output for t in json.loads(tokens.read_text()))

@@ -1,0 +1,40 @@
+"""Small helpers shared by tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from app.services.container import Ledger
+
+# Parametrise a test with ``@pytest.mark.parametrize("backend", BOTH, indirect=True)`` to run it
+# on SQLite and on the real PostgreSQL server.
+BOTH = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def tamper(ledger: Ledger, sql: str, **params: Any) -> None:
+    """Edit a log table behind the append-only triggers' back, as a hostile DBA could."""
+    engine = ledger.db.write_engine
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            tables = ("log_entries", "log_nodes", "log_checkpoints")
+            for t in tables:
+                conn.execute(text(f"ALTER TABLE {t} DISABLE TRIGGER USER"))
+            conn.execute(text(sql), params)
+            for t in tables:
+                conn.execute(text(f"ALTER TABLE {t} ENABLE TRIGGER USER"))
+            return
+        saved = conn.execute(
+            text("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'")
+        ).all()
+        for name, _ in saved:
+            conn.execute(text(f"DROP TRIGGER {name}"))
+        conn.execute(text(sql), params)
+        for _, ddl in saved:
+            conn.execute(text(ddl))
