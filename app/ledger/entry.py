@@ -45,7 +45,8 @@ def _checked_str(text: str, path: str) -> str:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise EntryError(f"{path}: string is not valid Unicode (lone surrogate)") from None
-    return text
+    # A plain str of the same characters, whatever a subclass (StrEnum, ...) says in __str__.
+    return str.__str__(text)
 
 
 def _normalise(value: object, depth: int, path: str) -> object:
@@ -72,8 +73,7 @@ def _normalise(value: object, depth: int, path: str) -> object:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise EntryError(f"{path}: object keys must be strings, not {type(key).__name__}")
-            _checked_str(key, path)
-            out[key] = _normalise(item, depth + 1, f"{path}.{key}")
+            out[_checked_str(key, path)] = _normalise(item, depth + 1, f"{path}.{key}")
         return out
     if isinstance(value, list | tuple):
         return [_normalise(item, depth + 1, f"{path}[{i}]") for i, item in enumerate(value)]

@@ -318,10 +318,10 @@ def verify_inclusion(
         # 4b.
         if fn & 1 or fn == sn:
             r = node_hash(p, r)
-            if not fn & 1:
-                while fn and not fn & 1:
-                    fn >>= 1
-                    sn >>= 1
+            # "If LSB(fn) is not set, right-shift fn and sn until LSB(fn) is set or fn is 0."
+            while fn and not fn & 1:
+                fn >>= 1
+                sn >>= 1
         else:
             r = node_hash(r, p)
         # 4c.
@@ -386,10 +386,9 @@ def verify_consistency(
         if fn & 1 or fn == sn:
             fr = node_hash(c, fr)
             sr = node_hash(c, sr)
-            if not fn & 1:
-                while fn and not fn & 1:
-                    fn >>= 1
-                    sn >>= 1
+            while fn and not fn & 1:
+                fn >>= 1
+                sn >>= 1
         else:
             sr = node_hash(sr, c)
         # 6c.
@@ -398,7 +397,7 @@ def verify_consistency(
     # 7. Compare both roots before raising, so timing does not tell which one differed.
     old_ok = _same(fr, old_root)
     new_ok = _same(sr, new_root)
-    if not (old_ok and new_ok):
+    if not (old_ok and new_ok and sn == 0):
         raise VerificationError
 
 
