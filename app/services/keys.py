@@ -53,7 +53,9 @@ def _write_secret(path: Path, data: bytes) -> None:
 
 def ensure_keys(settings: Settings) -> CreatedKeys:
     validate_origin(settings.log_origin)
-    settings.instance_path.mkdir(parents=True, exist_ok=True)
+    if not settings.instance_path.exists():
+        # The folder holds the keys and the SQLite database: nobody else's business.
+        settings.instance_path.mkdir(parents=True, mode=0o700)
     signing = not settings.signing_key_path.exists()
     if signing:
         _write_secret(settings.signing_key_path, private_key_pem(Ed25519PrivateKey.generate()))
