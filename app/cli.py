@@ -17,9 +17,11 @@ from alembic import command as alembic_command
 from alembic.config import Config as AlembicConfig
 from flask import Flask, current_app
 from flask.cli import AppGroup, FlaskGroup, with_appcontext
+from sqlalchemy import select
 
 from app import create_app, get_ledger
 from app.errors import DomainError
+from app.models import LogHead
 from app.services import clients, keys, organisations
 from app.services.container import Ledger
 from app.services.verify import verify_log
@@ -60,24 +62,51 @@ def alembic_config(ledger: Ledger) -> AlembicConfig:
 
 
 @click.command("init")
+@click.option(
+    "--new-identity",
+    is_flag=True,
+    help="allow creating keys for a database that already holds entries (a new log identity)",
+)
 @with_appcontext
-def init_command() -> None:
+def init_command(new_identity: bool) -> None:
     """Create or upgrade the database and create missing keys."""
     ledger = _ledger()
+    settings = ledger.settings
     try:
-        created = keys.ensure_keys(ledger.settings)
+        keys.validate_origin(settings.log_origin)
+        keys.ensure_instance_folder(settings)
     except keys.KeyFileError as exc:
         _fail(str(exc))
     alembic_command.upgrade(alembic_config(ledger), "head")
-    click.echo(f"Instance folder: {ledger.settings.instance_path}")
-    click.echo(f"Database: {_safe_url(ledger.settings.database_url)} (at the newest migration)")
+    with ledger.db.read() as session:
+        size = session.execute(select(LogHead.size)).scalar_one()
+    missing = [
+        p for p in (settings.signing_key_path, settings.identifier_key_path) if not p.exists()
+    ]
+    if size and missing and not new_identity:
+        # A key gone from a database that holds entries is a wrong instance path or a lost
+        # backup, not a first run: a new signing key is a new log identity, and a new
+        # identifier key makes every stored subject unreachable.
+        _fail(
+            f"the database holds {size} log entries but {', '.join(map(str, missing))} "
+            "is missing. Restore it from backup, or check CONSENT_LEDGER_INSTANCE_PATH. "
+            "To start a new log identity anyway, run `consent-ledger init --new-identity`."
+        )
+    try:
+        created = keys.ensure_keys(settings)
+    except keys.KeyFileError as exc:
+        _fail(str(exc))
+    for warning in keys.permission_warnings(settings):
+        click.echo(f"Warning: {warning}", err=True)
+    click.echo(f"Instance folder: {settings.instance_path}")
+    click.echo(f"Database: {_safe_url(settings.database_url)} (at the newest migration)")
     click.echo(
         ("Created" if created.signing_key_created else "Kept")
-        + f" the signing key {ledger.settings.signing_key_path}"
+        + f" the signing key {settings.signing_key_path}"
     )
     click.echo(
         ("Created" if created.identifier_key_created else "Kept")
-        + f" the identifier key {ledger.settings.identifier_key_path}"
+        + f" the identifier key {settings.identifier_key_path}"
     )
     click.echo(f"Log origin and verifier key: {ledger.log_store.signer.verifier_key()}")
 
@@ -244,6 +273,9 @@ def init_app(app: Flask) -> None:
 
 def main(argv: list[str] | None = None) -> Any:
     """Entry point of the ``consent-ledger`` console script."""
+    # Everything this process creates (the SQLite database and its WAL, keys, demo tokens)
+    # is for the service's user alone, whatever umask it was started with.
+    os.umask(0o077)
     group = FlaskGroup(
         create_app=lambda: create_app(),
         add_default_commands=False,

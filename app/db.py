@@ -3,8 +3,9 @@
 Two kinds of session: ``read()`` for queries and ``write()`` for the one transaction a write
 use case makes. On SQLite a write session begins with ``BEGIN IMMEDIATE`` so two writers never
 both read the log head and then collide on upgrade to a write lock; reads stay deferred so they
-never wait for a writer (WAL). On PostgreSQL the log head is locked with ``SELECT ... FOR
-UPDATE`` instead, so one engine serves both.
+never wait for a writer, and WAL gives each read transaction one snapshot. On PostgreSQL the
+log head is locked with ``SELECT ... FOR UPDATE``, and reads run as ``REPEATABLE READ READ
+ONLY`` so that every statement of one read sees the same snapshot.
 """
 
 from __future__ import annotations
@@ -56,8 +57,12 @@ class Database:
                 self.url, settings.sqlite_busy_timeout_ms, immediate=True
             )
         else:
-            self.read_engine = create_engine(self.url, pool_pre_ping=True)
-            self.write_engine = self.read_engine
+            self.write_engine = create_engine(self.url, pool_pre_ping=True)
+            # One snapshot per read: a check or a verification that reads the head, then the
+            # entries, then the checkpoints must see one state of the log, not three.
+            self.read_engine = self.write_engine.execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            )
         self._read = sessionmaker(self.read_engine, expire_on_commit=False)
         self._write = sessionmaker(self.write_engine, expire_on_commit=False)
 
@@ -74,5 +79,4 @@ class Database:
 
     def dispose(self) -> None:
         self.read_engine.dispose()
-        if self.write_engine is not self.read_engine:
-            self.write_engine.dispose()
+        self.write_engine.dispose()

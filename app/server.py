@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from app import create_app, get_ledger
+from app.services import keys
+
+logger = logging.getLogger("consent_ledger.server")
 
 
 def create_checked_app() -> Flask:
     """The WSGI app, with the start-up log check run now so a bad log is logged at once."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    os.umask(0o077)  # the SQLite WAL and shared-memory files are for the service's user alone
     app = create_app()
-    get_ledger(app).health()
+    ledger = get_ledger(app)
+    for warning in keys.permission_warnings(ledger.settings):
+        logger.warning("%s", warning)
+    ledger.health()
     return app
 
 

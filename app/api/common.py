@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import http
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, cast
@@ -10,6 +11,7 @@ from typing import Any, TypeVar, cast
 import marshmallow as ma
 from flask import Flask, Response, current_app, g, json, request
 from flask_smorest import Api
+from flask_smorest.utils import prepare_response
 from werkzeug.exceptions import HTTPException
 
 from app import get_ledger
@@ -23,6 +25,7 @@ from app.errors import (
 )
 from app.services.clients import Principal, authenticate
 from app.services.container import Ledger
+from app.services.log_store import LogInconsistent
 
 logger = logging.getLogger("consent_ledger.api")
 
@@ -101,6 +104,27 @@ def field_errors_from_webargs(data: Any) -> list[FieldError]:
 class LedgerApi(Api):  # type: ignore[misc]
     ERROR_SCHEMA = ProblemSchema
 
+    def _register_responses(self) -> None:
+        """Document every error response as RFC 9457 ``application/problem+json``, as served.
+
+        flask-smorest registers one component response per HTTP status (``UNAUTHORIZED``,
+        ``BAD_REQUEST``, ...) plus ``DEFAULT_ERROR``; views refer to them by name.
+        """
+        for status in http.HTTPStatus:
+            response: dict[str, Any] = {"description": status.phrase}
+            content_type = self.DEFAULT_RESPONSE_CONTENT_TYPE
+            if status >= 400:
+                response["schema"] = self.ERROR_SCHEMA
+                content_type = PROBLEM_CONTENT_TYPE
+            prepare_response(response, self.spec, content_type)
+            self.spec.components.response(status.name, response, lazy=True)
+        default = {
+            "description": "Any other error, including 503 while the log is unhealthy",
+            "schema": self.ERROR_SCHEMA,
+        }
+        prepare_response(default, self.spec, PROBLEM_CONTENT_TYPE)
+        self.spec.components.response("DEFAULT_ERROR", default, lazy=True)
+
     def handle_http_exception(self, error: HTTPException) -> Response:
         status = error.code or 500
         if status >= 500:
@@ -141,6 +165,16 @@ def handle_unexpected(error: Exception) -> Response:
     return problem_response(500, "internal-error", "the service failed; nothing was recorded")
 
 
+def handle_log_inconsistent(error: LogInconsistent) -> Response:
+    # A write found the tree contradicting its signed checkpoint: nothing was written (the
+    # transaction rolled back); stop serving in this worker, as the start-up check would.
+    logger.error("consent-ledger refuses to serve: %s", error)
+    ledger().refuse_service(str(error))
+    return handle_domain_error(
+        LogUnavailable("the service refuses to serve: the log failed its consistency check")
+    )
+
+
 def ledger() -> Ledger:
     return get_ledger(current_app)
 
@@ -151,7 +185,7 @@ def refuse_when_unhealthy() -> Response | None:
     state = ledger().health()
     if not state.ok:
         return handle_domain_error(
-            LogUnavailable("the service refuses to serve: " + (state.reason or "log unhealthy"))
+            LogUnavailable("the service refuses to serve: " + (state.public_reason or ""))
         )
     return None
 
@@ -187,5 +221,6 @@ BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
 def install_error_handlers(app: Flask) -> None:
     app.register_error_handler(DomainError, handle_domain_error)
+    app.register_error_handler(LogInconsistent, handle_log_inconsistent)
     app.register_error_handler(Exception, handle_unexpected)
     app.before_request(refuse_when_unhealthy)

@@ -25,7 +25,7 @@ def healthz() -> Any:
     led = ledger()
     state = led.health()
     if not state.ok:
-        return {"status": "unavailable", "reason": state.reason}, 503
+        return {"status": "unavailable", "reason": state.public_reason}, 503
     with led.db.read() as session:
         size = led.log_store.size(session)
     return {"status": "ok", "log_size": size}

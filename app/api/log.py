@@ -13,7 +13,7 @@ import marshmallow as ma
 from flask import Response
 from flask_smorest import Blueprint
 
-from app.api.common import BEARER, ProblemSchema, authenticated, ledger
+from app.api.common import BEARER, authenticated, ledger
 from app.errors import NotFound
 
 blp = Blueprint(
@@ -66,12 +66,8 @@ class ConsistencySchema(ma.Schema):
 
 
 @blp.route("/checkpoint")
-@blp.doc(
-    responses={
-        "200": {"description": "C2SP signed checkpoint", "content": TEXT},
-        "404": {"description": "The log is empty"},
-    }
-)
+@blp.doc(responses={"200": {"description": "C2SP signed checkpoint", "content": TEXT}})
+@blp.alt_response(404, response="NOT_FOUND", description="The log is empty")
 def checkpoint() -> Response:
     led = ledger()
     with led.db.read() as session:
@@ -93,9 +89,9 @@ def key() -> Response:
 @authenticated("auditor", "ig_lead")
 @blp.doc(security=BEARER)
 @blp.response(200, EntrySchema)
-@blp.alt_response(401, schema=ProblemSchema)
-@blp.alt_response(403, schema=ProblemSchema)
-@blp.alt_response(404, schema=ProblemSchema)
+@blp.alt_response(401, response="UNAUTHORIZED")
+@blp.alt_response(403, response="FORBIDDEN")
+@blp.alt_response(404, response="NOT_FOUND")
 def entry(index: int) -> Any:
     led = ledger()
     with led.db.read() as session:
@@ -113,7 +109,7 @@ def entry(index: int) -> Any:
 @blp.doc(security=BEARER)
 @blp.arguments(InclusionArgs, location="query", error_status_code=400)
 @blp.response(200, InclusionSchema)
-@blp.alt_response(401, schema=ProblemSchema)
+@blp.alt_response(401, response="UNAUTHORIZED")
 def inclusion(args: dict[str, Any]) -> Any:
     led = ledger()
     with led.db.read() as session:
@@ -132,7 +128,7 @@ def inclusion(args: dict[str, Any]) -> Any:
 @blp.doc(security=BEARER)
 @blp.arguments(ConsistencyArgs, location="query", error_status_code=400)
 @blp.response(200, ConsistencySchema)
-@blp.alt_response(401, schema=ProblemSchema)
+@blp.alt_response(401, response="UNAUTHORIZED")
 def consistency(args: dict[str, Any]) -> Any:
     led = ledger()
     with led.db.read() as session:

@@ -7,7 +7,7 @@ from typing import Any
 import marshmallow as ma
 from flask_smorest import Blueprint
 
-from app.api.common import BEARER, ProblemSchema, authenticated, ledger
+from app.api.common import BEARER, authenticated, ledger
 from app.services import organisations
 
 blp = Blueprint(
@@ -34,6 +34,6 @@ class OrganisationSchema(ma.Schema):
 @authenticated()
 @blp.doc(security=BEARER)
 @blp.response(200, OrganisationSchema(many=True))
-@blp.alt_response(401, schema=ProblemSchema)
+@blp.alt_response(401, response="UNAUTHORIZED")
 def list_organisations() -> Any:
     return organisations.list_organisations(ledger())

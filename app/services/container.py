@@ -35,12 +35,20 @@ class Ledger:
         return self._log_store
 
     def health(self) -> HealthState:
-        if self._health is None:
+        state = self._health
+        if state is None:
             with self._lock:
-                if self._health is None:
-                    self._health = check_log(self.db, lambda: self.log_store)
-        return self._health
+                state = self._health
+                if state is None:
+                    state = check_log(self.db, lambda: self.log_store)
+                    if state.final:
+                        self._health = state
+        return state
 
     def recheck_health(self) -> HealthState:
         self._health = None
         return self.health()
+
+    def refuse_service(self, reason: str) -> None:
+        """A write found the log inconsistent: stop serving, as the start-up check would."""
+        self._health = HealthState(ok=False, log_size=-1, reason=reason)

@@ -20,6 +20,22 @@ class HealthState:
     ok: bool
     log_size: int
     reason: str | None = None
+    # A database not reachable yet (PostgreSQL still starting) or an instance not initialised
+    # is checked again on the next request; a log that contradicts its checkpoint stays
+    # refused until a restart.
+    final: bool = True
+
+    @property
+    def public_reason(self) -> str | None:
+        """What anonymous callers are told: no paths, no internals. The ERROR log has the rest."""
+        if self.ok:
+            return None
+        if not self.final:
+            return (
+                "the service is not initialised or its database is unreachable "
+                "(run `consent-ledger init`)"
+            )
+        return "the log failed its consistency check at start-up; see the service's log"
 
 
 def check_log(db: Database, load_store: Callable[[], LogStore]) -> HealthState:
@@ -28,13 +44,18 @@ def check_log(db: Database, load_store: Callable[[], LogStore]) -> HealthState:
         store = load_store()
         with db.read() as session:
             size = store.check_against_checkpoint(session)
-    except (LogInconsistent, KeyFileError) as exc:
+    except LogInconsistent as exc:
         reason = str(exc)
+    except KeyFileError as exc:
+        logger.error("consent-ledger refuses to serve for now: %s", exc)
+        return HealthState(ok=False, log_size=-1, reason=str(exc), final=False)
     except SQLAlchemyError as exc:
         reason = (
             f"the database is unreachable or not initialised ({type(exc).__name__}): "
             "run `consent-ledger init`"
         )
+        logger.error("consent-ledger refuses to serve for now: %s", reason)
+        return HealthState(ok=False, log_size=-1, reason=reason, final=False)
     else:
         logger.info("log checked at start-up: %d entries agree with the newest checkpoint", size)
         return HealthState(ok=True, log_size=size)

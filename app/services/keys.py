@@ -20,7 +20,7 @@ from app.ledger.checkpoint import CheckpointSigner, load_private_key_pem, privat
 
 IDENTIFIER_KEY_BYTES = 32
 # C2SP signed-note: a key name is non-empty and has no whitespace and no "+".
-_ORIGIN = re.compile(r"^[^\s+]+$")
+_ORIGIN = re.compile(r"[^\s+\x00-\x1f\x7f]+")
 
 
 class KeyFileError(Exception):
@@ -34,7 +34,7 @@ class CreatedKeys:
 
 
 def validate_origin(origin: str) -> None:
-    if not _ORIGIN.match(origin):
+    if not _ORIGIN.fullmatch(origin):
         raise KeyFileError(
             f"CONSENT_LEDGER_LOG_ORIGIN {origin!r} is not a valid log origin: it must be "
             "non-empty with no spaces and no '+' (C2SP signed-note key name)"
@@ -51,11 +51,27 @@ def _write_secret(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
-def ensure_keys(settings: Settings) -> CreatedKeys:
-    validate_origin(settings.log_origin)
+def ensure_instance_folder(settings: Settings) -> None:
     if not settings.instance_path.exists():
         # The folder holds the keys and the SQLite database: nobody else's business.
         settings.instance_path.mkdir(parents=True, mode=0o700)
+
+
+def permission_warnings(settings: Settings) -> list[str]:
+    """Secrets readable by other users of the machine, named so an operator can fix them."""
+    out = []
+    for path in (settings.instance_path, settings.signing_key_path, settings.identifier_key_path):
+        if path.exists() and path.stat().st_mode & 0o077:
+            out.append(
+                f"{path} is accessible to other users (mode {path.stat().st_mode & 0o777:o}); "
+                f"run chmod go-rwx {path}"
+            )
+    return out
+
+
+def ensure_keys(settings: Settings) -> CreatedKeys:
+    validate_origin(settings.log_origin)
+    ensure_instance_folder(settings)
     signing = not settings.signing_key_path.exists()
     if signing:
         _write_secret(settings.signing_key_path, private_key_pem(Ed25519PrivateKey.generate()))

@@ -22,12 +22,13 @@ from app.errors import InvalidArgument, NotFound
 from app.ledger import merkle
 from app.ledger.checkpoint import Checkpoint, CheckpointSigner, CheckpointVerifier
 from app.ledger.entry import decode_entry, encode_entry
-from app.ledger.errors import VerificationError
+from app.ledger.errors import EntryError, VerificationError
 from app.models import LogCheckpoint, LogEntry, LogHead, LogNode
 
 logger = logging.getLogger(__name__)
 
 ENTRY_FORMAT_VERSION = 1
+MAX_INDEX = 2**63 - 1  # BIGINT
 
 
 class LogInconsistent(Exception):
@@ -111,20 +112,29 @@ class LogStore:
         if not entries:
             raise ValueError("nothing to append")
         leaves = [encode_entry(e) for e in entries]
-        head = session.execute(
-            select(LogHead).where(LogHead.id == 1).with_for_update()
-        ).scalar_one()
+        head = self.lock_head(session)
         size = head.size
         # Every future sibling is one of the current tree's root subtrees, so fetching those
-        # is all an append needs; recomputing the root from them is a cheap fail-closed check
-        # that we never sign a tree inconsistent with the one the last checkpoint committed to.
+        # is all an append needs. Before extending the tree, check that it is the one the last
+        # *signed* note commits to (its signature, not just the unsigned columns beside it),
+        # so the service never signs a checkpoint inconsistent with one it signed before.
         nodes = _fetch_nodes(session, merkle.root_node_ids(size))
-        if merkle.tree_root(size, nodes) != head.root_hash:
+        try:
+            root = merkle.tree_root(size, nodes)
+        except KeyError:
+            raise LogInconsistent(f"stored tree nodes are missing at size {size}") from None
+        if root != head.root_hash:
             raise LogInconsistent(f"stored nodes do not reproduce the head root at size {size}")
         if size:
             last = session.get(LogCheckpoint, size)
-            if last is None or last.root_hash != head.root_hash:
-                raise LogInconsistent(f"log head at size {size} has no matching checkpoint")
+            if last is None:
+                raise LogInconsistent(f"log head at size {size} has no signed checkpoint")
+            try:
+                signed = self.verifier.verify(last.note)
+            except VerificationError:
+                raise LogInconsistent(f"the checkpoint for size {size} does not verify") from None
+            if signed.size != size or signed.root_hash != root:
+                raise LogInconsistent(f"the tree at size {size} differs from its signed checkpoint")
 
         entry_rows: list[dict[str, Any]] = []
         node_rows: list[dict[str, Any]] = []
@@ -160,6 +170,13 @@ class LogStore:
         session.flush()
         return [Receipt(index, lh, note) for index, lh in receipts]
 
+    def lock_head(self, session: Session) -> LogHead:
+        """Lock the log head for the rest of the transaction; every write use case starts here,
+        so writes serialise before they read anything they will decide on."""
+        return session.execute(
+            select(LogHead).where(LogHead.id == 1).with_for_update()
+        ).scalar_one()
+
     # -- reading -------------------------------------------------------------------------------
 
     def size(self, session: Session) -> int:
@@ -170,8 +187,11 @@ class LogStore:
             select(LogCheckpoint).order_by(LogCheckpoint.tree_size.desc()).limit(1)
         ).scalar_one_or_none()
 
-    def entry(self, session: Session, index: int) -> tuple[LogEntry, dict[str, Any]]:
-        row = session.get(LogEntry, index)
+    def entry(self, session: Session, index: int) -> tuple[LogEntry, dict[str, Any] | None]:
+        """The stored entry and its decoded form (``None`` if the leaf is not canonical JSON,
+        which only tampering produces; ``verify`` names it, and the bytes are served as they
+        are)."""
+        row = session.get(LogEntry, index) if index <= MAX_INDEX else None
         if row is None:
             size = self.size(session)
             raise NotFound(
@@ -179,7 +199,11 @@ class LogStore:
                 if size
                 else "the log is empty"
             )
-        return row, decode_entry(row.leaf)
+        try:
+            return row, decode_entry(row.leaf)
+        except EntryError:
+            logger.error("log entry %d is not canonical JSON: run consent-ledger verify", index)
+            return row, None
 
     def _checked_size(self, session: Session, size: int | None, field: str) -> tuple[int, int]:
         current = self.size(session)

@@ -20,8 +20,8 @@ from app.services.container import Ledger
 from app.services.log_store import make_entry
 from app.vocabulary import FUNDERS, ORGANISATION_KINDS
 
-ORG_ID = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}[a-z0-9]$")
-ODS_CODE = re.compile(r"^[A-Z0-9]{3,10}$")
+ORG_ID = re.compile(r"[a-z0-9][a-z0-9-]{1,62}[a-z0-9]")
+ODS_CODE = re.compile(r"[A-Z0-9]{3,10}")
 REQUIRED = ("id", "name", "kind", "funder")
 ALLOWED = (*REQUIRED, "ods_code")
 
@@ -62,17 +62,47 @@ class ImportResult:
     unchanged: list[str]
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicate_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(f"field '{key}' appears twice in one record")
+        out[key] = value
+    return out
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a mapping key given twice (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                raise _DuplicateKey(f"field '{key}' appears twice in one record (line {line})")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_organisation_file(path: Path) -> Any:
     """YAML or JSON by extension (YAML also reads JSON, so anything else is parsed as YAML)."""
-    text = path.read_text(encoding="utf-8")
+    kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
     try:
-        if path.suffix.lower() == ".json":
-            return json.loads(text)
-        return yaml.safe_load(text)
+        text = path.read_text(encoding="utf-8")
+        if kind == "JSON":
+            return json.loads(text, object_pairs_hook=_no_duplicate_pairs)
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+    except UnicodeDecodeError:
+        raise OrganisationImportRefused(str(path), ["the file is not UTF-8 text"]) from None
+    except _DuplicateKey as exc:
+        raise OrganisationImportRefused(str(path), [str(exc)]) from None
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise OrganisationImportRefused(
-            str(path), [f"not valid {path.suffix or 'YAML'}: {exc}"]
-        ) from None
+        raise OrganisationImportRefused(str(path), [f"not valid {kind}: {exc}"]) from None
 
 
 def validate_records(data: Any, source: str) -> list[OrganisationRecord]:
@@ -103,7 +133,9 @@ def validate_records(data: Any, source: str) -> list[OrganisationRecord]:
             continue
         org_id, name, kind, funder = (raw[k].strip() for k in REQUIRED)
         ods = raw.get("ods_code")
-        if not ORG_ID.match(org_id):
+        if not name or any(ch < " " for ch in name):
+            problems.append(f"{where}: field 'name' must be a non-empty line of text")
+        if not ORG_ID.fullmatch(org_id):
             problems.append(
                 f"{where}: field 'id': {org_id!r} must be 3-64 lower-case letters, digits or "
                 "hyphens, starting and ending with a letter or digit"
@@ -118,7 +150,7 @@ def validate_records(data: Any, source: str) -> list[OrganisationRecord]:
             problems.append(
                 f"{where}: field 'funder': {funder!r} is not one of {', '.join(FUNDERS)}"
             )
-        if ods is not None and (not isinstance(ods, str) or not ODS_CODE.match(ods)):
+        if ods is not None and (not isinstance(ods, str) or not ODS_CODE.fullmatch(ods)):
             problems.append(
                 f"{where}: field 'ods_code': {ods!r} must be 3-10 upper-case letters or digits"
             )
@@ -143,6 +175,8 @@ def import_organisations(ledger: Ledger, data: Any, source: str) -> ImportResult
     records = validate_records(data, source)
     now = ledger.clock()
     with ledger.db.write() as session:
+        # Lock first, then read: two imports of the same new id must not both see it absent.
+        ledger.log_store.lock_head(session)
         existing = _existing(session, [r.id for r in records])
         problems: list[str] = []
         new: list[OrganisationRecord] = []

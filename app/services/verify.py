@@ -56,9 +56,12 @@ def _stored_nodes(session: Session, start: int, end: int) -> dict[merkle.NodeId,
     return {(lv, i): h for lv, i, h in rows}
 
 
-def _checkpoints(session: Session) -> Iterator[LogCheckpoint]:
+def _checkpoints(session: Session, size: int) -> Iterator[LogCheckpoint]:
     yield from session.execute(
-        select(LogCheckpoint).order_by(LogCheckpoint.tree_size).execution_options(yield_per=1000)
+        select(LogCheckpoint)
+        .where(LogCheckpoint.tree_size <= size)
+        .order_by(LogCheckpoint.tree_size)
+        .execution_options(yield_per=1000)
     ).scalars()
 
 
@@ -72,7 +75,7 @@ def verify_log(
         if head is None:
             raise _Bad("the log head row is missing", None)
         tree = merkle.CompactRange()
-        checkpoints = _checkpoints(session)
+        checkpoints = _checkpoints(session, size)
         pending = next(checkpoints, None)
         good_through = 0
         start = 0
@@ -80,7 +83,9 @@ def verify_log(
             rows = list(
                 session.execute(
                     select(LogEntry.idx, LogEntry.leaf, LogEntry.leaf_hash)
-                    .where(LogEntry.idx >= start)
+                    # Bounded by the head read above: on a live database, rows appended
+                    # since belong to a tree this verification did not start from.
+                    .where(LogEntry.idx >= start, LogEntry.idx < size)
                     .order_by(LogEntry.idx)
                     .limit(BATCH)
                 )
@@ -134,6 +139,16 @@ def verify_log(
             raise _Bad(
                 f"the log head says {size} entries but {tree.size} are stored", min(size, tree.size)
             )
+        beyond = session.execute(
+            select(LogEntry.idx).where(LogEntry.idx >= size).limit(1)
+        ).scalar_one_or_none()
+        if beyond is not None:
+            raise _Bad(f"entry {beyond} is stored beyond the log head's size {size}", beyond)
+        later = session.execute(
+            select(LogCheckpoint.tree_size).where(LogCheckpoint.tree_size > size).limit(1)
+        ).scalar_one_or_none()
+        if later is not None:
+            raise _Bad(f"a checkpoint is stored for size {later}, beyond the log head", size)
         if size and good_through != size:
             raise _Bad(
                 f"no signed checkpoint covers entries {good_through} to {size - 1}", good_through

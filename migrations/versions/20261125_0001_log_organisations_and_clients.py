@@ -23,6 +23,11 @@ depends_on: str | Sequence[str] | None = None
 
 
 APPEND_ONLY_TABLES = ("log_entries", "log_nodes", "log_checkpoints")
+PRIMARY_KEYS = {
+    "log_entries": ("idx",),
+    "log_nodes": ("level", "idx"),
+    "log_checkpoints": ("tree_size",),
+}
 EMPTY_ROOT = bytes.fromhex("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
 
 PG_GUARD_FUNCTION = """
@@ -55,6 +60,15 @@ def _add_append_only_guards() -> None:
                 f"BEGIN SELECT RAISE(ABORT, 'consent-ledger: {action} on {table} refused: "
                 "the log is append-only'); END"
             )
+        # INSERT OR REPLACE deletes the conflicting row without firing DELETE triggers (unless
+        # recursive_triggers is on), so refuse any insert onto an existing key as well.
+        match = " AND ".join(f"{c} = NEW.{c}" for c in PRIMARY_KEYS[table])
+        op.execute(
+            f"CREATE TRIGGER {table}_no_replace BEFORE INSERT ON {table} "
+            f"WHEN EXISTS (SELECT 1 FROM {table} WHERE {match}) "
+            f"BEGIN SELECT RAISE(ABORT, 'consent-ledger: REPLACE on {table} refused: "
+            "the log is append-only'); END"
+        )
 
 
 def _drop_append_only_guards() -> None:
@@ -65,7 +79,7 @@ def _drop_append_only_guards() -> None:
         op.execute("DROP FUNCTION IF EXISTS consent_ledger_append_only()")
         return
     for table in APPEND_ONLY_TABLES:
-        for action in ("update", "delete"):
+        for action in ("update", "delete", "replace"):
             op.execute(f"DROP TRIGGER IF EXISTS {table}_no_{action}")
 
 

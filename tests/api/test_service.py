@@ -50,6 +50,7 @@ def test_an_uninitialised_database_is_not_served(tmp_path: object) -> None:
     resp = app.test_client().get("/healthz")
     assert resp.status_code == 503
     assert "consent-ledger init" in resp.get_json()["reason"]
+    assert str(tmp_path) not in resp.text  # no paths for anonymous callers
 
 
 def test_problem_types_resolve_to_their_explanation(client: FlaskClient) -> None:

@@ -114,6 +114,14 @@ def test_orgs_import_registers_each_organisation_as_a_log_entry(
             "field 'ods_code'",
         ),
         ({"id": "e-org"}, "must hold a list"),
+        (
+            [{"id": "f-org", "name": "   ", "kind": "health", "funder": "nhs"}],
+            "record 1 (id 'f-org'): field 'name' must be a non-empty line of text",
+        ),
+        (
+            [{"id": "g-org", "name": "G", "kind": "health", "funder": "nhs", "ods_code": "ABC\n"}],
+            "field 'ods_code'",
+        ),
     ],
 )
 def test_a_bad_file_is_refused_whole(
@@ -267,3 +275,51 @@ def test_demo_is_repeatable(runner: FlaskCliRunner, ledger: Ledger) -> None:
     tokens = ledger.settings.instance_path / "demo-tokens.json"
     assert stat.S_IMODE(tokens.stat().st_mode) == 0o600
     assert all(t["token"] in second.output for t in json.loads(tokens.read_text()))
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        (
+            "dup.json",
+            b'[{"id": "a-org", "id": "b-org", "name": "A", "kind": "health", "funder": "nhs"}]',
+            "field 'id' appears twice",
+        ),
+        (
+            "dup.yaml",
+            b"- id: a-org\n  name: A\n  kind: health\n  kind: employer\n  funder: nhs\n",
+            "field 'kind' appears twice in one record (line 4)",
+        ),
+        ("latin1.yaml", "- id: a-org\n  name: Caf\u00e9\n".encode("latin-1"), "not UTF-8"),
+        ("broken.yaml", b"- id: [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_unreadable_files_are_refused_with_a_reason(
+    runner: FlaskCliRunner,
+    ledger: Ledger,
+    tmp_path: Path,
+    name: str,
+    content: bytes,
+    expected: str,
+) -> None:
+    f = tmp_path / name
+    f.write_bytes(content)
+    result = runner.invoke(args=["orgs", "import", str(f)])
+    assert result.exit_code == 1
+    assert expected in result.output
+    assert "Traceback" not in result.output
+    assert _count(ledger, LogEntry) == 0
+
+
+def test_init_will_not_silently_start_a_new_log_identity(
+    runner: FlaskCliRunner, ledger: Ledger, orgs: list[str]
+) -> None:
+    ledger.settings.signing_key_path.unlink()
+    refused = runner.invoke(args=["init"])
+    assert refused.exit_code == 1
+    assert "the database holds 9 log entries" in refused.output
+    assert "--new-identity" in refused.output
+    assert not ledger.settings.signing_key_path.exists()
+    allowed = runner.invoke(args=["init", "--new-identity"])
+    assert allowed.exit_code == 0, allowed.output
+    assert ledger.settings.signing_key_path.exists()

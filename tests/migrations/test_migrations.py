@@ -106,6 +106,45 @@ def test_log_tables_refuse_update_and_delete(
         engine.dispose()
 
 
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
+@pytest.mark.parametrize("table", LOG_TABLES)
+def test_log_tables_refuse_replacing_a_row(
+    app, orgs: list[str], table: str, database_url: str
+) -> None:  # type: ignore[no-untyped-def]
+    """SQLite's INSERT OR REPLACE and PostgreSQL's ON CONFLICT DO UPDATE both count as edits."""
+    columns = {
+        "log_entries": (
+            "idx, leaf, leaf_hash, entry_type, created_at",
+            "0, x'00', x'00', 'forged', CURRENT_TIMESTAMP",
+            "idx",
+        ),
+        "log_nodes": ("level, idx, hash", "0, 0, x'00'", "level, idx"),
+        "log_checkpoints": (
+            "tree_size, root_hash, note, created_at",
+            "9, x'00', 'forged', CURRENT_TIMESTAMP",
+            "tree_size",
+        ),
+    }[table]
+    cols, values, key = columns
+    engine = create_engine(database_url)
+    if engine.dialect.name == "sqlite":
+        sql = f"INSERT OR REPLACE INTO {table} ({cols}) VALUES ({values})"
+    else:
+        values = values.replace("x'00'", "'\\x00'::bytea")
+        first = cols.split(", ")[-1]
+        sql = (
+            f"INSERT INTO {table} ({cols}) VALUES ({values}) "
+            f"ON CONFLICT ({key}) DO UPDATE SET {first} = EXCLUDED.{first}"
+        )
+    try:
+        with engine.connect() as conn:
+            with pytest.raises(DatabaseError, match="append-only"):
+                conn.execute(text(sql))
+            conn.rollback()
+    finally:
+        engine.dispose()
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 @pytest.mark.parametrize("table", LOG_TABLES)

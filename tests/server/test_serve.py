@@ -94,6 +94,11 @@ def test_serve_answers_on_every_worker(server: Server, demo_instance: Path) -> N
     assert "log checked at start-up: 15 entries" in server.log.read_text()
 
 
+def test_the_instance_folder_is_private(demo_instance: Path) -> None:
+    for path in [demo_instance, *demo_instance.iterdir()]:
+        assert path.stat().st_mode & 0o077 == 0, path
+
+
 def test_a_tampered_log_is_refused_at_start_up(demo_instance: Path) -> None:
     app = create_app({"INSTANCE_PATH": str(demo_instance)})
     ledger = get_ledger(app)

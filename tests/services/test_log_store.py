@@ -139,3 +139,32 @@ def test_append_refuses_to_extend_a_tree_that_contradicts_its_checkpoint(ledger:
         ledger.log_store.append(session, [make_entry("test.entry", NOW, {})], NOW)
     with ledger.db.read() as session:
         assert ledger.log_store.size(session) == 4
+
+
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
+def test_checks_see_one_snapshot_while_writers_append(ledger: Ledger) -> None:
+    """The start-up check and verify read the head, entries and checkpoints in one snapshot, so
+    a concurrent append never makes a healthy log look inconsistent."""
+    _append(ledger, 3)
+    done = threading.Event()
+
+    def writer() -> None:
+        try:
+            _append(ledger, 60, "live")
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    checks = 0
+    try:
+        while not done.is_set() or checks < 5:
+            with ledger.db.read() as session:
+                ledger.log_store.check_against_checkpoint(session)
+            with ledger.db.read() as session:
+                result = verify_log(session, ledger.log_store.verifier)
+            assert result.ok, result.problem
+            checks += 1
+    finally:
+        thread.join()
+    assert checks >= 5
