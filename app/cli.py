@@ -209,6 +209,49 @@ def verify_command(vkey: str | None, quiet: bool) -> None:
     )
 
 
+@click.command("rebuild")
+@click.option("--check", "check_only", is_flag=True, help="only report differences (exit 1 if any)")
+@with_appcontext
+def rebuild_command(check_only: bool) -> None:
+    """Re-derive the projections from the log; with --check, report any difference."""
+    from app.services import rebuild
+
+    ledger = _ledger()
+
+    def progress(done: int, total: int) -> None:
+        if total >= 10_000:
+            click.echo(f"replayed {done}/{total} entries ({100 * done // total}%)", err=True)
+
+    if check_only:
+        with ledger.db.read() as session:
+            total = ledger.log_store.size(session)
+            report = rebuild.check(session, total, progress)
+        if report.differences:
+            click.echo(
+                f"projections differ from the log in {len(report.differences)} places:", err=True
+            )
+            for line in report.differences:
+                click.echo(f"  - {line}", err=True)
+            sys.exit(1)
+        click.echo(f"projections match the log ({report.entries} entries replayed)")
+        return
+    with ledger.db.write() as session:
+        ledger.log_store.lock_head(session)
+        total = ledger.log_store.size(session)
+        expected = rebuild.replay(session, total, progress)
+        before = rebuild.differences(session, expected)
+        rebuild.rewrite_consent_projections(session, expected)
+        session.flush()
+        after = rebuild.differences(session, expected)
+    for line in before:
+        click.echo(f"  repaired: {line}")
+    if after:
+        for line in after:
+            click.echo(f"  still differs: {line}", err=True)
+        sys.exit(1)
+    click.echo(f"consent projections rebuilt from {total} entries; {len(before)} differences fixed")
+
+
 @click.command("demo")
 @click.option(
     "--url",
@@ -266,6 +309,7 @@ def init_app(app: Flask) -> None:
         clients_group,
         serve_command,
         verify_command,
+        rebuild_command,
         demo_command,
     ):
         app.cli.add_command(cmd)

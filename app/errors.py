@@ -44,6 +44,25 @@ PROBLEM_TYPES: dict[str, tuple[str, str]] = {
         "Send JSON bodies with `Content-Type: application/json`.",
     ),
     "payload-too-large": ("Payload too large", "The request body is larger than allowed."),
+    "idempotency-key-reused": (
+        "Idempotency key reused",
+        "The Idempotency-Key was already used by this client for a request with a different "
+        "body. A retry must repeat the first request exactly; a new request needs a new key.",
+    ),
+    "already-withdrawn": (
+        "Already withdrawn",
+        "The consent or objection was withdrawn before; nothing was changed.",
+    ),
+    "already-confirmed": ("Already confirmed", "The consent was confirmed before."),
+    "not-confirmable": (
+        "Consent does not need confirmation",
+        "Only consents recorded by a dwp or employment_dwp organisation need confirmation by a "
+        "health organisation (rule G6).",
+    ),
+    "already-objected": (
+        "Objection already recorded",
+        "The person already has an active objection of this scope; `objection_id` names it.",
+    ),
     "log-unavailable": (
         "Log unavailable",
         "The service found its stored log inconsistent with its newest signed checkpoint, or "

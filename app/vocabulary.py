@@ -19,3 +19,33 @@ ORGANISATION_KINDS: Final = (
 )
 FUNDERS: Final = ("nhs", "dwp", "local_authority", "ohid", "other")
 ROLES: Final = ("case_system", "ig_lead", "patient_portal", "auditor", "admin")
+PURPOSES: Final = (
+    "referral",
+    "case_conferencing",
+    "evaluation",
+    "sms_contact",
+    "employer_contact",
+)
+DATA_CATEGORIES: Final = (
+    "identity",
+    "contact_details",
+    "service_status",
+    "employment_status",
+    "work_needs",
+    "condition",
+    "outcome_measures",
+    "clinical_notes",
+)
+CONSENT_FORMS: Final = ("verbal", "written", "electronic")
+SIGNED_FORMS: Final = ("written", "electronic")
+OBJECTION_SCOPES: Final = ("direct_care", "national_data_opt_out")
+# Organisation kinds whose consents a health organisation must confirm (rule G6).
+NEEDS_HEALTH_CONFIRMATION: Final = ("dwp", "employment_dwp")
+# Why a consent was withdrawn: codes, not free text, so nothing identifying enters the log.
+WITHDRAWAL_REASONS: Final = (
+    "person_withdrew",
+    "recorded_in_error",
+    "superseded",
+    "no_longer_needed",
+    "other",
+)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     CheckConstraint,
     DateTime,
@@ -126,3 +127,85 @@ class ApiClient(Base):
     token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     ledger_index: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class Subject(Base):
+    """Identifier -> subject_ref. Keyed by HMAC-SHA-256 of the normalised identifier under the
+    instance's identifier key, so the identifier itself (an NHS number) is never stored.
+    Deleting a row (erasure) leaves the log verifiable and no longer linkable to the person."""
+
+    __tablename__ = "subjects"
+
+    lookup: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    subject_ref: Mapped[str] = mapped_column(String(40), nullable=False, unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class Consent(Base):
+    """Current state of a consent: a projection of its log entries, updated in the same
+    transaction as each of them (``consent-ledger rebuild --check`` re-derives it)."""
+
+    __tablename__ = "consents"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    subject_ref: Mapped[str] = mapped_column(String(40), nullable=False, index=True)
+    purpose: Mapped[str] = mapped_column(String(32), nullable=False)
+    recipients: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    data_categories: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    form: Mapped[str] = mapped_column(String(16), nullable=False)
+    evidence_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    valid_from: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    recorded_by: Mapped[str] = mapped_column(ForeignKey("organisations.id"), nullable=False)
+    recorded_by_client: Mapped[str] = mapped_column(String(40), nullable=False)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    confirmed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    ledger_index: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class ConsentEvent(Base):
+    """One line of a consent's history (granted, confirmed, withdrawn), with its log index."""
+
+    __tablename__ = "consent_events"
+
+    ledger_index: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    consent_id: Mapped[str] = mapped_column(ForeignKey("consents.id"), nullable=False, index=True)
+    event: Mapped[str] = mapped_column(String(16), nullable=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    organisation_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    client_id: Mapped[str] = mapped_column(String(40), nullable=False)
+    reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class Objection(Base):
+    __tablename__ = "objections"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    subject_ref: Mapped[str] = mapped_column(String(40), nullable=False, index=True)
+    scope: Mapped[str] = mapped_column(String(32), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    recorded_by: Mapped[str] = mapped_column(ForeignKey("organisations.id"), nullable=False)
+    recorded_by_client: Mapped[str] = mapped_column(String(40), nullable=False)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    ledger_index: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    withdrawn_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    withdrawn_index: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class IdempotencyRecord(Base):
+    """The first response to a POST carrying an ``Idempotency-Key``, per client, written in the
+    same transaction as the change it describes. The request is remembered by an HMAC, so a
+    body holding an NHS number leaves no guessable hash of it."""
+
+    __tablename__ = "idempotency_records"
+
+    client_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    fingerprint: Mapped[bytes] = mapped_column(LargeBinary(32), nullable=False)
+    status_code: Mapped[int] = mapped_column(Integer, nullable=False)
+    body: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)

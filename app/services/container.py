@@ -25,6 +25,7 @@ class Ledger:
         self.db = Database(settings)
         self.clock = clock
         self._log_store: LogStore | None = None
+        self._identifier_key: bytes | None = None
         self._health: HealthState | None = None
         self._lock = threading.Lock()
 
@@ -33,6 +34,12 @@ class Ledger:
         if self._log_store is None:
             self._log_store = LogStore(keys.load_signer(self.settings))
         return self._log_store
+
+    @property
+    def identifier_key(self) -> bytes:
+        if self._identifier_key is None:
+            self._identifier_key = keys.load_identifier_key(self.settings)
+        return self._identifier_key
 
     def health(self) -> HealthState:
         state = self._health

@@ -1,0 +1,522 @@
+"""Consents and objections: recorded, confirmed, withdrawn; each change a signed log entry.
+
+Every write is one transaction (``run_write``): lock the log head, check, append the entry, and
+update the projections (``consents``, ``consent_events``, ``objections``) that decisions read,
+so a withdrawal binds the very next request in any worker. Log entries carry ``subject_ref``,
+never the person's identifier.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.errors import Conflict, FieldError, Forbidden, InvalidRequest, NotFound
+from app.models import Consent, ConsentEvent, Objection, Organisation
+from app.services import subjects
+from app.services.clients import Principal
+from app.services.container import Ledger
+from app.services.idempotency import IdempotencyKey, WriteResult, run_write
+from app.services.log_store import Receipt, make_entry
+from app.vocabulary import NEEDS_HEALTH_CONFIRMATION, SIGNED_FORMS
+
+ACTIVE = "active"
+WITHDRAWN = "withdrawn"
+# Who may act on a consent their organisation recorded (auditors and admins only read).
+RECORDER_ROLES = ("case_system", "ig_lead", "patient_portal")
+
+
+class AlreadyWithdrawn(Conflict):
+    slug = "already-withdrawn"
+
+
+class AlreadyConfirmed(Conflict):
+    slug = "already-confirmed"
+
+
+class NotConfirmable(Conflict):
+    slug = "not-confirmable"
+
+
+class AlreadyObjected(Conflict):
+    slug = "already-objected"
+
+
+@dataclass(frozen=True)
+class ConsentInput:
+    subject: subjects.SubjectIdentifier
+    purpose: str
+    recipients: Sequence[str]
+    data_categories: Sequence[str]
+    form: str
+    evidence_sha256: str | None = None
+    valid_from: datetime | None = None
+    expires_at: datetime | None = None
+
+
+def iso(value: datetime | None) -> str | None:
+    return (
+        None if value is None else value.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    )
+
+
+def _ledger_view(receipt: Receipt) -> dict[str, Any]:
+    return receipt.as_json()
+
+
+def consent_view(consent: Consent, events: Sequence[ConsentEvent]) -> dict[str, Any]:
+    return {
+        "id": consent.id,
+        "status": consent.status,
+        "subject_ref": consent.subject_ref,
+        "purpose": consent.purpose,
+        "recipients": list(consent.recipients),
+        "data_categories": list(consent.data_categories),
+        "form": consent.form,
+        "evidence_sha256": consent.evidence_sha256,
+        "valid_from": iso(consent.valid_from),
+        "expires_at": iso(consent.expires_at),
+        "recorded_by": consent.recorded_by,
+        "recorded_at": iso(consent.recorded_at),
+        "confirmed_by": consent.confirmed_by,
+        "confirmed_at": iso(consent.confirmed_at),
+        "withdrawn_at": iso(consent.withdrawn_at),
+        "history": [
+            {
+                "event": e.event,
+                "at": iso(e.at),
+                "organisation": e.organisation_id,
+                "ledger_index": e.ledger_index,
+                **({"reason": e.reason} if e.reason else {}),
+            }
+            for e in sorted(events, key=lambda e: e.ledger_index)
+        ],
+    }
+
+
+def objection_view(objection: Objection) -> dict[str, Any]:
+    history = [
+        {
+            "event": "recorded",
+            "at": iso(objection.recorded_at),
+            "organisation": objection.recorded_by,
+            "ledger_index": objection.ledger_index,
+        }
+    ]
+    if objection.withdrawn_index is not None:
+        history.append(
+            {
+                "event": "withdrawn",
+                "at": iso(objection.withdrawn_at),
+                "organisation": objection.withdrawn_by,
+                "ledger_index": objection.withdrawn_index,
+            }
+        )
+    return {
+        "id": objection.id,
+        "scope": objection.scope,
+        "status": objection.status,
+        "subject_ref": objection.subject_ref,
+        "recorded_by": objection.recorded_by,
+        "recorded_at": iso(objection.recorded_at),
+        "withdrawn_at": iso(objection.withdrawn_at),
+        "history": history,
+    }
+
+
+def _events(session: Session, consent_id: str) -> list[ConsentEvent]:
+    return list(
+        session.execute(select(ConsentEvent).where(ConsentEvent.consent_id == consent_id)).scalars()
+    )
+
+
+def _append_one(
+    ledger: Ledger, session: Session, now: datetime, entry_type: str, data: dict[str, Any]
+) -> Receipt:
+    # The entry's time and the projection's time are one value, so a rebuild from the log
+    # reproduces the projection exactly.
+    (receipt,) = ledger.log_store.append(session, [make_entry(entry_type, now, data)], now)
+    return receipt
+
+
+# -- recording ------------------------------------------------------------------------------------
+
+
+def _validate(session: Session, inp: ConsentInput, now: datetime) -> None:
+    errors: list[FieldError] = []
+    for name, values in (("recipients", inp.recipients), ("data_categories", inp.data_categories)):
+        seen: set[str] = set()
+        for n, value in enumerate(values):
+            if value in seen:
+                errors.append(FieldError(f"{name}.{n}", f"{value!r} is listed twice", "json"))
+            seen.add(value)
+    known = set(
+        session.execute(
+            select(Organisation.id).where(Organisation.id.in_(list(inp.recipients)))
+        ).scalars()
+    )
+    for n, org in enumerate(inp.recipients):
+        if org not in known:
+            errors.append(
+                FieldError(f"recipients.{n}", f"organisation {org!r} is not registered", "json")
+            )
+    if inp.form in SIGNED_FORMS and not inp.evidence_sha256:
+        errors.append(
+            FieldError(
+                "evidence_sha256",
+                f"required for a {inp.form} consent: the SHA-256 of the signed form",
+                "json",
+            )
+        )
+    if inp.valid_from and inp.expires_at and inp.valid_from >= inp.expires_at:
+        errors.append(FieldError("expires_at", "must be later than valid_from", "json"))
+    if inp.expires_at and inp.expires_at <= now:
+        errors.append(FieldError("expires_at", "is in the past", "json"))
+    if inp.subject.kind == "local_id" and session.get(Organisation, inp.subject.system) is None:
+        errors.append(
+            FieldError(
+                "subject.local_id.system",
+                f"organisation {inp.subject.system!r} is not registered",
+                "json",
+            )
+        )
+    if errors:
+        raise InvalidRequest(
+            "the consent is not valid: " + "; ".join(f"{e.field}: {e.message}" for e in errors),
+            errors=errors,
+        )
+
+
+def record_consent(
+    ledger: Ledger, principal: Principal, inp: ConsentInput, idem: IdempotencyKey | None
+) -> WriteResult:
+    """Record a consent captured by the caller's organisation (``POST /v1/consents``)."""
+
+    def use_case(session: Session) -> tuple[int, dict[str, Any]]:
+        now = ledger.clock()
+        _validate(session, inp, now)
+        subject_ref = subjects.resolve(ledger, session, inp.subject, create=True)
+        assert subject_ref is not None
+        consent_id = "cns_" + secrets.token_hex(16)
+        receipt = _append_one(
+            ledger,
+            session,
+            now,
+            "consent.granted",
+            {
+                "consent_id": consent_id,
+                "subject_ref": subject_ref,
+                "purpose": inp.purpose,
+                "recipients": list(inp.recipients),
+                "data_categories": list(inp.data_categories),
+                "form": inp.form,
+                "evidence_sha256": inp.evidence_sha256,
+                "valid_from": iso(inp.valid_from),
+                "expires_at": iso(inp.expires_at),
+                "recorded_by": principal.organisation_id,
+                "client_id": principal.client_id,
+            },
+        )
+        consent = Consent(
+            id=consent_id,
+            subject_ref=subject_ref,
+            purpose=inp.purpose,
+            recipients=list(inp.recipients),
+            data_categories=list(inp.data_categories),
+            form=inp.form,
+            evidence_sha256=inp.evidence_sha256,
+            valid_from=inp.valid_from,
+            expires_at=inp.expires_at,
+            recorded_by=principal.organisation_id,
+            recorded_by_client=principal.client_id,
+            recorded_at=now,
+            status=ACTIVE,
+            ledger_index=receipt.index,
+        )
+        event = ConsentEvent(
+            ledger_index=receipt.index,
+            consent_id=consent_id,
+            event="granted",
+            at=now,
+            organisation_id=principal.organisation_id,
+            client_id=principal.client_id,
+        )
+        session.add_all([consent, event])
+        return 201, {**consent_view(consent, [event]), "ledger": _ledger_view(receipt)}
+
+    return run_write(ledger, idem, use_case)
+
+
+# -- withdrawal and confirmation ----------------------------------------------------------------
+
+
+def _consent_for_update(session: Session, consent_id: str) -> Consent:
+    consent = session.get(Consent, consent_id)
+    if consent is None:
+        raise NotFound(f"there is no consent {consent_id!r}")
+    return consent
+
+
+def may_act_for_recorder(principal: Principal, recorded_by: str) -> bool:
+    """The recording organisation's clients, and any patient portal (the person's own voice)."""
+    if principal.role == "patient_portal":
+        return True
+    return principal.organisation_id == recorded_by and principal.role in RECORDER_ROLES
+
+
+def recipients_to_notify(session: Session, consent: Consent) -> list[dict[str, str]]:
+    """Organisations that received data under ``consent`` and must be told it was withdrawn
+    (rule G5): each with ``notify_recipient``, or ``cease_processing_and_erase`` for evaluation.
+
+    The hook the disclosures projection fills: until disclosures are recorded, nobody has
+    received anything under a consent, so there is no one to notify.
+    """
+    return []
+
+
+def withdraw_consent(
+    ledger: Ledger,
+    principal: Principal,
+    consent_id: str,
+    reason: str | None,
+    idem: IdempotencyKey | None,
+) -> WriteResult:
+    def use_case(session: Session) -> tuple[int, dict[str, Any]]:
+        consent = _consent_for_update(session, consent_id)
+        if not may_act_for_recorder(principal, consent.recorded_by):
+            raise Forbidden(
+                "only the recording organisation's clients or a patient portal may withdraw "
+                "this consent"
+            )
+        if consent.status == WITHDRAWN:
+            raise AlreadyWithdrawn(
+                f"consent {consent_id} was withdrawn at {iso(consent.withdrawn_at)}"
+            )
+        notify = recipients_to_notify(session, consent)
+        now = ledger.clock()
+        receipt = _append_one(
+            ledger,
+            session,
+            now,
+            "consent.withdrawn",
+            {
+                "consent_id": consent.id,
+                "subject_ref": consent.subject_ref,
+                "reason": reason,
+                "by": principal.organisation_id,
+                "client_id": principal.client_id,
+                "notify": notify,
+            },
+        )
+        consent.status = WITHDRAWN
+        consent.withdrawn_at = now
+        session.add(
+            ConsentEvent(
+                ledger_index=receipt.index,
+                consent_id=consent.id,
+                event="withdrawn",
+                at=now,
+                organisation_id=principal.organisation_id,
+                client_id=principal.client_id,
+                reason=reason,
+            )
+        )
+        session.flush()
+        view = consent_view(consent, _events(session, consent.id))
+        return 200, {**view, "notify": notify, "ledger": _ledger_view(receipt)}
+
+    return run_write(ledger, idem, use_case)
+
+
+def confirm_consent(
+    ledger: Ledger, principal: Principal, consent_id: str, idem: IdempotencyKey | None
+) -> WriteResult:
+    """A health organisation confirms a consent taken by DWP or a DWP-funded provider (G6)."""
+
+    def use_case(session: Session) -> tuple[int, dict[str, Any]]:
+        if principal.organisation_kind != "health":
+            raise Forbidden("only a health organisation's client may confirm a consent (G6)")
+        consent = _consent_for_update(session, consent_id)
+        recorder = session.get(Organisation, consent.recorded_by)
+        assert recorder is not None
+        if recorder.kind not in NEEDS_HEALTH_CONFIRMATION:
+            raise NotConfirmable(
+                f"consent {consent_id} was recorded by a {recorder.kind} organisation; only "
+                "consents recorded by dwp or employment_dwp organisations need confirmation"
+            )
+        if consent.status == WITHDRAWN:
+            raise AlreadyWithdrawn(f"consent {consent_id} was withdrawn; it cannot be confirmed")
+        if consent.confirmed_by is not None:
+            raise AlreadyConfirmed(
+                f"consent {consent_id} was confirmed by {consent.confirmed_by} at "
+                f"{iso(consent.confirmed_at)}"
+            )
+        now = ledger.clock()
+        receipt = _append_one(
+            ledger,
+            session,
+            now,
+            "consent.confirmed",
+            {
+                "consent_id": consent.id,
+                "subject_ref": consent.subject_ref,
+                "by": principal.organisation_id,
+                "client_id": principal.client_id,
+            },
+        )
+        consent.confirmed_by = principal.organisation_id
+        consent.confirmed_at = now
+        session.add(
+            ConsentEvent(
+                ledger_index=receipt.index,
+                consent_id=consent.id,
+                event="confirmed",
+                at=now,
+                organisation_id=principal.organisation_id,
+                client_id=principal.client_id,
+            )
+        )
+        session.flush()
+        view = consent_view(consent, _events(session, consent.id))
+        return 200, {**view, "ledger": _ledger_view(receipt)}
+
+    return run_write(ledger, idem, use_case)
+
+
+# -- objections --------------------------------------------------------------------------------
+
+
+def record_objection(
+    ledger: Ledger,
+    principal: Principal,
+    subject: subjects.SubjectIdentifier,
+    scope: str,
+    idem: IdempotencyKey | None,
+) -> WriteResult:
+    def use_case(session: Session) -> tuple[int, dict[str, Any]]:
+        subjects.check_local_system(session, subject, "subject.local_id.system")
+        subject_ref = subjects.resolve(ledger, session, subject, create=True)
+        assert subject_ref is not None
+        existing = session.execute(
+            select(Objection).where(
+                Objection.subject_ref == subject_ref,
+                Objection.scope == scope,
+                Objection.status == ACTIVE,
+            )
+        ).scalar()
+        if existing is not None:
+            raise AlreadyObjected(
+                f"an active {scope} objection is already recorded ({existing.id})",
+                extra={"objection_id": existing.id},
+            )
+        objection_id = "obj_" + secrets.token_hex(16)
+        now = ledger.clock()
+        receipt = _append_one(
+            ledger,
+            session,
+            now,
+            "objection.recorded",
+            {
+                "objection_id": objection_id,
+                "subject_ref": subject_ref,
+                "scope": scope,
+                "recorded_by": principal.organisation_id,
+                "client_id": principal.client_id,
+            },
+        )
+        objection = Objection(
+            id=objection_id,
+            subject_ref=subject_ref,
+            scope=scope,
+            status=ACTIVE,
+            recorded_by=principal.organisation_id,
+            recorded_by_client=principal.client_id,
+            recorded_at=now,
+            ledger_index=receipt.index,
+        )
+        session.add(objection)
+        return 201, {**objection_view(objection), "ledger": _ledger_view(receipt)}
+
+    return run_write(ledger, idem, use_case)
+
+
+def withdraw_objection(
+    ledger: Ledger, principal: Principal, objection_id: str, idem: IdempotencyKey | None
+) -> WriteResult:
+    def use_case(session: Session) -> tuple[int, dict[str, Any]]:
+        objection = session.get(Objection, objection_id)
+        if objection is None:
+            raise NotFound(f"there is no objection {objection_id!r}")
+        if not may_act_for_recorder(principal, objection.recorded_by):
+            raise Forbidden(
+                "only the recording organisation's clients or a patient portal may withdraw "
+                "this objection"
+            )
+        if objection.status == WITHDRAWN:
+            raise AlreadyWithdrawn(f"objection {objection_id} was withdrawn before")
+        now = ledger.clock()
+        receipt = _append_one(
+            ledger,
+            session,
+            now,
+            "objection.withdrawn",
+            {
+                "objection_id": objection.id,
+                "subject_ref": objection.subject_ref,
+                "by": principal.organisation_id,
+                "client_id": principal.client_id,
+            },
+        )
+        objection.status = WITHDRAWN
+        objection.withdrawn_at = now
+        objection.withdrawn_by = principal.organisation_id
+        objection.withdrawn_index = receipt.index
+        return 200, {**objection_view(objection), "ledger": _ledger_view(receipt)}
+
+    return run_write(ledger, idem, use_case)
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def sees_all_of_a_person(principal: Principal) -> bool:
+    return principal.role in ("patient_portal", "auditor")
+
+
+def subject_history(
+    ledger: Ledger, principal: Principal, subject: subjects.SubjectIdentifier
+) -> dict[str, Any]:
+    """A person's consents (with their history) and objections, as this client may see them:
+    its organisation's consents and those naming it; everything for portals and auditors."""
+    with ledger.db.read() as session:
+        ref = subjects.resolve(ledger, session, subject, create=False)
+        if ref is None:
+            return {"consents": [], "objections": []}
+        consents = list(
+            session.execute(
+                select(Consent).where(Consent.subject_ref == ref).order_by(Consent.ledger_index)
+            ).scalars()
+        )
+        if not sees_all_of_a_person(principal):
+            org = principal.organisation_id
+            consents = [c for c in consents if c.recorded_by == org or org in c.recipients]
+        events: dict[str, list[ConsentEvent]] = {c.id: [] for c in consents}
+        if consents:
+            for e in session.execute(
+                select(ConsentEvent).where(ConsentEvent.consent_id.in_(list(events)))
+            ).scalars():
+                events[e.consent_id].append(e)
+        objections = session.execute(
+            select(Objection).where(Objection.subject_ref == ref).order_by(Objection.ledger_index)
+        ).scalars()
+        return {
+            "subject_ref": ref,
+            "consents": [consent_view(c, events[c.id]) for c in consents],
+            "objections": [objection_view(o) for o in objections],
+        }

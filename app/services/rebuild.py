@@ -1,0 +1,212 @@
+"""Re-derive the projection tables from the log and compare (``consent-ledger rebuild``).
+
+The log is the source of truth; ``organisations``, ``api_clients``, ``consents``,
+``consent_events`` and ``objections`` are projections kept for fast queries, updated in the
+same transaction as each entry. This module replays every entry, in index order, into the rows
+the projections should hold, and reports each difference. ``--check`` only reports; without it
+the consent-side projections are rewritten from the log in one transaction. Subjects (the
+identifier mapping) and token hashes are not in the log by design, and are not touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from app.ledger.entry import decode_entry
+from app.models import ApiClient, Consent, ConsentEvent, LogEntry, Objection, Organisation
+from app.services.consents import ACTIVE, WITHDRAWN, iso
+
+Row = dict[str, Any]
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class Expected:
+    organisations: dict[str, Row] = field(default_factory=dict)
+    clients: dict[str, Row] = field(default_factory=dict)
+    consents: dict[str, Row] = field(default_factory=dict)
+    consent_events: dict[int, Row] = field(default_factory=dict)
+    objections: dict[str, Row] = field(default_factory=dict)
+
+
+def _entries(session: Session) -> Iterator[tuple[int, dict[str, Any]]]:
+    rows = session.execute(
+        select(LogEntry.idx, LogEntry.leaf).order_by(LogEntry.idx).execution_options(yield_per=2000)
+    )
+    for idx, leaf in rows:
+        yield idx, decode_entry(leaf)
+
+
+def replay(session: Session, total: int, progress: Progress | None = None) -> Expected:
+    exp = Expected()
+    for n, (idx, entry) in enumerate(_entries(session), start=1):
+        _apply(exp, idx, entry)
+        if progress and (n % 5000 == 0 or n == total):
+            progress(n, total)
+    return exp
+
+
+def _apply(exp: Expected, idx: int, entry: dict[str, Any]) -> None:
+    kind, time, d = entry["type"], entry["time"], entry["data"]
+    if kind == "organisation.registered":
+        exp.organisations[d["id"]] = {
+            "name": d["name"],
+            "kind": d["kind"],
+            "funder": d["funder"],
+            "ods_code": d["ods_code"],
+            "registered_at": time,
+            "ledger_index": idx,
+        }
+    elif kind == "client.created":
+        exp.clients[d["client_id"]] = {
+            "name": d["name"],
+            "organisation_id": d["organisation"],
+            "role": d["role"],
+            "created_at": time,
+            "ledger_index": idx,
+        }
+    elif kind == "consent.granted":
+        exp.consents[d["consent_id"]] = {
+            "subject_ref": d["subject_ref"],
+            "purpose": d["purpose"],
+            "recipients": d["recipients"],
+            "data_categories": d["data_categories"],
+            "form": d["form"],
+            "evidence_sha256": d["evidence_sha256"],
+            "valid_from": d["valid_from"],
+            "expires_at": d["expires_at"],
+            "recorded_by": d["recorded_by"],
+            "recorded_by_client": d["client_id"],
+            "recorded_at": time,
+            "status": ACTIVE,
+            "confirmed_by": None,
+            "confirmed_at": None,
+            "withdrawn_at": None,
+            "ledger_index": idx,
+        }
+        _event(exp, idx, d, "granted", time, d["recorded_by"])
+    elif kind == "consent.confirmed":
+        exp.consents[d["consent_id"]].update(confirmed_by=d["by"], confirmed_at=time)
+        _event(exp, idx, d, "confirmed", time, d["by"])
+    elif kind == "consent.withdrawn":
+        exp.consents[d["consent_id"]].update(status=WITHDRAWN, withdrawn_at=time)
+        _event(exp, idx, d, "withdrawn", time, d["by"], d.get("reason"))
+    elif kind == "objection.recorded":
+        exp.objections[d["objection_id"]] = {
+            "subject_ref": d["subject_ref"],
+            "scope": d["scope"],
+            "status": ACTIVE,
+            "recorded_by": d["recorded_by"],
+            "recorded_by_client": d["client_id"],
+            "recorded_at": time,
+            "ledger_index": idx,
+            "withdrawn_at": None,
+            "withdrawn_by": None,
+            "withdrawn_index": None,
+        }
+    elif kind == "objection.withdrawn":
+        exp.objections[d["objection_id"]].update(
+            status=WITHDRAWN, withdrawn_at=time, withdrawn_by=d["by"], withdrawn_index=idx
+        )
+
+
+def _event(
+    exp: Expected,
+    idx: int,
+    d: dict[str, Any],
+    event: str,
+    time: str,
+    org: str,
+    reason: str | None = None,
+) -> None:
+    exp.consent_events[idx] = {
+        "consent_id": d["consent_id"],
+        "event": event,
+        "at": time,
+        "organisation_id": org,
+        "client_id": d["client_id"],
+        "reason": reason,
+    }
+
+
+def _stored(session: Session, model: type[Any], key: str, columns: list[str]) -> dict[Any, Row]:
+    out: dict[Any, Row] = {}
+    for obj in session.execute(select(model)).scalars():
+        row = {}
+        for c in columns:
+            value = getattr(obj, c)
+            row[c] = iso(value) if hasattr(value, "isoformat") else value
+        out[getattr(obj, key)] = row
+    return out
+
+
+TABLES: list[tuple[str, type[Any], str]] = [
+    ("organisations", Organisation, "id"),
+    ("clients", ApiClient, "id"),
+    ("consents", Consent, "id"),
+    ("consent_events", ConsentEvent, "ledger_index"),
+    ("objections", Objection, "id"),
+]
+
+
+def differences(session: Session, exp: Expected) -> list[str]:
+    found: list[str] = []
+    for name, model, key in TABLES:
+        expected: dict[Any, Row] = getattr(exp, name)
+        columns = sorted({c for row in expected.values() for c in row})
+        stored = _stored(session, model, key, columns)
+        for k in sorted(set(expected) | set(stored), key=str):
+            if k not in stored:
+                found.append(f"{name} {k}: in the log but missing from the table")
+            elif k not in expected:
+                found.append(f"{name} {k}: in the table but not in the log")
+            else:
+                for c in columns:
+                    if expected[k].get(c) != stored[k].get(c):
+                        found.append(
+                            f"{name} {k}: {c} is {stored[k].get(c)!r} in the table but "
+                            f"{expected[k].get(c)!r} in the log"
+                        )
+    return found
+
+
+@dataclass(frozen=True)
+class RebuildReport:
+    entries: int
+    differences: list[str]
+
+
+def check(session: Session, total: int, progress: Progress | None = None) -> RebuildReport:
+    exp = replay(session, total, progress)
+    return RebuildReport(total, differences(session, exp))
+
+
+def rewrite_consent_projections(session: Session, exp: Expected) -> None:
+    """Replace consents, consent events and objections with what the log says (one
+    transaction; the caller holds the log-head lock so no write interleaves)."""
+
+    def dt(value: str | None) -> datetime | None:
+        return None if value is None else datetime.fromisoformat(value)
+
+    session.execute(delete(ConsentEvent))
+    session.execute(delete(Consent))
+    session.execute(delete(Objection))
+    session.flush()
+    times = ("valid_from", "expires_at", "recorded_at", "confirmed_at", "withdrawn_at", "at")
+    for cid, row in exp.consents.items():
+        session.add(Consent(id=cid, **{k: dt(v) if k in times else v for k, v in row.items()}))
+    session.flush()
+    for idx, row in exp.consent_events.items():
+        session.add(
+            ConsentEvent(
+                ledger_index=idx, **{k: dt(v) if k in times else v for k, v in row.items()}
+            )
+        )
+    for oid, row in exp.objections.items():
+        session.add(Objection(id=oid, **{k: dt(v) if k in times else v for k, v in row.items()}))
