@@ -41,13 +41,17 @@ class Ledger:
             self._identifier_key = keys.load_identifier_key(self.settings)
         return self._identifier_key
 
+    def _load_for_check(self) -> LogStore:
+        _ = self.identifier_key  # a missing identifier key is refused at start-up too
+        return self.log_store
+
     def health(self) -> HealthState:
         state = self._health
         if state is None:
             with self._lock:
                 state = self._health
                 if state is None:
-                    state = check_log(self.db, lambda: self.log_store)
+                    state = check_log(self.db, self._load_for_check)
                     if state.final:
                         self._health = state
         return state
