@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import yaml
 from alembic import command as alembic_command
 from alembic.config import Config as AlembicConfig
 from flask import Flask, current_app
@@ -21,8 +22,9 @@ from sqlalchemy import select
 
 from app import create_app, get_ledger
 from app.errors import DomainError
-from app.models import LogHead
-from app.services import clients, keys, organisations
+from app.models import LogHead, PolicyVersion
+from app.policy import Policy, PolicyError
+from app.services import clients, keys, organisations, policies
 from app.services.container import Ledger
 from app.services.verify import verify_log
 from app.vocabulary import ROLES
@@ -109,6 +111,15 @@ def init_command(new_identity: bool) -> None:
         + f" the identifier key {settings.identifier_key_path}"
     )
     click.echo(f"Log origin and verifier key: {ledger.log_store.signer.verifier_key()}")
+    with ledger.db.read() as session:
+        has_policy = session.execute(select(PolicyVersion.version).limit(1)).first() is not None
+    if not has_policy:
+        shipped = policies.parse_policy_file(policies.DEFAULT_POLICY_FILE)
+        published = policies.publish(ledger, shipped)
+        click.echo(
+            f"Published the shipped policy {shipped.version[:16]}... at log index "
+            f"{published.ledger_index}"
+        )
 
 
 def _safe_url(url: str) -> str:
@@ -252,6 +263,102 @@ def rebuild_command(check_only: bool) -> None:
     click.echo(f"consent projections rebuilt from {total} entries; {len(before)} differences fixed")
 
 
+policy_group = AppGroup("policy", help="Publish, test and try out IG policy versions.")
+
+
+def _load_policy_or_exit(file: Path) -> Policy:
+    try:
+        return policies.parse_policy_file(file)
+    except PolicyError as exc:
+        click.echo(
+            f"Error: {exc.source}: the policy is refused; the policy in force is unchanged.",
+            err=True,
+        )
+        for problem in exc.problems:
+            click.echo(f"  - {problem}", err=True)
+        sys.exit(1)
+
+
+@policy_group.command("publish")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def policy_publish_command(file: Path) -> None:
+    """Validate FILE and publish it as the policy in force (a log entry holding it whole)."""
+    policy = _load_policy_or_exit(file)
+    published = policies.publish(_ledger(), policy)
+    if published.already_in_force:
+        click.echo(
+            f"policy {policy.version} is already in force (log index "
+            f"{published.ledger_index}); nothing published"
+        )
+        return
+    click.echo(
+        f"published policy {policy.version} ({policy.name}) at log index {published.ledger_index}"
+    )
+
+
+@policy_group.command("test")
+@click.argument(
+    "file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--scenarios",
+    "scenario_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="folder of scenario files (default: policies/tests)",
+)
+def policy_test_command(file: Path | None, scenario_dir: Path | None) -> None:
+    """Run the policy scenarios against FILE (default: the shipped policy)."""
+    from app.policy.scenarios import ScenarioFormatError, parse_scenario_file, run_scenario
+
+    policy = _load_policy_or_exit(file or policies.DEFAULT_POLICY_FILE)
+    folder = scenario_dir or policies.REPO_POLICIES / "tests"
+    failed = total = 0
+    for path in sorted(folder.glob("*.yaml")):
+        try:
+            scenarios = parse_scenario_file(yaml.safe_load(path.read_text()), path.name)
+        except ScenarioFormatError as exc:
+            _fail(str(exc))
+        for scenario in scenarios:
+            total += 1
+            result = run_scenario(policy, scenario)
+            if not result.ok:
+                failed += 1
+                click.echo(f"FAIL {path.name}: {scenario.name}: {'; '.join(result.problems)}")
+    click.echo(f"{total - failed} passed, {failed} failed")
+    if failed or not total:
+        sys.exit(1)
+
+
+@policy_group.command("replay")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@with_appcontext
+def policy_replay_command(file: Path) -> None:
+    """Re-evaluate every logged decision under the candidate policy FILE; report changes."""
+    from app.services.replay import replay_decisions
+
+    candidate = _load_policy_or_exit(file)
+    ledger = _ledger()
+    with ledger.db.read() as session:
+        report = replay_decisions(
+            session, candidate, lambda n: click.echo(f"replayed {n} decisions", err=True)
+        )
+    click.echo(
+        f"{report.decisions} decisions replayed under {candidate.version[:16]}...; "
+        f"{len(report.changes)} would change"
+    )
+    for change in report.changes:
+        click.echo(f"  entry {change.index} {change.decision_id}: {change.request}")
+        click.echo(
+            f"    was      {change.was['decision']} {change.was['permitted']} "
+            f"denied {change.was['denied']}"
+        )
+        click.echo(
+            f"    would be {change.would_be['decision']} {change.would_be['permitted']} "
+            f"denied {change.would_be['denied']}: {', '.join(change.would_be['reasons'])}"
+        )
+
+
 @click.command("demo")
 @click.option(
     "--url",
@@ -310,6 +417,7 @@ def init_app(app: Flask) -> None:
         serve_command,
         verify_command,
         rebuild_command,
+        policy_group,
         demo_command,
     ):
         app.cli.add_command(cmd)

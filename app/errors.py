@@ -63,6 +63,26 @@ PROBLEM_TYPES: dict[str, tuple[str, str]] = {
         "Objection already recorded",
         "The person already has an active objection of this scope; `objection_id` names it.",
     ),
+    "invalid-policy": (
+        "Invalid policy",
+        "The policy document is not valid; `detail` names the file, the path inside it and the "
+        "reason. The policy in force is unchanged.",
+    ),
+    "decision-denied": (
+        "Decision denied",
+        "The share is not permitted now (or never was): nothing was recorded. `reasons` says "
+        "why, with rule ids.",
+    ),
+    "consent-withdrawn": (
+        "Consent withdrawn",
+        "A consent the decision relied on has been withdrawn since; the share must not be made "
+        "and nothing was recorded (rule G5).",
+    ),
+    "objection-recorded": (
+        "Objection recorded",
+        "The person has objected since the decision; the share must not be made and nothing was "
+        "recorded (rule G3).",
+    ),
     "log-unavailable": (
         "Log unavailable",
         "The service found its stored log inconsistent with its newest signed checkpoint, or "

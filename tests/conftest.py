@@ -28,7 +28,8 @@ from sqlalchemy import create_engine, text
 from app import create_app, get_ledger
 from app.cli import alembic_config
 from app.config import Settings
-from app.services import clients, keys, organisations
+from app.policy import Policy
+from app.services import clients, keys, organisations, policies
 from app.services.container import Ledger
 
 REPO = Path(__file__).resolve().parent.parent
@@ -221,6 +222,14 @@ def orgs(ledger: Ledger) -> list[str]:
     data = organisations.read_organisation_file(ORGS_FILE)
     organisations.import_organisations(ledger, data, str(ORGS_FILE))
     return [r["id"] for r in data]
+
+
+@pytest.fixture
+def policy(ledger: Ledger, orgs: list[str]) -> Policy:
+    """The shipped policy, published (as ``consent-ledger init`` does)."""
+    shipped = policies.parse_policy_file(policies.DEFAULT_POLICY_FILE)
+    policies.publish(ledger, shipped)
+    return shipped
 
 
 @pytest.fixture

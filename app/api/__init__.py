@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from flask import Flask
 
-from app.api import consents, health, log, objections, organisations, problems
+from app.api import (
+    consents,
+    decisions,
+    disclosures,
+    health,
+    log,
+    objections,
+    organisations,
+    problems,
+)
 from app.api.common import LedgerApi, install_error_handlers
 
 API_TITLE = "consent-ledger"
@@ -38,5 +47,7 @@ def init_app(app: Flask) -> None:
     api.register_blueprint(log.blp)
     api.register_blueprint(consents.blp)
     api.register_blueprint(objections.blp)
+    api.register_blueprint(decisions.blp)
+    api.register_blueprint(disclosures.blp)
     app.register_blueprint(problems.bp)
     app.extensions["consent_ledger_api"] = api

@@ -161,11 +161,19 @@ class SubjectQuerySchema(ma.Schema):
 
     @ma.validates_schema
     def _one_form(self, data: dict[str, Any], **_: Any) -> None:
-        local = ("local_system" in data, "local_value" in data)
-        if local[0] != local[1]:
-            raise ma.ValidationError("local_system and local_value go together")
-        if ("nhs_number" in data) == local[0]:
-            raise ma.ValidationError("give nhs_number, or local_system and local_value")
+        has_system, has_value = "local_system" in data, "local_value" in data
+        if has_system and not has_value:
+            raise ma.ValidationError("is required with local_system", "local_value")
+        if has_value and not has_system:
+            raise ma.ValidationError("is required with local_value", "local_system")
+        if "nhs_number" in data and has_system:
+            raise ma.ValidationError(
+                "give nhs_number or a local identifier, not both", "nhs_number"
+            )
+        if "nhs_number" not in data and not has_system:
+            raise ma.ValidationError(
+                "give nhs_number, or local_system and local_value", "nhs_number"
+            )
 
     @ma.post_load
     def _identifier(self, data: dict[str, Any], **_: Any) -> SubjectIdentifier:
@@ -178,3 +186,111 @@ class SubjectHistorySchema(ma.Schema):
     subject_ref = ma.fields.String()
     consents = ma.fields.List(ma.fields.Nested(ConsentSchema))
     objections = ma.fields.List(ma.fields.Nested(ObjectionSchema))
+
+
+class LegalBasisSchema(ma.Schema):
+    type = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=32))
+    reference = ma.fields.String(
+        required=True,
+        validate=ma.validate.Length(min=1, max=200),
+        metadata={"description": "order number, CAG reference or safeguarding case reference"},
+    )
+
+
+class DecisionRequestSchema(ma.Schema):
+    subject = ma.fields.Nested(SubjectSchema, required=True)
+    from_ = ma.fields.String(
+        required=True, data_key="from", validate=ma.validate.Length(min=1, max=64)
+    )
+    to = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=64))
+    purpose = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=32))
+    data_categories = ma.fields.List(
+        ma.fields.String(validate=ma.validate.Length(min=1, max=32)),
+        required=True,
+        validate=ma.validate.Length(min=1, max=20),
+    )
+    legal_basis = ma.fields.Nested(LegalBasisSchema, load_default=None, allow_none=True)
+
+
+class DeniedCategorySchema(ma.Schema):
+    category = ma.fields.String()
+    reason = ma.fields.String()
+    rule = ma.fields.String()
+
+
+class ReasonSchema(ma.Schema):
+    code = ma.fields.String()
+    rule = ma.fields.String()
+    message = ma.fields.String()
+
+
+class DecisionLedgerSchema(ma.Schema):
+    index = ma.fields.Integer()
+    leaf_hash = ma.fields.String()
+
+
+class DecisionSchema(ma.Schema):
+    id = ma.fields.String()
+    decision = ma.fields.String(metadata={"description": "permit or deny (a deny is an answer)"})
+    permitted_categories = ma.fields.List(ma.fields.String())
+    denied_categories = ma.fields.List(ma.fields.Nested(DeniedCategorySchema))
+    reasons = ma.fields.List(ma.fields.Nested(ReasonSchema))
+    consents = ma.fields.List(ma.fields.String())
+    obligations = ma.fields.List(ma.fields.String())
+    policy_version = ma.fields.String()
+    basis = ma.fields.String(allow_none=True)
+    from_ = ma.fields.String(attribute="from", data_key="from")
+    to = ma.fields.String()
+    purpose = ma.fields.String()
+    data_categories = ma.fields.List(ma.fields.String())
+    subject_ref = ma.fields.String()
+    made_at = ma.fields.String()
+    ledger = ma.fields.Nested(DecisionLedgerSchema)
+
+
+class DisclosureRequestSchema(ma.Schema):
+    decision_id = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=40))
+    data_categories = ma.fields.List(
+        ma.fields.String(validate=ma.validate.Length(min=1, max=32)),
+        required=True,
+        validate=ma.validate.Length(min=1, max=20),
+    )
+
+
+class DisclosureSchema(ma.Schema):
+    id = ma.fields.String()
+    decision_id = ma.fields.String()
+    subject_ref = ma.fields.String()
+    from_ = ma.fields.String(attribute="from", data_key="from")
+    to = ma.fields.String()
+    purpose = ma.fields.String()
+    data_categories = ma.fields.List(ma.fields.String())
+    basis = ma.fields.String(allow_none=True)
+    legal_basis = ma.fields.String(allow_none=True)
+    consents = ma.fields.List(ma.fields.String())
+    disclosed_at = ma.fields.String()
+    ledger_index = ma.fields.Integer()
+    ledger = ma.fields.Nested(DecisionLedgerSchema)
+
+
+class DisclosureQuerySchema(ma.Schema):
+    nhs_number = ma.fields.String(validate=_nhs_number)
+    from_org = ma.fields.String(validate=ma.validate.Length(min=1, max=64))
+    to_org = ma.fields.String(validate=ma.validate.Length(min=1, max=64))
+    purpose = ma.fields.String(validate=ma.validate.OneOf(PURPOSES))
+    since = ma.fields.AwareDateTime()
+    until = ma.fields.AwareDateTime()
+    page = ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1, max=100_000))
+    page_size = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=500))
+
+    @ma.validates_schema
+    def _window(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("since") and data.get("until") and data["since"] >= data["until"]:
+            raise ma.ValidationError("must be later than since", "until")
+
+
+class DisclosurePageSchema(ma.Schema):
+    items = ma.fields.List(ma.fields.Nested(DisclosureSchema))
+    page = ma.fields.Integer()
+    page_size = ma.fields.Integer()
+    total = ma.fields.Integer()

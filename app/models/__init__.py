@@ -209,3 +209,64 @@ class IdempotencyRecord(Base):
     status_code: Mapped[int] = mapped_column(Integer, nullable=False)
     body: Mapped[str] = mapped_column(Text, nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class PolicyVersion(Base):
+    """A published policy: its canonical document, keyed by its SHA-256 (the version).
+    The newest publication is in force."""
+
+    __tablename__ = "policy_versions"
+
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    document: Mapped[str] = mapped_column(Text, nullable=False)
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    ledger_index: Mapped[int] = mapped_column(BigInteger, nullable=False, unique=True)
+
+
+class DecisionRecord(Base):
+    __tablename__ = "decisions"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    subject_ref: Mapped[str] = mapped_column(String(40), nullable=False, index=True)
+    from_org: Mapped[str] = mapped_column(ForeignKey("organisations.id"), nullable=False)
+    to_org: Mapped[str] = mapped_column(ForeignKey("organisations.id"), nullable=False)
+    purpose: Mapped[str] = mapped_column(String(32), nullable=False)
+    data_categories: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    legal_basis_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    legal_basis_reference: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    decision: Mapped[str] = mapped_column(String(8), nullable=False)
+    basis: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    policy_version: Mapped[str] = mapped_column(String(64), nullable=False)
+    client_id: Mapped[str] = mapped_column(String(40), nullable=False)
+    made_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
+    ledger_index: Mapped[int] = mapped_column(BigInteger, nullable=False, unique=True)
+
+
+class Disclosure(Base):
+    __tablename__ = "disclosures"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    decision_id: Mapped[str] = mapped_column(ForeignKey("decisions.id"), nullable=False)
+    subject_ref: Mapped[str] = mapped_column(String(40), nullable=False, index=True)
+    from_org: Mapped[str] = mapped_column(
+        ForeignKey("organisations.id"), nullable=False, index=True
+    )
+    to_org: Mapped[str] = mapped_column(ForeignKey("organisations.id"), nullable=False, index=True)
+    purpose: Mapped[str] = mapped_column(String(32), nullable=False)
+    data_categories: Mapped[list[str]] = mapped_column(JSON, nullable=False)
+    basis: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    legal_basis_type: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    client_id: Mapped[str] = mapped_column(String(40), nullable=False)
+    disclosed_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
+    ledger_index: Mapped[int] = mapped_column(BigInteger, nullable=False, unique=True)
+
+
+class DisclosureConsent(Base):
+    """Which consents a disclosure relied on: the withdrawal notice list is one query on this."""
+
+    __tablename__ = "disclosure_consents"
+
+    disclosure_id: Mapped[str] = mapped_column(ForeignKey("disclosures.id"), primary_key=True)
+    consent_id: Mapped[str] = mapped_column(ForeignKey("consents.id"), primary_key=True, index=True)

@@ -18,8 +18,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, FieldError, Forbidden, InvalidRequest, NotFound
-from app.models import Consent, ConsentEvent, Objection, Organisation
-from app.services import subjects
+from app.models import (
+    Consent,
+    ConsentEvent,
+    Disclosure,
+    DisclosureConsent,
+    Objection,
+    Organisation,
+)
+from app.services import policies, subjects
 from app.services.clients import Principal
 from app.services.container import Ledger
 from app.services.idempotency import IdempotencyKey, WriteResult, run_write
@@ -164,7 +171,7 @@ def _validate(session: Session, inp: ConsentInput, now: datetime) -> None:
     for n, org in enumerate(inp.recipients):
         if org not in known:
             errors.append(
-                FieldError(f"recipients.{n}", f"organisation {org!r} is not registered", "json")
+                FieldError(f"recipients.{n}", "is not a registered organisation id", "json")
             )
     if inp.form in SIGNED_FORMS and not inp.evidence_sha256:
         errors.append(
@@ -182,7 +189,7 @@ def _validate(session: Session, inp: ConsentInput, now: datetime) -> None:
         errors.append(
             FieldError(
                 "subject.local_id.system",
-                f"organisation {inp.subject.system!r} is not registered",
+                "is not a registered organisation id",
                 "json",
             )
         )
@@ -271,13 +278,21 @@ def may_act_for_recorder(principal: Principal, recorded_by: str) -> bool:
 
 
 def recipients_to_notify(session: Session, consent: Consent) -> list[dict[str, str]]:
-    """Organisations that received data under ``consent`` and must be told it was withdrawn
-    (rule G5): each with ``notify_recipient``, or ``cease_processing_and_erase`` for evaluation.
-
-    The hook the disclosures projection fills: until disclosures are recorded, nobody has
-    received anything under a consent, so there is no one to notify.
-    """
-    return []
+    """Organisations that received data under ``consent`` (one query), each with the
+    obligation the policy in force attaches to a withdrawal for its purpose (G5)."""
+    orgs = list(
+        session.execute(
+            select(Disclosure.to_org)
+            .join(DisclosureConsent, DisclosureConsent.disclosure_id == Disclosure.id)
+            .where(DisclosureConsent.consent_id == consent.id)
+            .distinct()
+            .order_by(Disclosure.to_org)
+        ).scalars()
+    )
+    if not orgs:
+        return []
+    obligation = policies.current_policy(session).withdrawal.obligation_for(consent.purpose)
+    return [{"organisation": org, "obligation": obligation} for org in orgs]
 
 
 def withdraw_consent(

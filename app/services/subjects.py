@@ -79,7 +79,7 @@ def check_local_system(session: Session, identifier: SubjectIdentifier, field: s
     if identifier.kind == "local_id" and session.get(Organisation, identifier.system) is None:
         raise InvalidRequest(
             "a local identifier's system must be a registered organisation id",
-            errors=[FieldError(field, f"organisation {identifier.system!r} is not registered")],
+            errors=[FieldError(field, "is not a registered organisation id")],
         )
 
 

@@ -28,12 +28,12 @@ def test_serve_answers_on_every_worker(server: Server, demo_instance: Path) -> N
     # Many requests over fresh connections land on all workers; every answer must agree.
     for _ in range(20):
         health = requests.get(server.url + "/healthz", timeout=5)
-        assert health.json() == {"status": "ok", "log_size": 15}
+        assert health.json() == {"status": "ok", "log_size": 16}
         cp = rfc.verify_checkpoint(
             requests.get(server.url + "/v1/log/checkpoint", timeout=5).text, vkey
         )
-        assert cp.size == 15
-    assert "log checked at start-up: 15 entries" in server.log.read_text()
+        assert cp.size == 16
+    assert "log checked at start-up: 16 entries" in server.log.read_text()
 
 
 def test_the_instance_folder_is_private(demo_instance: Path) -> None:
@@ -46,8 +46,8 @@ def test_a_tampered_log_is_refused_at_start_up(demo_instance: Path) -> None:
     ledger = get_ledger(app)
     tamper(
         ledger,
-        "UPDATE log_checkpoints SET note = :n WHERE tree_size = 15",
-        n="localhost/consent-ledger\n15\nAAAA\n\n— localhost/consent-ledger AAAA\n",
+        "UPDATE log_checkpoints SET note = :n WHERE tree_size = 16",
+        n="localhost/consent-ledger\n16\nAAAA\n\n— localhost/consent-ledger AAAA\n",
     )
     ledger.db.dispose()
     srv = Server(demo_instance, workers=2)

@@ -1,0 +1,471 @@
+"""Decisions (``POST /v1/decisions``) and disclosures (``POST``/``GET /v1/disclosures``).
+
+A decision evaluates the policy in force against the person's consents and objections as they
+stand inside the write transaction (after the log-head lock, so no withdrawal can commit between
+reading the facts and recording the answer). Every decision, permit or deny, is a log entry.
+A disclosure re-evaluates now: a share is recorded only if it is still permitted.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.orm import Session
+
+from app.errors import Conflict, FieldError, Forbidden, InvalidRequest, NotFound
+from app.models import (
+    Consent,
+    DecisionRecord,
+    Disclosure,
+    DisclosureConsent,
+    Objection,
+    Organisation,
+)
+from app.policy import (
+    ConsentFact,
+    Decision,
+    Facts,
+    LegalBasis,
+    ObjectionFact,
+    Party,
+    Policy,
+    Request,
+    evaluate,
+)
+from app.services import policies, subjects
+from app.services.clients import Principal
+from app.services.consents import iso
+from app.services.container import Ledger
+from app.services.idempotency import IdempotencyKey, WriteResult, run_write
+from app.services.log_store import make_entry
+
+# Roles that may assert a legal basis instead of consent (ig-rules: "only accepted from a client
+# with the ig_lead role").
+LEGAL_BASIS_ROLES = ("ig_lead",)
+
+
+class DecisionDenied(Conflict):
+    slug = "decision-denied"
+
+
+class ConsentWithdrawn(Conflict):
+    slug = "consent-withdrawn"
+
+
+class ObjectionRecorded(Conflict):
+    slug = "objection-recorded"
+
+
+@dataclass(frozen=True)
+class DecisionInput:
+    subject: subjects.SubjectIdentifier
+    from_org: str
+    to_org: str
+    purpose: str
+    data_categories: Sequence[str]
+    legal_basis: LegalBasis | None = None
+
+
+def load_facts(session: Session, subject_ref: str) -> Facts:
+    rows = session.execute(
+        select(Consent, Organisation.kind)
+        .join(Organisation, Organisation.id == Consent.recorded_by)
+        .where(Consent.subject_ref == subject_ref)
+    ).all()
+    consents = tuple(
+        ConsentFact(
+            id=c.id,
+            purpose=c.purpose,
+            recipients=frozenset(c.recipients),
+            categories=frozenset(c.data_categories),
+            form=c.form,
+            status=c.status,
+            recorded_at=c.recorded_at,
+            recorded_by_kind=kind,
+            confirmed=c.confirmed_by is not None,
+            valid_from=c.valid_from,
+            expires_at=c.expires_at,
+        )
+        for c, kind in rows
+    )
+    objections = tuple(
+        ObjectionFact(o.id, o.scope, o.status, o.recorded_at)
+        for o in session.execute(
+            select(Objection).where(Objection.subject_ref == subject_ref)
+        ).scalars()
+    )
+    return Facts(consents, objections)
+
+
+def _validate(
+    session: Session, principal: Principal, inp: DecisionInput, policy: Policy
+) -> tuple[Organisation, Organisation]:
+    if principal.organisation_id != inp.from_org:
+        raise Forbidden(
+            f"a client may ask only about shares from its own organisation "
+            f"({principal.organisation_id})"
+        )
+    if inp.legal_basis is not None and principal.role not in LEGAL_BASIS_ROLES:
+        raise Forbidden("only an ig_lead client may assert a legal basis instead of consent")
+    errors: list[FieldError] = []
+    orgs = {
+        o.id: o
+        for o in session.execute(
+            select(Organisation).where(Organisation.id.in_([inp.from_org, inp.to_org]))
+        ).scalars()
+    }
+    for field, org in (("from", inp.from_org), ("to", inp.to_org)):
+        if org not in orgs:
+            errors.append(FieldError(field, "is not a registered organisation id", "json"))
+    if inp.purpose not in policy.purposes:
+        errors.append(
+            FieldError(
+                "purpose", f"{inp.purpose!r} is not a purpose of the policy in force", "json"
+            )
+        )
+    seen: set[str] = set()
+    for n, cat in enumerate(inp.data_categories):
+        if cat not in policy.categories:
+            errors.append(
+                FieldError(
+                    f"data_categories.{n}",
+                    f"{cat!r} is not a data category of the policy in force",
+                    "json",
+                )
+            )
+        elif cat in seen:
+            errors.append(FieldError(f"data_categories.{n}", f"{cat!r} is listed twice", "json"))
+        seen.add(cat)
+    if inp.legal_basis is not None and inp.legal_basis.type not in policy.legal_bases:
+        errors.append(
+            FieldError(
+                "legal_basis.type",
+                f"{inp.legal_basis.type!r} is not a legal basis of the policy in force",
+                "json",
+            )
+        )
+    if inp.subject.kind == "local_id" and session.get(Organisation, inp.subject.system) is None:
+        errors.append(
+            FieldError(
+                "subject.local_id.system",
+                "is not a registered organisation id",
+                "json",
+            )
+        )
+    if errors:
+        raise InvalidRequest(
+            "the decision request is not valid: "
+            + "; ".join(f"{e.field}: {e.message}" for e in errors),
+            errors=errors,
+        )
+    return orgs[inp.from_org], orgs[inp.to_org]
+
+
+def decision_view(record: DecisionRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        **record.result,
+        "from": record.from_org,
+        "to": record.to_org,
+        "purpose": record.purpose,
+        "data_categories": list(record.data_categories),
+        "subject_ref": record.subject_ref,
+        "made_at": iso(record.made_at),
+    }
+
+
+def decide(
+    ledger: Ledger, principal: Principal, inp: DecisionInput, idem: IdempotencyKey | None
+) -> WriteResult:
+    def use_case(session: Session) -> tuple[int, dict[str, Any]]:
+        policy = policies.current_policy(session)
+        sender, recipient = _validate(session, principal, inp, policy)
+        subject_ref = subjects.resolve(ledger, session, inp.subject, create=True)
+        assert subject_ref is not None
+        now = ledger.clock()
+        request = Request(
+            Party(sender.id, sender.kind),
+            Party(recipient.id, recipient.kind),
+            inp.purpose,
+            tuple(inp.data_categories),
+            inp.legal_basis,
+        )
+        decision = evaluate(policy, request, load_facts(session, subject_ref), now)
+        decision_id = "dec_" + secrets.token_hex(16)
+        result = decision.as_json()
+        legal = (
+            {"type": inp.legal_basis.type, "reference": inp.legal_basis.reference}
+            if inp.legal_basis
+            else None
+        )
+        (receipt,) = ledger.log_store.append(
+            session,
+            [
+                make_entry(
+                    "decision.made",
+                    now,
+                    {
+                        "decision_id": decision_id,
+                        "subject_ref": subject_ref,
+                        "from": sender.id,
+                        "to": recipient.id,
+                        "purpose": inp.purpose,
+                        "data_categories": list(inp.data_categories),
+                        "legal_basis": legal,
+                        "client_id": principal.client_id,
+                        **result,
+                    },
+                )
+            ],
+            now,
+        )
+        record = DecisionRecord(
+            id=decision_id,
+            subject_ref=subject_ref,
+            from_org=sender.id,
+            to_org=recipient.id,
+            purpose=inp.purpose,
+            data_categories=list(inp.data_categories),
+            legal_basis_type=inp.legal_basis.type if inp.legal_basis else None,
+            legal_basis_reference=inp.legal_basis.reference if inp.legal_basis else None,
+            decision=decision.decision,
+            basis=decision.basis,
+            result=result,
+            policy_version=policy.version,
+            client_id=principal.client_id,
+            made_at=now,
+            ledger_index=receipt.index,
+        )
+        session.add(record)
+        body = decision_view(record)
+        body["ledger"] = {"index": receipt.index, "leaf_hash": receipt.leaf_hash.hex()}
+        return 200, body
+
+    return run_write(ledger, idem, use_case)
+
+
+# -- disclosures ----------------------------------------------------------------------------------
+
+
+def _refusal(decision: Decision, relied_on: Sequence[str], facts: Facts) -> Conflict:
+    withdrawn = [c.id for c in facts.consents if c.id in relied_on and c.status != "active"]
+    extra = {
+        "reasons": [
+            {"code": r.code, "rule": r.rule, "message": r.message} for r in decision.reasons
+        ],
+        "denied_categories": [
+            {"category": d.category, "reason": d.reason} for d in decision.denied_categories
+        ],
+    }
+    if withdrawn:
+        return ConsentWithdrawn(
+            f"consent {', '.join(withdrawn)} was withdrawn after the decision; the share must "
+            "not be made",
+            extra={**extra, "consents": withdrawn},
+        )
+    if any(
+        d.reason.startswith("objection") or d.reason == "national_data_opt_out"
+        for d in decision.denied_categories
+    ):
+        return ObjectionRecorded(
+            "the person has objected since the decision; the share must not be made", extra=extra
+        )
+    return DecisionDenied(
+        "the share is not permitted now: "
+        + ", ".join(f"{d.category} ({d.reason})" for d in decision.denied_categories),
+        extra=extra,
+    )
+
+
+def disclosure_view(d: Disclosure, consents: Sequence[str]) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "decision_id": d.decision_id,
+        "subject_ref": d.subject_ref,
+        "from": d.from_org,
+        "to": d.to_org,
+        "purpose": d.purpose,
+        "data_categories": list(d.data_categories),
+        "basis": d.basis,
+        "legal_basis": d.legal_basis_type,
+        "consents": list(consents),
+        "disclosed_at": iso(d.disclosed_at),
+        "ledger_index": d.ledger_index,
+    }
+
+
+def record_disclosure(
+    ledger: Ledger,
+    principal: Principal,
+    decision_id: str,
+    categories: Sequence[str],
+    idem: IdempotencyKey | None,
+) -> WriteResult:
+    def use_case(session: Session) -> tuple[int, dict[str, Any]]:
+        record = session.get(DecisionRecord, decision_id)
+        if record is None:
+            raise NotFound(f"there is no decision {decision_id!r}")
+        if record.from_org != principal.organisation_id:
+            raise Forbidden("a disclosure is recorded by the organisation that made the share")
+        if record.decision != "permit":
+            raise DecisionDenied(
+                f"decision {decision_id} was a deny; nothing may be disclosed under it"
+            )
+        permitted = set(record.result.get("permitted_categories", ()))
+        errors = [
+            FieldError(f"data_categories.{n}", f"{cat!r} was not permitted by the decision", "json")
+            for n, cat in enumerate(categories)
+            if cat not in permitted
+        ]
+        if len(set(categories)) != len(categories):
+            errors.append(FieldError("data_categories", "a category is listed twice", "json"))
+        if errors:
+            raise InvalidRequest(
+                "data_categories must be a subset of the decision's permitted categories",
+                errors=errors,
+            )
+        policy = policies.current_policy(session)
+        sender = session.get(Organisation, record.from_org)
+        recipient = session.get(Organisation, record.to_org)
+        assert sender is not None
+        assert recipient is not None
+        legal = (
+            LegalBasis(record.legal_basis_type, record.legal_basis_reference or "")
+            if record.legal_basis_type
+            else None
+        )
+        facts = load_facts(session, record.subject_ref)
+        now = ledger.clock()
+        # Re-evaluated now, under the policy now in force: a withdrawal or objection since the
+        # decision, or a stricter policy, stops the share (G5).
+        decision = evaluate(
+            policy,
+            Request(
+                Party(sender.id, sender.kind),
+                Party(recipient.id, recipient.kind),
+                record.purpose,
+                tuple(categories),
+                legal,
+            ),
+            facts,
+            now,
+        )
+        if decision.decision != "permit":
+            raise _refusal(decision, record.result.get("consents", ()), facts)
+        disclosure_id = "dis_" + secrets.token_hex(16)
+        (receipt,) = ledger.log_store.append(
+            session,
+            [
+                make_entry(
+                    "disclosure.recorded",
+                    now,
+                    {
+                        "disclosure_id": disclosure_id,
+                        "decision_id": decision_id,
+                        "subject_ref": record.subject_ref,
+                        "from": sender.id,
+                        "to": recipient.id,
+                        "purpose": record.purpose,
+                        "data_categories": list(categories),
+                        "basis": decision.basis,
+                        "legal_basis": record.legal_basis_type,
+                        "consents": list(decision.consents),
+                        "policy_version": decision.policy_version,
+                        "client_id": principal.client_id,
+                    },
+                )
+            ],
+            now,
+        )
+        disclosure = Disclosure(
+            id=disclosure_id,
+            decision_id=decision_id,
+            subject_ref=record.subject_ref,
+            from_org=sender.id,
+            to_org=recipient.id,
+            purpose=record.purpose,
+            data_categories=list(categories),
+            basis=decision.basis,
+            legal_basis_type=record.legal_basis_type,
+            client_id=principal.client_id,
+            disclosed_at=now,
+            ledger_index=receipt.index,
+        )
+        session.add(disclosure)
+        session.flush()
+        session.add_all(
+            DisclosureConsent(disclosure_id=disclosure_id, consent_id=c) for c in decision.consents
+        )
+        body = disclosure_view(disclosure, decision.consents)
+        body["ledger"] = {"index": receipt.index, "leaf_hash": receipt.leaf_hash.hex()}
+        return 201, body
+
+    return run_write(ledger, idem, use_case)
+
+
+@dataclass(frozen=True)
+class DisclosureQuery:
+    subject: subjects.SubjectIdentifier | None = None
+    from_org: str | None = None
+    to_org: str | None = None
+    purpose: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    page: int = 1
+    page_size: int = 50
+
+
+def _visible(principal: Principal, q: Select[Any]) -> Select[Any]:
+    if principal.role == "auditor":
+        return q
+    org = principal.organisation_id
+    return q.where(or_(Disclosure.from_org == org, Disclosure.to_org == org))
+
+
+def list_disclosures(
+    ledger: Ledger, principal: Principal, query: DisclosureQuery
+) -> dict[str, Any]:
+    """Disclosure history, newest first: an IG lead sees shares from or to its organisation,
+    an auditor all. This is the answer to a subject access request's "who received my data"."""
+    with ledger.db.read() as session:
+        q = _visible(principal, select(Disclosure))
+        if query.subject is not None:
+            ref = subjects.resolve(ledger, session, query.subject, create=False)
+            if ref is None:
+                return {"items": [], "page": query.page, "page_size": query.page_size, "total": 0}
+            q = q.where(Disclosure.subject_ref == ref)
+        if query.from_org:
+            q = q.where(Disclosure.from_org == query.from_org)
+        if query.to_org:
+            q = q.where(Disclosure.to_org == query.to_org)
+        if query.purpose:
+            q = q.where(Disclosure.purpose == query.purpose)
+        if query.since:
+            q = q.where(Disclosure.disclosed_at >= query.since)
+        if query.until:
+            q = q.where(Disclosure.disclosed_at < query.until)
+        total = session.execute(select(func.count()).select_from(q.subquery())).scalar_one()
+        rows = list(
+            session.execute(
+                q.order_by(Disclosure.ledger_index.desc())
+                .offset((query.page - 1) * query.page_size)
+                .limit(query.page_size)
+            ).scalars()
+        )
+        links: dict[str, list[str]] = {r.id: [] for r in rows}
+        if rows:
+            for dc in session.execute(
+                select(DisclosureConsent).where(DisclosureConsent.disclosure_id.in_(list(links)))
+            ).scalars():
+                links[dc.disclosure_id].append(dc.consent_id)
+        return {
+            "items": [disclosure_view(r, sorted(links[r.id])) for r in rows],
+            "page": query.page,
+            "page_size": query.page_size,
+            "total": total,
+        }

@@ -1,0 +1,150 @@
+"""Publishing and reading policy versions.
+
+Each publication is a log entry holding the whole canonical policy document, so any past
+decision can be re-checked against the exact rules it was made under. The newest publication is
+in force. Parsed policies are cached per process by version: a version is immutable, and which
+version is in force is read from the database on every use, so publishing binds every worker at
+once.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.errors import DomainError, LogUnavailable
+from app.ledger.entry import encode_entry
+from app.models import PolicyVersion
+from app.policy import Policy, PolicyError, load_policy
+from app.services.container import Ledger
+from app.services.log_store import make_entry
+from app.vocabulary import ORGANISATION_KINDS
+
+REPO_POLICIES = Path(__file__).resolve().parent.parent.parent / "policies"
+DEFAULT_POLICY_FILE = REPO_POLICIES / "default.yaml"
+
+_cache: dict[str, Policy] = {}
+_cache_lock = threading.Lock()
+
+
+class PolicyRefused(DomainError):
+    status = 422
+    slug = "invalid-policy"
+
+    def __init__(self, error: PolicyError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+@dataclass(frozen=True)
+class Published:
+    version: str
+    ledger_index: int
+    already_in_force: bool
+
+
+def parse_policy_file(path: Path) -> Policy:
+    """Read and validate a policy file; :class:`PolicyError` names the file, path and reason."""
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(source, [f"(file): cannot be read as UTF-8 text: {exc}"]) from None
+    try:
+        document = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise PolicyError(source, [f"(file): not valid YAML or JSON: {exc}"]) from None
+    policy = load_policy(document, source)
+    unknown = set(policy.organisation_kinds) ^ set(ORGANISATION_KINDS)
+    if unknown:
+        # Organisations are registered with the service's kinds; a policy must reason about
+        # exactly those, or some registered organisation would fall outside every rule.
+        raise PolicyError(
+            source,
+            [
+                f"organisation_kinds: must be exactly {', '.join(ORGANISATION_KINDS)} "
+                f"(differs in {', '.join(sorted(unknown))})"
+            ],
+        )
+    return policy
+
+
+def canonical_document(policy: Policy) -> str:
+    return encode_entry(policy.document).decode("utf-8")
+
+
+def publish(ledger: Ledger, policy: Policy) -> Published:
+    now = ledger.clock()
+    with ledger.db.write() as session:
+        ledger.log_store.lock_head(session)
+        current = _current_row(session)
+        if current is not None and current.version == policy.version:
+            return Published(policy.version, current.ledger_index, True)
+        (receipt,) = ledger.log_store.append(
+            session,
+            [
+                make_entry(
+                    "policy.published",
+                    now,
+                    {"version": policy.version, "name": policy.name, "policy": policy.document},
+                )
+            ],
+            now,
+        )
+        existing = session.get(PolicyVersion, policy.version)
+        if existing is not None:
+            # Re-publishing an earlier version makes it current again: a new entry, new index.
+            session.delete(existing)
+            session.flush()
+        session.add(
+            PolicyVersion(
+                version=policy.version,
+                name=policy.name,
+                document=canonical_document(policy),
+                published_at=now,
+                ledger_index=receipt.index,
+            )
+        )
+    return Published(policy.version, receipt.index, False)
+
+
+def _current_row(session: Session) -> PolicyVersion | None:
+    return session.execute(
+        select(PolicyVersion).order_by(PolicyVersion.ledger_index.desc()).limit(1)
+    ).scalar_one_or_none()
+
+
+def policy_from_row(row: PolicyVersion) -> Policy:
+    with _cache_lock:
+        cached = _cache.get(row.version)
+    if cached is not None:
+        return cached
+    policy = load_policy(json.loads(row.document), f"policy {row.version}")
+    if policy.version != row.version:
+        raise LogUnavailable(f"stored policy {row.version} does not hash to its version")
+    with _cache_lock:
+        _cache[row.version] = policy
+    return policy
+
+
+def current_policy(session: Session) -> Policy:
+    row = _current_row(session)
+    if row is None:
+        raise LogUnavailable("no policy is published: run `consent-ledger init`")
+    return policy_from_row(row)
+
+
+def policy_by_version(session: Session, version: str) -> Policy | None:
+    row = session.get(PolicyVersion, version)
+    return None if row is None else policy_from_row(row)
+
+
+def policy_summary(policy: Policy) -> dict[str, Any]:
+    return {"version": policy.version, "name": policy.name, "rules": len(policy.rules)}
