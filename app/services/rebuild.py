@@ -1,8 +1,9 @@
 """Re-derive the projection tables from the log and compare (``consent-ledger rebuild``).
 
 The log is the source of truth; ``organisations``, ``api_clients``, ``consents``,
-``consent_events`` and ``objections`` are projections kept for fast queries, updated in the
-same transaction as each entry. This module replays every entry, in index order, into the rows
+``consent_events``, ``objections``, ``policy_versions``, ``decisions``, ``disclosures`` and
+``disclosure_consents`` are projections kept for fast queries, updated in the same transaction
+as each entry. This module replays every entry, in index order, into the rows
 the projections should hold, and reports each difference. ``--check`` only reports; without it
 the consent-side projections are rewritten from the log in one transaction. Subjects (the
 identifier mapping) and token hashes are not in the log by design, and are not touched.
@@ -18,8 +19,19 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from app.ledger.entry import decode_entry
-from app.models import ApiClient, Consent, ConsentEvent, LogEntry, Objection, Organisation
+from app.ledger.entry import decode_entry, encode_entry
+from app.models import (
+    ApiClient,
+    Consent,
+    ConsentEvent,
+    DecisionRecord,
+    Disclosure,
+    DisclosureConsent,
+    LogEntry,
+    Objection,
+    Organisation,
+    PolicyVersion,
+)
 from app.services.consents import ACTIVE, WITHDRAWN, iso
 
 Row = dict[str, Any]
@@ -33,6 +45,10 @@ class Expected:
     consents: dict[str, Row] = field(default_factory=dict)
     consent_events: dict[int, Row] = field(default_factory=dict)
     objections: dict[str, Row] = field(default_factory=dict)
+    policy_versions: dict[str, Row] = field(default_factory=dict)
+    decisions: dict[str, Row] = field(default_factory=dict)
+    disclosures: dict[str, Row] = field(default_factory=dict)
+    disclosure_consents: dict[tuple[str, str], Row] = field(default_factory=dict)
 
 
 def _entries(session: Session) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -110,6 +126,48 @@ def _apply(exp: Expected, idx: int, entry: dict[str, Any]) -> None:
             "withdrawn_by": None,
             "withdrawn_index": None,
         }
+    elif kind == "policy.published":
+        # Re-publishing a version moves it to its newest entry (one row per version).
+        exp.policy_versions[d["version"]] = {
+            "name": d["name"],
+            "document": encode_entry(d["policy"]).decode("utf-8"),
+            "published_at": time,
+            "ledger_index": idx,
+        }
+    elif kind == "decision.made":
+        basis = d.get("legal_basis") or {}
+        exp.decisions[d["decision_id"]] = {
+            "subject_ref": d["subject_ref"],
+            "from_org": d["from"],
+            "to_org": d["to"],
+            "purpose": d["purpose"],
+            "data_categories": d["data_categories"],
+            "legal_basis_type": basis.get("type"),
+            "legal_basis_reference": basis.get("reference"),
+            "decision": d["decision"],
+            "basis": d["basis"],
+            "result": {k: d[k] for k in RESULT_KEYS},
+            "policy_version": d["policy_version"],
+            "client_id": d["client_id"],
+            "made_at": time,
+            "ledger_index": idx,
+        }
+    elif kind == "disclosure.recorded":
+        exp.disclosures[d["disclosure_id"]] = {
+            "decision_id": d["decision_id"],
+            "subject_ref": d["subject_ref"],
+            "from_org": d["from"],
+            "to_org": d["to"],
+            "purpose": d["purpose"],
+            "data_categories": d["data_categories"],
+            "basis": d["basis"],
+            "legal_basis_type": d["legal_basis"],
+            "client_id": d["client_id"],
+            "disclosed_at": time,
+            "ledger_index": idx,
+        }
+        for consent_id in d["consents"]:
+            exp.disclosure_consents[(d["disclosure_id"], consent_id)] = {}
     elif kind == "objection.withdrawn":
         exp.objections[d["objection_id"]].update(
             status=WITHDRAWN, withdrawn_at=time, withdrawn_by=d["by"], withdrawn_index=idx
@@ -135,24 +193,43 @@ def _event(
     }
 
 
-def _stored(session: Session, model: type[Any], key: str, columns: list[str]) -> dict[Any, Row]:
+def _stored(
+    session: Session, model: type[Any], key: str | tuple[str, ...], columns: list[str]
+) -> dict[Any, Row]:
     out: dict[Any, Row] = {}
     for obj in session.execute(select(model)).scalars():
         row = {}
         for c in columns:
             value = getattr(obj, c)
             row[c] = iso(value) if hasattr(value, "isoformat") else value
-        out[getattr(obj, key)] = row
+        out[
+            tuple(getattr(obj, k) for k in key) if isinstance(key, tuple) else getattr(obj, key)
+        ] = row
     return out
 
 
-TABLES: list[tuple[str, type[Any], str]] = [
+TABLES: list[tuple[str, type[Any], str | tuple[str, ...]]] = [
     ("organisations", Organisation, "id"),
     ("clients", ApiClient, "id"),
     ("consents", Consent, "id"),
     ("consent_events", ConsentEvent, "ledger_index"),
     ("objections", Objection, "id"),
+    ("policy_versions", PolicyVersion, "version"),
+    ("decisions", DecisionRecord, "id"),
+    ("disclosures", Disclosure, "id"),
+    ("disclosure_consents", DisclosureConsent, ("disclosure_id", "consent_id")),
 ]
+# The decision fields the policy engine returns, stored together in decisions.result.
+RESULT_KEYS = (
+    "decision",
+    "permitted_categories",
+    "denied_categories",
+    "reasons",
+    "consents",
+    "obligations",
+    "policy_version",
+    "basis",
+)
 
 
 def differences(session: Session, exp: Expected) -> list[str]:

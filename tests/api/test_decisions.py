@@ -358,3 +358,21 @@ def test_disclosure_history_filters_pages_and_exports_csv(
     assert bad.status_code == 400
     assert bad.get_json()["errors"][0]["field"] == "until"
     assert client.get("/v1/disclosures", headers=bearer(tokens["tt"])).status_code == 403
+
+
+def test_rebuild_check_covers_decisions_and_disclosures(
+    client: FlaskClient, runner: Any, tokens: Tokens, ledger: Any
+) -> None:
+    from sqlalchemy import text
+
+    _disclose(client, tokens, NHS[0], "tt-leeds", "ea-tt-leeds", "tt")
+    decide(client, tokens["tt"], NHS[1])  # a deny is recorded too
+    ok = runner.invoke(args=["rebuild", "--check"])
+    assert ok.exit_code == 0, ok.output
+    with ledger.db.write_engine.begin() as conn:
+        conn.execute(text("UPDATE disclosures SET to_org = 'asc-leeds'"))
+        conn.execute(text("DELETE FROM decisions WHERE decision = 'deny'"))
+    bad = runner.invoke(args=["rebuild", "--check"])
+    assert bad.exit_code == 1
+    assert "to_org is 'asc-leeds' in the table but 'ea-tt-leeds' in the log" in bad.output
+    assert "decisions dec_" in bad.output
