@@ -108,6 +108,50 @@ def test_no_nhs_number_reaches_any_file_of_the_instance(
         requests.get(
             srv.url + "/v1/consents", params={"nhs_number": nhs}, headers=_h(portal), timeout=10
         )
+    # Decisions, disclosures and the disclosure history, looked up by NHS number.
+    tt, ig = tokens["case_system:tt-leeds"], tokens["ig_lead:tt-leeds"]
+    requests.post(
+        srv.url + "/v1/consents",
+        headers=_h(tt),
+        timeout=10,
+        json={
+            "subject": {"nhs_number": NHS[0]},
+            "purpose": "referral",
+            "recipients": ["ea-tt-leeds"],
+            "data_categories": ["identity"],
+            "form": "verbal",
+        },
+    )
+    decision = requests.post(
+        srv.url + "/v1/decisions",
+        headers=_h(tt),
+        timeout=10,
+        json={
+            "subject": {"nhs_number": NHS[0]},
+            "from": "tt-leeds",
+            "to": "ea-tt-leeds",
+            "purpose": "referral",
+            "data_categories": ["identity"],
+        },
+    ).json()
+    assert decision["decision"] == "permit"
+    assert (
+        requests.post(
+            srv.url + "/v1/disclosures",
+            headers=_h(tt),
+            timeout=10,
+            json={"decision_id": decision["id"], "data_categories": ["identity"]},
+        ).status_code
+        == 201
+    )
+    history = requests.get(
+        srv.url + "/v1/disclosures",
+        params={"nhs_number": NHS[0]},
+        headers={**_h(ig), "Accept": "text/csv"},
+        timeout=10,
+    )
+    assert history.status_code == 200
+    assert NHS[0] not in history.text
     # A wrong check digit and a wrong length: refused, and still never written anywhere.
     bad = NHS[3][:9] + str((int(NHS[3][9]) + 1) % 10)
     for wrong in (bad, NHS[3] + "1"):
