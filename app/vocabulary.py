@@ -39,8 +39,6 @@ DATA_CATEGORIES: Final = (
 CONSENT_FORMS: Final = ("verbal", "written", "electronic")
 SIGNED_FORMS: Final = ("written", "electronic")
 OBJECTION_SCOPES: Final = ("direct_care", "national_data_opt_out")
-# Organisation kinds whose consents a health organisation must confirm (rule G6).
-NEEDS_HEALTH_CONFIRMATION: Final = ("dwp", "employment_dwp")
 # Why a consent was withdrawn: codes, not free text, so nothing identifying enters the log.
 WITHDRAWAL_REASONS: Final = (
     "person_withdrew",

@@ -64,17 +64,18 @@ def wants_csv() -> bool:
     return best == "text/csv"
 
 
+def _cell(value: Any) -> str:
+    text = ";".join(value) if isinstance(value, list) else ("" if value is None else str(value))
+    # A spreadsheet runs a cell that starts like a formula: neutralise it (OWASP CSV injection).
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def to_csv(items: list[dict[str, Any]]) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
     for item in items:
-        writer.writerow(
-            [
-                ";".join(v) if isinstance(v, list) else ("" if v is None else v)
-                for v in (item.get(c) for c in CSV_COLUMNS)
-            ]
-        )
+        writer.writerow([_cell(item.get(c)) for c in CSV_COLUMNS])
     return out.getvalue()
 
 

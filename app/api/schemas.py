@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import marshmallow as ma
@@ -15,7 +16,42 @@ from app.vocabulary import (
     WITHDRAWAL_REASONS,
 )
 
-ORG_ID = ma.fields.String(validate=ma.validate.Length(min=1, max=64))
+_CONTROL_OR_SURROGATE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+ORG_ID_PATTERN = r"[a-z0-9][a-z0-9-]{1,62}[a-z0-9]"
+
+
+class Text(ma.fields.String):
+    """A line of text: no control characters and no lone surrogates (which no database or
+    canonical JSON encoder accepts)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if _CONTROL_OR_SURROGATE.search(text):
+            raise ma.ValidationError("must not contain control characters")
+        return text
+
+
+def org_id(**kwargs: Any) -> ma.fields.String:
+    return ma.fields.String(
+        validate=ma.validate.Regexp(
+            rf"^{ORG_ID_PATTERN}\Z",
+            error="is not an organisation id (lower-case letters, digits and hyphens)",
+        ),
+        **kwargs,
+    )
+
+
+class Timestamp(ma.fields.AwareDateTime):
+    """RFC 3339 with an offset, in a range every database stores (years 1900 to 9000)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        parsed = super()._deserialize(value, attr, data, **kwargs)
+        if not 1900 <= parsed.year <= 9000:
+            raise ma.ValidationError("must be between the years 1900 and 9000")
+        return parsed
+
+
+ORG_ID = org_id()
 
 
 def _nhs_number(value: str) -> None:
@@ -26,12 +62,11 @@ def _nhs_number(value: str) -> None:
 
 
 class LocalIdSchema(ma.Schema):
-    system = ma.fields.String(
+    system = org_id(
         required=True,
-        validate=ma.validate.Length(min=1, max=64),
         metadata={"description": "the id of the organisation whose identifier this is"},
     )
-    value = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=100))
+    value = Text(required=True, validate=ma.validate.Length(min=1, max=100))
 
 
 class SubjectSchema(ma.Schema):
@@ -64,7 +99,7 @@ class LedgerReceiptSchema(ma.Schema):
 class HistoryEventSchema(ma.Schema):
     event = ma.fields.String()
     at = ma.fields.String()
-    organisation = ma.fields.String()
+    organisation = ma.fields.String(allow_none=True)
     ledger_index = ma.fields.Integer()
     reason = ma.fields.String()
 
@@ -84,8 +119,8 @@ class ConsentCreateSchema(ma.Schema):
         allow_none=True,
         validate=ma.validate.Regexp(r"^[0-9a-f]{64}\Z", error="must be 64 lower-case hex digits"),
     )
-    valid_from = ma.fields.AwareDateTime(load_default=None, allow_none=True)
-    expires_at = ma.fields.AwareDateTime(load_default=None, allow_none=True)
+    valid_from = Timestamp(load_default=None, allow_none=True)
+    expires_at = Timestamp(load_default=None, allow_none=True)
 
 
 class ConsentSchema(ma.Schema):
@@ -144,7 +179,9 @@ class ObjectionSchema(ma.Schema):
     scope = ma.fields.String()
     status = ma.fields.String()
     subject_ref = ma.fields.String()
-    recorded_by = ma.fields.String()
+    recorded_by = ma.fields.String(
+        allow_none=True, metadata={"description": "null unless this client may see it"}
+    )
     recorded_at = ma.fields.String()
     withdrawn_at = ma.fields.String(allow_none=True)
     history = ma.fields.List(ma.fields.Nested(HistoryEventSchema))
@@ -156,8 +193,8 @@ class ObjectionReceiptSchema(ObjectionSchema):
 
 class SubjectQuerySchema(ma.Schema):
     nhs_number = ma.fields.String(validate=_nhs_number)
-    local_system = ma.fields.String(validate=ma.validate.Length(min=1, max=64))
-    local_value = ma.fields.String(validate=ma.validate.Length(min=1, max=100))
+    local_system = org_id()
+    local_value = Text(validate=ma.validate.Length(min=1, max=100))
 
     @ma.validates_schema
     def _one_form(self, data: dict[str, Any], **_: Any) -> None:
@@ -188,24 +225,45 @@ class SubjectHistorySchema(ma.Schema):
     objections = ma.fields.List(ma.fields.Nested(ObjectionSchema))
 
 
+def _no_nhs_number(value: str) -> None:
+    """A reference enters the permanent log: refuse one that carries an NHS number."""
+    digits = re.sub(r"[^0-9]", "", value)
+    for start in range(len(digits) - 9):
+        try:
+            normalise_nhs_number(digits[start : start + 10])
+        except InvalidNhsNumber:
+            continue
+        raise ma.ValidationError(
+            "looks like it contains an NHS number; give the order, CAG or case reference only"
+        )
+
+
 class LegalBasisSchema(ma.Schema):
-    type = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=32))
-    reference = ma.fields.String(
+    type = ma.fields.String(required=True, validate=ma.validate.Regexp(r"^[a-z][a-z0-9_]{0,31}\Z"))
+    reference = Text(
         required=True,
-        validate=ma.validate.Length(min=1, max=200),
-        metadata={"description": "order number, CAG reference or safeguarding case reference"},
+        validate=[
+            ma.validate.Length(min=1, max=80),
+            ma.validate.Regexp(
+                r"^[A-Za-z0-9][A-Za-z0-9 /._:#()-]*\Z",
+                error="may hold letters, digits, spaces and / . _ : # ( ) - only",
+            ),
+            _no_nhs_number,
+        ],
+        metadata={
+            "description": "order number, CAG reference or safeguarding case reference; "
+            "it is written to the permanent log, so never a personal identifier"
+        },
     )
 
 
 class DecisionRequestSchema(ma.Schema):
     subject = ma.fields.Nested(SubjectSchema, required=True)
-    from_ = ma.fields.String(
-        required=True, data_key="from", validate=ma.validate.Length(min=1, max=64)
-    )
-    to = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=64))
-    purpose = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=32))
+    from_ = org_id(required=True, data_key="from")
+    to = org_id(required=True)
+    purpose = Text(required=True, validate=ma.validate.Length(min=1, max=32))
     data_categories = ma.fields.List(
-        ma.fields.String(validate=ma.validate.Length(min=1, max=32)),
+        Text(validate=ma.validate.Length(min=1, max=32)),
         required=True,
         validate=ma.validate.Length(min=1, max=20),
     )
@@ -249,9 +307,12 @@ class DecisionSchema(ma.Schema):
 
 
 class DisclosureRequestSchema(ma.Schema):
-    decision_id = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=40))
+    decision_id = ma.fields.String(
+        required=True,
+        validate=ma.validate.Regexp(r"^dec_[0-9a-f]{32}\Z", error="is not a decision id"),
+    )
     data_categories = ma.fields.List(
-        ma.fields.String(validate=ma.validate.Length(min=1, max=32)),
+        Text(validate=ma.validate.Length(min=1, max=32)),
         required=True,
         validate=ma.validate.Length(min=1, max=20),
     )
@@ -275,11 +336,11 @@ class DisclosureSchema(ma.Schema):
 
 class DisclosureQuerySchema(ma.Schema):
     nhs_number = ma.fields.String(validate=_nhs_number)
-    from_org = ma.fields.String(validate=ma.validate.Length(min=1, max=64))
-    to_org = ma.fields.String(validate=ma.validate.Length(min=1, max=64))
+    from_org = org_id()
+    to_org = org_id()
     purpose = ma.fields.String(validate=ma.validate.OneOf(PURPOSES))
-    since = ma.fields.AwareDateTime()
-    until = ma.fields.AwareDateTime()
+    since = Timestamp()
+    until = Timestamp()
     page = ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1, max=100_000))
     page_size = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=500))
 

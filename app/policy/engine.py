@@ -17,6 +17,7 @@ reason and obligation comes from the policy document.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -83,15 +84,39 @@ def _applies(rule: Rule, request: Request) -> bool:
     )
 
 
-def _active_objection(facts: Facts, scope: str | None, now: datetime) -> ObjectionFact | None:
+def _active_objection(facts: Facts, scope: str | None) -> ObjectionFact | None:
+    """The latest active objection of ``scope``. Every objection in the facts is in force: the
+    facts are what was committed before this decision, whatever this worker's clock says."""
     if scope is None:
         return None
-    active = [
-        o
-        for o in facts.objections
-        if o.scope == scope and o.status == "active" and o.recorded_at <= now
-    ]
-    return max(active, key=lambda o: o.recorded_at) if active else None
+    active = [o for o in facts.objections if o.scope == scope and o.status == "active"]
+    return max(active, key=_order) if active else None
+
+
+def _order(fact: ConsentFact | ObjectionFact) -> tuple[int, datetime]:
+    return (fact.sequence if fact.sequence is not None else -1, fact.recorded_at)
+
+
+def _after(objection: ObjectionFact, consent: ConsentFact) -> bool:
+    """Was the objection recorded after the consent? By log position when both are known."""
+    if objection.sequence is not None and consent.sequence is not None:
+        return objection.sequence > consent.sequence
+    return objection.recorded_at > consent.recorded_at
+
+
+def _parties_ok(rule: Rule, request: Request, consent: ConsentFact) -> bool:
+    """A consent names who may receive; the other party must be its recorder or named too,
+    so an organisation outside the consent cannot share under it (G4)."""
+    named, other = (
+        (request.recipient.id, request.sender.id)
+        if rule.consent_names == "recipient"
+        else (request.sender.id, request.recipient.id)
+    )
+    if named not in consent.recipients:
+        return False
+    return (
+        consent.recorded_by is None or other == consent.recorded_by or other in consent.recipients
+    )
 
 
 def _consent_failure(
@@ -112,8 +137,8 @@ def _consent_failure(
         return "consent_expired"
     if consent.form not in rule.forms:
         return "consent_not_signed"
-    objection = _active_objection(facts, rule.overridden_by_later_objection, now)
-    if objection is not None and objection.recorded_at > consent.recorded_at:
+    objection = _active_objection(facts, rule.overridden_by_later_objection)
+    if objection is not None and _after(objection, consent):
         return "objection_direct_care"
     g6 = policy.confirmation
     if (
@@ -128,9 +153,8 @@ def _consent_failure(
 def _apply_consent_rule(
     policy: Policy, rule: Rule, request: Request, facts: Facts, now: datetime, out: _Outcome
 ) -> None:
-    named = request.recipient.id if rule.consent_names == "recipient" else request.sender.id
     candidates = [
-        c for c in facts.consents if c.purpose == request.purpose and named in c.recipients
+        c for c in facts.consents if c.purpose == request.purpose and _parties_ok(rule, request, c)
     ]
     failures = {c.id: _consent_failure(policy, rule, request, facts, c, now) for c in candidates}
     usable = [c for c in candidates if failures[c.id] is None]
@@ -141,7 +165,7 @@ def _apply_consent_rule(
         and request.legal_basis is not None
         and request.legal_basis.type == alternative.legal_basis
     ):
-        opt_out = _active_objection(facts, alternative.blocked_by_objection, now)
+        opt_out = _active_objection(facts, alternative.blocked_by_objection)
         if opt_out is not None and (
             not alternative.when_from or request.sender.kind in alternative.when_from
         ):
@@ -202,9 +226,9 @@ def _best_failure(
 
 
 def _apply_implied_rule(
-    policy: Policy, rule: Rule, request: Request, facts: Facts, now: datetime, out: _Outcome
+    policy: Policy, rule: Rule, request: Request, facts: Facts, out: _Outcome
 ) -> None:
-    objection = _active_objection(facts, rule.blocked_by_objection, now)
+    objection = _active_objection(facts, rule.blocked_by_objection)
     if objection is not None:
         g3 = policy.global_rule("G3") if any(g.id == "G3" for g in policy.global_rules) else None
         message = (g3.explanation + f" ({g3.source})") if g3 else rule.cites()
@@ -238,37 +262,53 @@ def _apply_legal_basis_rule(rule: Rule, request: Request, out: _Outcome) -> None
     out.oblige(rule.obligations)
 
 
+def _apply_denies(rules: list[Rule], categories: Sequence[str], out: _Outcome) -> None:
+    if not categories:
+        return
+    for rule in rules:
+        assert rule.reason is not None
+        out.reason(rule.reason, rule.id, rule.cites())
+        for category in categories:
+            out.deny(category, rule.reason, rule.id)
+
+
 def evaluate(policy: Policy, request: Request, facts: Facts, now: datetime) -> Decision:
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     out = _Outcome()
     applicable = [rule for rule in policy.rules if _applies(rule, request)]
-    denying = [rule for rule in applicable if rule.kind == "deny"]
+    # Global rules are checked before the purpose rules (ig-rules): the rules a legal basis
+    # brings in (G1, G2) come first, and a purpose rule's deny (P10) does not undo what a legal
+    # requirement permits. A legal-basis deny (G2-employer) refuses everything.
+    legal_tier = [rule for rule in applicable if rule.legal_bases]
+    purpose_tier = [rule for rule in applicable if not rule.legal_bases]
+    legal_denies = [rule for rule in legal_tier if rule.kind == "deny"]
+    purpose_denies = [rule for rule in purpose_tier if rule.kind == "deny"]
 
     if not applicable:
         g0 = policy.global_rule("G0")
         out.reason("no_applicable_rule", "G0", f"{g0.explanation} ({g0.source})")
         for category in request.categories:
             out.deny(category, "no_applicable_rule", "G0")
-    elif denying:
-        # Deny overrides permit: a deny rule refuses every category, whatever else applies.
-        for rule in denying:
-            assert rule.reason is not None
-            out.reason(rule.reason, rule.id, rule.cites())
-            for category in request.categories:
-                out.deny(category, rule.reason, rule.id)
+    elif legal_denies:
+        _apply_denies(legal_denies + purpose_denies, request.categories, out)
     else:
-        for rule in applicable:
-            if rule.kind == "legal_basis":
-                _apply_legal_basis_rule(rule, request, out)
-            elif rule.kind == "implied":
-                _apply_implied_rule(policy, rule, request, facts, now, out)
-            else:
-                _apply_consent_rule(policy, rule, request, facts, now, out)
+        for rule in legal_tier:
+            _apply_legal_basis_rule(rule, request, out)
+        if purpose_denies:
+            # Deny overrides permit among the purpose rules.
+            rest = [c for c in request.categories if c not in out.permitted]
+            _apply_denies(purpose_denies, rest, out)
+        else:
+            for rule in purpose_tier:
+                if rule.kind == "implied":
+                    _apply_implied_rule(policy, rule, request, facts, out)
+                else:
+                    _apply_consent_rule(policy, rule, request, facts, now, out)
         # A category another rule permits is not denied (any applicable basis suffices).
         for category in out.permitted:
             out.denied.pop(category, None)
-        # Name the global rule behind each denial (G4-G7), once per reason code.
+        # Name the global rule behind each denial (G3-G7), once per reason code.
         for code in sorted({reason for reason, _ in out.denied.values()}):
             if code in _GLOBAL_FOR:
                 out.reason(code, _GLOBAL_FOR[code], _global_message(policy, code))

@@ -130,6 +130,12 @@ class ConsentFact:
     confirmed: bool = False
     valid_from: datetime | None = None
     expires_at: datetime | None = None
+    # The organisation that recorded the consent: with the organisations it names, the only
+    # parties a consent lets share among themselves. None where unknown (scenario shorthand).
+    recorded_by: str | None = None
+    # Position in the log. Orders a consent against an objection exactly: clocks of different
+    # workers may disagree, the log's order does not.
+    sequence: int | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +144,7 @@ class ObjectionFact:
     scope: str
     status: str
     recorded_at: datetime
+    sequence: int | None = None
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,7 @@ def parse_scenario(raw: Mapping[str, Any], where: str) -> Scenario:
                     ),
                     recorded_by_kind=str(c.get("recorded_by_kind", request.sender.kind)),
                     confirmed=bool(c.get("confirmed", False)),
+                    recorded_by=str(c["recorded_by"]) if c.get("recorded_by") else None,
                     valid_from=_time(c["valid_from"], now, f"{here}.valid_from")
                     if c.get("valid_from")
                     else None,

@@ -8,10 +8,11 @@ never the person's identifier.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -31,7 +32,7 @@ from app.services.clients import Principal
 from app.services.container import Ledger
 from app.services.idempotency import IdempotencyKey, WriteResult, run_write
 from app.services.log_store import Receipt, make_entry
-from app.vocabulary import NEEDS_HEALTH_CONFIRMATION, SIGNED_FORMS
+from app.vocabulary import SIGNED_FORMS
 
 ACTIVE = "active"
 WITHDRAWN = "withdrawn"
@@ -68,9 +69,10 @@ class ConsentInput:
 
 
 def iso(value: datetime | None) -> str | None:
-    return (
-        None if value is None else value.isoformat(timespec="microseconds").replace("+00:00", "Z")
-    )
+    """RFC 3339 in UTC: the one spelling used in the log, the projections and responses."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _ledger_view(receipt: Receipt) -> dict[str, Any]:
@@ -107,8 +109,10 @@ def consent_view(consent: Consent, events: Sequence[ConsentEvent]) -> dict[str, 
     }
 
 
-def objection_view(objection: Objection) -> dict[str, Any]:
-    history = [
+def objection_view(objection: Objection, *, reveal_recorder: bool = True) -> dict[str, Any]:
+    """An objection; ``reveal_recorder=False`` leaves out which organisations recorded and
+    withdrew it, which would tell an unrelated organisation where the person is treated."""
+    history: list[dict[str, Any]] = [
         {
             "event": "recorded",
             "at": iso(objection.recorded_at),
@@ -125,7 +129,7 @@ def objection_view(objection: Objection) -> dict[str, Any]:
                 "ledger_index": objection.withdrawn_index,
             }
         )
-    return {
+    view: dict[str, Any] = {
         "id": objection.id,
         "scope": objection.scope,
         "status": objection.status,
@@ -135,6 +139,11 @@ def objection_view(objection: Objection) -> dict[str, Any]:
         "withdrawn_at": iso(objection.withdrawn_at),
         "history": history,
     }
+    if not reveal_recorder:
+        view["recorded_by"] = None
+        for event in history:
+            event["organisation"] = None
+    return view
 
 
 def _events(session: Session, consent_id: str) -> list[ConsentEvent]:
@@ -263,8 +272,12 @@ def record_consent(
 # -- withdrawal and confirmation ----------------------------------------------------------------
 
 
+CONSENT_ID = re.compile(r"cns_[0-9a-f]{32}")
+OBJECTION_ID = re.compile(r"obj_[0-9a-f]{32}")
+
+
 def _consent_for_update(session: Session, consent_id: str) -> Consent:
-    consent = session.get(Consent, consent_id)
+    consent = session.get(Consent, consent_id) if CONSENT_ID.fullmatch(consent_id) else None
     if consent is None:
         raise NotFound(f"there is no consent {consent_id!r}")
     return consent
@@ -360,7 +373,7 @@ def confirm_consent(
         consent = _consent_for_update(session, consent_id)
         recorder = session.get(Organisation, consent.recorded_by)
         assert recorder is not None
-        if recorder.kind not in NEEDS_HEALTH_CONFIRMATION:
+        if recorder.kind not in policies.current_policy(session).confirmation.consents_recorded_by:
             raise NotConfirmable(
                 f"consent {consent_id} was recorded by a {recorder.kind} organisation; only "
                 "consents recorded by dwp or employment_dwp organisations need confirmation"
@@ -465,7 +478,9 @@ def withdraw_objection(
     ledger: Ledger, principal: Principal, objection_id: str, idem: IdempotencyKey | None
 ) -> WriteResult:
     def use_case(session: Session) -> tuple[int, dict[str, Any]]:
-        objection = session.get(Objection, objection_id)
+        objection = (
+            session.get(Objection, objection_id) if OBJECTION_ID.fullmatch(objection_id) else None
+        )
         if objection is None:
             raise NotFound(f"there is no objection {objection_id!r}")
         if not may_act_for_recorder(principal, objection.recorded_by):
@@ -511,6 +526,7 @@ def subject_history(
     its organisation's consents and those naming it; everything for portals and auditors."""
     with ledger.db.read() as session:
         ref = subjects.resolve(ledger, session, subject, create=False)
+        all_of_them = sees_all_of_a_person(principal)
         if ref is None:
             return {"consents": [], "objections": []}
         consents = list(
@@ -518,8 +534,8 @@ def subject_history(
                 select(Consent).where(Consent.subject_ref == ref).order_by(Consent.ledger_index)
             ).scalars()
         )
-        if not sees_all_of_a_person(principal):
-            org = principal.organisation_id
+        org = principal.organisation_id
+        if not all_of_them:
             consents = [c for c in consents if c.recorded_by == org or org in c.recipients]
         events: dict[str, list[ConsentEvent]] = {c.id: [] for c in consents}
         if consents:
@@ -530,8 +546,17 @@ def subject_history(
         objections = session.execute(
             select(Objection).where(Objection.subject_ref == ref).order_by(Objection.ledger_index)
         ).scalars()
-        return {
-            "subject_ref": ref,
+        # Every client deciding about a share must know of objections (G3), but only portals,
+        # auditors and the recording organisation learn who recorded one. The person's
+        # subject_ref goes only to those who see all of their record, so the shape of the
+        # answer does not tell other clients whether the service knows the person.
+        body: dict[str, Any] = {
             "consents": [consent_view(c, events[c.id]) for c in consents],
-            "objections": [objection_view(o) for o in objections],
+            "objections": [
+                objection_view(o, reveal_recorder=all_of_them or o.recorded_by == org)
+                for o in objections
+            ],
         }
+        if all_of_them:
+            body["subject_ref"] = ref
+        return body

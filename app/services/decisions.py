@@ -90,11 +90,13 @@ def load_facts(session: Session, subject_ref: str) -> Facts:
             confirmed=c.confirmed_by is not None,
             valid_from=c.valid_from,
             expires_at=c.expires_at,
+            recorded_by=c.recorded_by,
+            sequence=c.ledger_index,
         )
         for c, kind in rows
     )
     objections = tuple(
-        ObjectionFact(o.id, o.scope, o.status, o.recorded_at)
+        ObjectionFact(o.id, o.scope, o.status, o.recorded_at, o.ledger_index)
         for o in session.execute(
             select(Objection).where(Objection.subject_ref == subject_ref)
         ).scalars()
@@ -246,7 +248,28 @@ def decide(
         body["ledger"] = {"index": receipt.index, "leaf_hash": receipt.leaf_hash.hex()}
         return 200, body
 
-    return run_write(ledger, idem, use_case)
+    def check_replay(session: Session, body: dict[str, Any]) -> None:
+        # A retried request gets its first answer, but never a permit that a withdrawal has
+        # since made untrue (G5): the caller might act on it.
+        if body.get("decision") != "permit" or not body.get("consents"):
+            return
+        withdrawn = (
+            session.execute(
+                select(Consent.id).where(
+                    Consent.id.in_(list(body["consents"])), Consent.status != "active"
+                )
+            )
+            .scalars()
+            .all()
+        )
+        if withdrawn:
+            raise ConsentWithdrawn(
+                f"this request's earlier permit relied on consent {', '.join(withdrawn)}, "
+                "which has since been withdrawn; ask again without the Idempotency-Key",
+                extra={"consents": list(withdrawn), "decision_id": body.get("id")},
+            )
+
+    return run_write(ledger, idem, use_case, check_replay)
 
 
 # -- disclosures ----------------------------------------------------------------------------------

@@ -65,8 +65,13 @@ def run_write(
     ledger: Ledger,
     idem: IdempotencyKey | None,
     use_case: Callable[[Session], tuple[int, dict[str, Any]]],
+    check_replay: Callable[[Session, dict[str, Any]], None] | None = None,
 ) -> WriteResult:
-    """Run one write use case in one transaction, replaying a recorded response if any."""
+    """Run one write use case in one transaction, replaying a recorded response if any.
+
+    ``check_replay`` may refuse to replay a response that is no longer true (a permit whose
+    consent has since been withdrawn) by raising; nothing is written either way.
+    """
     with ledger.db.write() as session:
         ledger.log_store.lock_head(session)
         if idem is not None:
@@ -78,7 +83,10 @@ def run_write(
                         "use a new key for a new request",
                         errors=[FieldError(HEADER, "already used with another body", "headers")],
                     )
-                return WriteResult(record.status_code, json.loads(record.body), replayed=True)
+                body = json.loads(record.body)
+                if check_replay is not None:
+                    check_replay(session, body)
+                return WriteResult(record.status_code, body, replayed=True)
         status, body = use_case(session)
         if idem is not None:
             session.add(

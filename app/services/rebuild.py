@@ -271,6 +271,8 @@ def rewrite_consent_projections(session: Session, exp: Expected) -> None:
     def dt(value: str | None) -> datetime | None:
         return None if value is None else datetime.fromisoformat(value)
 
+    # disclosure_consents refers to consents: take it out and put it back from the log too.
+    session.execute(delete(DisclosureConsent))
     session.execute(delete(ConsentEvent))
     session.execute(delete(Consent))
     session.execute(delete(Objection))
@@ -287,3 +289,6 @@ def rewrite_consent_projections(session: Session, exp: Expected) -> None:
         )
     for oid, row in exp.objections.items():
         session.add(Objection(id=oid, **{k: dt(v) if k in times else v for k, v in row.items()}))
+    session.flush()
+    for disclosure_id, consent_id in exp.disclosure_consents:
+        session.add(DisclosureConsent(disclosure_id=disclosure_id, consent_id=consent_id))

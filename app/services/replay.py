@@ -79,6 +79,8 @@ def replay_decisions(
                 status="active",
                 recorded_at=time,
                 recorded_by_kind=kinds[d["recorded_by"]],
+                recorded_by=d["recorded_by"],
+                sequence=idx,
                 valid_from=_t(d["valid_from"]),
                 expires_at=_t(d["expires_at"]),
             )
@@ -93,7 +95,7 @@ def replay_decisions(
             )
         elif kind == "objection.recorded":
             objections[d["objection_id"]] = ObjectionFact(
-                d["objection_id"], d["scope"], "active", time
+                d["objection_id"], d["scope"], "active", time, idx
             )
             objection_subject[d["objection_id"]] = d["subject_ref"]
         elif kind == "objection.withdrawn":

@@ -12,6 +12,9 @@ from flask.testing import FlaskClient
 from tests.helpers import bearer
 from tests.nhs import valid_nhs_numbers
 
+# Confirmation (G6) reads the policy in force, as a deployment's would.
+pytestmark = pytest.mark.usefixtures("policy")
+
 PERSON, OTHER_PERSON = valid_nhs_numbers(2)
 ROLES = ("case_system", "ig_lead", "patient_portal", "auditor", "admin")
 

@@ -15,6 +15,9 @@ from werkzeug.test import TestResponse
 from tests.helpers import bearer
 from tests.nhs import valid_nhs_numbers, with_check_digit
 
+# Confirmation (G6) reads the policy in force, as a deployment's would.
+pytestmark = pytest.mark.usefixtures("policy")
+
 PROBLEM = "application/problem+json"
 EVIDENCE = "0123456789abcdef" * 4  # a SHA-256 in 64 lower-case hex digits
 FUTURE = "2099-01-01T00:00:00Z"

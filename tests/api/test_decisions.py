@@ -300,7 +300,7 @@ def test_disclosure_categories_must_be_a_subset_of_the_permit(
     missing = client.post(
         "/v1/disclosures",
         headers=bearer(tokens["tt"]),
-        json={"decision_id": "dec_nope", "data_categories": ["identity"]},
+        json={"decision_id": "dec_" + "0" * 32, "data_categories": ["identity"]},
     )
     assert missing.status_code == 404
 

@@ -14,6 +14,9 @@ from tests.helpers import BOTH, bearer
 from tests.nhs import valid_nhs_numbers
 from tests.support import rfc9162_verifier as rfc
 
+# Confirmation (G6) reads the policy in force, as a deployment's would.
+pytestmark = pytest.mark.usefixtures("policy")
+
 NHS = valid_nhs_numbers(3)
 
 
