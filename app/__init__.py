@@ -42,9 +42,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update({k: v for k, v in config.items() if k not in SETTING_KEYS})
     app.extensions["consent_ledger"] = Ledger(settings)
 
-    from app import api, cli
+    from app import api, cli, web
 
     api.init_app(app)
+    web.init_app(app)
     cli.init_app(app)
     return app
 

@@ -24,7 +24,7 @@ from app import create_app, get_ledger
 from app.errors import DomainError
 from app.models import LogHead, PolicyVersion
 from app.policy import Policy, PolicyError
-from app.services import clients, keys, organisations, policies
+from app.services import clients, dashboard, keys, organisations, policies
 from app.services.container import Ledger
 from app.services.verify import verify_log
 from app.vocabulary import ROLES
@@ -212,6 +212,10 @@ def verify_command(vkey: str | None, quiet: bool) -> None:
 
     with ledger.db.read() as session:
         result = verify_log(session, verifier, progress)
+    # The IG dashboard shows the outcome of the last run.
+    dashboard.record_verification(
+        ledger, result.ok, result.size, result.checkpoints, result.problem
+    )
     if not result.ok:
         _fail(f"log verification FAILED: {result.problem}")
     click.echo(

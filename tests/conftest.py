@@ -242,36 +242,49 @@ def make_token(ledger: Ledger, orgs: list[str]) -> Any:
 
 # -- required suites --
 
-_passed_postgres: list[str] = []
-_skipped_postgres: list[str] = []
+# Suites CI requires: marker -> environment variable that makes a skip a failure.
+REQUIRED_SUITES = {"postgres": "REQUIRE_POSTGRES", "browser": "REQUIRE_BROWSER"}
+_passed: dict[str, list[str]] = {m: [] for m in REQUIRED_SUITES}
+_skipped: dict[str, list[str]] = {m: [] for m in REQUIRED_SUITES}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/browser/" in item.nodeid:
+            item.add_marker(pytest.mark.browser)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if "postgres" not in report.keywords:
-        return
-    if report.when == "call" and report.passed:
-        _passed_postgres.append(report.nodeid)
-    elif report.skipped:
-        _skipped_postgres.append(report.nodeid)
+    for marker in REQUIRED_SUITES:
+        if marker not in report.keywords:
+            continue
+        if report.when == "call" and report.passed:
+            _passed[marker].append(report.nodeid)
+        elif report.skipped:
+            _skipped[marker].append(report.nodeid)
 
 
-def _postgres_suite_incomplete() -> bool:
-    return REQUIRE_POSTGRES and (not _passed_postgres or bool(_skipped_postgres))
+def _incomplete() -> list[str]:
+    return [
+        marker
+        for marker, variable in REQUIRED_SUITES.items()
+        if os.environ.get(variable) == "1" and (not _passed[marker] or _skipped[marker])
+    ]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if _postgres_suite_incomplete() and exitstatus == 0:
+    if _incomplete() and exitstatus == 0:
         session.exitstatus = 1
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not REQUIRE_POSTGRES:
-        return
-    terminalreporter.write_line(
-        f"REQUIRE_POSTGRES=1: {len(_passed_postgres)} PostgreSQL tests passed, "
-        f"{len(_skipped_postgres)} skipped"
-    )
-    if _postgres_suite_incomplete():
+    for marker, variable in REQUIRED_SUITES.items():
+        if os.environ.get(variable) == "1":
+            terminalreporter.write_line(
+                f"{variable}=1: {len(_passed[marker])} {marker} tests passed, "
+                f"{len(_skipped[marker])} skipped"
+            )
+    for marker in _incomplete():
         terminalreporter.write_line(
-            "FAILED: the PostgreSQL suite is required and did not run in full", red=True
+            f"FAILED: the {marker} suite is required and did not run in full", red=True
         )

@@ -13,6 +13,7 @@ from app.api import (
     objections,
     organisations,
     problems,
+    subjects,
 )
 from app.api.common import LedgerApi, install_error_handlers
 
@@ -49,5 +50,6 @@ def init_app(app: Flask) -> None:
     api.register_blueprint(objections.blp)
     api.register_blueprint(decisions.blp)
     api.register_blueprint(disclosures.blp)
+    api.register_blueprint(subjects.blp)
     app.register_blueprint(problems.bp)
     app.extensions["consent_ledger_api"] = api

@@ -270,3 +270,45 @@ class DisclosureConsent(Base):
 
     disclosure_id: Mapped[str] = mapped_column(ForeignKey("disclosures.id"), primary_key=True)
     consent_id: Mapped[str] = mapped_column(ForeignKey("consents.id"), primary_key=True, index=True)
+
+
+class WebSession(Base):
+    """An IG lead's or auditor's signed-in browser. The cookie holds a random token; only its
+    SHA-256 is stored, so a database read does not yield live sessions."""
+
+    __tablename__ = "web_sessions"
+
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("api_clients.id"), nullable=False)
+    csrf_token: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class AccessLink(Base):
+    """A single-person, expiring link to the patient page. Only the token's hash is stored."""
+
+    __tablename__ = "access_links"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), nullable=False, unique=True)
+    subject_ref: Mapped[str] = mapped_column(String(40), nullable=False, index=True)
+    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), nullable=False)
+    created_by_client: Mapped[str] = mapped_column(String(40), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    ledger_index: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class VerificationRun(Base):
+    """The outcome of each ``consent-ledger verify``, shown on the IG dashboard."""
+
+    __tablename__ = "verification_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ran_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    ok: Mapped[bool] = mapped_column(nullable=False)
+    log_size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    checkpoints: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    problem: Mapped[str | None] = mapped_column(Text, nullable=True)

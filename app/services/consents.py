@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -427,10 +427,35 @@ def record_objection(
     scope: str,
     idem: IdempotencyKey | None,
 ) -> WriteResult:
-    def use_case(session: Session) -> tuple[int, dict[str, Any]]:
+    def resolve(session: Session) -> str:
         subjects.check_local_system(session, subject, "subject.local_id.system")
-        subject_ref = subjects.resolve(ledger, session, subject, create=True)
-        assert subject_ref is not None
+        ref = subjects.resolve(ledger, session, subject, create=True)
+        assert ref is not None
+        return ref
+
+    return _record_objection(ledger, principal, resolve, scope, idem)
+
+
+def record_objection_for_ref(
+    ledger: Ledger,
+    principal: Principal,
+    subject_ref: str,
+    scope: str,
+    idem: IdempotencyKey | None,
+) -> WriteResult:
+    """An objection made by the person on their own page (they are known by subject_ref)."""
+    return _record_objection(ledger, principal, lambda _: subject_ref, scope, idem)
+
+
+def _record_objection(
+    ledger: Ledger,
+    principal: Principal,
+    resolve: Callable[[Session], str],
+    scope: str,
+    idem: IdempotencyKey | None,
+) -> WriteResult:
+    def use_case(session: Session) -> tuple[int, dict[str, Any]]:
+        subject_ref = resolve(session)
         existing = session.execute(
             select(Objection).where(
                 Objection.subject_ref == subject_ref,
@@ -526,37 +551,41 @@ def subject_history(
     its organisation's consents and those naming it; everything for portals and auditors."""
     with ledger.db.read() as session:
         ref = subjects.resolve(ledger, session, subject, create=False)
-        all_of_them = sees_all_of_a_person(principal)
         if ref is None:
             return {"consents": [], "objections": []}
-        consents = list(
-            session.execute(
-                select(Consent).where(Consent.subject_ref == ref).order_by(Consent.ledger_index)
-            ).scalars()
-        )
-        org = principal.organisation_id
-        if not all_of_them:
-            consents = [c for c in consents if c.recorded_by == org or org in c.recipients]
-        events: dict[str, list[ConsentEvent]] = {c.id: [] for c in consents}
-        if consents:
-            for e in session.execute(
-                select(ConsentEvent).where(ConsentEvent.consent_id.in_(list(events)))
-            ).scalars():
-                events[e.consent_id].append(e)
-        objections = session.execute(
-            select(Objection).where(Objection.subject_ref == ref).order_by(Objection.ledger_index)
+        return history_for_ref(session, principal, ref)
+
+
+def history_for_ref(session: Session, principal: Principal, ref: str) -> dict[str, Any]:
+    all_of_them = sees_all_of_a_person(principal)
+    consents = list(
+        session.execute(
+            select(Consent).where(Consent.subject_ref == ref).order_by(Consent.ledger_index)
         ).scalars()
-        # Every client deciding about a share must know of objections (G3), but only portals,
-        # auditors and the recording organisation learn who recorded one. The person's
-        # subject_ref goes only to those who see all of their record, so the shape of the
-        # answer does not tell other clients whether the service knows the person.
-        body: dict[str, Any] = {
-            "consents": [consent_view(c, events[c.id]) for c in consents],
-            "objections": [
-                objection_view(o, reveal_recorder=all_of_them or o.recorded_by == org)
-                for o in objections
-            ],
-        }
-        if all_of_them:
-            body["subject_ref"] = ref
-        return body
+    )
+    org = principal.organisation_id
+    if not all_of_them:
+        consents = [c for c in consents if c.recorded_by == org or org in c.recipients]
+    events: dict[str, list[ConsentEvent]] = {c.id: [] for c in consents}
+    if consents:
+        for e in session.execute(
+            select(ConsentEvent).where(ConsentEvent.consent_id.in_(list(events)))
+        ).scalars():
+            events[e.consent_id].append(e)
+    objections = session.execute(
+        select(Objection).where(Objection.subject_ref == ref).order_by(Objection.ledger_index)
+    ).scalars()
+    # Every client deciding about a share must know of objections (G3), but only portals,
+    # auditors and the recording organisation learn who recorded one. The person's subject_ref
+    # goes only to those who see all of their record, so the shape of the answer does not tell
+    # other clients whether the service knows the person.
+    body: dict[str, Any] = {
+        "consents": [consent_view(c, events[c.id]) for c in consents],
+        "objections": [
+            objection_view(o, reveal_recorder=all_of_them or o.recorded_by == org)
+            for o in objections
+        ],
+    }
+    if all_of_them:
+        body["subject_ref"] = ref
+    return body

@@ -434,17 +434,20 @@ def record_disclosure(
 @dataclass(frozen=True)
 class DisclosureQuery:
     subject: subjects.SubjectIdentifier | None = None
+    subject_ref: str | None = None
     from_org: str | None = None
     to_org: str | None = None
     purpose: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    organisation: str | None = None  # from or to
     page: int = 1
     page_size: int = 50
 
 
 def _visible(principal: Principal, q: Select[Any]) -> Select[Any]:
-    if principal.role == "auditor":
+    # Auditors see all; a patient (through their own access link) sees all shares of their data.
+    if principal.role in ("auditor", "patient_portal"):
         return q
     org = principal.organisation_id
     return q.where(or_(Disclosure.from_org == org, Disclosure.to_org == org))
@@ -462,6 +465,15 @@ def list_disclosures(
             if ref is None:
                 return {"items": [], "page": query.page, "page_size": query.page_size, "total": 0}
             q = q.where(Disclosure.subject_ref == ref)
+        if query.subject_ref is not None:
+            q = q.where(Disclosure.subject_ref == query.subject_ref)
+        if query.organisation:
+            q = q.where(
+                or_(
+                    Disclosure.from_org == query.organisation,
+                    Disclosure.to_org == query.organisation,
+                )
+            )
         if query.from_org:
             q = q.where(Disclosure.from_org == query.from_org)
         if query.to_org:

@@ -1,0 +1,57 @@
+"""``POST /v1/subjects/access-links``: a link to the person's own page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import marshmallow as ma
+from flask import request
+from flask_smorest import Blueprint
+
+from app.api import schemas
+from app.api.common import BEARER, authenticated, current_principal, ledger
+from app.services.web_sessions import (
+    DEFAULT_LINK_DAYS,
+    LINK_ROLES,
+    MAX_LINK_DAYS,
+    create_access_link,
+)
+
+blp = Blueprint(
+    "subjects", __name__, url_prefix="/v1/subjects", description="People: links to their own page"
+)
+
+
+class AccessLinkRequestSchema(ma.Schema):
+    subject = ma.fields.Nested(schemas.SubjectSchema, required=True)
+    expires_in_days = ma.fields.Integer(
+        load_default=DEFAULT_LINK_DAYS, validate=ma.validate.Range(min=1, max=MAX_LINK_DAYS)
+    )
+
+
+class AccessLinkSchema(ma.Schema):
+    id = ma.fields.String()
+    url = ma.fields.String(metadata={"description": "give this to the person, and to no one else"})
+    expires_at = ma.fields.String()
+    ledger_index = ma.fields.Integer()
+
+
+@blp.route("/access-links", methods=["POST"])
+@authenticated(*LINK_ROLES)
+@blp.doc(security=BEARER)
+@blp.arguments(AccessLinkRequestSchema)
+@blp.response(201, AccessLinkSchema)
+@blp.alt_response(401, response="UNAUTHORIZED")
+@blp.alt_response(403, response="FORBIDDEN")
+def create(data: dict[str, Any]) -> Any:
+    """An unguessable, single-person link to the patient page, which expires (default 7 days).
+    Only its hash is stored; issuing it is a log entry (never the token)."""
+    link = create_access_link(
+        ledger(), current_principal(), data["subject"], data["expires_in_days"]
+    )
+    return {
+        "id": link.id,
+        "url": f"{request.host_url}p/{link.token}",
+        "expires_at": link.expires_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "ledger_index": link.ledger_index,
+    }, 201

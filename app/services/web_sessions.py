@@ -1,0 +1,187 @@
+"""Browser sessions for IG leads and auditors, and access links for patients.
+
+Both are bearer secrets in a browser, so both are stored only as SHA-256 hashes, expire, and
+are checked against the client or person they belong to on every request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select
+
+from app.errors import Forbidden
+from app.models import AccessLink, ApiClient, Organisation, WebSession
+from app.services import subjects
+from app.services.clients import Principal, authenticate
+from app.services.container import Ledger
+from app.services.log_store import make_entry
+
+WEB_ROLES = ("ig_lead", "auditor")
+IDLE_TIMEOUT = timedelta(minutes=30)
+ABSOLUTE_TIMEOUT = timedelta(hours=8)
+LINK_ROLES = ("case_system", "patient_portal")
+DEFAULT_LINK_DAYS = 7
+MAX_LINK_DAYS = 30
+
+
+def _hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode("ascii", "replace")).digest()
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    session_token: str
+    principal: Principal
+
+
+@dataclass(frozen=True)
+class WebIdentity:
+    principal: Principal
+    csrf_token: str
+    expires_at: datetime
+
+
+def sign_in(ledger: Ledger, token: str) -> SignedIn:
+    """Exchange an ig_lead or auditor client's API token for a browser session."""
+    principal = authenticate(ledger, f"Bearer {token.strip()}")
+    if principal.role not in WEB_ROLES:
+        raise Forbidden("only ig_lead and auditor clients may sign in here")
+    session_token = secrets.token_urlsafe(32)
+    now = ledger.clock()
+    with ledger.db.write() as session:
+        # Expired sessions of anyone are removed as a side effect of signing in.
+        session.execute(delete(WebSession).where(WebSession.expires_at < now))
+        session.add(
+            WebSession(
+                token_hash=_hash(session_token),
+                client_id=principal.client_id,
+                csrf_token=secrets.token_urlsafe(32),
+                created_at=now,
+                last_seen_at=now,
+                expires_at=now + ABSOLUTE_TIMEOUT,
+            )
+        )
+    return SignedIn(session_token, principal)
+
+
+def resolve_session(ledger: Ledger, session_token: str | None) -> WebIdentity | None:
+    if not session_token:
+        return None
+    now = ledger.clock()
+    with ledger.db.write() as session:
+        row = session.get(WebSession, _hash(session_token))
+        if row is None:
+            return None
+        if now >= row.expires_at or now - row.last_seen_at >= IDLE_TIMEOUT:
+            session.delete(row)
+            return None
+        client = session.get(ApiClient, row.client_id)
+        org = session.get(Organisation, client.organisation_id) if client else None
+        if client is None or org is None or client.role not in WEB_ROLES:
+            session.delete(row)
+            return None
+        row.last_seen_at = now
+        return WebIdentity(
+            Principal(client.id, org.id, org.kind, client.role), row.csrf_token, row.expires_at
+        )
+
+
+def sign_out(ledger: Ledger, session_token: str | None) -> None:
+    if not session_token:
+        return
+    with ledger.db.write() as session:
+        session.execute(delete(WebSession).where(WebSession.token_hash == _hash(session_token)))
+
+
+def csrf_ok(expected: str, given: str | None) -> bool:
+    return bool(given) and hmac.compare_digest(expected.encode(), (given or "").encode())
+
+
+# -- access links -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreatedLink:
+    id: str
+    token: str
+    expires_at: datetime
+    ledger_index: int
+
+
+@dataclass(frozen=True)
+class PatientAccess:
+    link: AccessLink
+    principal: Principal  # acts as the person's own portal, on behalf of the link's issuer
+
+
+def create_access_link(
+    ledger: Ledger, principal: Principal, subject: subjects.SubjectIdentifier, days: int
+) -> CreatedLink:
+    token = secrets.token_urlsafe(32)
+    link_id = "acl_" + secrets.token_hex(16)
+    now = ledger.clock()
+    expires = now + timedelta(days=days)
+    with ledger.db.write() as session:
+        ledger.log_store.lock_head(session)
+        subjects.check_local_system(session, subject, "subject.local_id.system")
+        ref = subjects.resolve(ledger, session, subject, create=True)
+        assert ref is not None
+        # Issuing a link is logged: who gave whom a way in, and until when (never the token).
+        (receipt,) = ledger.log_store.append(
+            session,
+            [
+                make_entry(
+                    "access_link.created",
+                    now,
+                    {
+                        "link_id": link_id,
+                        "subject_ref": ref,
+                        "organisation": principal.organisation_id,
+                        "client_id": principal.client_id,
+                        "expires_at": expires.isoformat(timespec="seconds").replace("+00:00", "Z"),
+                    },
+                )
+            ],
+            now,
+        )
+        session.add(
+            AccessLink(
+                id=link_id,
+                token_hash=_hash(token),
+                subject_ref=ref,
+                organisation_id=principal.organisation_id,
+                created_by_client=principal.client_id,
+                created_at=now,
+                expires_at=expires,
+                ledger_index=receipt.index,
+            )
+        )
+    return CreatedLink(link_id, token, expires, receipt.index)
+
+
+def resolve_access_link(ledger: Ledger, token: str) -> PatientAccess | None:
+    """The link and the principal it acts as, or None for an unknown, tampered or expired
+    token (the caller shows one page for all three, revealing nothing)."""
+    if not token or len(token) > 100:
+        return None
+    now = ledger.clock()
+    with ledger.db.read() as session:
+        link = session.execute(
+            select(AccessLink).where(AccessLink.token_hash == _hash(token))
+        ).scalar_one_or_none()
+        if link is None or now >= link.expires_at:
+            return None
+        org = session.get(Organisation, link.organisation_id)
+        assert org is not None
+        return PatientAccess(link, Principal(link.id, org.id, org.kind, "patient_portal"))
+
+
+def patient_csrf_token(ledger: Ledger, link_id: str) -> str:
+    """Stateless per-link CSRF token: an HMAC a page can embed and a form post must return."""
+    mac = hmac.new(ledger.identifier_key, b"patient-csrf\x00" + link_id.encode(), hashlib.sha256)
+    return mac.hexdigest()

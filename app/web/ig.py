@@ -1,0 +1,252 @@
+"""IG lead and auditor pages: sign-in, dashboard, disclosure history, subject access report."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from datetime import datetime
+from functools import wraps
+from typing import Any, TypeVar, cast
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from sqlalchemy import select
+from werkzeug.wrappers import Response as BaseResponse
+
+from app.api.disclosures import to_csv
+from app.errors import DomainError
+from app.models import Organisation
+from app.services import consents, dashboard, decisions, subjects
+from app.services.subjects import InvalidNhsNumber, SubjectIdentifier
+from app.services.web_sessions import WebIdentity, csrf_ok, resolve_session, sign_in, sign_out
+from app.vocabulary import PURPOSES
+from app.web.charts import horizontal_bars, stacked_bars
+from app.web.common import ledger
+
+bp = Blueprint("ig", __name__, url_prefix="/ig")
+SESSION_COOKIE = "cl_session"
+LOGIN_CSRF_COOKIE = "cl_login_csrf"
+PAGE_SIZE = 25
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _set_cookie(resp: BaseResponse, name: str, value: str, max_age: int | None = None) -> None:
+    resp.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        httponly=True,
+        samesite="Strict",
+        secure=request.is_secure,
+        path="/ig",
+    )
+
+
+def signed_in(view: F) -> F:
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        identity = resolve_session(ledger(), request.cookies.get(SESSION_COOKIE))
+        if identity is None:
+            return redirect(url_for("ig.sign_in_form", expired="1"))
+        g.identity = identity
+        if request.method == "POST" and not csrf_ok(
+            identity.csrf_token, request.form.get("csrf_token")
+        ):
+            abort(400, "the form has expired; go back, reload the page and try again")
+        return view(*args, **kwargs)
+
+    return cast(F, wrapper)
+
+
+def identity() -> WebIdentity:
+    return cast(WebIdentity, g.identity)
+
+
+def _page(template: str, **context: Any) -> str:
+    who = identity()
+    return render_template(template, who=who.principal, csrf_token=who.csrf_token, **context)
+
+
+@bp.get("/")
+def sign_in_form(error: str | None = None, status: int = 200) -> Response:
+    if resolve_session(ledger(), request.cookies.get(SESSION_COOKIE)) is not None:
+        return redirect(url_for("ig.dashboard_page"))  # type: ignore[return-value]
+    token = secrets.token_urlsafe(24)
+    expired = request.args.get("expired") == "1"
+    resp = make_response(
+        render_template("ig/sign_in.html", csrf_token=token, error=error, expired=expired),
+        status,
+    )
+    _set_cookie(resp, LOGIN_CSRF_COOKIE, token, max_age=3600)
+    return resp
+
+
+@bp.post("/sign-in")
+def sign_in_submit() -> Response:
+    if not csrf_ok(request.cookies.get(LOGIN_CSRF_COOKIE, ""), request.form.get("csrf_token")):
+        return sign_in_form("The sign-in form expired. Please try again.", 400)
+    token = request.form.get("token", "")
+    try:
+        signed = sign_in(ledger(), token)
+    except DomainError:
+        # One message whatever was wrong: no hint which tokens exist or what role they have.
+        return sign_in_form(
+            "That token was not accepted. Use an IG lead or auditor client's token.", 401
+        )
+    resp = redirect(url_for("ig.dashboard_page"))
+    _set_cookie(resp, SESSION_COOKIE, signed.session_token)
+    resp.delete_cookie(LOGIN_CSRF_COOKIE, path="/ig")
+    return resp  # type: ignore[return-value]
+
+
+@bp.post("/sign-out")
+@signed_in
+def sign_out_submit() -> Response:
+    sign_out(ledger(), request.cookies.get(SESSION_COOKIE))
+    resp = redirect(url_for("ig.sign_in_form"))
+    resp.delete_cookie(SESSION_COOKIE, path="/ig")
+    return resp  # type: ignore[return-value]
+
+
+@bp.get("/dashboard")
+@signed_in
+def dashboard_page() -> str:
+    board = dashboard.build(ledger(), identity().principal)
+    return _page(
+        "ig/dashboard.html",
+        board=board,
+        now=ledger().clock(),
+        by_day_chart=stacked_bars(
+            board.days, board.by_day_and_purpose, board.purposes, "Disclosures per day, by purpose"
+        ),
+        by_kind_chart=horizontal_bars(board.by_recipient_kind, "Disclosures by kind of recipient"),
+        denial_chart=horizontal_bars(board.denials_by_reason, "Denials by reason"),
+    )
+
+
+def _organisations() -> list[Organisation]:
+    with ledger().db.read() as session:
+        return list(session.execute(select(Organisation).order_by(Organisation.name)).scalars())
+
+
+def _parse_filters() -> tuple[decisions.DisclosureQuery, dict[str, str], list[str]]:
+    args = request.args
+    errors: list[str] = []
+    form = {
+        k: args.get(k, "").strip()
+        for k in ("nhs_number", "organisation", "purpose", "since", "until")
+    }
+    subject = None
+    if form["nhs_number"]:
+        try:
+            subject = SubjectIdentifier.nhs_number(form["nhs_number"])
+        except InvalidNhsNumber as exc:
+            errors.append(f"NHS number {exc}")
+    if form["purpose"] and form["purpose"] not in PURPOSES:
+        errors.append("Choose a purpose from the list")
+    dates: dict[str, datetime | None] = {}
+    for key in ("since", "until"):
+        dates[key] = None
+        if form[key]:
+            try:
+                dates[key] = datetime.fromisoformat(form[key] + "T00:00:00+00:00")
+            except ValueError:
+                errors.append(f"'{key}' must be a date like 2026-11-25")
+    try:
+        page = max(1, min(100_000, int(args.get("page", "1"))))
+    except ValueError:
+        page = 1
+    query = decisions.DisclosureQuery(
+        subject=subject,
+        organisation=form["organisation"] or None,
+        purpose=form["purpose"] or None,
+        since=dates["since"],
+        until=dates["until"],
+        page=page,
+        page_size=PAGE_SIZE,
+    )
+    return query, form, errors
+
+
+@bp.get("/disclosures")
+@signed_in
+def disclosures_page() -> str:
+    query, form, errors = _parse_filters()
+    result: dict[str, Any] = {"items": [], "total": 0, "page": 1, "page_size": PAGE_SIZE}
+    if not errors:
+        result = decisions.list_disclosures(ledger(), identity().principal, query)
+    names = {o.id: o.name for o in _organisations()}
+    pages = max(1, -(-int(result["total"]) // PAGE_SIZE))
+    return _page(
+        "ig/disclosures.html",
+        form=form,
+        errors=errors,
+        result=result,
+        names=names,
+        organisations=_organisations(),
+        purposes=PURPOSES,
+        pages=pages,
+        query_args={k: v for k, v in form.items() if v},
+    )
+
+
+@bp.get("/disclosures.csv")
+@signed_in
+def disclosures_csv() -> Response:
+    query, _, errors = _parse_filters()
+    if errors:
+        abort(400, "; ".join(errors))
+    result = decisions.list_disclosures(ledger(), identity().principal, query)
+    resp = make_response(to_csv(result["items"]))
+    resp.mimetype = "text/csv"
+    resp.headers["Content-Disposition"] = (
+        f'attachment; filename="disclosures-page-{query.page}.csv"'
+    )
+    return resp
+
+
+@bp.get("/report")
+@signed_in
+def report_page() -> str:
+    raw = request.args.get("nhs_number", "").strip()
+    if not raw:
+        return _page("ig/report.html", report=None, error=None)
+    try:
+        subject = SubjectIdentifier.nhs_number(raw)
+    except InvalidNhsNumber as exc:
+        return _page("ig/report.html", report=None, error=f"NHS number {exc}")
+    principal = identity().principal
+    led = ledger()
+    with led.db.read() as session:
+        ref = subjects.resolve(led, session, subject, create=False)
+        history = consents.history_for_ref(session, principal, ref) if ref else None
+    shares: list[dict[str, Any]] = []
+    if ref:
+        page = 1
+        while True:
+            chunk = decisions.list_disclosures(
+                led,
+                principal,
+                decisions.DisclosureQuery(subject_ref=ref, page=page, page_size=500),
+            )
+            shares.extend(chunk["items"])
+            if page * 500 >= chunk["total"]:
+                break
+            page += 1
+    names = {o.id: o.name for o in _organisations()}
+    return _page(
+        "ig/report.html",
+        report={"history": history, "disclosures": shares, "generated": led.clock()},
+        names=names,
+        error=None,
+        nhs_display=f"{subject.value[:3]} {subject.value[3:6]} {subject.value[6:]}",
+    )

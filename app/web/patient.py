@@ -1,0 +1,173 @@
+"""The patient page: what the person has agreed to, who has received their data, and a way to
+withdraw or object that is as easy as giving consent was (UK GDPR Art 7(3))."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, abort, make_response, render_template, request
+from sqlalchemy import select
+
+from app.errors import DomainError
+from app.models import Organisation
+from app.services import consents, decisions
+from app.services.web_sessions import (
+    PatientAccess,
+    csrf_ok,
+    patient_csrf_token,
+    resolve_access_link,
+)
+from app.web.common import ledger
+
+bp = Blueprint("patient", __name__, url_prefix="/p")
+
+PURPOSE_TEXT = {
+    "referral": "Referral: passing your details to another service so it can help you",
+    "case_conferencing": "Case meetings: the services meeting to talk about how to support you",
+    "evaluation": "Evaluation: helping researchers judge whether the service works",
+    "sms_contact": "Text messages: appointment reminders sent to your phone",
+    "employer_contact": "Contact with your employer about your work",
+}
+CATEGORY_TEXT = {
+    "identity": "your name, date of birth and NHS number",
+    "contact_details": "your address, phone number and email",
+    "service_status": "whether you were referred, started, attended or finished",
+    "employment_status": "whether you are in work, off sick or out of work",
+    "work_needs": "what makes work hard for you and changes agreed at work",
+    "condition": "your health condition",
+    "outcome_measures": "your questionnaire scores (such as PHQ-9 and GAD-7)",
+    "clinical_notes": "notes from your therapy or care",
+}
+
+
+def _access(token: str) -> PatientAccess:
+    access = resolve_access_link(ledger(), token)
+    if access is None:
+        abort(404)
+    return access
+
+
+def _names() -> dict[str, str]:
+    with ledger().db.read() as session:
+        return {o.id: o.name for o in session.execute(select(Organisation)).scalars()}
+
+
+def _check_csrf(access: PatientAccess) -> None:
+    if not csrf_ok(patient_csrf_token(ledger(), access.link.id), request.form.get("csrf_token")):
+        abort(400)
+
+
+def _render(template: str, access: PatientAccess, token: str, **context: Any) -> str:
+    return render_template(
+        template,
+        token=token,
+        names=_names(),
+        csrf_token=patient_csrf_token(ledger(), access.link.id),
+        expires_at=access.link.expires_at,
+        **context,
+    )
+
+
+@bp.get("/<token>")
+def home(token: str) -> str:
+    access = _access(token)
+    led = ledger()
+    with led.db.read() as session:
+        history = consents.history_for_ref(session, access.principal, access.link.subject_ref)
+    shares = decisions.list_disclosures(
+        led,
+        access.principal,
+        decisions.DisclosureQuery(subject_ref=access.link.subject_ref, page_size=500),
+    )
+    objected = any(
+        o["scope"] == "direct_care" and o["status"] == "active" for o in history["objections"]
+    )
+    return _render(
+        "patient/home.html",
+        access,
+        token,
+        history=history,
+        disclosures=shares["items"],
+        objected=objected,
+    )
+
+
+def _consent_of(access: PatientAccess, consent_id: str) -> dict[str, Any]:
+    with ledger().db.read() as session:
+        history = consents.history_for_ref(session, access.principal, access.link.subject_ref)
+    for consent in history["consents"]:
+        if consent["id"] == consent_id:
+            return dict(consent)
+    abort(404)
+
+
+@bp.get("/<token>/consents/<consent_id>/withdraw")
+def confirm_withdrawal(token: str, consent_id: str) -> str:
+    access = _access(token)
+    consent = _consent_of(access, consent_id)
+    return _render("patient/confirm_withdraw.html", access, token, consent=consent)
+
+
+@bp.post("/<token>/consents/<consent_id>/withdraw")
+def withdraw(token: str, consent_id: str) -> Response | str:
+    access = _access(token)
+    _check_csrf(access)
+    consent = _consent_of(access, consent_id)
+    try:
+        result = consents.withdraw_consent(
+            ledger(), access.principal, consent_id, "person_withdrew", None
+        )
+    except DomainError as exc:
+        return make_response(
+            _render("patient/problem.html", access, token, message=exc.detail), exc.status
+        )
+    return _render(
+        "patient/receipt.html",
+        access,
+        token,
+        what="withdrawal",
+        consent=consent,
+        receipt=result.body["ledger"],
+        notify=result.body.get("notify", []),
+    )
+
+
+@bp.get("/<token>/object")
+def confirm_objection(token: str) -> str:
+    access = _access(token)
+    return _render("patient/confirm_object.html", access, token)
+
+
+@bp.post("/<token>/object")
+def object_to_sharing(token: str) -> Response | str:
+    access = _access(token)
+    _check_csrf(access)
+    led = ledger()
+    try:
+        result = consents.record_objection_for_ref(
+            led, access.principal, access.link.subject_ref, "direct_care", None
+        )
+    except DomainError as exc:
+        return make_response(
+            _render("patient/problem.html", access, token, message=exc.detail), exc.status
+        )
+    return _render(
+        "patient/receipt.html",
+        access,
+        token,
+        what="objection",
+        consent=None,
+        receipt=result.body["ledger"],
+        notify=[],
+    )
+
+
+@bp.errorhandler(404)
+def link_not_working(_: Exception) -> tuple[str, int]:
+    # The same page for unknown, tampered and expired links: it says nothing about anyone.
+    return render_template("patient/invalid_link.html"), 404
+
+
+@bp.errorhandler(400)
+def form_expired(_: Exception) -> tuple[str, int]:
+    return render_template("patient/form_expired.html"), 400

@@ -1,0 +1,265 @@
+"""The IG lead and patient pages in a real headless Chromium, against the real server."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import Live, screenshot
+from tests.nhs import valid_nhs_numbers
+
+NHS = valid_nhs_numbers(3, start=943_476_600)
+
+
+def _spaced(nhs: str) -> str:
+    return f"{nhs[:3]} {nhs[3:6]} {nhs[6:]}"
+
+
+@pytest.fixture(scope="module")
+def shared(live: Live) -> dict[str, Any]:
+    """A person referred from therapy to the employment adviser, with one disclosure made, and
+    a second person seen by the Jobcentre (so the filters have something to leave out)."""
+    made = {}
+    for nhs, sender, recipient in (
+        (NHS[0], "tt-leeds", "ea-tt-leeds"),
+        (NHS[1], "tt-leeds", "cmht-leeds-west"),
+    ):
+        consent = live.api(
+            "POST",
+            "/v1/consents",
+            f"case_system:{sender}",
+            json={
+                "subject": {"nhs_number": nhs},
+                "purpose": "referral",
+                "recipients": [recipient],
+                "data_categories": ["identity", "service_status"],
+                "form": "written",
+                "evidence_sha256": "ab" * 32,
+            },
+        ).json()
+        decision = live.api(
+            "POST",
+            "/v1/decisions",
+            f"case_system:{sender}",
+            json={
+                "subject": {"nhs_number": nhs},
+                "from": sender,
+                "to": recipient,
+                "purpose": "referral",
+                "data_categories": ["identity", "service_status"],
+            },
+        ).json()
+        assert decision["decision"] == "permit", decision
+        disclosure = live.api(
+            "POST",
+            "/v1/disclosures",
+            f"case_system:{sender}",
+            json={"decision_id": decision["id"], "data_categories": ["identity", "service_status"]},
+        )
+        assert disclosure.status_code == 201
+        made[nhs] = {"consent": consent, "decision": decision}
+    return made
+
+
+def sign_in(page: Any, live: Live, role: str = "ig_lead:tt-leeds") -> None:
+    page.goto(live.url + "/ig/")
+    page.get_by_label("Client token").fill(live.tokens[role])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url("**/ig/dashboard")
+
+
+def test_ig_sign_in_dashboard_and_sign_out(page: Any, live: Live, shared: dict[str, Any]) -> None:
+    page.goto(live.url + "/ig/")
+    screenshot(page, "01-ig-sign-in")
+    page.get_by_label("Client token").fill(
+        "cl_0000000000000000.not-a-real-token-at-all-xxxxxxxxxxx"
+    )
+    page.get_by_role("button", name="Sign in").click()
+    assert page.get_by_role("alert").inner_text().startswith("There is a problem")
+    # A case system's token is not an IG lead's.
+    page.get_by_label("Client token").fill(live.tokens["case_system:tt-leeds"])
+    page.get_by_role("button", name="Sign in").click()
+    assert "not accepted" in page.get_by_role("alert").inner_text()
+
+    sign_in(page, live)
+    assert page.get_by_role("heading", name="Dashboard", level=1).is_visible()
+    assert page.locator("svg.chart").count() >= 2
+    assert "localhost/consent-ledger+" in page.content()
+    cookie = next(c for c in page.context.cookies() if c["name"] == "cl_session")
+    assert cookie["httpOnly"]
+    assert cookie["sameSite"] == "Strict"
+    screenshot(page, "02-ig-dashboard")
+
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url("**/ig/")
+    page.goto(live.url + "/ig/dashboard")
+    assert page.get_by_role("heading", name="Sign in").is_visible()
+
+
+def test_a_form_without_its_csrf_token_is_refused(page: Any, live: Live) -> None:
+    sign_in(page, live)
+    resp = page.request.post(live.url + "/ig/sign-out", form={"csrf_token": "forged"})
+    assert resp.status == 400
+    page.goto(live.url + "/ig/dashboard")
+    assert page.get_by_role("heading", name="Dashboard", level=1).is_visible()
+
+
+def test_filtered_history_and_its_csv(page: Any, live: Live, shared: dict[str, Any]) -> None:
+    sign_in(page, live)
+    page.get_by_role("link", name="Disclosure history").click()
+    page.get_by_label("NHS number").fill(_spaced(NHS[0]))
+    page.get_by_label("Purpose").select_option("referral")
+    page.get_by_role("button", name="Search").click()
+    status = page.get_by_role("status").inner_text()
+    assert status.startswith("1 disclosure found")
+    rows = page.locator("table tbody tr")
+    assert rows.count() == 1
+    assert "Employment Advisers in Leeds Talking Therapies" in rows.first.inner_text()
+    screenshot(page, "03-ig-disclosure-history")
+
+    with page.expect_download() as info:
+        page.get_by_role("link", name="Download this page as CSV").click()
+    text = Path(info.value.path()).read_text()
+    exported = list(csv.DictReader(io.StringIO(text)))
+    assert [(r["from"], r["to"], r["purpose"]) for r in exported] == [
+        ("tt-leeds", "ea-tt-leeds", "referral")
+    ]
+    assert exported[0]["ledger_index"] in rows.first.inner_text()
+    assert NHS[0] not in text
+
+
+def test_subject_access_report(page: Any, live: Live, shared: dict[str, Any]) -> None:
+    sign_in(page, live)
+    page.get_by_role("link", name="Subject access report").click()
+    page.get_by_label("NHS number").fill(NHS[0])
+    page.get_by_role("button", name="Show report").click()
+    body = page.locator("main").inner_text()
+    assert "Referral: passing your details" in body
+    assert "Who received this person's data" in body
+    assert "Employment Advisers in Leeds Talking Therapies" in body
+    page.emulate_media(media="print")
+    screenshot(page, "04-ig-subject-access-report")
+    page.emulate_media(media="screen")
+
+
+def _access_link(live: Live, nhs: str, days: int = 7) -> str:
+    resp = live.api(
+        "POST",
+        "/v1/subjects/access-links",
+        "patient_portal:tt-leeds",
+        json={"subject": {"nhs_number": nhs}, "expires_in_days": days},
+    )
+    assert resp.status_code == 201, resp.text
+    return str(resp.json()["url"])
+
+
+def test_a_patient_withdraws_through_an_access_link(
+    page: Any, live: Live, shared: dict[str, Any]
+) -> None:
+    url = _access_link(live, NHS[1])
+    page.goto(url)
+    assert page.get_by_role("heading", name="Your data sharing choices", level=1).is_visible()
+    assert "Leeds West Community Mental Health Team" in page.locator("main").inner_text()
+    screenshot(page, "05-patient-page")
+
+    page.get_by_role("link", name="Withdraw this agreement").first.click()
+    assert page.get_by_role("heading", name="Withdraw your agreement?").is_visible()
+    screenshot(page, "06-patient-confirm-withdrawal")
+    page.get_by_role("button", name="Yes, withdraw my agreement").click()
+    assert page.get_by_role("heading", name="You have withdrawn your agreement").is_visible()
+    receipt = page.locator("pre.receipt").inner_text()
+    assert receipt.startswith("localhost/consent-ledger\n")
+    assert "Leeds West Community Mental Health Team" in page.locator("main").inner_text()
+    screenshot(page, "07-patient-receipt")
+
+    seen = live.api(
+        "GET", "/v1/consents", "case_system:tt-leeds", params={"nhs_number": NHS[1]}
+    ).json()
+    assert seen["consents"][0]["status"] == "withdrawn"
+    assert seen["consents"][0]["history"][-1]["event"] == "withdrawn"
+
+
+def test_a_patient_withdrawal_makes_the_api_decision_a_deny(
+    page: Any, live: Live, shared: dict[str, Any]
+) -> None:
+    url = _access_link(live, NHS[0])
+    page.goto(url)
+    page.get_by_role("link", name="Withdraw this agreement").first.click()
+    page.get_by_role("button", name="Yes, withdraw my agreement").click()
+    assert page.get_by_role("heading", name="You have withdrawn your agreement").is_visible()
+    decision = live.api(
+        "POST",
+        "/v1/decisions",
+        "case_system:tt-leeds",
+        json={
+            "subject": {"nhs_number": NHS[0]},
+            "from": "tt-leeds",
+            "to": "ea-tt-leeds",
+            "purpose": "referral",
+            "data_categories": ["identity"],
+        },
+    ).json()
+    assert decision["decision"] == "deny"
+    assert decision["denied_categories"][0]["reason"] == "consent_withdrawn"
+
+
+def test_a_patient_objects_to_direct_care_sharing(page: Any, live: Live) -> None:
+    page.goto(_access_link(live, NHS[2]))
+    page.get_by_role("link", name="Object to sharing for my care").click()
+    page.get_by_role("button", name="Yes, I object").click()
+    assert page.get_by_role("heading", name="Your objection is recorded").is_visible()
+    decision = live.api(
+        "POST",
+        "/v1/decisions",
+        "case_system:tt-leeds",
+        json={
+            "subject": {"nhs_number": NHS[2]},
+            "from": "tt-leeds",
+            "to": "cmht-leeds-west",
+            "purpose": "referral",
+            "data_categories": ["identity"],
+        },
+    ).json()
+    assert decision["decision"] == "deny"
+    assert decision["denied_categories"][0]["reason"] == "objection_direct_care"
+
+
+def test_expired_and_tampered_links_show_a_clear_page(page: Any, live: Live) -> None:
+    url = _access_link(live, NHS[2])
+    tampered = url[:-3] + ("aaa" if not url.endswith("aaa") else "bbb")
+    response = page.goto(tampered)
+    assert response.status == 404
+    assert page.get_by_role("heading", name="This link does not work").is_visible()
+    screenshot(page, "08-patient-link-not-working")
+    text = page.content()
+    assert "Traceback" not in text
+    assert NHS[2] not in text
+
+    db = Path(live.server.log.parent / "consent-ledger.sqlite3")
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE access_links SET expires_at = '2020-01-01 00:00:00.000000'")
+    response = page.goto(url)
+    assert response.status == 404
+    assert page.locator("main").inner_text() == page.locator("main").inner_text()
+    assert "This link does not work" in page.locator("main").inner_text()
+
+
+def test_pages_work_from_the_keyboard_with_visible_focus(page: Any, live: Live) -> None:
+    page.goto(live.url + "/ig/")
+    page.keyboard.press("Tab")
+    focused = page.evaluate("document.activeElement.textContent")
+    assert focused == "Skip to main content"
+    outline = page.evaluate("getComputedStyle(document.activeElement).backgroundColor")
+    assert outline == "rgb(255, 235, 59)"  # the yellow focus colour
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "token"
+    page.keyboard.type(live.tokens["auditor:tt-leeds"])
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/ig/dashboard")
+    assert "every organisation" in page.locator("main").inner_text()
