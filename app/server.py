@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
 
 from app import create_app, get_ledger
 from app.services import keys
@@ -25,6 +27,26 @@ def create_checked_app() -> Flask:
         logger.warning("%s", warning)
     ledger.health()
     return app
+
+
+_PATIENT_LINK = re.compile(r"^/p/[^/]+")
+
+
+class RedactingLogger(Logger):  # type: ignore[misc]
+    """gunicorn's logger with the access-log path cleaned: a patient link's token is a secret,
+    so ``/p/<token>/...`` is logged as ``/p/[link]/...``. The query string and headers (which
+    may carry an NHS number or a bearer token) are never in the format at all."""
+
+    def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> dict[str, Any]:
+        atoms: dict[str, Any] = super().atoms(resp, req, environ, request_time)
+        atoms["U"] = redact_path(str(atoms.get("U") or ""))
+        for key in ("r", "q", "f"):
+            atoms[key] = "-"
+        return atoms
+
+
+def redact_path(path: str) -> str:
+    return _PATIENT_LINK.sub("/p/[link]", path)
 
 
 class _Server(BaseApplication):  # type: ignore[misc]
@@ -50,5 +72,6 @@ def serve(host: str, port: int, workers: int) -> None:
             # carry identifiers once subject look-ups exist, and never the Authorization header.
             "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms',
             "graceful_timeout": 10,
+            "logger_class": RedactingLogger,
         }
     ).run()

@@ -182,3 +182,22 @@ def test_no_nhs_number_reaches_any_file_of_the_instance(
         for nhs in [*NHS, bad]:
             for form in (nhs, f"{nhs[:3]} {nhs[3:6]} {nhs[6:]}"):
                 assert form.encode() not in data, f"{form} found in {path.name}"
+
+
+def test_a_patient_links_token_never_reaches_the_server_log(
+    live: tuple[Server, dict[str, str]], demo_instance: Path
+) -> None:
+    srv, tokens = live
+    link = requests.post(
+        srv.url + "/v1/subjects/access-links",
+        headers=_h(tokens["patient_portal:tt-leeds"]),
+        json={"subject": {"nhs_number": NHS[0]}},
+        timeout=10,
+    ).json()
+    token = link["url"].rsplit("/p/", 1)[1]
+    assert requests.get(link["url"], timeout=10).status_code == 200
+    assert requests.get(link["url"] + "/object", timeout=10).status_code == 200
+    srv.stop()
+    log = (demo_instance / "server.log").read_text()
+    assert '"GET /p/[link]" 200' in log
+    assert token not in log

@@ -1,0 +1,183 @@
+"""Sessions, CSRF and access links without a browser: the rules behind the pages."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from app.models import AccessLink, LogEntry, WebSession
+from app.policy import Policy
+from app.services.container import Ledger
+from app.services.web_sessions import IDLE_TIMEOUT
+from tests.helpers import bearer
+from tests.nhs import valid_nhs_numbers
+
+NHS = valid_nhs_numbers(1, start=943_477_000)[0]
+
+
+def _login(client: FlaskClient, token: str) -> Any:
+    form = client.get("/ig/")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert csrf
+    return client.post("/ig/sign-in", data={"csrf_token": csrf.group(1), "token": token})
+
+
+@pytest.mark.parametrize(
+    ("role", "ok"),
+    [("ig_lead", True), ("auditor", True), ("case_system", False), ("patient_portal", False)],
+)
+def test_only_ig_leads_and_auditors_sign_in(
+    client: FlaskClient, make_token: Callable[..., str], role: str, ok: bool
+) -> None:
+    resp = _login(client, make_token("tt-leeds", role))
+    if ok:
+        assert resp.status_code == 302
+        assert resp.headers["Location"].endswith("/ig/dashboard")
+        cookie = resp.headers["Set-Cookie"]
+        assert "HttpOnly" in cookie
+        assert "SameSite=Strict" in cookie
+        assert "Path=/ig" in cookie
+    else:
+        assert resp.status_code == 401
+        assert "not accepted" in resp.text
+
+
+def test_sign_in_needs_the_form_token(client: FlaskClient, make_token: Callable[..., str]) -> None:
+    resp = client.post("/ig/sign-in", data={"token": make_token("tt-leeds", "ig_lead")})
+    assert resp.status_code == 400
+    assert "expired" in resp.text
+
+
+def test_the_session_token_is_stored_only_as_a_hash(
+    client: FlaskClient, ledger: Ledger, make_token: Callable[..., str]
+) -> None:
+    resp = _login(client, make_token("tt-leeds", "ig_lead"))
+    value = resp.headers["Set-Cookie"].split("cl_session=", 1)[1].split(";", 1)[0]
+    with ledger.db.read() as session:
+        rows = session.execute(select(WebSession)).scalars().all()
+    assert len(rows) == 1
+    assert value.encode() not in rows[0].token_hash
+
+
+def test_an_idle_session_ends(
+    client: FlaskClient, ledger: Ledger, make_token: Callable[..., str]
+) -> None:
+    _login(client, make_token("tt-leeds", "ig_lead"))
+    assert client.get("/ig/dashboard").status_code == 200
+    real = ledger.clock
+    ledger.clock = lambda: real() + IDLE_TIMEOUT + timedelta(seconds=1)
+    try:
+        resp = client.get("/ig/dashboard")
+    finally:
+        ledger.clock = real
+    assert resp.status_code == 302
+    assert "expired=1" in resp.headers["Location"]
+    assert client.get("/ig/dashboard").status_code == 302  # and it stays ended
+
+
+def test_every_signed_in_form_needs_its_csrf_token(
+    client: FlaskClient, make_token: Callable[..., str]
+) -> None:
+    _login(client, make_token("tt-leeds", "ig_lead"))
+    assert client.post("/ig/sign-out").status_code == 400
+    assert client.get("/ig/dashboard").status_code == 200  # still signed in
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "page=abc",
+        "page=-4",
+        "since=not-a-date",
+        "nhs_number=123",
+        "purpose=%00",
+        "nhs_number=" + "9" * 500,
+        "organisation=%F0%9F%98%80",
+    ],
+)
+def test_odd_history_queries_are_answered_not_500(
+    client: FlaskClient, make_token: Callable[..., str], query: str
+) -> None:
+    _login(client, make_token("tt-leeds", "ig_lead"))
+    resp = client.get(f"/ig/disclosures?{query}")
+    assert resp.status_code == 200
+    assert "Traceback" not in resp.text
+
+
+@pytest.mark.parametrize(
+    ("role", "status"),
+    [("case_system", 201), ("patient_portal", 201), ("ig_lead", 403), ("auditor", 403)],
+)
+def test_access_links_are_issued_by_case_systems_and_portals(
+    client: FlaskClient,
+    policy: Policy,
+    make_token: Callable[..., str],
+    ledger: Ledger,
+    role: str,
+    status: int,
+) -> None:
+    resp = client.post(
+        "/v1/subjects/access-links",
+        headers=bearer(make_token("tt-leeds", role)),
+        json={"subject": {"nhs_number": NHS}},
+    )
+    assert resp.status_code == status
+    if status != 201:
+        return
+    body = resp.get_json()
+    token = body["url"].rsplit("/p/", 1)[1]
+    assert len(token) >= 43  # 256 random bits
+    with ledger.db.read() as session:
+        link = session.get(AccessLink, body["id"])
+        entry = session.get(LogEntry, body["ledger_index"])
+    assert link is not None
+    assert token.encode() not in link.token_hash
+    assert link.expires_at - link.created_at == timedelta(days=7)
+    assert entry is not None
+    assert entry.entry_type == "access_link.created"
+    assert token.encode() not in entry.leaf
+    assert NHS.encode() not in entry.leaf
+    page = client.get(f"/p/{token}")
+    assert page.status_code == 200
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+    assert page.headers["Cache-Control"] == "no-store"
+    assert "default-src 'none'" in page.headers["Content-Security-Policy"]
+
+
+def test_a_link_cannot_act_on_someone_elses_consent(
+    client: FlaskClient, policy: Policy, make_token: Callable[..., str]
+) -> None:
+    tt = make_token("tt-leeds", "case_system")
+    other = valid_nhs_numbers(2, start=943_477_100)[1]
+    theirs = client.post(
+        "/v1/consents",
+        headers=bearer(tt),
+        json={
+            "subject": {"nhs_number": other},
+            "purpose": "referral",
+            "recipients": ["ea-tt-leeds"],
+            "data_categories": ["identity"],
+            "form": "verbal",
+        },
+    ).get_json()
+    url = client.post(
+        "/v1/subjects/access-links", headers=bearer(tt), json={"subject": {"nhs_number": NHS}}
+    ).get_json()["url"]
+    token = url.rsplit("/p/", 1)[1]
+    home = client.get(f"/p/{token}")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', client.get(f"/p/{token}/object").text)
+    assert csrf
+    resp = client.post(
+        f"/p/{token}/consents/{theirs['id']}/withdraw", data={"csrf_token": csrf.group(1)}
+    )
+    assert resp.status_code == 404
+    assert "This link does not work" in resp.text
+    assert theirs["id"] not in home.text
+    status = client.get(f"/v1/consents?nhs_number={other}", headers=bearer(tt)).get_json()
+    assert status["consents"][0]["status"] == "active"
