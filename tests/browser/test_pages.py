@@ -263,3 +263,27 @@ def test_pages_work_from_the_keyboard_with_visible_focus(page: Any, live: Live) 
     page.keyboard.press("Enter")
     page.wait_for_url("**/ig/dashboard")
     assert "every organisation" in page.locator("main").inner_text()
+
+
+CONTRAST_SCRIPT = (Path(__file__).parent / "contrast.js").read_text()
+
+
+def test_every_page_passes_wcag_aa_contrast(page: Any, live: Live, shared: dict[str, Any]) -> None:
+    pages = []
+    page.goto(live.url + "/ig/")
+    pages.append(("sign in", page.evaluate(CONTRAST_SCRIPT)))
+    sign_in(page, live, "auditor:tt-leeds")
+    pages.append(("dashboard", page.evaluate(CONTRAST_SCRIPT)))
+    page.goto(live.url + f"/ig/disclosures?nhs_number={NHS[0]}")
+    pages.append(("history", page.evaluate(CONTRAST_SCRIPT)))
+    page.goto(live.url + f"/ig/report?nhs_number={NHS[0]}")
+    pages.append(("report", page.evaluate(CONTRAST_SCRIPT)))
+    url = _access_link(live, NHS[0])
+    page.goto(url)
+    pages.append(("patient", page.evaluate(CONTRAST_SCRIPT)))
+    page.goto(url + "/object")
+    pages.append(("confirm", page.evaluate(CONTRAST_SCRIPT)))
+    page.goto(live.url + "/p/not-a-link")
+    pages.append(("invalid link", page.evaluate(CONTRAST_SCRIPT)))
+    failures = [(name, f) for name, found in pages for f in found]
+    assert not failures, failures
