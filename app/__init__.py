@@ -19,7 +19,9 @@ from app.services.container import Ledger
 
 __all__ = ["create_app", "get_ledger"]
 
-SETTING_KEYS = frozenset({"INSTANCE_PATH", "DATABASE_URL", "LOG_ORIGIN"})
+SETTING_KEYS = frozenset(
+    {"INSTANCE_PATH", "DATABASE_URL", "LOG_ORIGIN", "PUBLIC_URL", "SECURE_COOKIES"}
+)
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:

@@ -24,6 +24,11 @@ class Settings:
     database_url: str
     log_origin: str = DEFAULT_LOG_ORIGIN
     sqlite_busy_timeout_ms: int = 10_000
+    # Where people reach the service, for patient links (https://... in production); without
+    # it, links use the address the request came in on.
+    public_url: str | None = None
+    # Force the Secure flag on session cookies, for TLS ended at a proxy the server can't see.
+    secure_cookies: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -58,8 +63,11 @@ def settings_from_env(
     instance = Path(env.get(ENV_PREFIX + "INSTANCE_PATH") or default_instance_path).resolve()
     url = env.get(ENV_PREFIX + "DATABASE_URL") or default_database_url(instance)
     origin = env.get(ENV_PREFIX + "LOG_ORIGIN") or DEFAULT_LOG_ORIGIN
+    public_url = (env.get(ENV_PREFIX + "PUBLIC_URL") or "").rstrip("/") or None
     return Settings(
         instance_path=instance,
         database_url=normalise_database_url(url),
         log_origin=origin,
+        public_url=public_url,
+        secure_cookies=env.get(ENV_PREFIX + "SECURE_COOKIES", "") in ("1", "true", "yes"),
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from typing import Any
 
 from flask import Flask
@@ -12,6 +11,7 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger
 
 from app import create_app, get_ledger
+from app.logs import redact_path
 from app.services import keys
 
 logger = logging.getLogger("consent_ledger.server")
@@ -29,9 +29,6 @@ def create_checked_app() -> Flask:
     return app
 
 
-_PATIENT_LINK = re.compile(r"^/p/[^/]+")
-
-
 class RedactingLogger(Logger):  # type: ignore[misc]
     """gunicorn's logger with the access-log path cleaned: a patient link's token is a secret,
     so ``/p/<token>/...`` is logged as ``/p/[link]/...``. The query string and headers (which
@@ -43,10 +40,6 @@ class RedactingLogger(Logger):  # type: ignore[misc]
         for key in ("r", "q", "f"):
             atoms[key] = "-"
         return atoms
-
-
-def redact_path(path: str) -> str:
-    return _PATIENT_LINK.sub("/p/[link]", path)
 
 
 class _Server(BaseApplication):  # type: ignore[misc]

@@ -23,9 +23,11 @@ from app.errors import (
     LogUnavailable,
     problem_body,
 )
+from app.logs import redact_path
 from app.services.clients import Principal, authenticate
 from app.services.container import Ledger
 from app.services.log_store import LogInconsistent
+from app.web.errors import error_page, is_page
 
 logger = logging.getLogger("consent_ledger.api")
 
@@ -127,6 +129,8 @@ class LedgerApi(Api):  # type: ignore[misc]
 
     def handle_http_exception(self, error: HTTPException) -> Response:
         status = error.code or 500
+        if is_page(request.path):
+            return error_page(status)
         if status >= 500:
             return problem_response(500, "internal-error", "the service failed")
         data = getattr(error, "data", None)
@@ -146,6 +150,8 @@ class LedgerApi(Api):  # type: ignore[misc]
 
 
 def handle_domain_error(error: DomainError) -> Response:
+    if is_page(request.path):
+        return error_page(error.status)
     headers = {}
     if error.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="consent-ledger"'
@@ -161,7 +167,9 @@ def handle_domain_error(error: DomainError) -> Response:
 
 def handle_unexpected(error: Exception) -> Response:
     # The trace goes to the operator's log; the client gets a stable problem with no internals.
-    logger.exception("unhandled error on %s %s", request.method, request.path)
+    logger.exception("unhandled error on %s %s", request.method, redact_path(request.path))
+    if is_page(request.path):
+        return error_page(500)
     return problem_response(500, "internal-error", "the service failed; nothing was recorded")
 
 
@@ -184,6 +192,8 @@ def refuse_when_unhealthy() -> Response | None:
         return None
     state = ledger().health()
     if not state.ok:
+        if is_page(request.path):
+            return error_page(503)
         return handle_domain_error(
             LogUnavailable("the service refuses to serve: " + (state.public_reason or ""))
         )

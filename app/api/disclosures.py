@@ -64,7 +64,7 @@ def wants_csv() -> bool:
     return best == "text/csv"
 
 
-def _cell(value: Any) -> str:
+def csv_cell(value: Any) -> str:
     text = ";".join(value) if isinstance(value, list) else ("" if value is None else str(value))
     # A spreadsheet runs a cell that starts like a formula: neutralise it (OWASP CSV injection).
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
@@ -75,7 +75,7 @@ def to_csv(items: list[dict[str, Any]]) -> str:
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
     for item in items:
-        writer.writerow([_cell(item.get(c)) for c in CSV_COLUMNS])
+        writer.writerow([csv_cell(item.get(c)) for c in CSV_COLUMNS])
     return out.getvalue()
 
 

@@ -36,6 +36,11 @@ class AccessLinkSchema(ma.Schema):
     ledger_index = ma.fields.Integer()
 
 
+def _base_url() -> str:
+    configured = ledger().settings.public_url
+    return configured or request.host_url.rstrip("/")
+
+
 @blp.route("/access-links", methods=["POST"])
 @authenticated(*LINK_ROLES)
 @blp.doc(security=BEARER)
@@ -51,7 +56,7 @@ def create(data: dict[str, Any]) -> Any:
     )
     return {
         "id": link.id,
-        "url": f"{request.host_url}p/{link.token}",
+        "url": f"{_base_url()}/p/{link.token}",
         "expires_at": link.expires_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
         "ledger_index": link.ledger_index,
     }, 201

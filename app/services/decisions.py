@@ -441,6 +441,9 @@ class DisclosureQuery:
     since: datetime | None = None
     until: datetime | None = None
     organisation: str | None = None  # from or to
+    # Only disclosures logged before this index: pins a paginated view (and its CSV) to the
+    # moment it was first shown, so new disclosures do not shift its pages.
+    before_index: int | None = None
     page: int = 1
     page_size: int = 50
 
@@ -474,6 +477,8 @@ def list_disclosures(
                     Disclosure.to_org == query.organisation,
                 )
             )
+        if query.before_index is not None:
+            q = q.where(Disclosure.ledger_index < query.before_index)
         if query.from_org:
             q = q.where(Disclosure.from_org == query.from_org)
         if query.to_org:

@@ -11,11 +11,12 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, select
 
 from app.errors import Forbidden
-from app.models import AccessLink, ApiClient, Organisation, WebSession
+from app.models import AccessLink, ApiClient, Consent, Objection, Organisation, WebSession
 from app.services import subjects
 from app.services.clients import Principal, authenticate
 from app.services.container import Ledger
@@ -129,7 +130,18 @@ def create_access_link(
     with ledger.db.write() as session:
         ledger.log_store.lock_head(session)
         subjects.check_local_system(session, subject, "subject.local_id.system")
-        ref = subjects.resolve(ledger, session, subject, create=True)
+        if principal.role == "patient_portal":
+            ref = subjects.resolve(ledger, session, subject, create=True)
+        else:
+            # A link acts as the person on their whole record, so a case system may issue one
+            # only to someone its organisation already has a consent or objection with: not
+            # to anyone whose NHS number it happens to know.
+            ref = subjects.resolve(ledger, session, subject, create=False)
+            if ref is None or not _has_relationship(session, principal.organisation_id, ref):
+                raise Forbidden(
+                    "a case system may issue a link only to a person its organisation has "
+                    "recorded a consent or objection for, or is named in a consent of"
+                )
         assert ref is not None
         # Issuing a link is logged: who gave whom a way in, and until when (never the token).
         (receipt,) = ledger.log_store.append(
@@ -162,6 +174,20 @@ def create_access_link(
             )
         )
     return CreatedLink(link_id, token, expires, receipt.index)
+
+
+def _has_relationship(session: Any, organisation_id: str, subject_ref: str) -> bool:
+    for consent in session.execute(
+        select(Consent).where(Consent.subject_ref == subject_ref)
+    ).scalars():
+        if consent.recorded_by == organisation_id or organisation_id in consent.recipients:
+            return True
+    objection = session.execute(
+        select(Objection.id).where(
+            Objection.subject_ref == subject_ref, Objection.recorded_by == organisation_id
+        )
+    ).first()
+    return objection is not None
 
 
 def resolve_access_link(ledger: Ledger, token: str) -> PatientAccess | None:

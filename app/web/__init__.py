@@ -7,11 +7,9 @@ referrer (a patient link's token is in its URL and must not travel to another si
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from flask import Flask, Response, request
 
-from app.web import ig, patient
+from app.web.common import when
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -32,18 +30,12 @@ def _secure_pages(response: Response) -> Response:
     return response
 
 
-def _when(value: datetime | str | None) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.strftime("%-d %B %Y, %H:%M UTC")
-
-
 def init_app(app: Flask) -> None:
+    from app.web import ig, patient
+
     app.register_blueprint(ig.bp)
     app.register_blueprint(patient.bp)
     app.after_request(_secure_pages)
-    app.jinja_env.filters["when"] = _when
+    app.jinja_env.filters["when"] = when
     app.jinja_env.globals["PURPOSE_TEXT"] = patient.PURPOSE_TEXT
     app.jinja_env.globals["CATEGORY_TEXT"] = patient.CATEGORY_TEXT

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import io
 import secrets
 from collections.abc import Callable
 from datetime import datetime
@@ -22,7 +25,7 @@ from flask import (
 from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
 
-from app.api.disclosures import to_csv
+from app.api.disclosures import csv_cell
 from app.errors import DomainError
 from app.models import Organisation
 from app.services import consents, dashboard, decisions, subjects
@@ -30,7 +33,7 @@ from app.services.subjects import InvalidNhsNumber, SubjectIdentifier
 from app.services.web_sessions import WebIdentity, csrf_ok, resolve_session, sign_in, sign_out
 from app.vocabulary import PURPOSES
 from app.web.charts import horizontal_bars, stacked_bars
-from app.web.common import ledger
+from app.web.common import ledger, when
 
 bp = Blueprint("ig", __name__, url_prefix="/ig")
 SESSION_COOKIE = "cl_session"
@@ -138,21 +141,22 @@ def _organisations() -> list[Organisation]:
         return list(session.execute(select(Organisation).order_by(Organisation.name)).scalars())
 
 
-def _parse_filters() -> tuple[decisions.DisclosureQuery, dict[str, str], list[str]]:
+def _parse_filters() -> tuple[decisions.DisclosureQuery, dict[str, str], list[tuple[str, str]]]:
+    """The search form's filters; errors are (field, message) so the page can link to them."""
     args = request.args
-    errors: list[str] = []
+    errors: list[tuple[str, str]] = []
     form = {
         k: args.get(k, "").strip()
-        for k in ("nhs_number", "organisation", "purpose", "since", "until")
+        for k in ("nhs_number", "organisation", "purpose", "since", "until", "as_of")
     }
     subject = None
     if form["nhs_number"]:
         try:
             subject = SubjectIdentifier.nhs_number(form["nhs_number"])
         except InvalidNhsNumber as exc:
-            errors.append(f"NHS number {exc}")
+            errors.append(("nhs_number", f"NHS number {exc}"))
     if form["purpose"] and form["purpose"] not in PURPOSES:
-        errors.append("Choose a purpose from the list")
+        errors.append(("purpose", "Choose a purpose from the list"))
     dates: dict[str, datetime | None] = {}
     for key in ("since", "until"):
         dates[key] = None
@@ -160,12 +164,17 @@ def _parse_filters() -> tuple[decisions.DisclosureQuery, dict[str, str], list[st
             try:
                 dates[key] = datetime.fromisoformat(form[key] + "T00:00:00+00:00")
             except ValueError:
-                errors.append(f"'{key}' must be a date like 2026-11-25")
+                label = "From" if key == "since" else "To"
+                errors.append((key, f"{label} must be a date like 2026-11-25"))
     try:
         page = max(1, min(100_000, int(args.get("page", "1"))))
     except ValueError:
         page = 1
+    if not form["as_of"].isdigit():
+        with ledger().db.read() as session:
+            form["as_of"] = str(ledger().log_store.size(session))
     query = decisions.DisclosureQuery(
+        before_index=int(form["as_of"]),
         subject=subject,
         organisation=form["organisation"] or None,
         purpose=form["purpose"] or None,
@@ -177,6 +186,39 @@ def _parse_filters() -> tuple[decisions.DisclosureQuery, dict[str, str], list[st
     return query, form, errors
 
 
+PAGE_COLUMNS = ("When", "From", "To", "Purpose", "Categories", "Basis", "Log index")
+
+
+def page_rows(items: list[dict[str, Any]], names: dict[str, str]) -> list[list[str]]:
+    """The disclosure table's rows, as shown on the page and written to its CSV."""
+    rows = []
+    for d in items:
+        basis = (d.get("basis") or "").replace("_", " ")
+        if d.get("consents"):
+            n = len(d["consents"])
+            basis += f" ({n} consent{'' if n == 1 else 's'})"
+        rows.append(
+            [
+                when(d["disclosed_at"]),
+                names.get(d["from"], d["from"]),
+                names.get(d["to"], d["to"]),
+                d["purpose"].replace("_", " "),
+                ", ".join(d["data_categories"]),
+                basis,
+                str(d["ledger_index"]),
+            ]
+        )
+    return rows
+
+
+def page_csv(items: list[dict[str, Any]], names: dict[str, str]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(PAGE_COLUMNS)
+    writer.writerows([[csv_cell(c) for c in row] for row in page_rows(items, names)])
+    return out.getvalue()
+
+
 @bp.get("/disclosures")
 @signed_in
 def disclosures_page() -> str:
@@ -184,6 +226,10 @@ def disclosures_page() -> str:
     result: dict[str, Any] = {"items": [], "total": 0, "page": 1, "page_size": PAGE_SIZE}
     if not errors:
         result = decisions.list_disclosures(ledger(), identity().principal, query)
+        pages = max(1, -(-int(result["total"]) // PAGE_SIZE))
+        if query.page > pages:  # past the end: show the last page rather than nothing
+            query = dataclasses.replace(query, page=pages)
+            result = decisions.list_disclosures(ledger(), identity().principal, query)
     names = {o.id: o.name for o in _organisations()}
     pages = max(1, -(-int(result["total"]) // PAGE_SIZE))
     return _page(
@@ -191,6 +237,8 @@ def disclosures_page() -> str:
         form=form,
         errors=errors,
         result=result,
+        rows=page_rows(result["items"], names),
+        columns=PAGE_COLUMNS,
         names=names,
         organisations=_organisations(),
         purposes=PURPOSES,
@@ -204,9 +252,10 @@ def disclosures_page() -> str:
 def disclosures_csv() -> Response:
     query, _, errors = _parse_filters()
     if errors:
-        abort(400, "; ".join(errors))
+        abort(400, "; ".join(message for _, message in errors))
     result = decisions.list_disclosures(ledger(), identity().principal, query)
-    resp = make_response(to_csv(result["items"]))
+    names = {o.id: o.name for o in _organisations()}
+    resp = make_response(page_csv(result["items"], names))
     resp.mimetype = "text/csv"
     resp.headers["Content-Disposition"] = (
         f'attachment; filename="disclosures-page-{query.page}.csv"'
@@ -223,12 +272,18 @@ def report_page() -> str:
     try:
         subject = SubjectIdentifier.nhs_number(raw)
     except InvalidNhsNumber as exc:
-        return _page("ig/report.html", report=None, error=f"NHS number {exc}")
+        return _page("ig/report.html", report=None, error=f"NHS number {exc}", entered=raw)
     principal = identity().principal
     led = ledger()
     with led.db.read() as session:
         ref = subjects.resolve(led, session, subject, create=False)
-        history = consents.history_for_ref(session, principal, ref) if ref else None
+        # A person this service does not know gets the same empty report as one known only to
+        # other organisations: the report must not tell who the service holds data about.
+        history = (
+            consents.history_for_ref(session, principal, ref)
+            if ref
+            else {"consents": [], "objections": []}
+        )
     shares: list[dict[str, Any]] = []
     if ref:
         page = 1

@@ -40,6 +40,23 @@ CATEGORY_TEXT = {
 }
 
 
+PLAIN_ERRORS = {
+    "already-withdrawn": "You had already withdrawn this agreement. Nothing else was changed.",
+    "already-objected": "You have already objected to sharing for your care.",
+}
+GENERIC_ERROR = (
+    "Something stopped this from going through, so nothing was changed. Please try again later."
+)
+SHOWN_DISCLOSURES = 500
+
+
+def _problem(access: PatientAccess, token: str, exc: DomainError) -> Response:
+    message = PLAIN_ERRORS.get(exc.slug, GENERIC_ERROR)
+    return make_response(
+        _render("patient/problem.html", access, token, message=message), exc.status
+    )
+
+
 def _access(token: str) -> PatientAccess:
     access = resolve_access_link(ledger(), token)
     if access is None:
@@ -77,7 +94,7 @@ def home(token: str) -> str:
     shares = decisions.list_disclosures(
         led,
         access.principal,
-        decisions.DisclosureQuery(subject_ref=access.link.subject_ref, page_size=500),
+        decisions.DisclosureQuery(subject_ref=access.link.subject_ref, page_size=SHOWN_DISCLOSURES),
     )
     objected = any(
         o["scope"] == "direct_care" and o["status"] == "active" for o in history["objections"]
@@ -88,6 +105,7 @@ def home(token: str) -> str:
         token,
         history=history,
         disclosures=shares["items"],
+        total_disclosures=shares["total"],
         objected=objected,
     )
 
@@ -105,6 +123,10 @@ def _consent_of(access: PatientAccess, consent_id: str) -> dict[str, Any]:
 def confirm_withdrawal(token: str, consent_id: str) -> str:
     access = _access(token)
     consent = _consent_of(access, consent_id)
+    if consent["status"] != "active":
+        return _render(
+            "patient/problem.html", access, token, message=PLAIN_ERRORS["already-withdrawn"]
+        )
     return _render("patient/confirm_withdraw.html", access, token, consent=consent)
 
 

@@ -122,6 +122,18 @@ def test_access_links_are_issued_by_case_systems_and_portals(
     role: str,
     status: int,
 ) -> None:
+    # The person is one of tt-leeds's: it recorded their consent.
+    client.post(
+        "/v1/consents",
+        headers=bearer(make_token("tt-leeds", "case_system")),
+        json={
+            "subject": {"nhs_number": NHS},
+            "purpose": "referral",
+            "recipients": ["ea-tt-leeds"],
+            "data_categories": ["identity"],
+            "form": "verbal",
+        },
+    )
     resp = client.post(
         "/v1/subjects/access-links",
         headers=bearer(make_token("tt-leeds", role)),
@@ -166,8 +178,9 @@ def test_a_link_cannot_act_on_someone_elses_consent(
             "form": "verbal",
         },
     ).get_json()
+    portal = make_token("tt-leeds", "patient_portal")
     url = client.post(
-        "/v1/subjects/access-links", headers=bearer(tt), json={"subject": {"nhs_number": NHS}}
+        "/v1/subjects/access-links", headers=bearer(portal), json={"subject": {"nhs_number": NHS}}
     ).get_json()["url"]
     token = url.rsplit("/p/", 1)[1]
     home = client.get(f"/p/{token}")
@@ -181,3 +194,56 @@ def test_a_link_cannot_act_on_someone_elses_consent(
     assert theirs["id"] not in home.text
     status = client.get(f"/v1/consents?nhs_number={other}", headers=bearer(tt)).get_json()
     assert status["consents"][0]["status"] == "active"
+
+
+def test_a_case_system_cannot_issue_a_link_for_a_stranger(
+    client: FlaskClient, policy: Policy, make_token: Callable[..., str]
+) -> None:
+    """A link acts as the person on their whole record: an organisation with no consent or
+    objection of theirs must not be able to give itself one."""
+    tt = make_token("tt-leeds", "case_system")
+    client.post(
+        "/v1/consents",
+        headers=bearer(tt),
+        json={
+            "subject": {"nhs_number": NHS},
+            "purpose": "referral",
+            "recipients": ["ea-tt-leeds"],
+            "data_categories": ["identity"],
+            "form": "verbal",
+        },
+    )
+    stranger = make_token("cmht-leeds-west", "case_system")
+    for nhs in (NHS, valid_nhs_numbers(1, start=943_477_200)[0]):
+        resp = client.post(
+            "/v1/subjects/access-links",
+            headers=bearer(stranger),
+            json={"subject": {"nhs_number": nhs}},
+        )
+        assert resp.status_code == 403
+        assert resp.get_json()["type"] == "/problems/forbidden"
+    named = make_token("ea-tt-leeds", "case_system")  # named in the consent
+    assert (
+        client.post(
+            "/v1/subjects/access-links",
+            headers=bearer(named),
+            json={"subject": {"nhs_number": NHS}},
+        ).status_code
+        == 201
+    )
+
+
+def test_pages_answer_errors_with_pages(
+    client: FlaskClient, ledger: Ledger, make_token: Callable[..., str]
+) -> None:
+    for path in ("/ig/nothing-here", "/p/not-a-link", "/p/not-a-link/anything"):
+        resp = client.get(path)
+        assert resp.status_code == 404
+        assert resp.mimetype == "text/html"
+    ledger.refuse_service("test: the log failed its check")
+    for path in ("/ig/", "/ig/dashboard"):
+        resp = client.get(path)
+        assert resp.status_code == 503
+        assert resp.mimetype == "text/html"
+        assert "Service unavailable" in resp.text
+        assert "test:" not in resp.text
