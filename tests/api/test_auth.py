@@ -95,3 +95,17 @@ def test_any_client_may_list_organisations_and_fetch_proofs(
     assert by_id["tt-leeds"]["kind"] == "health"
     assert by_id["tt-leeds"]["ods_code"] == "X9T01"
     assert client.get("/v1/log/proof/inclusion?index=0", headers=auth).status_code == 200
+
+
+def test_every_v1_write_needs_a_token(app: Flask, client: FlaskClient, orgs: list[str]) -> None:
+    posts = sorted(
+        rule.rule.replace("<string:consent_id>", "cns_x").replace("<string:objection_id>", "obj_x")
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith("/v1") and "POST" in (rule.methods or ())
+    )
+    assert "/v1/consents" in posts
+    assert "/v1/subjects/access-links" in posts
+    for url in posts:
+        resp = client.post(url, json={})
+        assert resp.status_code == 401, url
+        assert resp.get_json()["type"] == "/problems/unauthenticated"
