@@ -171,6 +171,25 @@ def clients_create_command(org: str, role: str, name: str | None, as_json: bool)
     click.echo(f"token (shown once, keep it secret): {created.token}")
 
 
+@clients_group.command("revoke")
+@click.argument("client_id")
+def clients_revoke_command(client_id: str) -> None:
+    """Revoke a client: its token stops working at once (logged)."""
+    try:
+        index = clients.revoke_client(_ledger(), client_id)
+    except DomainError as exc:
+        _fail(exc.detail)
+    click.echo(f"client {client_id} revoked at log index {index}")
+
+
+@clients_group.command("list")
+def clients_list_command() -> None:
+    """List clients: id, organisation, role, name, and whether revoked (never tokens)."""
+    for c in clients.list_clients(_ledger()):
+        state = f"revoked (log {c.revoked_index})" if c.revoked_at else "active"
+        click.echo(f"{c.id}  {c.organisation_id:<24} {c.role:<15} {state:<18} {c.name}")
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)

@@ -127,6 +127,8 @@ class ApiClient(Base):
     token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     ledger_index: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_index: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class Subject(Base):

@@ -15,6 +15,8 @@ import re
 import secrets
 from dataclasses import dataclass
 
+from sqlalchemy import select
+
 from app.errors import DomainError, Unauthenticated
 from app.models import ApiClient, Organisation
 from app.services.container import Ledger
@@ -117,8 +119,32 @@ def authenticate(ledger: Ledger, authorization: str | None) -> Principal:
         expected = row.token_hash if row is not None else _DUMMY_HASH
         # Compare even when there is no such client, so timing says nothing about which ids exist.
         ok = hmac.compare_digest(hash_token(token) if match else b"", expected)
-        if row is None or not ok:
+        if row is None or not ok or row.revoked_at is not None:
             raise refused
         org = session.get(Organisation, row.organisation_id)
         assert org is not None  # foreign key
         return Principal(row.id, org.id, org.kind, row.role)
+
+
+def revoke_client(ledger: Ledger, client_id: str) -> int:
+    """Revoke a client: its token stops working at once, everywhere (its browser sessions end
+    with it). Logged; returns the log index. Revoking twice is refused."""
+    now = ledger.clock()
+    with ledger.db.write() as session:
+        ledger.log_store.lock_head(session)
+        row = session.get(ApiClient, client_id)
+        if row is None:
+            raise ClientError(f"there is no client {client_id!r}")
+        if row.revoked_at is not None:
+            raise ClientError(f"client {client_id} was revoked at log index {row.revoked_index}")
+        (receipt,) = ledger.log_store.append(
+            session, [make_entry("client.revoked", now, {"client_id": client_id})], now
+        )
+        row.revoked_at = now
+        row.revoked_index = receipt.index
+    return receipt.index
+
+
+def list_clients(ledger: Ledger) -> list[ApiClient]:
+    with ledger.db.read() as session:
+        return list(session.execute(select(ApiClient).order_by(ApiClient.created_at)).scalars())

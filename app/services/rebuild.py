@@ -86,7 +86,11 @@ def _apply(exp: Expected, idx: int, entry: dict[str, Any]) -> None:
             "role": d["role"],
             "created_at": time,
             "ledger_index": idx,
+            "revoked_at": None,
+            "revoked_index": None,
         }
+    elif kind == "client.revoked":
+        exp.clients[d["client_id"]].update(revoked_at=time, revoked_index=idx)
     elif kind == "consent.granted":
         exp.consents[d["consent_id"]] = {
             "subject_ref": d["subject_ref"],

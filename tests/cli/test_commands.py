@@ -6,6 +6,7 @@ import hashlib
 import json
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask.testing import FlaskCliRunner
@@ -323,3 +324,29 @@ def test_init_will_not_silently_start_a_new_log_identity(
     allowed = runner.invoke(args=["init", "--new-identity"])
     assert allowed.exit_code == 0, allowed.output
     assert ledger.settings.signing_key_path.exists()
+
+
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
+def test_a_revoked_client_is_refused_at_once_and_the_revocation_is_logged(
+    runner: FlaskCliRunner, ledger: Ledger, orgs: list[str], make_token: Any
+) -> None:
+    token = make_token("tt-leeds", "auditor")
+    client_id = token.split(".", 1)[0]
+    client = runner.app.test_client()
+    auth = {"Authorization": f"Bearer {token}"}
+    assert client.get("/v1/organisations", headers=auth).status_code == 200
+    result = runner.invoke(args=["clients", "revoke", client_id])
+    assert result.exit_code == 0, result.output
+    assert client.get("/v1/organisations", headers=auth).status_code == 401
+    again = runner.invoke(args=["clients", "revoke", client_id])
+    assert again.exit_code == 1
+    assert "was revoked" in again.output
+    listed = runner.invoke(args=["clients", "list"])
+    assert f"{client_id}" in listed.output
+    assert "revoked (log" in listed.output
+    assert token.split(".", 1)[1] not in listed.output
+    with ledger.db.read() as session:
+        last = session.execute(select(LogEntry).order_by(LogEntry.idx.desc())).scalars().first()
+    assert last is not None
+    assert last.entry_type == "client.revoked"
+    assert runner.invoke(args=["rebuild", "--check"]).exit_code == 0

@@ -247,3 +247,17 @@ def test_pages_answer_errors_with_pages(
         assert resp.mimetype == "text/html"
         assert "Service unavailable" in resp.text
         assert "test:" not in resp.text
+
+
+def test_revoking_a_client_ends_its_browser_sessions(
+    client: FlaskClient, ledger: Ledger, make_token: Callable[..., str]
+) -> None:
+    from app.services.clients import revoke_client
+
+    token = make_token("tt-leeds", "ig_lead")
+    _login(client, token)
+    assert client.get("/ig/dashboard").status_code == 200
+    revoke_client(ledger, token.split(".", 1)[0])
+    resp = client.get("/ig/dashboard")
+    assert resp.status_code == 302
+    assert "/ig/" in resp.headers["Location"]
