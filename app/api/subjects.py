@@ -15,6 +15,7 @@ from app.services.web_sessions import (
     LINK_ROLES,
     MAX_LINK_DAYS,
     create_access_link,
+    revoke_access_link,
 )
 
 blp = Blueprint(
@@ -60,3 +61,23 @@ def create(data: dict[str, Any]) -> Any:
         "expires_at": link.expires_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
         "ledger_index": link.ledger_index,
     }, 201
+
+
+class RevokedSchema(ma.Schema):
+    id = ma.fields.String()
+    revoked = ma.fields.Boolean()
+    ledger_index = ma.fields.Integer()
+
+
+@blp.route("/access-links/<string:link_id>/revoke", methods=["POST"])
+@authenticated(*LINK_ROLES)
+@blp.doc(security=BEARER)
+@blp.response(200, RevokedSchema)
+@blp.alt_response(401, response="UNAUTHORIZED")
+@blp.alt_response(403, response="FORBIDDEN")
+@blp.alt_response(404, response="NOT_FOUND")
+@blp.alt_response(409, response="CONFLICT")
+def revoke(link_id: str) -> Any:
+    """End a link before it expires; the page then says the link does not work."""
+    index = revoke_access_link(ledger(), current_principal(), link_id)
+    return {"id": link_id, "revoked": True, "ledger_index": index}

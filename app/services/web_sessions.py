@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from app.errors import Forbidden
+from app.errors import Conflict, Forbidden, NotFound
 from app.models import AccessLink, ApiClient, Consent, Objection, Organisation, WebSession
 from app.services import subjects
 from app.services.clients import Principal, authenticate
@@ -188,6 +188,42 @@ def _has_relationship(session: Any, organisation_id: str, subject_ref: str) -> b
         )
     ).first()
     return objection is not None
+
+
+LINK_ID = "acl_"
+
+
+def revoke_access_link(ledger: Ledger, principal: Principal, link_id: str) -> int:
+    """End a link before it expires (lost phone, wrong person). Allowed to the issuing
+    organisation's clients and to patient portals; logged; returns the log index."""
+    now = ledger.clock()
+    with ledger.db.write() as session:
+        ledger.log_store.lock_head(session)
+        link = session.get(AccessLink, link_id) if link_id.startswith(LINK_ID) else None
+        if link is None:
+            raise NotFound(f"there is no access link {link_id!r}")
+        if principal.role != "patient_portal" and principal.organisation_id != link.organisation_id:
+            raise Forbidden("only the issuing organisation or a patient portal may revoke a link")
+        if link.expires_at <= now:
+            raise Conflict(f"access link {link_id} has already ended")
+        (receipt,) = ledger.log_store.append(
+            session,
+            [
+                make_entry(
+                    "access_link.revoked",
+                    now,
+                    {
+                        "link_id": link_id,
+                        "subject_ref": link.subject_ref,
+                        "organisation": principal.organisation_id,
+                        "client_id": principal.client_id,
+                    },
+                )
+            ],
+            now,
+        )
+        link.expires_at = now
+    return receipt.index
 
 
 def resolve_access_link(ledger: Ledger, token: str) -> PatientAccess | None:

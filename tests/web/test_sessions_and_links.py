@@ -261,3 +261,25 @@ def test_revoking_a_client_ends_its_browser_sessions(
     resp = client.get("/ig/dashboard")
     assert resp.status_code == 302
     assert "/ig/" in resp.headers["Location"]
+
+
+def test_a_link_can_be_revoked_before_it_expires(
+    client: FlaskClient, policy: Policy, make_token: Callable[..., str]
+) -> None:
+    portal = make_token("tt-leeds", "patient_portal")
+    made = client.post(
+        "/v1/subjects/access-links", headers=bearer(portal), json={"subject": {"nhs_number": NHS}}
+    ).get_json()
+    token = made["url"].rsplit("/p/", 1)[1]
+    assert client.get(f"/p/{token}").status_code == 200
+    other = make_token("cmht-leeds-west", "case_system")
+    denied = client.post(f"/v1/subjects/access-links/{made['id']}/revoke", headers=bearer(other))
+    assert denied.status_code == 403
+    done = client.post(f"/v1/subjects/access-links/{made['id']}/revoke", headers=bearer(portal))
+    assert done.status_code == 200
+    assert done.get_json()["revoked"] is True
+    gone = client.get(f"/p/{token}")
+    assert gone.status_code == 404
+    assert "This link does not work" in gone.text
+    again = client.post(f"/v1/subjects/access-links/{made['id']}/revoke", headers=bearer(portal))
+    assert again.status_code == 409
