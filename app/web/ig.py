@@ -49,7 +49,7 @@ def _set_cookie(resp: BaseResponse, name: str, value: str, max_age: int | None =
         max_age=max_age,
         httponly=True,
         samesite="Strict",
-        secure=request.is_secure,
+        secure=request.is_secure or ledger().settings.secure_cookies,
         path="/ig",
     )
 

@@ -283,3 +283,21 @@ def test_a_link_can_be_revoked_before_it_expires(
     assert "This link does not work" in gone.text
     again = client.post(f"/v1/subjects/access-links/{made['id']}/revoke", headers=bearer(portal))
     assert again.status_code == 409
+
+
+def test_secure_cookies_can_be_forced_behind_a_tls_proxy(
+    instance_path: Any, database_url: str, make_token: Callable[..., str]
+) -> None:
+    from app import create_app
+
+    app = create_app(
+        {
+            "TESTING": True,
+            "INSTANCE_PATH": str(instance_path),
+            "DATABASE_URL": database_url,
+            "SECURE_COOKIES": "1",
+        }
+    )
+    resp = _login(app.test_client(), make_token("tt-leeds", "ig_lead"))
+    assert resp.status_code == 302
+    assert "Secure" in resp.headers["Set-Cookie"]
