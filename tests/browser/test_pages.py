@@ -212,8 +212,10 @@ def test_a_patient_withdrawal_makes_the_api_decision_a_deny(
 def test_a_patient_objects_to_direct_care_sharing(page: Any, live: Live) -> None:
     page.goto(_access_link(live, NHS[2]))
     page.get_by_role("link", name="Object to sharing for my care").click()
+    screenshot(page, "09-patient-confirm-objection")
     page.get_by_role("button", name="Yes, I object").click()
     assert page.get_by_role("heading", name="Your objection is recorded").is_visible()
+    screenshot(page, "10-patient-objection-receipt")
     decision = live.api(
         "POST",
         "/v1/decisions",
