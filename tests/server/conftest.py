@@ -40,12 +40,13 @@ class Server:
             stdout=self.log.open("w"),
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                requests.get(self.url + "/healthz", timeout=1)
+                requests.get(self.url + "/healthz", timeout=10)
                 return
-            except requests.ConnectionError:
+            except requests.RequestException:
+                # Refused while gunicorn binds, or slow while workers boot on a busy machine.
                 if self.proc.poll() is not None:
                     break
                 time.sleep(0.1)

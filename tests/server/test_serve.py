@@ -24,13 +24,13 @@ def server(demo_instance: Path) -> Iterator[Server]:
 
 
 def test_serve_answers_on_every_worker(server: Server, demo_instance: Path) -> None:
-    vkey = requests.get(server.url + "/v1/log/key", timeout=5).text.strip()
+    vkey = requests.get(server.url + "/v1/log/key", timeout=10).text.strip()
     # Many requests over fresh connections land on all workers; every answer must agree.
     for _ in range(20):
-        health = requests.get(server.url + "/healthz", timeout=5)
+        health = requests.get(server.url + "/healthz", timeout=10)
         assert health.json() == {"status": "ok", "log_size": 16}
         cp = rfc.verify_checkpoint(
-            requests.get(server.url + "/v1/log/checkpoint", timeout=5).text, vkey
+            requests.get(server.url + "/v1/log/checkpoint", timeout=10).text, vkey
         )
         assert cp.size == 16
     assert "log checked at start-up: 16 entries" in server.log.read_text()
@@ -52,10 +52,10 @@ def test_a_tampered_log_is_refused_at_start_up(demo_instance: Path) -> None:
     ledger.db.dispose()
     srv = Server(demo_instance, workers=2)
     try:
-        resp = requests.get(srv.url + "/healthz", timeout=5)
+        resp = requests.get(srv.url + "/healthz", timeout=10)
         assert resp.status_code == 503
         assert resp.json()["status"] == "unavailable"
-        assert requests.get(srv.url + "/v1/log/key", timeout=5).status_code == 503
+        assert requests.get(srv.url + "/v1/log/key", timeout=10).status_code == 503
     finally:
         srv.stop()
     log = srv.log.read_text()
