@@ -429,6 +429,7 @@ def demo_command(url: str) -> None:
         f"  curl -H 'Authorization: Bearer {auditor}' '{url}/v1/log/proof/inclusion?index=0'"
     )
     click.echo(f"  OpenAPI document: {url}/openapi.json")
+    click.echo(f"  IG pages: {url}/ig/ (sign in with the ig_lead or auditor token above)")
     click.echo("")
 
 
