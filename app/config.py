@@ -39,10 +39,6 @@ class Settings:
     def identifier_key_path(self) -> Path:
         return self.instance_path / IDENTIFIER_KEY_FILE
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
 
 def default_database_url(instance_path: Path) -> str:
     return f"sqlite:///{instance_path / 'consent-ledger.sqlite3'}"

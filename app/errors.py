@@ -134,6 +134,25 @@ class InvalidRequest(DomainError):
     status = 422
     slug = "invalid-request"
 
+    @classmethod
+    def from_fields(cls, summary: str, errors: Iterable[FieldError]) -> InvalidRequest:
+        """One refusal naming every field at fault: ``<summary>: field: why; ...``."""
+        errors = tuple(errors)
+        return cls(
+            f"{summary}: " + "; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors
+        )
+
+
+def listed_twice(name: str, values: Iterable[str]) -> list[FieldError]:
+    """A field error for every repeat in a list of ids or codes (``name.<index>``)."""
+    seen: set[str] = set()
+    out = []
+    for n, value in enumerate(values):
+        if value in seen:
+            out.append(FieldError(f"{name}.{n}", f"{value!r} is listed twice", "json"))
+        seen.add(value)
+    return out
+
 
 class InvalidArgument(DomainError):
     status = 400

@@ -192,8 +192,6 @@ def refuse_when_unhealthy() -> Response | None:
         return None
     state = ledger().health()
     if not state.ok:
-        if is_page(request.path):
-            return error_page(503)
         return handle_domain_error(
             LogUnavailable("the service refuses to serve: " + (state.public_reason or ""))
         )

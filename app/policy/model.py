@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any, Literal
 
 RuleKind = Literal["legal_basis", "implied", "consent", "deny"]
-ANY = None  # in a kind pair: any organisation kind
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.errors import Conflict, FieldError, Forbidden, InvalidRequest, NotFound
+from app.errors import Conflict, FieldError, Forbidden, InvalidRequest, NotFound, listed_twice
 from app.models import (
     Consent,
     ConsentEvent,
@@ -73,10 +73,6 @@ def iso(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def _ledger_view(receipt: Receipt) -> dict[str, Any]:
-    return receipt.as_json()
 
 
 def consent_view(consent: Consent, events: Sequence[ConsentEvent]) -> dict[str, Any]:
@@ -165,13 +161,8 @@ def _append_one(
 
 
 def _validate(session: Session, inp: ConsentInput, now: datetime) -> None:
-    errors: list[FieldError] = []
-    for name, values in (("recipients", inp.recipients), ("data_categories", inp.data_categories)):
-        seen: set[str] = set()
-        for n, value in enumerate(values):
-            if value in seen:
-                errors.append(FieldError(f"{name}.{n}", f"{value!r} is listed twice", "json"))
-            seen.add(value)
+    errors = listed_twice("recipients", inp.recipients)
+    errors += listed_twice("data_categories", inp.data_categories)
     known = set(
         session.execute(
             select(Organisation.id).where(Organisation.id.in_(list(inp.recipients)))
@@ -194,19 +185,10 @@ def _validate(session: Session, inp: ConsentInput, now: datetime) -> None:
         errors.append(FieldError("expires_at", "must be later than valid_from", "json"))
     if inp.expires_at and inp.expires_at <= now:
         errors.append(FieldError("expires_at", "is in the past", "json"))
-    if inp.subject.kind == "local_id" and session.get(Organisation, inp.subject.system) is None:
-        errors.append(
-            FieldError(
-                "subject.local_id.system",
-                "is not a registered organisation id",
-                "json",
-            )
-        )
+    if (problem := subjects.local_system_problem(session, inp.subject)) is not None:
+        errors.append(problem)
     if errors:
-        raise InvalidRequest(
-            "the consent is not valid: " + "; ".join(f"{e.field}: {e.message}" for e in errors),
-            errors=errors,
-        )
+        raise InvalidRequest.from_fields("the consent is not valid", errors)
 
 
 def record_consent(
@@ -264,7 +246,7 @@ def record_consent(
             client_id=principal.client_id,
         )
         session.add_all([consent, event])
-        return 201, {**consent_view(consent, [event]), "ledger": _ledger_view(receipt)}
+        return 201, {**consent_view(consent, [event]), "ledger": receipt.as_json()}
 
     return run_write(ledger, idem, use_case)
 
@@ -357,7 +339,7 @@ def withdraw_consent(
         )
         session.flush()
         view = consent_view(consent, _events(session, consent.id))
-        return 200, {**view, "notify": notify, "ledger": _ledger_view(receipt)}
+        return 200, {**view, "notify": notify, "ledger": receipt.as_json()}
 
     return run_write(ledger, idem, use_case)
 
@@ -412,7 +394,7 @@ def confirm_consent(
         )
         session.flush()
         view = consent_view(consent, _events(session, consent.id))
-        return 200, {**view, "ledger": _ledger_view(receipt)}
+        return 200, {**view, "ledger": receipt.as_json()}
 
     return run_write(ledger, idem, use_case)
 
@@ -428,7 +410,7 @@ def record_objection(
     idem: IdempotencyKey | None,
 ) -> WriteResult:
     def resolve(session: Session) -> str:
-        subjects.check_local_system(session, subject, "subject.local_id.system")
+        subjects.check_local_system(session, subject)
         ref = subjects.resolve(ledger, session, subject, create=True)
         assert ref is not None
         return ref
@@ -494,7 +476,7 @@ def _record_objection(
             ledger_index=receipt.index,
         )
         session.add(objection)
-        return 201, {**objection_view(objection), "ledger": _ledger_view(receipt)}
+        return 201, {**objection_view(objection), "ledger": receipt.as_json()}
 
     return run_write(ledger, idem, use_case)
 
@@ -532,7 +514,7 @@ def withdraw_objection(
         objection.withdrawn_at = now
         objection.withdrawn_by = principal.organisation_id
         objection.withdrawn_index = receipt.index
-        return 200, {**objection_view(objection), "ledger": _ledger_view(receipt)}
+        return 200, {**objection_view(objection), "ledger": receipt.as_json()}
 
     return run_write(ledger, idem, use_case)
 

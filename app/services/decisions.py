@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
-from app.errors import Conflict, FieldError, Forbidden, InvalidRequest, NotFound
+from app.errors import Conflict, FieldError, Forbidden, InvalidRequest, NotFound, listed_twice
 from app.models import (
     Consent,
     DecisionRecord,
@@ -130,7 +130,6 @@ def _validate(
                 "purpose", f"{inp.purpose!r} is not a purpose of the policy in force", "json"
             )
         )
-    seen: set[str] = set()
     for n, cat in enumerate(inp.data_categories):
         if cat not in policy.categories:
             errors.append(
@@ -140,9 +139,7 @@ def _validate(
                     "json",
                 )
             )
-        elif cat in seen:
-            errors.append(FieldError(f"data_categories.{n}", f"{cat!r} is listed twice", "json"))
-        seen.add(cat)
+    errors += listed_twice("data_categories", inp.data_categories)
     if inp.legal_basis is not None and inp.legal_basis.type not in policy.legal_bases:
         errors.append(
             FieldError(
@@ -151,20 +148,10 @@ def _validate(
                 "json",
             )
         )
-    if inp.subject.kind == "local_id" and session.get(Organisation, inp.subject.system) is None:
-        errors.append(
-            FieldError(
-                "subject.local_id.system",
-                "is not a registered organisation id",
-                "json",
-            )
-        )
+    if (problem := subjects.local_system_problem(session, inp.subject)) is not None:
+        errors.append(problem)
     if errors:
-        raise InvalidRequest(
-            "the decision request is not valid: "
-            + "; ".join(f"{e.field}: {e.message}" for e in errors),
-            errors=errors,
-        )
+        raise InvalidRequest.from_fields("the decision request is not valid", errors)
     return orgs[inp.from_org], orgs[inp.to_org]
 
 

@@ -172,10 +172,16 @@ class LogStore:
 
     def lock_head(self, session: Session) -> LogHead:
         """Lock the log head for the rest of the transaction; every write use case starts here,
-        so writes serialise before they read anything they will decide on."""
-        return session.execute(
-            select(LogHead).where(LogHead.id == 1).with_for_update()
-        ).scalar_one()
+        so writes serialise before they read anything they will decide on. The lock lasts until
+        the transaction ends, so later calls in it reuse the row instead of asking again."""
+        head = session.info.get("log_head")
+        if head is None:
+            head = session.execute(
+                select(LogHead).where(LogHead.id == 1).with_for_update()
+            ).scalar_one()
+            session.info["log_head"] = head
+        assert isinstance(head, LogHead)
+        return head
 
     # -- reading -------------------------------------------------------------------------------
 

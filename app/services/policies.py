@@ -13,13 +13,12 @@ import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.errors import DomainError, LogUnavailable
+from app.errors import LogUnavailable
 from app.ledger.entry import encode_entry
 from app.models import PolicyVersion
 from app.policy import Policy, PolicyError, load_policy
@@ -32,15 +31,6 @@ DEFAULT_POLICY_FILE = REPO_POLICIES / "default.yaml"
 
 _cache: dict[str, Policy] = {}
 _cache_lock = threading.Lock()
-
-
-class PolicyRefused(DomainError):
-    status = 422
-    slug = "invalid-policy"
-
-    def __init__(self, error: PolicyError) -> None:
-        super().__init__(str(error))
-        self.error = error
 
 
 @dataclass(frozen=True)
@@ -139,12 +129,3 @@ def current_policy(session: Session) -> Policy:
     if row is None:
         raise LogUnavailable("no policy is published: run `consent-ledger init`")
     return policy_from_row(row)
-
-
-def policy_by_version(session: Session, version: str) -> Policy | None:
-    row = session.get(PolicyVersion, version)
-    return None if row is None else policy_from_row(row)
-
-
-def policy_summary(policy: Policy) -> dict[str, Any]:
-    return {"version": policy.version, "name": policy.name, "rules": len(policy.rules)}

@@ -54,10 +54,9 @@ def replay_decisions(
     session: Session, candidate: Policy, progress: Callable[[int], None] | None = None
 ) -> ReplayReport:
     kinds: dict[str, str] = {}
-    consents: dict[str, ConsentFact] = {}
-    consent_subject: dict[str, str] = {}
-    objections: dict[str, ObjectionFact] = {}
-    objection_subject: dict[str, str] = {}
+    # Facts per person, so each decision reads only its own person's (not every fact so far).
+    consents: dict[str, dict[str, ConsentFact]] = {}
+    objections: dict[str, dict[str, ObjectionFact]] = {}
     changes: list[Change] = []
     count = 0
     rows = session.execute(
@@ -70,7 +69,7 @@ def replay_decisions(
         if kind == "organisation.registered":
             kinds[d["id"]] = d["kind"]
         elif kind == "consent.granted":
-            consents[d["consent_id"]] = ConsentFact(
+            consents.setdefault(d["subject_ref"], {})[d["consent_id"]] = ConsentFact(
                 id=d["consent_id"],
                 purpose=d["purpose"],
                 recipients=frozenset(d["recipients"]),
@@ -84,30 +83,24 @@ def replay_decisions(
                 valid_from=_t(d["valid_from"]),
                 expires_at=_t(d["expires_at"]),
             )
-            consent_subject[d["consent_id"]] = d["subject_ref"]
-        elif kind == "consent.confirmed":
-            consents[d["consent_id"]] = dataclasses.replace(
-                consents[d["consent_id"]], confirmed=True
-            )
-        elif kind == "consent.withdrawn":
-            consents[d["consent_id"]] = dataclasses.replace(
-                consents[d["consent_id"]], status="withdrawn"
-            )
+        elif kind in ("consent.confirmed", "consent.withdrawn"):
+            person = consents[d["subject_ref"]]
+            change = {"confirmed": True} if kind == "consent.confirmed" else {"status": "withdrawn"}
+            person[d["consent_id"]] = dataclasses.replace(person[d["consent_id"]], **change)
         elif kind == "objection.recorded":
-            objections[d["objection_id"]] = ObjectionFact(
+            objections.setdefault(d["subject_ref"], {})[d["objection_id"]] = ObjectionFact(
                 d["objection_id"], d["scope"], "active", time, idx
             )
-            objection_subject[d["objection_id"]] = d["subject_ref"]
         elif kind == "objection.withdrawn":
-            objections[d["objection_id"]] = dataclasses.replace(
-                objections[d["objection_id"]], status="withdrawn"
+            held = objections[d["subject_ref"]]
+            held[d["objection_id"]] = dataclasses.replace(
+                held[d["objection_id"]], status="withdrawn"
             )
         elif kind == "decision.made":
             count += 1
             ref = d["subject_ref"]
             facts = Facts(
-                tuple(c for cid, c in consents.items() if consent_subject[cid] == ref),
-                tuple(o for oid, o in objections.items() if objection_subject[oid] == ref),
+                tuple(consents.get(ref, {}).values()), tuple(objections.get(ref, {}).values())
             )
             basis = d.get("legal_basis")
             request = Request(

@@ -24,7 +24,6 @@ from app.services.container import Ledger
 # NHS number check digit: modulus 11 over the first nine digits, weights 10 down to 2
 # (NHS Data Dictionary, "NHS Number").
 _NHS_WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2)
-MAX_LOCAL_VALUE = 100
 
 
 class InvalidNhsNumber(ValueError):
@@ -75,12 +74,17 @@ def lookup_key(identifier_key: bytes, identifier: SubjectIdentifier) -> bytes:
     return hmac.new(identifier_key, identifier.canonical(), hashlib.sha256).digest()
 
 
-def check_local_system(session: Session, identifier: SubjectIdentifier, field: str) -> None:
+def local_system_problem(session: Session, identifier: SubjectIdentifier) -> FieldError | None:
+    """A local identifier's system must be a registered organisation."""
     if identifier.kind == "local_id" and session.get(Organisation, identifier.system) is None:
-        raise InvalidRequest(
-            "a local identifier's system must be a registered organisation id",
-            errors=[FieldError(field, "is not a registered organisation id")],
-        )
+        return FieldError("subject.local_id.system", "is not a registered organisation id", "json")
+    return None
+
+
+def check_local_system(session: Session, identifier: SubjectIdentifier) -> None:
+    problem = local_system_problem(session, identifier)
+    if problem is not None:
+        raise InvalidRequest.from_fields("the subject is not valid", [problem])
 
 
 def resolve(

@@ -129,7 +129,7 @@ def create_access_link(
     expires = now + timedelta(days=days)
     with ledger.db.write() as session:
         ledger.log_store.lock_head(session)
-        subjects.check_local_system(session, subject, "subject.local_id.system")
+        subjects.check_local_system(session, subject)
         if principal.role == "patient_portal":
             ref = subjects.resolve(ledger, session, subject, create=True)
         else:

@@ -224,14 +224,15 @@ def page_csv(items: list[dict[str, Any]], names: dict[str, str]) -> str:
 def disclosures_page() -> str:
     query, form, errors = _parse_filters()
     result: dict[str, Any] = {"items": [], "total": 0, "page": 1, "page_size": PAGE_SIZE}
+    pages = 1
     if not errors:
         result = decisions.list_disclosures(ledger(), identity().principal, query)
         pages = max(1, -(-int(result["total"]) // PAGE_SIZE))
         if query.page > pages:  # past the end: show the last page rather than nothing
             query = dataclasses.replace(query, page=pages)
             result = decisions.list_disclosures(ledger(), identity().principal, query)
-    names = {o.id: o.name for o in _organisations()}
-    pages = max(1, -(-int(result["total"]) // PAGE_SIZE))
+    organisations = _organisations()
+    names = {o.id: o.name for o in organisations}
     return _page(
         "ig/disclosures.html",
         form=form,
@@ -240,7 +241,7 @@ def disclosures_page() -> str:
         rows=page_rows(result["items"], names),
         columns=PAGE_COLUMNS,
         names=names,
-        organisations=_organisations(),
+        organisations=organisations,
         purposes=PURPOSES,
         pages=pages,
         query_args={k: v for k, v in form.items() if v},

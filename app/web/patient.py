@@ -140,9 +140,7 @@ def withdraw(token: str, consent_id: str) -> Response | str:
             ledger(), access.principal, consent_id, "person_withdrew", None
         )
     except DomainError as exc:
-        return make_response(
-            _render("patient/problem.html", access, token, message=exc.detail), exc.status
-        )
+        return _problem(access, token, exc)
     return _render(
         "patient/receipt.html",
         access,
@@ -170,9 +168,7 @@ def object_to_sharing(token: str) -> Response | str:
             led, access.principal, access.link.subject_ref, "direct_care", None
         )
     except DomainError as exc:
-        return make_response(
-            _render("patient/problem.html", access, token, message=exc.detail), exc.status
-        )
+        return _problem(access, token, exc)
     return _render(
         "patient/receipt.html",
         access,
@@ -182,12 +178,6 @@ def object_to_sharing(token: str) -> Response | str:
         receipt=result.body["ledger"],
         notify=[],
     )
-
-
-@bp.errorhandler(404)
-def link_not_working(_: Exception) -> tuple[str, int]:
-    # The same page for unknown, tampered and expired links: it says nothing about anyone.
-    return render_template("patient/invalid_link.html"), 404
 
 
 @bp.errorhandler(400)

@@ -301,3 +301,37 @@ def test_secure_cookies_can_be_forced_behind_a_tls_proxy(
     resp = _login(app.test_client(), make_token("tt-leeds", "ig_lead"))
     assert resp.status_code == 302
     assert "Secure" in resp.headers["Set-Cookie"]
+
+
+def test_a_patient_sees_plain_words_not_system_messages(
+    client: FlaskClient, policy: Policy, make_token: Callable[..., str]
+) -> None:
+    tt = make_token("tt-leeds", "case_system")
+    given = client.post(
+        "/v1/consents",
+        headers=bearer(tt),
+        json={
+            "subject": {"nhs_number": NHS},
+            "purpose": "referral",
+            "recipients": ["ea-tt-leeds"],
+            "data_categories": ["identity"],
+            "form": "verbal",
+        },
+    ).get_json()
+    url = client.post(
+        "/v1/subjects/access-links", headers=bearer(tt), json={"subject": {"nhs_number": NHS}}
+    ).get_json()["url"]
+    token = url.rsplit("/p/", 1)[1]
+    page = client.get(f"/p/{token}/consents/{given['id']}/withdraw").text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert csrf
+    first = client.post(
+        f"/p/{token}/consents/{given['id']}/withdraw", data={"csrf_token": csrf.group(1)}
+    )
+    assert "You have withdrawn your agreement" in first.text
+    again = client.post(
+        f"/p/{token}/consents/{given['id']}/withdraw", data={"csrf_token": csrf.group(1)}
+    )
+    assert again.status_code == 409
+    assert "You had already withdrawn this agreement" in again.text
+    assert given["id"] not in again.text
