@@ -26,6 +26,7 @@ from app.errors import (
 from app.logs import redact_path
 from app.services.clients import Principal, authenticate
 from app.services.container import Ledger
+from app.services.idempotency import HEADER, WriteResult, idempotency_key
 from app.services.log_store import LogInconsistent
 from app.web.errors import error_page, is_page
 
@@ -232,3 +233,39 @@ def install_error_handlers(app: Flask) -> None:
     app.register_error_handler(LogInconsistent, handle_log_inconsistent)
     app.register_error_handler(Exception, handle_unexpected)
     app.before_request(refuse_when_unhealthy)
+
+
+# -- writes: retries and rendering, shared by every blueprint that records something --
+
+IDEMPOTENCY_DOC = {
+    "parameters": [
+        {
+            "in": "header",
+            "name": HEADER,
+            "required": False,
+            "schema": {"type": "string", "maxLength": 200},
+            "description": "retrying with the same key returns the first response and writes "
+            "nothing new; the same key with a different body is a 422",
+        }
+    ]
+}
+
+
+def idempotency() -> Any:
+    principal = current_principal()
+    return idempotency_key(
+        ledger(),
+        principal.client_id,
+        request.headers.get(HEADER),
+        request.method,
+        request.path,
+        request.get_json(silent=True),
+    )
+
+
+def render(result: WriteResult) -> Response:
+    """Written bodies are already JSON-ready (and stored verbatim for replays)."""
+    resp = Response(json.dumps(result.body), status=result.status, mimetype="application/json")
+    if result.replayed:
+        resp.headers["Idempotent-Replayed"] = "true"
+    return resp

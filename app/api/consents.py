@@ -4,51 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, json, request
+from flask import Response
 from flask_smorest import Blueprint
 
 from app.api import schemas
-from app.api.common import BEARER, authenticated, current_principal, ledger
+from app.api.common import (
+    BEARER,
+    IDEMPOTENCY_DOC,
+    authenticated,
+    current_principal,
+    idempotency,
+    ledger,
+    render,
+)
 from app.services import consents
 from app.services.consents import ConsentInput
-from app.services.idempotency import HEADER, WriteResult, idempotency_key
 
 blp = Blueprint(
     "consents", __name__, url_prefix="/v1/consents", description="Consents and their history"
 )
-
-IDEMPOTENCY_DOC = {
-    "parameters": [
-        {
-            "in": "header",
-            "name": HEADER,
-            "required": False,
-            "schema": {"type": "string", "maxLength": 200},
-            "description": "retrying with the same key returns the first response and writes "
-            "nothing new; the same key with a different body is a 422",
-        }
-    ]
-}
-
-
-def idempotency() -> Any:
-    principal = current_principal()
-    return idempotency_key(
-        ledger(),
-        principal.client_id,
-        request.headers.get(HEADER),
-        request.method,
-        request.path,
-        request.get_json(silent=True),
-    )
-
-
-def render(result: WriteResult) -> Response:
-    """Written bodies are already JSON-ready (and stored verbatim for replays)."""
-    resp = Response(json.dumps(result.body), status=result.status, mimetype="application/json")
-    if result.replayed:
-        resp.headers["Idempotent-Replayed"] = "true"
-    return resp
 
 
 @blp.route("", methods=["POST"])

@@ -10,8 +10,15 @@ from flask import Response, request
 from flask_smorest import Blueprint
 
 from app.api import schemas
-from app.api.common import BEARER, authenticated, current_principal, ledger
-from app.api.consents import IDEMPOTENCY_DOC, idempotency, render
+from app.api.common import (
+    BEARER,
+    IDEMPOTENCY_DOC,
+    authenticated,
+    current_principal,
+    idempotency,
+    ledger,
+    render,
+)
 from app.services import decisions
 from app.services.subjects import SubjectIdentifier
 

@@ -21,6 +21,21 @@ from tests.nhs import valid_nhs_numbers
 NHS = valid_nhs_numbers(1, start=943_477_000)[0]
 
 
+def _referral_consent(client: FlaskClient, token: str, nhs: str) -> Any:
+    """A verbal referral consent to ea-tt-leeds, recorded by the token's organisation."""
+    return client.post(
+        "/v1/consents",
+        headers=bearer(token),
+        json={
+            "subject": {"nhs_number": nhs},
+            "purpose": "referral",
+            "recipients": ["ea-tt-leeds"],
+            "data_categories": ["identity"],
+            "form": "verbal",
+        },
+    )
+
+
 def _login(client: FlaskClient, token: str) -> Any:
     form = client.get("/ig/")
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
@@ -123,17 +138,7 @@ def test_access_links_are_issued_by_case_systems_and_portals(
     status: int,
 ) -> None:
     # The person is one of tt-leeds's: it recorded their consent.
-    client.post(
-        "/v1/consents",
-        headers=bearer(make_token("tt-leeds", "case_system")),
-        json={
-            "subject": {"nhs_number": NHS},
-            "purpose": "referral",
-            "recipients": ["ea-tt-leeds"],
-            "data_categories": ["identity"],
-            "form": "verbal",
-        },
-    )
+    _referral_consent(client, make_token("tt-leeds", "case_system"), NHS)
     resp = client.post(
         "/v1/subjects/access-links",
         headers=bearer(make_token("tt-leeds", role)),
@@ -167,17 +172,7 @@ def test_a_link_cannot_act_on_someone_elses_consent(
 ) -> None:
     tt = make_token("tt-leeds", "case_system")
     other = valid_nhs_numbers(2, start=943_477_100)[1]
-    theirs = client.post(
-        "/v1/consents",
-        headers=bearer(tt),
-        json={
-            "subject": {"nhs_number": other},
-            "purpose": "referral",
-            "recipients": ["ea-tt-leeds"],
-            "data_categories": ["identity"],
-            "form": "verbal",
-        },
-    ).get_json()
+    theirs = _referral_consent(client, tt, other).get_json()
     portal = make_token("tt-leeds", "patient_portal")
     url = client.post(
         "/v1/subjects/access-links", headers=bearer(portal), json={"subject": {"nhs_number": NHS}}
@@ -202,17 +197,7 @@ def test_a_case_system_cannot_issue_a_link_for_a_stranger(
     """A link acts as the person on their whole record: an organisation with no consent or
     objection of theirs must not be able to give itself one."""
     tt = make_token("tt-leeds", "case_system")
-    client.post(
-        "/v1/consents",
-        headers=bearer(tt),
-        json={
-            "subject": {"nhs_number": NHS},
-            "purpose": "referral",
-            "recipients": ["ea-tt-leeds"],
-            "data_categories": ["identity"],
-            "form": "verbal",
-        },
-    )
+    _referral_consent(client, tt, NHS)
     stranger = make_token("cmht-leeds-west", "case_system")
     for nhs in (NHS, valid_nhs_numbers(1, start=943_477_200)[0]):
         resp = client.post(
@@ -307,17 +292,7 @@ def test_a_patient_sees_plain_words_not_system_messages(
     client: FlaskClient, policy: Policy, make_token: Callable[..., str]
 ) -> None:
     tt = make_token("tt-leeds", "case_system")
-    given = client.post(
-        "/v1/consents",
-        headers=bearer(tt),
-        json={
-            "subject": {"nhs_number": NHS},
-            "purpose": "referral",
-            "recipients": ["ea-tt-leeds"],
-            "data_categories": ["identity"],
-            "form": "verbal",
-        },
-    ).get_json()
+    given = _referral_consent(client, tt, NHS).get_json()
     url = client.post(
         "/v1/subjects/access-links", headers=bearer(tt), json={"subject": {"nhs_number": NHS}}
     ).get_json()["url"]
