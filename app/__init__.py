@@ -44,8 +44,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update({k: v for k, v in config.items() if k not in SETTING_KEYS})
     app.extensions["consent_ledger"] = Ledger(settings)
 
-    from app import api, cli, web
+    from app import api, cli, headers, logs, web
 
+    logs.init_app(app)  # first, so even a refused request gets an id and a log line
+    headers.init_app(app)
     api.init_app(app)
     web.init_app(app)
     cli.init_app(app)

@@ -182,6 +182,22 @@ def clients_revoke_command(client_id: str) -> None:
     click.echo(f"client {client_id} revoked at log index {index}")
 
 
+@clients_group.command("rotate")
+@click.argument("client_id")
+@click.option("--json", "as_json", is_flag=True, help="print {client_id, token} as JSON")
+def clients_rotate_command(client_id: str, as_json: bool) -> None:
+    """Give a client a new token; the old one stops working at once (logged)."""
+    try:
+        rotated = clients.rotate_token(_ledger(), client_id)
+    except DomainError as exc:
+        _fail(exc.detail)
+    if as_json:
+        click.echo(json.dumps({"client_id": client_id, "token": rotated.token}))
+        return
+    click.echo(f"client {client_id}: token rotated at log index {rotated.ledger_index}")
+    click.echo(f"new token (shown once, keep it secret): {rotated.token}")
+
+
 @clients_group.command("list")
 def clients_list_command() -> None:
     """List clients: id, organisation, role, name, and whether revoked (never tokens)."""

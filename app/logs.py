@@ -1,12 +1,92 @@
-"""What may appear in the service's own logs."""
+"""What may appear in the service's own logs, and the one structured line each request leaves.
+
+A request log line is JSON with a request id, the method, the path (a patient link's token
+replaced), the status, the time taken and the client id once authenticated. Never the query
+string (it may carry an NHS number), a header (it may carry a bearer token or a session cookie)
+or a body. The same id is sent back as ``X-Request-Id`` so a caller's report can be matched to
+the line.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 import re
+import secrets
+import time
+
+from flask import Flask, Response, g, has_request_context, request
 
 _PATIENT_LINK = re.compile(r"^/p/[^/]+")
+REQUEST_ID_HEADER = "X-Request-Id"
+
+access_logger = logging.getLogger("consent_ledger.access")
 
 
 def redact_path(path: str) -> str:
     """A patient link's path is its secret token: log ``/p/[link]/...`` instead."""
     return _PATIENT_LINK.sub("/p/[link]", path)
+
+
+def request_id() -> str:
+    """This request's id; ``-`` outside a request."""
+    return str(g.get("request_id", "-"))
+
+
+def _start() -> None:
+    # Our own id, never the caller's: a caller-chosen id could carry an identifier into the log.
+    g.request_id = secrets.token_hex(8)
+    g.request_started = time.perf_counter()
+
+
+def _finish(response: Response) -> Response:
+    response.headers[REQUEST_ID_HEADER] = request_id()
+    started = g.get("request_started")
+    principal = g.get("principal")
+    line = {
+        "request_id": request_id(),
+        "method": request.method,
+        "path": redact_path(request.path),
+        "status": response.status_code,
+        "ms": round((time.perf_counter() - started) * 1000, 1) if started else None,
+        "client_id": getattr(principal, "client_id", None),
+    }
+    access_logger.info(
+        "%s %s %s", request.method, line["path"], response.status_code, extra={"fields": line}
+    )
+    return response
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for the server's log: a request line's fields, or a message;
+    inside a request, its id, so an error's trace can be matched to the request line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, object] = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            out.update(fields)
+        else:
+            out["message"] = record.getMessage()
+            if has_request_context():
+                out["request_id"] = request_id()
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, separators=(",", ":"))
+
+
+def configure_server_logging() -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_start)
+    app.after_request(_finish)

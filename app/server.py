@@ -8,10 +8,9 @@ from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
-from gunicorn.glogging import Logger
 
 from app import create_app, get_ledger
-from app.logs import redact_path
+from app.logs import configure_server_logging
 from app.services import keys
 
 logger = logging.getLogger("consent_ledger.server")
@@ -19,7 +18,7 @@ logger = logging.getLogger("consent_ledger.server")
 
 def create_checked_app() -> Flask:
     """The WSGI app, with the start-up log check run now so a bad log is logged at once."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_server_logging()
     os.umask(0o077)  # the SQLite WAL and shared-memory files are for the service's user alone
     app = create_app()
     ledger = get_ledger(app)
@@ -27,19 +26,6 @@ def create_checked_app() -> Flask:
         logger.warning("%s", warning)
     ledger.health()
     return app
-
-
-class RedactingLogger(Logger):  # type: ignore[misc]
-    """gunicorn's logger with the access-log path cleaned: a patient link's token is a secret,
-    so ``/p/<token>/...`` is logged as ``/p/[link]/...``. The query string and headers (which
-    may carry an NHS number or a bearer token) are never in the format at all."""
-
-    def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> dict[str, Any]:
-        atoms: dict[str, Any] = super().atoms(resp, req, environ, request_time)
-        atoms["U"] = redact_path(str(atoms.get("U") or ""))
-        for key in ("r", "q", "f"):
-            atoms[key] = "-"
-        return atoms
 
 
 class _Server(BaseApplication):  # type: ignore[misc]
@@ -60,11 +46,9 @@ def serve(host: str, port: int, workers: int) -> None:
         {
             "bind": f"{host}:{port}",
             "workers": workers,
-            "accesslog": "-",
-            # The access log records the path and status only: no query strings, which could
-            # carry identifiers once subject look-ups exist, and never the Authorization header.
-            "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms',
+            # No gunicorn access log: the application writes one JSON line per request
+            # (app.logs), with its id and without query strings, headers or bodies.
+            "accesslog": None,
             "graceful_timeout": 10,
-            "logger_class": RedactingLogger,
         }
     ).run()

@@ -129,6 +129,9 @@ class ApiClient(Base):
     ledger_index: Mapped[int] = mapped_column(BigInteger, nullable=False)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     revoked_index: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # The latest token rotation: the old token, and browser sessions opened before, stop here.
+    rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    rotated_index: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class Subject(Base):

@@ -145,6 +145,35 @@ def revoke_client(ledger: Ledger, client_id: str) -> int:
     return receipt.index
 
 
+@dataclass(frozen=True)
+class RotatedToken:
+    client_id: str
+    token: str
+    ledger_index: int
+
+
+def rotate_token(ledger: Ledger, client_id: str) -> RotatedToken:
+    """Give a client a new token. The old one stops working at once in every worker (each
+    request reads the stored hash), and so do browser sessions opened with it. Logged, without
+    the token; returns the new token, shown once."""
+    token = f"{client_id}.{secrets.token_urlsafe(32)}"
+    now = ledger.clock()
+    with ledger.db.write() as session:
+        ledger.log_store.lock_head(session)
+        row = session.get(ApiClient, client_id)
+        if row is None:
+            raise ClientError(f"there is no client {client_id!r}")
+        if row.revoked_at is not None:
+            raise ClientError(f"client {client_id} was revoked at log index {row.revoked_index}")
+        (receipt,) = ledger.log_store.append(
+            session, [make_entry("client.token_rotated", now, {"client_id": client_id})], now
+        )
+        row.token_hash = hash_token(token)
+        row.rotated_at = now
+        row.rotated_index = receipt.index
+    return RotatedToken(client_id, token, receipt.index)
+
+
 def list_clients(ledger: Ledger) -> list[ApiClient]:
     with ledger.db.read() as session:
         return list(session.execute(select(ApiClient).order_by(ApiClient.created_at)).scalars())

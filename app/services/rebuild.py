@@ -88,9 +88,13 @@ def _apply(exp: Expected, idx: int, entry: dict[str, Any]) -> None:
             "ledger_index": idx,
             "revoked_at": None,
             "revoked_index": None,
+            "rotated_at": None,
+            "rotated_index": None,
         }
     elif kind == "client.revoked":
         exp.clients[d["client_id"]].update(revoked_at=time, revoked_index=idx)
+    elif kind == "client.token_rotated":
+        exp.clients[d["client_id"]].update(rotated_at=time, rotated_index=idx)
     elif kind == "consent.granted":
         exp.consents[d["consent_id"]] = {
             "subject_ref": d["subject_ref"],

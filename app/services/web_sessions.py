@@ -83,7 +83,13 @@ def resolve_session(ledger: Ledger, session_token: str | None) -> WebIdentity | 
             return None
         client = session.get(ApiClient, row.client_id)
         org = session.get(Organisation, client.organisation_id) if client else None
-        if client is None or org is None or client.role not in WEB_ROLES or client.revoked_at:
+        if (
+            client is None
+            or org is None
+            or client.role not in WEB_ROLES
+            or client.revoked_at
+            or (client.rotated_at is not None and row.created_at <= client.rotated_at)
+        ):
             session.delete(row)
             return None
         row.last_seen_at = now

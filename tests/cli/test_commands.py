@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from app.models import ApiClient, LogEntry, Organisation
 from app.services.clients import hash_token
 from app.services.container import Ledger
-from tests.helpers import BOTH, tamper
+from tests.helpers import BOTH, bearer, tamper
 
 
 def _count(ledger: Ledger, model: type) -> int:
@@ -350,3 +350,31 @@ def test_a_revoked_client_is_refused_at_once_and_the_revocation_is_logged(
     assert last is not None
     assert last.entry_type == "client.revoked"
     assert runner.invoke(args=["rebuild", "--check"]).exit_code == 0
+
+
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
+def test_a_rotated_token_replaces_the_old_one_at_once_and_the_rotation_is_logged(
+    runner: FlaskCliRunner, ledger: Ledger, orgs: list[str], make_token: Any
+) -> None:
+    old = make_token("tt-leeds", "auditor")
+    client_id = old.split(".", 1)[0]
+    client = runner.app.test_client()
+    result = runner.invoke(args=["clients", "rotate", client_id, "--json"])
+    assert result.exit_code == 0, result.output
+    new = json.loads(result.output)["token"]
+    assert new != old
+    assert new.startswith(client_id + ".")
+    assert client.get("/v1/organisations", headers=bearer(old)).status_code == 401
+    assert client.get("/v1/organisations", headers=bearer(new)).status_code == 200
+    with ledger.db.read() as session:
+        last = session.execute(select(LogEntry).order_by(LogEntry.idx.desc())).scalars().first()
+    assert last is not None
+    assert last.entry_type == "client.token_rotated"
+    assert new.split(".", 1)[1].encode() not in last.leaf
+    assert old.split(".", 1)[1].encode() not in last.leaf
+    assert runner.invoke(args=["rebuild", "--check"]).exit_code == 0
+    # A revoked client cannot be given a new token.
+    assert runner.invoke(args=["clients", "revoke", client_id]).exit_code == 0
+    refused = runner.invoke(args=["clients", "rotate", client_id])
+    assert refused.exit_code == 1
+    assert "was revoked" in refused.output

@@ -195,9 +195,14 @@ def test_a_patient_links_token_never_reaches_the_server_log(
         timeout=10,
     ).json()
     token = link["url"].rsplit("/p/", 1)[1]
-    assert requests.get(link["url"], timeout=10).status_code == 200
+    page = requests.get(link["url"], timeout=10)
+    assert page.status_code == 200
     assert requests.get(link["url"] + "/object", timeout=10).status_code == 200
     srv.stop()
     log = (demo_instance / "server.log").read_text()
-    assert '"GET /p/[link]" 200' in log
     assert token not in log
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    requests_logged = {line["request_id"]: line for line in lines if "status" in line}
+    seen = requests_logged[page.headers["X-Request-Id"]]
+    assert (seen["method"], seen["path"], seen["status"]) == ("GET", "/p/[link]", 200)
+    assert any(line["path"] == "/p/[link]/object" for line in requests_logged.values())
