@@ -20,7 +20,16 @@ from app.services.container import Ledger
 __all__ = ["create_app", "get_ledger"]
 
 SETTING_KEYS = frozenset(
-    {"INSTANCE_PATH", "DATABASE_URL", "LOG_ORIGIN", "PUBLIC_URL", "SECURE_COOKIES"}
+    {
+        "INSTANCE_PATH",
+        "DATABASE_URL",
+        "LOG_ORIGIN",
+        "PUBLIC_URL",
+        "SECURE_COOKIES",
+        "WRITE_RATE_LIMIT",
+        "DECISION_RATE_LIMIT",
+        "RATE_LIMIT_STORAGE",
+    }
 )
 
 

@@ -29,6 +29,10 @@ class Settings:
     public_url: str | None = None
     # Force the Secure flag on session cookies, for TLS ended at a proxy the server can't see.
     secure_cookies: bool = False
+    # Per client, for every POST but decisions, and for decisions (``limits`` notation, or off).
+    write_rate_limit: str = "600/minute"
+    decision_rate_limit: str = "3000/minute"
+    rate_limit_storage: str = "memory://"
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -66,4 +70,11 @@ def settings_from_env(
         log_origin=origin,
         public_url=public_url,
         secure_cookies=env.get(ENV_PREFIX + "SECURE_COOKIES", "") in ("1", "true", "yes"),
+        write_rate_limit=env.get(ENV_PREFIX + "WRITE_RATE_LIMIT") or Settings.write_rate_limit,
+        decision_rate_limit=(
+            env.get(ENV_PREFIX + "DECISION_RATE_LIMIT") or Settings.decision_rate_limit
+        ),
+        rate_limit_storage=(
+            env.get(ENV_PREFIX + "RATE_LIMIT_STORAGE") or Settings.rate_limit_storage
+        ),
     )

@@ -89,6 +89,12 @@ PROBLEM_TYPES: dict[str, tuple[str, str]] = {
         "the database is not initialised, and refuses to serve until an operator intervenes. "
         "Run `consent-ledger verify` for details.",
     ),
+    "rate-limited": (
+        "Too many requests",
+        "This client has sent more writes or decisions than its limit allows in the current "
+        "window. Nothing was recorded. Wait the number of seconds in `Retry-After` (also in "
+        "`retry_after`), then send the request again.",
+    ),
     "internal-error": (
         "Internal error",
         "The service failed. Nothing was recorded. The operator's logs carry the details.",
@@ -128,6 +134,7 @@ class DomainError(Exception):
         self.detail = detail
         self.errors = tuple(errors)
         self.extra = dict(extra or {})
+        self.headers: dict[str, str] = {}
 
 
 class InvalidRequest(DomainError):
@@ -177,6 +184,15 @@ class NotFound(DomainError):
 class Conflict(DomainError):
     status = 409
     slug = "conflict"
+
+
+class RateLimited(DomainError):
+    status = 429
+    slug = "rate-limited"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail, extra={"retry_after": retry_after})
+        self.headers = {"Retry-After": str(retry_after)}
 
 
 class LogUnavailable(DomainError):

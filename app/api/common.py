@@ -45,6 +45,7 @@ _HTTP_SLUGS = {
     413: "payload-too-large",
     415: "unsupported-media-type",
     422: "invalid-request",
+    429: "rate-limited",
     503: "log-unavailable",
 }
 # Paths that answer even when the log is unhealthy: health itself and the API's own docs.
@@ -153,7 +154,7 @@ class LedgerApi(Api):  # type: ignore[misc]
 def handle_domain_error(error: DomainError) -> Response:
     if is_page(request.path):
         return error_page(error.status)
-    headers = {}
+    headers = dict(error.headers)
     if error.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="consent-ledger"'
     return problem_response(
@@ -212,6 +213,8 @@ def authenticated(*roles: str) -> Callable[[F], F]:
                     f"this client's role is {principal.role}"
                 )
             g.principal = principal
+            if request.method == "POST":
+                ledger().rate_limits.hit(principal.client_id, request.endpoint or "")
             return view(*args, **kwargs)
 
         return cast(F, wrapper)

@@ -11,6 +11,7 @@ from app.db import Database
 from app.services import keys
 from app.services.health import HealthState, check_log
 from app.services.log_store import LogStore
+from app.services.rate_limits import RateLimits, parse_limit
 
 
 def utc_now() -> datetime:
@@ -28,6 +29,11 @@ class Ledger:
         self._identifier_key: bytes | None = None
         self._health: HealthState | None = None
         self._lock = threading.Lock()
+        self.rate_limits = RateLimits(
+            parse_limit(settings.write_rate_limit, "CONSENT_LEDGER_WRITE_RATE_LIMIT"),
+            parse_limit(settings.decision_rate_limit, "CONSENT_LEDGER_DECISION_RATE_LIMIT"),
+            settings.rate_limit_storage,
+        )
 
     @property
     def log_store(self) -> LogStore:
