@@ -90,7 +90,14 @@ def to_csv(items: list[dict[str, Any]]) -> str:
 @authenticated("ig_lead", "auditor")
 @blp.doc(
     security=BEARER,
-    responses={"200": {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+    responses={
+        "200": {
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/DisclosurePage"}},
+                "text/csv": {"schema": {"type": "string"}},
+            }
+        }
+    },
 )
 @blp.arguments(schemas.DisclosureQuerySchema, location="query", error_status_code=400)
 @blp.response(200, schemas.DisclosurePageSchema)

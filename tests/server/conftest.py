@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -28,17 +30,39 @@ def _run(instance: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes in process group ``pgid``, read from /proc."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        # "pid (comm) state ppid pgrp ...": comm may hold spaces, so split after its ")".
+        state, _ppid, pgrp = stat.rsplit(")", 1)[1].split()[:3]
+        if int(pgrp) == pgid and state not in ("Z", "X"):
+            members.append(int(entry.name))
+    return members
+
+
 class Server:
-    def __init__(self, instance: Path, workers: int = 3) -> None:
+    """``new_session=True`` starts gunicorn in a session of its own, so :meth:`kill` can
+    SIGKILL the master and every worker at once; the default keeps the test's own group."""
+
+    def __init__(self, instance: Path, workers: int = 3, *, new_session: bool = False) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = instance / "server.log"
+        self.new_session = new_session
         env = {**os.environ, "CONSENT_LEDGER_INSTANCE_PATH": str(instance)}
         self.proc = subprocess.Popen(
             [CLI, "serve", "--port", str(self.port), "--workers", str(workers)],
             env=env,
             stdout=self.log.open("w"),
             stderr=subprocess.STDOUT,
+            start_new_session=new_session,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -59,6 +83,23 @@ class Server:
             self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+    def processes(self) -> list[int]:
+        """The master and its workers still alive (``new_session=True`` only)."""
+        assert self.new_session, "only a server in its own session has a group to list"
+        return _group_members(self.proc.pid)
+
+    def kill(self, timeout: float = 15) -> None:
+        """SIGKILL the whole process group (master and workers) and wait until none is left."""
+        assert self.new_session, "start the server with new_session=True to kill its group"
+        with contextlib.suppress(ProcessLookupError):  # already gone: the wait says how
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while (left := self.processes()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if left:
+            raise RuntimeError(f"processes of the killed server survive: {left}")
 
 
 @pytest.fixture
