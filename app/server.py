@@ -50,5 +50,8 @@ def serve(host: str, port: int, workers: int) -> None:
             # (app.logs), with its id and without query strings, headers or bodies.
             "accesslog": None,
             "graceful_timeout": 10,
+            # gunicorn's runtime control socket (one fixed path per user, shared by every
+            # server that user runs) is a management interface this service does not use.
+            "control_socket_disable": True,
         }
     ).run()
