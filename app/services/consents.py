@@ -136,6 +136,8 @@ def objection_view(objection: Objection, *, reveal_recorder: bool = True) -> dic
         "history": history,
     }
     if not reveal_recorder:
+        # The reference would let the reader follow the person through other lists.
+        view["subject_ref"] = None
         view["recorded_by"] = None
         for event in history:
             event["organisation"] = None
