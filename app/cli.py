@@ -26,6 +26,7 @@ from app.models import LogHead, PolicyVersion
 from app.policy import Policy, PolicyError
 from app.services import clients, dashboard, keys, organisations, policies
 from app.services.container import Ledger
+from app.services.log_store import LogInconsistent
 from app.services.verify import verify_log
 from app.vocabulary import ROLES
 
@@ -449,6 +450,67 @@ def demo_command(url: str) -> None:
     click.echo("")
 
 
+def _copy_progress(done: int, total: int) -> None:
+    if total >= 4096:  # only for copies large enough to take a while
+        click.echo(f"copied {done}/{total} pages ({100 * done // max(total, 1)}%)", err=True)
+
+
+@click.command("backup")
+@click.argument("dest", type=click.Path(dir_okay=False, path_type=Path))
+@with_appcontext
+def backup_command(dest: Path) -> None:
+    """Copy the SQLite database to DEST (online, consistent) and check the copy.
+    For PostgreSQL use pg_dump (see the README)."""
+    from app.services import backup
+
+    try:
+        state = backup.backup(_ledger(), dest, _copy_progress)
+    except DomainError as exc:
+        _fail(exc.detail)
+    click.echo(f"backed up {state.size} entries (root {state.root_hex}) to {dest}")
+
+
+@click.command("restore")
+@click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--accept-rollback",
+    is_flag=True,
+    help="restore even if the copy lacks the newest published checkpoint, and log the loss",
+)
+@with_appcontext
+def restore_command(source: Path, accept_rollback: bool) -> None:
+    """Replace the SQLite database with SOURCE, after checking that it contains the newest
+    checkpoint this instance published. Stop the service first."""
+    from app.services import backup
+
+    try:
+        done = backup.restore(
+            _ledger(), source, accept_rollback=accept_rollback, progress=_copy_progress
+        )
+    except DomainError as exc:
+        _fail(exc.detail)
+    click.echo(f"restored {done.size} entries (root {done.root_hex}) from {source}")
+    if done.rollback_logged_at is not None:
+        click.echo(f"the loss of later entries is recorded at log index {done.rollback_logged_at}")
+
+
+@click.command("accept-rollback")
+@with_appcontext
+def accept_rollback_command() -> None:
+    """Record in the log that the database (restored by other means, e.g. pg_restore) lacks
+    the newest checkpoint this instance published, so the service can serve again."""
+    from app.services import backup
+
+    try:
+        index = backup.accept_rollback_now(_ledger())
+    except LogInconsistent as exc:
+        _fail(f"the database fails its own check: {exc}; run `consent-ledger verify`")
+    if index is None:
+        click.echo("the database contains the newest published checkpoint: nothing to accept")
+        return
+    click.echo(f"rollback recorded at log index {index}; restart the service")
+
+
 def init_app(app: Flask) -> None:
     for cmd in (
         init_command,
@@ -457,6 +519,9 @@ def init_app(app: Flask) -> None:
         serve_command,
         verify_command,
         rebuild_command,
+        backup_command,
+        restore_command,
+        accept_rollback_command,
         policy_group,
         demo_command,
     ):

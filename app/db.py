@@ -10,7 +10,7 @@ ONLY`` so that every statement of one read sees the same snapshot.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -65,6 +65,10 @@ class Database:
             )
         self._read = sessionmaker(self.read_engine, expire_on_commit=False)
         self._write = sessionmaker(self.write_engine, expire_on_commit=False)
+
+    def after_commit(self, callback: Callable[[Session], None]) -> None:
+        """Run ``callback`` after each write transaction commits (never after a rollback)."""
+        event.listen(self._write, "after_commit", callback)
 
     @contextmanager
     def read(self) -> Iterator[Session]:

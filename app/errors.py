@@ -145,9 +145,21 @@ class InvalidRequest(DomainError):
     def from_fields(cls, summary: str, errors: Iterable[FieldError]) -> InvalidRequest:
         """One refusal naming every field at fault: ``<summary>: field: why; ...``."""
         errors = tuple(errors)
-        return cls(
-            f"{summary}: " + "; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors
-        )
+        return cls(f"{summary}: {describe(errors)}", errors=errors)
+
+
+# A refusal names at most this many fields, so a body with thousands of bad items gets a short
+# answer rather than one as large as itself.
+MAX_FIELD_ERRORS = 20
+
+
+def describe(errors: Iterable[FieldError]) -> str:
+    """``field: why; field: why`` for the first fields at fault, and how many more there are."""
+    errors = tuple(errors)
+    text = "; ".join(f"{e.field}: {e.message}" for e in errors[:MAX_FIELD_ERRORS])
+    if len(errors) > MAX_FIELD_ERRORS:
+        text += f"; and {len(errors) - MAX_FIELD_ERRORS} more"
+    return text
 
 
 def listed_twice(name: str, values: Iterable[str]) -> list[FieldError]:
@@ -218,7 +230,9 @@ def problem_body(
         body["detail"] = detail
     errs = [e.as_dict() for e in errors]
     if errs:
-        body["errors"] = errs
+        body["errors"] = errs[:MAX_FIELD_ERRORS]
+    if len(errs) > MAX_FIELD_ERRORS:
+        body["errors_not_shown"] = len(errs) - MAX_FIELD_ERRORS
     if extra:
         body.update({k: v for k, v in extra.items() if k not in body})
     return body

@@ -15,13 +15,14 @@ from app.api import (
     problems,
     subjects,
 )
-from app.api.common import LedgerApi, install_error_handlers
+from app.api.common import BoundedJSONProvider, LedgerApi, install_error_handlers
 
 API_TITLE = "consent-ledger"
 API_VERSION = "v1"
 
 
 def init_app(app: Flask) -> None:
+    app.json = BoundedJSONProvider(app)
     app.config.setdefault("API_TITLE", API_TITLE)
     app.config.setdefault("API_VERSION", API_VERSION)
     app.config.setdefault("OPENAPI_VERSION", "3.1.0")

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import functools
 import http
+import json as json_module
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, cast
 
+import flask_smorest
 import marshmallow as ma
 from flask import Flask, Response, current_app, g, json, request
+from flask.json.provider import DefaultJSONProvider
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
+from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import HTTPException
 
 from app import get_ledger
@@ -21,6 +25,7 @@ from app.errors import (
     FieldError,
     Forbidden,
     LogUnavailable,
+    describe,
     problem_body,
 )
 from app.logs import redact_path
@@ -50,6 +55,34 @@ _HTTP_SLUGS = {
 }
 # Paths that answer even when the log is unhealthy: health itself and the API's own docs.
 _ALWAYS_SERVED = ("/healthz", "/openapi.json", "/problems/")
+
+
+class BoundedJSONProvider(DefaultJSONProvider):
+    """Flask's JSON, with a body nested past the interpreter's recursion limit refused as
+    malformed (400) rather than failing the request (Flask only turns ValueError into 400)."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("the JSON body is nested too deeply") from None
+
+
+class BoundedFlaskParser(FlaskParser):
+    """webargs' parser, with JSON nested past the recursion limit refused as invalid (400)."""
+
+    def load_json(self, req: Any, schema: ma.Schema) -> Any:
+        try:
+            return super().load_json(req, schema)
+        except RecursionError:
+            too_deep = json_module.JSONDecodeError("nested too deeply", "[", 0)
+            return self._handle_invalid_json_error(too_deep, req)
+
+
+class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]
+    """flask-smorest's blueprint, parsing arguments with :class:`BoundedFlaskParser`."""
+
+    ARGUMENTS_PARSER = BoundedFlaskParser()
 
 
 class ProblemSchema(ma.Schema):
@@ -142,9 +175,7 @@ class LedgerApi(Api):  # type: ignore[misc]
             headers.setdefault("WWW-Authenticate", 'Bearer realm="consent-ledger"')
         detail = error.description
         if errors:
-            detail = "the request has fields that are missing or not valid: " + "; ".join(
-                f"{e.field}: {e.message}" for e in errors
-            )
+            detail = "the request has fields that are missing or not valid: " + describe(errors)
         slug = _HTTP_SLUGS.get(status, "invalid-request")
         if status == 400 and errors and all(e.location in ("query", "view_args") for e in errors):
             slug = "invalid-argument"

@@ -7,12 +7,12 @@ import io
 from typing import Any
 
 from flask import Response, request
-from flask_smorest import Blueprint
 
 from app.api import schemas
 from app.api.common import (
     BEARER,
     IDEMPOTENCY_DOC,
+    Blueprint,
     authenticated,
     current_principal,
     idempotency,

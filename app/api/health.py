@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import marshmallow as ma
-from flask_smorest import Blueprint
 
-from app.api.common import ledger
+from app.api.common import Blueprint, ledger
 
 blp = Blueprint("health", __name__, description="Service health")
 

@@ -11,9 +11,8 @@ from typing import Any
 
 import marshmallow as ma
 from flask import Response
-from flask_smorest import Blueprint
 
-from app.api.common import BEARER, authenticated, current_principal, ledger
+from app.api.common import BEARER, Blueprint, authenticated, current_principal, ledger
 from app.errors import NotFound
 from app.services import log_entries
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response
-from flask_smorest import Blueprint
 
 from app.api import schemas
 from app.api.common import (
     BEARER,
     IDEMPOTENCY_DOC,
+    Blueprint,
     authenticated,
     current_principal,
     idempotency,

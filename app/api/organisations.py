@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import marshmallow as ma
-from flask_smorest import Blueprint
 
-from app.api.common import BEARER, authenticated, ledger
+from app.api.common import BEARER, Blueprint, authenticated, ledger
 from app.services import organisations
 
 blp = Blueprint(

@@ -111,7 +111,7 @@ class ConsentCreateSchema(ma.Schema):
     data_categories = ma.fields.List(
         ma.fields.String(validate=ma.validate.OneOf(DATA_CATEGORIES)),
         required=True,
-        validate=ma.validate.Length(min=1),
+        validate=ma.validate.Length(min=1, max=len(DATA_CATEGORIES)),
     )
     form = ma.fields.String(required=True, validate=ma.validate.OneOf(CONSENT_FORMS))
     evidence_sha256 = ma.fields.String(

@@ -6,10 +6,9 @@ from typing import Any
 
 import marshmallow as ma
 from flask import request
-from flask_smorest import Blueprint
 
 from app.api import schemas
-from app.api.common import BEARER, authenticated, current_principal, ledger
+from app.api.common import BEARER, Blueprint, authenticated, current_principal, ledger
 from app.services.web_sessions import (
     DEFAULT_LINK_DAYS,
     LINK_ROLES,

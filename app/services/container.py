@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+
+from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db import Database
 from app.services import keys
 from app.services.health import HealthState, check_log
-from app.services.log_store import LogStore
+from app.services.log_store import PUBLISHED, LogStore
 from app.services.rate_limits import RateLimits, parse_limit
+from app.services.witness import WitnessFile
+
+logger = logging.getLogger("consent_ledger.ledger")
 
 
 def utc_now() -> datetime:
@@ -29,6 +35,8 @@ class Ledger:
         self._identifier_key: bytes | None = None
         self._health: HealthState | None = None
         self._lock = threading.Lock()
+        self.witness = WitnessFile(settings.instance_path)
+        self.db.after_commit(self._publish)
         self.rate_limits = RateLimits(
             parse_limit(settings.write_rate_limit, "CONSENT_LEDGER_WRITE_RATE_LIMIT"),
             parse_limit(settings.decision_rate_limit, "CONSENT_LEDGER_DECISION_RATE_LIMIT"),
@@ -47,6 +55,18 @@ class Ledger:
             self._identifier_key = keys.load_identifier_key(self.settings)
         return self._identifier_key
 
+    def _publish(self, session: Session) -> None:
+        published = session.info.pop(PUBLISHED, None)
+        if published is None:
+            return
+        size, note = published
+        try:
+            self.witness.advance(note, size)
+        except OSError as exc:
+            # The write is committed and its receipt is the caller's; failing the request now
+            # would lose the receipt, not the write. The next write records a newer one.
+            logger.error("could not record the published checkpoint (size %d): %s", size, exc)
+
     def _load_for_check(self) -> LogStore:
         _ = self.identifier_key  # a missing identifier key is refused at start-up too
         return self.log_store
@@ -57,7 +77,7 @@ class Ledger:
             with self._lock:
                 state = self._health
                 if state is None:
-                    state = check_log(self.db, self._load_for_check)
+                    state = check_log(self.db, self._load_for_check, self.witness)
                     if state.final:
                         self._health = state
         return state

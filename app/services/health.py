@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.db import Database
 from app.services.keys import KeyFileError
 from app.services.log_store import LogInconsistent, LogStore
+from app.services.witness import RollbackDetected, WitnessFile, check_database_against_witness
 
 logger = logging.getLogger("consent_ledger.health")
 
@@ -38,13 +39,18 @@ class HealthState:
         return "the log failed its consistency check at start-up; see the service's log"
 
 
-def check_log(db: Database, load_store: Callable[[], LogStore]) -> HealthState:
-    """Check the stored tree against the newest signed checkpoint; log the outcome once."""
+def check_log(
+    db: Database, load_store: Callable[[], LogStore], witness: WitnessFile
+) -> HealthState:
+    """Check the stored tree against the newest signed checkpoint, and the database against
+    the newest checkpoint this instance published; log the outcome once."""
     try:
         store = load_store()
+        witnessed = witness.read(store.verifier)  # before the snapshot: see the callee
         with db.read() as session:
             size = store.check_against_checkpoint(session)
-    except LogInconsistent as exc:
+            check_database_against_witness(session, store, witness, witnessed, size)
+    except (LogInconsistent, RollbackDetected) as exc:
         reason = str(exc)
     except KeyFileError as exc:
         logger.error("consent-ledger refuses to serve for now: %s", exc)

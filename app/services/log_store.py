@@ -31,6 +31,9 @@ ENTRY_FORMAT_VERSION = 1
 MAX_INDEX = 2**63 - 1  # BIGINT
 
 
+PUBLISHED = "published_checkpoint"
+
+
 class LogInconsistent(Exception):
     """The stored tree contradicts the newest signed checkpoint (or is not there at all)."""
 
@@ -77,7 +80,7 @@ def make_entry(entry_type: str, time: datetime, data: Mapping[str, Any]) -> dict
     }
 
 
-def _fetch_nodes(session: Session, ids: Iterable[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
+def fetch_nodes(session: Session, ids: Iterable[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
     """Fetch perfect-subtree hashes in one query: O(log n) index probes for a proof or append.
 
     An OR of (level, idx) pairs rather than a row-value IN, because SQLite plans the IN form as
@@ -118,7 +121,7 @@ class LogStore:
         # is all an append needs. Before extending the tree, check that it is the one the last
         # *signed* note commits to (its signature, not just the unsigned columns beside it),
         # so the service never signs a checkpoint inconsistent with one it signed before.
-        nodes = _fetch_nodes(session, merkle.root_node_ids(size))
+        nodes = fetch_nodes(session, merkle.root_node_ids(size))
         try:
             root = merkle.tree_root(size, nodes)
         except KeyError:
@@ -168,6 +171,8 @@ class LogStore:
         head.root_hash = new_root
         head.updated_at = now
         session.flush()
+        # Published once the transaction commits (app.services.witness), never before.
+        session.info[PUBLISHED] = (new_size, note)
         return [Receipt(index, lh, note) for index, lh in receipts]
 
     def lock_head(self, session: Session) -> LogHead:
@@ -233,7 +238,7 @@ class LogStore:
             )
         ranges = merkle.inclusion_proof_ranges(index, size)
         ids = merkle.node_ids_for_ranges(ranges) | set(merkle.root_node_ids(size)) | {(0, index)}
-        nodes = _fetch_nodes(session, ids)
+        nodes = fetch_nodes(session, ids)
         return InclusionProof(
             index=index,
             size=size,
@@ -257,7 +262,7 @@ class LogStore:
             | set(merkle.root_node_ids(old_size))
             | set(merkle.root_node_ids(new_size))
         )
-        nodes = _fetch_nodes(session, ids)
+        nodes = fetch_nodes(session, ids)
         return ConsistencyProof(
             old_size=old_size,
             new_size=new_size,
@@ -301,7 +306,7 @@ class LogStore:
                 f"the newest signed checkpoint is for size {signed.size} but the log holds "
                 f"{head.size} entries"
             )
-        nodes = _fetch_nodes(session, merkle.root_node_ids(head.size))
+        nodes = fetch_nodes(session, merkle.root_node_ids(head.size))
         try:
             root = merkle.tree_root(head.size, nodes)
         except KeyError:

@@ -1,0 +1,173 @@
+"""Backups, restores, and an operator's acceptance of a rollback.
+
+A SQLite backup uses SQLite's online backup API, so it is one consistent snapshot even while
+the service writes; the copy is then checked against its own newest signed checkpoint. A
+restore checks the copy the same way and then against the newest checkpoint this instance has
+published (``app.services.witness``): a copy that lacks it would silently undo receipts that
+callers hold, so it is refused unless the operator accepts the loss, which is logged. PostgreSQL
+is backed up and restored with ``pg_dump`` / ``pg_restore`` (see the README); after such a
+restore the service's start-up check finds any rollback, and ``accept_rollback`` records it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.db import Database
+from app.errors import DomainError
+from app.services.container import Ledger
+from app.services.log_store import LogInconsistent, make_entry
+from app.services.witness import RollbackDetected, check_database_against_witness
+
+Progress = Callable[[int, int], None]
+PAGES_PER_STEP = 4096
+
+
+class BackupError(DomainError):
+    status = 409
+    slug = "conflict"
+
+
+@dataclass(frozen=True)
+class CopyState:
+    size: int
+    root_hex: str
+
+
+@dataclass(frozen=True)
+class Restored:
+    size: int
+    root_hex: str
+    rollback_logged_at: int | None  # log index of the entry recording an accepted loss
+
+
+def _sqlite_path(url: str) -> Path:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        raise BackupError(
+            "backup and restore copy SQLite databases; for PostgreSQL use pg_dump and "
+            "pg_restore (see the README), then `consent-ledger accept-rollback` if the "
+            "restored database is behind the newest published checkpoint"
+        )
+    return Path(parsed.database)
+
+
+def _copy(src: Path, dest: Path, progress: Progress | None) -> None:
+    with sqlite3.connect(src) as source, sqlite3.connect(dest) as target:
+
+        def step(_status: int, remaining: int, total: int) -> None:
+            if progress:
+                progress(total - remaining, total)
+
+        source.backup(target, pages=PAGES_PER_STEP, progress=step)
+    # The sqlite3 context manager commits but does not close.
+    source.close()
+    target.close()
+
+
+def _check_copy(ledger: Ledger, path: Path) -> tuple[Database, CopyState]:
+    """Open ``path`` as a log of this instance and check it against its newest checkpoint."""
+    settings = dataclasses.replace(ledger.settings, database_url=f"sqlite:///{path}")
+    db = Database(settings)
+    try:
+        with db.read() as session:
+            size = ledger.log_store.check_against_checkpoint(session)
+            latest = ledger.log_store.latest_checkpoint(session)
+    except LogInconsistent as exc:
+        db.dispose()
+        raise BackupError(f"{path} is not a sound copy of this instance's log: {exc}") from None
+    except SQLAlchemyError as exc:
+        db.dispose()
+        raise BackupError(
+            f"{path} is not a consent-ledger database ({type(exc).__name__})"
+        ) from None
+    return db, CopyState(size, latest.root_hash.hex() if latest else "")
+
+
+def backup(ledger: Ledger, dest: Path, progress: Progress | None = None) -> CopyState:
+    src = _sqlite_path(ledger.settings.database_url)
+    if dest.exists():
+        raise BackupError(f"{dest} exists: a backup never overwrites a file")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    _copy(src, dest, progress)
+    dest.chmod(0o600)
+    db, state = _check_copy(ledger, dest)
+    db.dispose()
+    return state
+
+
+def restore(
+    ledger: Ledger, source: Path, *, accept_rollback: bool, progress: Progress | None = None
+) -> Restored:
+    """Replace the database with ``source`` (the service must be stopped)."""
+    live = _sqlite_path(ledger.settings.database_url)
+    if not source.is_file():
+        raise BackupError(f"{source} is not a file")
+    witnessed = ledger.witness.read(ledger.log_store.verifier)
+    db, state = _check_copy(ledger, source)
+    behind: RollbackDetected | None = None
+    try:
+        with db.read() as session:
+            check_database_against_witness(
+                session, ledger.log_store, ledger.witness, witnessed, state.size
+            )
+    except RollbackDetected as exc:
+        behind = exc
+    finally:
+        db.dispose()
+    if behind is not None and not accept_rollback:
+        raise BackupError(
+            f"refusing to restore {source}: {behind}. If no newer copy exists, run restore "
+            "again with --accept-rollback; the loss is then recorded in the log"
+        )
+    ledger.db.dispose()
+    _copy(source, live, progress)
+    if behind is None:
+        return Restored(state.size, state.root_hex, None)
+    index = accept_rollback_now(ledger)
+    return Restored(state.size, state.root_hex, index)
+
+
+def accept_rollback_now(ledger: Ledger) -> int | None:
+    """Record in the log that the database lacks the newest published checkpoint, and make
+    its new checkpoint the one published. Returns the entry's index, or None if the database
+    already contains the published checkpoint (nothing to accept)."""
+    witnessed = ledger.witness.read(ledger.log_store.verifier)
+    now = ledger.clock()
+    with ledger.db.write() as session:
+        ledger.log_store.lock_head(session)
+        size = ledger.log_store.check_against_checkpoint(session)
+        try:
+            check_database_against_witness(
+                session, ledger.log_store, ledger.witness, witnessed, size
+            )
+        except RollbackDetected:
+            pass
+        else:
+            return None
+        assert witnessed is not None  # a missing record is never a rollback
+        (receipt,) = ledger.log_store.append(
+            session,
+            [
+                make_entry(
+                    "log.rollback_accepted",
+                    now,
+                    {
+                        "published_size": witnessed.checkpoint.size,
+                        "published_root": witnessed.checkpoint.root_hash.hex(),
+                        "database_size": size,
+                    },
+                )
+            ],
+            now,
+        )
+    ledger.witness.reset(receipt.checkpoint)
+    ledger.recheck_health()
+    return receipt.index
