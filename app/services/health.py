@@ -55,6 +55,11 @@ def check_log(
     except KeyFileError as exc:
         logger.error("consent-ledger refuses to serve for now: %s", exc)
         return HealthState(ok=False, log_size=-1, reason=str(exc), final=False)
+    except OSError as exc:
+        # The published-checkpoint record cannot be read or written (owned by another user?).
+        reason = f"the instance folder is not usable by this process: {exc}"
+        logger.error("consent-ledger refuses to serve for now: %s", reason)
+        return HealthState(ok=False, log_size=-1, reason=reason, final=False)
     except SQLAlchemyError as exc:
         reason = (
             f"the database is unreachable or not initialised ({type(exc).__name__}): "
