@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from app.errors import FieldError as FE
@@ -36,6 +36,14 @@ PUBLISHED = "published_checkpoint"
 
 class LogInconsistent(Exception):
     """The stored tree contradicts the newest signed checkpoint (or is not there at all)."""
+
+
+@dataclass
+class LockedHead:
+    """The log head as this transaction holds it locked (kept current by its appends)."""
+
+    size: int
+    root_hash: bytes
 
 
 @dataclass(frozen=True)
@@ -105,6 +113,7 @@ class LogStore:
     def __init__(self, signer: CheckpointSigner) -> None:
         self.signer = signer
         self.verifier = CheckpointVerifier.from_verifier_key(signer.verifier_key())
+        self._last_signed: tuple[int, bytes] | None = None
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -128,7 +137,10 @@ class LogStore:
             raise LogInconsistent(f"stored tree nodes are missing at size {size}") from None
         if root != head.root_hash:
             raise LogInconsistent(f"stored nodes do not reproduce the head root at size {size}")
-        if size:
+        # The tree this process itself last signed needs no signature check: the nodes just
+        # reproduced the root it signed. Any other head (another process wrote since, or our
+        # transaction rolled back) is checked against its stored, signed note.
+        if size and self._last_signed != (size, root):
             last = session.get(LogCheckpoint, size)
             if last is None:
                 raise LogInconsistent(f"log head at size {size} has no signed checkpoint")
@@ -162,30 +174,39 @@ class LogStore:
         new_size = size + len(entries)
         new_root = merkle.tree_root(new_size, nodes)
         note = self.signer.sign(Checkpoint(self.signer.name, new_size, new_root))
+        # Core statements, not ORM objects: an append is the hot path of every write, and the
+        # unit of work's bookkeeping cost more than the statements themselves.
         session.execute(insert(LogEntry), entry_rows)
         session.execute(insert(LogNode), node_rows)
-        session.add(
-            LogCheckpoint(tree_size=new_size, root_hash=new_root, note=note, created_at=now)
+        session.execute(
+            insert(LogCheckpoint).values(
+                tree_size=new_size, root_hash=new_root, note=note, created_at=now
+            )
+        )
+        session.execute(
+            update(LogHead)
+            .where(LogHead.id == 1)
+            .values(size=new_size, root_hash=new_root, updated_at=now)
         )
         head.size = new_size
         head.root_hash = new_root
-        head.updated_at = now
-        session.flush()
+        self._last_signed = (new_size, new_root)
         # Published once the transaction commits (app.services.witness), never before.
         session.info[PUBLISHED] = (new_size, note)
         return [Receipt(index, lh, note) for index, lh in receipts]
 
-    def lock_head(self, session: Session) -> LogHead:
+    def lock_head(self, session: Session) -> LockedHead:
         """Lock the log head for the rest of the transaction; every write use case starts here,
         so writes serialise before they read anything they will decide on. The lock lasts until
         the transaction ends, so later calls in it reuse the row instead of asking again."""
         head = session.info.get("log_head")
         if head is None:
-            head = session.execute(
-                select(LogHead).where(LogHead.id == 1).with_for_update()
-            ).scalar_one()
+            size, root = session.execute(
+                select(LogHead.size, LogHead.root_hash).where(LogHead.id == 1).with_for_update()
+            ).one()
+            head = LockedHead(size, root)
             session.info["log_head"] = head
-        assert isinstance(head, LogHead)
+        assert isinstance(head, LockedHead)
         return head
 
     # -- reading -------------------------------------------------------------------------------

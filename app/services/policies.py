@@ -125,7 +125,16 @@ def policy_from_row(row: PolicyVersion) -> Policy:
 
 
 def current_policy(session: Session) -> Policy:
-    row = _current_row(session)
-    if row is None:
+    # Every decision asks this: read the version alone, and the document only on a cache miss.
+    version = session.execute(
+        select(PolicyVersion.version).order_by(PolicyVersion.ledger_index.desc()).limit(1)
+    ).scalar_one_or_none()
+    if version is None:
         raise LogUnavailable("no policy is published: run `consent-ledger init`")
+    with _cache_lock:
+        cached = _cache.get(version)
+    if cached is not None:
+        return cached
+    row = session.get(PolicyVersion, version)
+    assert row is not None  # read in the same transaction
     return policy_from_row(row)

@@ -14,7 +14,7 @@ import json
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from app.errors import FieldError, InvalidRequest
@@ -100,6 +100,5 @@ def resolve(
     if ref is not None or not create:
         return ref
     ref = "sub_" + secrets.token_hex(16)
-    session.add(Subject(lookup=key, subject_ref=ref, created_at=ledger.clock()))
-    session.flush()
+    session.execute(insert(Subject).values(lookup=key, subject_ref=ref, created_at=ledger.clock()))
     return ref

@@ -101,12 +101,10 @@ class WitnessFile:
             os.fsync(fd)
         finally:
             os.close(fd)
+        # The content is on disk before the rename, so the file is never seen torn. The rename
+        # itself is not forced to disk: after a power cut it may be undone, which leaves an
+        # older record, and an older record only makes the check more lenient, never wrong.
         os.replace(tmp, self.path)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def _size_of(note: str | None) -> int | None:
