@@ -135,10 +135,12 @@ def perfect_subtrees(start: int, end: int) -> list[NodeId]:
     _check_subtree(start, end)
     out: list[NodeId] = []
     pos = start
-    for level in range((end - start).bit_length() - 1, -1, -1):
-        if (end - start) >> level & 1:
-            out.append((level, pos >> level))
-            pos += 1 << level
+    rest = end - start
+    while rest:  # one step per set bit, highest first (proof ranges are mostly one node)
+        level = rest.bit_length() - 1
+        out.append((level, pos >> level))
+        pos += 1 << level
+        rest -= 1 << level
     return out
 
 
@@ -488,6 +490,60 @@ class CompactRange:
         self._stack.append(created[-1])
         self._size += 1
         return created
+
+    def extend(self, leaf_hashes: Sequence[bytes]) -> list[tuple[int, int, list[bytes]]]:
+        """Append many leaves by their hashes, hashing level by level; return what completes.
+
+        The perfect nodes completed, as ``(level, first index, hashes)``: one triple per
+        level, from level 0 up, while that level gains a node, the hashes in index order.
+        These are exactly the nodes :meth:`append_hash` would return for each leaf in turn,
+        grouped by level, and the range ends in the same state. Level by level, each parent
+        is one ``SHA-256(0x01 || left || right)`` over a list, which is what lets a verifier
+        rebuild a large log in bulk and compare each level with the stored one at once.
+        """
+        if any(len(h) != HASH_SIZE for h in leaf_hashes):
+            raise ValueError("a leaf hash is 32 bytes")
+        start = self._size
+        end = start + len(leaf_hashes)
+        # The left sibling at each level: the held node of that level (one per set bit of
+        # start), needed when the first node completed at a level is a right child.
+        held = {level: h for (level, _), h in self._stack}
+        created: list[tuple[int, int, list[bytes]]] = []
+        current = [bytes(h) for h in leaf_hashes]
+        level = 0
+        sha256 = hashlib.sha256
+        while current:
+            first = start >> level
+            created.append((level, first, current))
+            children = [held[level], *current] if first & 1 else current
+            # Pairs (0, 1), (2, 3), ...; an odd last child waits for its sibling.
+            pairs = iter(children)
+            current = [
+                sha256(_NODE_PREFIX + a + b).digest() for a, b in zip(pairs, pairs, strict=False)
+            ]
+            level += 1
+        old = dict(self._stack)
+        stack: list[tuple[NodeId, bytes]] = []
+        for node_id in root_node_ids(end):
+            node_level, index = node_id
+            if node_level < len(created) and index >= created[node_level][1]:
+                stack.append((node_id, created[node_level][2][index - created[node_level][1]]))
+            else:
+                stack.append((node_id, old[node_id]))  # complete before start: held already
+        self._stack = stack
+        self._size = end
+        return created
+
+    def copy(self) -> CompactRange:
+        """An independent range in the same state."""
+        other = CompactRange()
+        other._size = self._size
+        other._stack = list(self._stack)
+        return other
+
+    def root_nodes(self) -> list[tuple[NodeId, bytes]]:
+        """The nodes held, left to right: :func:`root_node_ids` ``(size)`` with their hashes."""
+        return list(self._stack)
 
     def root(self) -> bytes:
         """MTH of all leaves appended so far; ``empty_root()`` if none."""

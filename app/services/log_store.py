@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.errors import FieldError as FE
@@ -88,24 +88,42 @@ def make_entry(entry_type: str, time: datetime, data: Mapping[str, Any]) -> dict
     }
 
 
+_HEAD_SIZE = "SELECT size FROM log_head WHERE id = 1"
+# Positional placeholders of the DB-API drivers supported (sqlite3: qmark; psycopg: pyformat).
+_PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+_NODE_SLOTS = 8
+_NODE_QUERIES: dict[tuple[str, int], str] = {}
+
+
+def _node_query(mark: str, slots: int) -> str:
+    sql = _NODE_QUERIES.get((mark, slots))
+    if sql is None:
+        where = " OR ".join(f"(level = {mark} AND idx = {mark})" for _ in range(slots))
+        sql = f"SELECT level, idx, hash FROM log_nodes WHERE {where}"  # noqa: S608 (placeholders)
+        _NODE_QUERIES[(mark, slots)] = sql
+    return sql
+
+
 def fetch_nodes(session: Session, ids: Iterable[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
     """Fetch perfect-subtree hashes in one query: O(log n) index probes for a proof or append.
 
     An OR of (level, idx) pairs rather than a row-value IN, because SQLite plans the IN form as
-    a full table scan, which would make every append and proof O(n). Built as bound-parameter
-    text since constructing the same expression through the SQL expression language costs more
-    than the query itself.
+    a full table scan, which would make every append and proof O(n). The pairs are padded (by
+    repeating the last) to a multiple of eight, so a handful of statement texts serve every
+    call and the driver's statement cache prepares each once. Sent as driver SQL with positional
+    parameters: binding named parameters through SQLAlchemy cost more than the query itself
+    (errors are still wrapped as SQLAlchemy's). No ORM execution, so no autoflush: these rows
+    are only ever written by Core inserts.
     """
     wanted = sorted(set(ids))
     if not wanted:
         return {}
-    where = " OR ".join(f"(level = :l{i} AND idx = :i{i})" for i in range(len(wanted)))
-    params: dict[str, int] = {}
-    for i, (level, idx) in enumerate(wanted):
-        params[f"l{i}"] = level
-        params[f"i{i}"] = idx
-    sql = f"SELECT level, idx, hash FROM log_nodes WHERE {where}"  # noqa: S608 (placeholders only)
-    rows = session.execute(text(sql), params)
+    slots = -(-len(wanted) // _NODE_SLOTS) * _NODE_SLOTS
+    wanted += [wanted[-1]] * (slots - len(wanted))
+    connection = session.connection()
+    mark = _PLACEHOLDERS[connection.dialect.paramstyle]
+    flat = tuple(v for node in wanted for v in node)
+    rows = connection.exec_driver_sql(_node_query(mark, slots), flat).all()
     return {(level, idx): bytes(h) for level, idx, h in rows}
 
 
@@ -212,7 +230,9 @@ class LogStore:
     # -- reading -------------------------------------------------------------------------------
 
     def size(self, session: Session) -> int:
-        return session.execute(select(LogHead.size).where(LogHead.id == 1)).scalar_one()
+        # Driver SQL: every proof starts here, and an ORM select cost several times the query.
+        size: int = session.connection().exec_driver_sql(_HEAD_SIZE).scalar_one()
+        return size
 
     def latest_checkpoint(self, session: Session) -> LogCheckpoint | None:
         return session.execute(

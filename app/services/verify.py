@@ -7,19 +7,33 @@ nodes proofs are served from). Every stored checkpoint's signature is verified, 
 must equal the rebuilt root at its size. Because every checkpoint's root is recomputed from the
 one leaf sequence, consecutive checkpoints are consistent exactly when each matches; the newest
 must also describe the whole stored tree. Memory is O(log n) plus one batch.
+
+Each batch is checked in bulk first: leaves hashed in a list, the tree rebuilt level by level
+(:meth:`~app.ledger.merkle.CompactRange.extend`) and each level compared with the stored
+level as one list, the canonical form confirmed by the standard library's C JSON codec where
+that is provably the RFC 8785 form (see :func:`_surely_canonical`). Every batch the bulk check
+passes, the entry-by-entry check passes too. Any other batch, whatever the reason, is checked
+again entry by entry (:func:`_check_batch_by_entry`, the reference algorithm), which names the
+first bad entry; so a damaged log gets the same report either way.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from app.ledger import merkle
 from app.ledger.checkpoint import CheckpointVerifier
-from app.ledger.entry import decode_entry
+from app.ledger.entry import MAX_DEPTH, MAX_LEAF_BYTES, decode_entry
 from app.ledger.errors import EntryError, VerificationError
 from app.models import LogCheckpoint, LogEntry, LogHead, LogNode
 
@@ -42,6 +56,87 @@ class _Bad(Exception):
         self.index = index
 
 
+class _StoredCheckpoint(NamedTuple):
+    tree_size: int
+    root_hash: bytes
+    note: str
+
+
+# -- canonical JSON, fast where provably equal to RFC 8785 ------------------------------------
+
+_I_JSON_MAX = 2**53 - 1
+
+
+class _Undecided(ValueError):
+    """Not provably canonical by the fast check: :func:`decode_entry` decides."""
+
+
+def _undecided(_: str) -> Any:
+    raise _Undecided
+
+
+def _i_json_int(digits: str) -> int:
+    if len(digits) > 17:
+        raise _Undecided
+    value = int(digits)
+    if not -_I_JSON_MAX <= value <= _I_JSON_MAX:
+        raise _Undecided
+    return value
+
+
+# Built once: json.loads/json.dumps with keyword arguments build a new codec per call.
+_DECODER = json.JSONDecoder(
+    parse_float=_undecided, parse_int=_i_json_int, parse_constant=_undecided
+)
+_ENCODER = json.JSONEncoder(
+    ensure_ascii=False, check_circular=False, allow_nan=False, sort_keys=True,
+    separators=(",", ":"),
+)  # fmt: skip
+_NOT_BMP = re.compile(rb"[\xf0-\xff]")  # lead bytes of 4-byte UTF-8 (and invalid bytes)
+
+
+def _surely_canonical(leaf: object) -> bool:
+    """True only if :func:`decode_entry` accepts ``leaf``; False means "ask it".
+
+    The leaf is parsed and re-serialised by the C ``json`` codec (members sorted, no
+    whitespace, UTF-8 kept literal) and must come back byte for byte. That serialisation is
+    RFC 8785's for every value that can get here: ``json`` and ``rfc8785`` escape strings the
+    same way (``\\" \\\\ \\b \\f \\n \\r \\t``, other controls ``\\u00xx``, nothing else),
+    both write integers in decimal, and code-point order (``sort_keys``) equals RFC 8785's
+    UTF-16 order when no character lies outside the BMP, which a leaf without 4-byte UTF-8
+    sequences guarantees (it must contain every character literally to match). What
+    :func:`decode_entry` refuses beyond that is refused here first: floats, NaN and
+    Infinity, integers outside I-JSON (``parse_int``), nesting deeper than ``MAX_DEPTH``
+    (bounded by the number of brackets), oversize leaves, non-objects, lone surrogates (they
+    cannot be encoded to UTF-8) and duplicate members (the re-serialisation drops one, so
+    the bytes differ). Anything unusual, and any non-bytes value, is left to ``decode_entry``.
+    """
+    if type(leaf) is not bytes or len(leaf) > MAX_LEAF_BYTES:
+        return False
+    if leaf.count(b"{") + leaf.count(b"[") > MAX_DEPTH:
+        return False
+    if not leaf.isascii() and _NOT_BMP.search(leaf):
+        return False
+    try:
+        value = _DECODER.decode(leaf.decode("utf-8"))
+        if type(value) is not dict:
+            return False
+        return _ENCODER.encode(value).encode("utf-8") == leaf
+    except (ValueError, RecursionError):  # _Undecided, JSONDecodeError, UnicodeError
+        return False
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+_ENTRIES = text(
+    "SELECT idx, leaf, leaf_hash FROM log_entries WHERE idx >= :start AND idx < :end ORDER BY idx"
+)
+_LEVEL = text(
+    "SELECT idx, hash FROM log_nodes WHERE level = :level AND idx >= :first AND idx <= :last "
+    "ORDER BY idx"
+)
+
+
 def _stored_nodes(session: Session, start: int, end: int) -> dict[merkle.NodeId, bytes]:
     """Nodes created while appending leaves [start, end): node (l, i) completes at leaf
     (i + 1) * 2**l - 1, so per level i runs from start >> l to (end >> l) - 1."""
@@ -56,13 +151,57 @@ def _stored_nodes(session: Session, start: int, end: int) -> dict[merkle.NodeId,
     return {(lv, i): h for lv, i, h in rows}
 
 
-def _checkpoints(session: Session, size: int) -> Iterator[LogCheckpoint]:
-    yield from session.execute(
-        select(LogCheckpoint)
-        .where(LogCheckpoint.tree_size <= size)
-        .order_by(LogCheckpoint.tree_size)
-        .execution_options(yield_per=1000)
-    ).scalars()
+class _Checkpoints:
+    """The stored checkpoints up to the head's size, in size order, with look-ahead."""
+
+    def __init__(self, session: Session, size: int) -> None:
+        table = LogCheckpoint.__table__
+        rows = session.connection().execute(
+            select(table.c.tree_size, table.c.root_hash, table.c.note)
+            .where(table.c.tree_size <= size)
+            .order_by(table.c.tree_size)
+            .execution_options(yield_per=1000)
+        )
+        self._rows: Iterator[Any] = iter(rows)
+        self._ahead: deque[_StoredCheckpoint] = deque()
+
+    def _pull(self) -> bool:
+        row = next(self._rows, None)
+        if row is None:
+            return False
+        self._ahead.append(_StoredCheckpoint(row.tree_size, row.root_hash, row.note))
+        return True
+
+    def peek(self) -> _StoredCheckpoint | None:
+        if not self._ahead and not self._pull():
+            return None
+        return self._ahead[0]
+
+    def pop(self) -> None:
+        self._ahead.popleft()
+
+    def through(self, size: int) -> list[_StoredCheckpoint]:
+        """The next checkpoints for sizes up to ``size``, without taking them."""
+        while (not self._ahead or self._ahead[-1].tree_size <= size) and self._pull():
+            pass
+        out = []
+        for row in self._ahead:
+            if row.tree_size > size:
+                break
+            out.append(row)
+        return out
+
+
+@dataclass
+class _Walk:
+    verifier: CheckpointVerifier
+    checkpoints: _Checkpoints
+    tree: merkle.CompactRange
+    good_through: int = 0
+    checked: int = 0
+
+
+# -- the check --------------------------------------------------------------------------------
 
 
 def verify_log(
@@ -70,65 +209,28 @@ def verify_log(
 ) -> VerifyResult:
     head = session.get(LogHead, 1)
     size = head.size if head else 0
-    checked = 0
+    walk: _Walk | None = None
     try:
         if head is None:
             raise _Bad("the log head row is missing", None)
-        tree = merkle.CompactRange()
-        checkpoints = _checkpoints(session, size)
-        pending = next(checkpoints, None)
-        good_through = 0
-        start = 0
-        while True:
-            rows = list(
-                session.execute(
-                    select(LogEntry.idx, LogEntry.leaf, LogEntry.leaf_hash)
-                    # Bounded by the head read above: on a live database, rows appended
-                    # since belong to a tree this verification did not start from.
-                    .where(LogEntry.idx >= start, LogEntry.idx < size)
-                    .order_by(LogEntry.idx)
-                    .limit(BATCH)
-                )
-            )
-            if not rows:
-                break
-            end = start + len(rows)
-            stored = _stored_nodes(session, start, end)
-            for idx, leaf, recorded in rows:
-                if idx != tree.size:
-                    raise _Bad(
-                        f"entry {tree.size} is missing (next stored index is {idx})", tree.size
-                    )
-                computed = merkle.leaf_hash(leaf)
-                if computed != recorded:
-                    raise _Bad(
-                        f"entry {idx}: the stored leaf does not hash to its recorded leaf hash", idx
-                    )
-                try:
-                    decode_entry(leaf)
-                except EntryError:
-                    raise _Bad(f"entry {idx}: the leaf is not canonical JSON", idx) from None
-                for node_id, h in tree.append_hash(computed):
-                    if stored.get(node_id) != h:
-                        raise _Bad(
-                            f"entry {idx}: stored tree node {node_id} differs from the "
-                            "one rebuilt from the leaves",
-                            idx,
-                        )
-                while pending is not None and pending.tree_size == tree.size:
-                    _check_checkpoint(verifier, pending, tree.root(), good_through)
-                    checked += 1
-                    good_through = tree.size
-                    pending = next(checkpoints, None)
-                if pending is not None and pending.tree_size < tree.size:
-                    raise _Bad(
-                        f"a checkpoint is stored for size {pending.tree_size}, which "
-                        "is out of order",
-                        None,
-                    )
-            start = end
+        walk = _Walk(verifier, _Checkpoints(session, size), merkle.CompactRange())
+        connection = session.connection()
+        while walk.tree.size < size:
+            start = walk.tree.size
+            end = min(start + BATCH, size)
+            # Bounded by the head read above: on a live database, rows appended since belong
+            # to a tree this verification did not start from.
+            ran_out = False
+            if not _check_batch_in_bulk(connection, walk, start, end):
+                if not _check_batch_by_entry(session, walk, start, size):
+                    break  # no entry stored at or after start (below the head's size)
+                ran_out = walk.tree.size < end  # the stored entries end early
             if progress:
-                progress(tree.size, size)
+                progress(walk.tree.size, size)
+            if ran_out:
+                break
+        tree = walk.tree
+        pending = walk.checkpoints.peek()
         if pending is not None:
             raise _Bad(
                 f"a checkpoint is signed for size {pending.tree_size} but only "
@@ -149,19 +251,120 @@ def verify_log(
         ).scalar_one_or_none()
         if later is not None:
             raise _Bad(f"a checkpoint is stored for size {later}, beyond the log head", size)
-        if size and good_through != size:
+        if size and walk.good_through != size:
             raise _Bad(
-                f"no signed checkpoint covers entries {good_through} to {size - 1}", good_through
+                f"no signed checkpoint covers entries {walk.good_through} to {size - 1}",
+                walk.good_through,
             )
         if head.root_hash != tree.root():
             raise _Bad("the log head's root differs from the rebuilt tree's", None)
     except _Bad as bad:
-        return VerifyResult(False, size, checked, str(bad), bad.index)
-    return VerifyResult(True, size, checked)
+        return VerifyResult(False, size, walk.checked if walk else 0, str(bad), bad.index)
+    return VerifyResult(True, size, walk.checked)
+
+
+def _check_batch_in_bulk(connection: Connection, walk: _Walk, start: int, end: int) -> bool:
+    """Check entries [start, end) in bulk; True if all of them, their nodes and the
+    checkpoints up to ``end`` are good. False, with nothing taken or changed, sends the batch
+    to the entry-by-entry check; a bad checkpoint raises here exactly as it would there,
+    because every entry before it has been found good by then."""
+    rows = connection.execute(_ENTRIES, {"start": start, "end": end}).all()
+    if len(rows) != end - start:
+        return False
+    indexes, leaves, recorded = zip(*rows, strict=True)
+    if list(indexes) != list(range(start, end)):
+        return False
+    for leaf in leaves:
+        if not _surely_canonical(leaf):
+            if type(leaf) is not bytes:
+                return False
+            try:
+                decode_entry(leaf)
+            except EntryError:
+                return False
+    sha256 = hashlib.sha256
+    computed = [sha256(b"\x00" + leaf).digest() for leaf in leaves]
+    if computed != list(recorded):
+        return False
+    tree = walk.tree.copy()
+    created = tree.extend(computed)
+    for level, first, hashes in created:
+        last = first + len(hashes) - 1
+        stored = connection.execute(_LEVEL, {"level": level, "first": first, "last": last}).all()
+        if len(stored) != len(hashes):
+            return False
+        stored_indexes, stored_hashes = zip(*stored, strict=True)
+        if list(stored_hashes) != hashes or list(stored_indexes) != list(range(first, last + 1)):
+            return False
+    checkpoints = walk.checkpoints.through(end)
+    if checkpoints and checkpoints[0].tree_size <= start:
+        return False  # out of order: the entry-by-entry check says so where it would
+    if checkpoints:
+        nodes = dict(walk.tree.root_nodes())
+        for level, first, hashes in created:
+            nodes.update(
+                zip([(level, i) for i in range(first, first + len(hashes))], hashes, strict=True)
+            )
+        for row in checkpoints:
+            _check_checkpoint(
+                walk.verifier, row, merkle.tree_root(row.tree_size, nodes), walk.good_through
+            )
+            walk.checkpoints.pop()
+            walk.checked += 1
+            walk.good_through = row.tree_size
+    walk.tree = tree
+    return True
+
+
+def _check_batch_by_entry(session: Session, walk: _Walk, start: int, size: int) -> int:
+    """The reference check: up to BATCH entries from ``start``, one at a time, raising
+    :class:`_Bad` at the first problem. Returns how many entries were read."""
+    tree = walk.tree
+    rows = list(
+        session.execute(
+            select(LogEntry.idx, LogEntry.leaf, LogEntry.leaf_hash)
+            .where(LogEntry.idx >= start, LogEntry.idx < size)
+            .order_by(LogEntry.idx)
+            .limit(BATCH)
+        )
+    )
+    if not rows:
+        return 0
+    stored = _stored_nodes(session, start, start + len(rows))
+    for idx, leaf, recorded in rows:
+        if idx != tree.size:
+            raise _Bad(f"entry {tree.size} is missing (next stored index is {idx})", tree.size)
+        computed = merkle.leaf_hash(leaf)
+        if computed != recorded:
+            raise _Bad(f"entry {idx}: the stored leaf does not hash to its recorded leaf hash", idx)
+        try:
+            decode_entry(leaf)
+        except EntryError:
+            raise _Bad(f"entry {idx}: the leaf is not canonical JSON", idx) from None
+        for node_id, h in tree.append_hash(computed):
+            if stored.get(node_id) != h:
+                raise _Bad(
+                    f"entry {idx}: stored tree node {node_id} differs from the "
+                    "one rebuilt from the leaves",
+                    idx,
+                )
+        pending = walk.checkpoints.peek()
+        while pending is not None and pending.tree_size == tree.size:
+            _check_checkpoint(walk.verifier, pending, tree.root(), walk.good_through)
+            walk.checked += 1
+            walk.good_through = tree.size
+            walk.checkpoints.pop()
+            pending = walk.checkpoints.peek()
+        if pending is not None and pending.tree_size < tree.size:
+            raise _Bad(
+                f"a checkpoint is stored for size {pending.tree_size}, which is out of order",
+                None,
+            )
+    return len(rows)
 
 
 def _check_checkpoint(
-    verifier: CheckpointVerifier, row: LogCheckpoint, root: bytes, good_through: int
+    verifier: CheckpointVerifier, row: _StoredCheckpoint, root: bytes, good_through: int
 ) -> None:
     try:
         signed = verifier.verify(row.note)

@@ -30,6 +30,7 @@ from app.ledger.merkle import (
     perfect_subtrees,
     range_hash,
     root_from_leaf_hashes,
+    root_node_ids,
     verify_consistency,
     verify_inclusion,
 )
@@ -144,6 +145,31 @@ def test_compact_range_and_appends_agree_with_the_tree() -> None:
         assert cr.size == i + 1
         assert cr.root() == ROOTS[i + 1]
     assert rebuilt == TREE.nodes
+
+
+@settings(max_examples=300)
+@given(st.lists(st.integers(0, 40), max_size=20))
+def test_extending_in_bulk_equals_appending_one_leaf_at_a_time(chunks: list[int]) -> None:
+    one_by_one, bulk = CompactRange(), CompactRange()
+    done = 0
+    for n in chunks:
+        n = min(n, N - done)
+        batch = LEAF_HASHES[done : done + n]
+        expected: dict[int, list[tuple[int, bytes]]] = {}
+        for h in batch:
+            for (level, index), node in one_by_one.append_hash(h):
+                expected.setdefault(level, []).append((index, node))
+        trial = bulk.copy()
+        created = trial.extend(batch)
+        assert bulk.size == done  # the copy was extended, not the original
+        bulk = trial
+        got = {level: list(enumerate(hashes, first)) for level, first, hashes in created}
+        assert got == {level: sorted(nodes) for level, nodes in expected.items()}
+        assert [level for level, _, _ in created] == list(range(len(created)))
+        done += n
+        assert bulk.size == one_by_one.size == done
+        assert bulk.root() == one_by_one.root() == ROOTS[done]
+        assert bulk.root_nodes() == [(i, TREE.nodes[i]) for i in root_node_ids(done)]
 
 
 # --- generated proofs ------------------------------------------------------------------------
