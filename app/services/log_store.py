@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.errors import FieldError as FE
@@ -88,6 +88,19 @@ def make_entry(entry_type: str, time: datetime, data: Mapping[str, Any]) -> dict
     }
 
 
+# The append path's statements, built once: constructing them per call (coercing columns,
+# computing cache keys) cost more than running them. Core, not the ORM unit of work.
+_INSERT_ENTRIES = insert(LogEntry)
+_INSERT_NODES = insert(LogNode)
+_INSERT_CHECKPOINT = insert(LogCheckpoint)
+_UPDATE_HEAD = (
+    update(LogHead)
+    .where(LogHead.id == 1)
+    .values(
+        size=bindparam("new_size"), root_hash=bindparam("new_root"), updated_at=bindparam("now")
+    )
+)
+_LOCK_HEAD = select(LogHead.size, LogHead.root_hash).where(LogHead.id == 1).with_for_update()
 _HEAD_SIZE = "SELECT size FROM log_head WHERE id = 1"
 # Positional placeholders of the DB-API drivers supported (sqlite3: qmark; psycopg: pyformat).
 _PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
@@ -194,18 +207,13 @@ class LogStore:
         note = self.signer.sign(Checkpoint(self.signer.name, new_size, new_root))
         # Core statements, not ORM objects: an append is the hot path of every write, and the
         # unit of work's bookkeeping cost more than the statements themselves.
-        session.execute(insert(LogEntry), entry_rows)
-        session.execute(insert(LogNode), node_rows)
+        session.execute(_INSERT_ENTRIES, entry_rows)
+        session.execute(_INSERT_NODES, node_rows)
         session.execute(
-            insert(LogCheckpoint).values(
-                tree_size=new_size, root_hash=new_root, note=note, created_at=now
-            )
+            _INSERT_CHECKPOINT,
+            {"tree_size": new_size, "root_hash": new_root, "note": note, "created_at": now},
         )
-        session.execute(
-            update(LogHead)
-            .where(LogHead.id == 1)
-            .values(size=new_size, root_hash=new_root, updated_at=now)
-        )
+        session.execute(_UPDATE_HEAD, {"new_size": new_size, "new_root": new_root, "now": now})
         head.size = new_size
         head.root_hash = new_root
         self._last_signed = (new_size, new_root)
@@ -219,9 +227,7 @@ class LogStore:
         the transaction ends, so later calls in it reuse the row instead of asking again."""
         head = session.info.get("log_head")
         if head is None:
-            size, root = session.execute(
-                select(LogHead.size, LogHead.root_hash).where(LogHead.id == 1).with_for_update()
-            ).one()
+            size, root = session.execute(_LOCK_HEAD).one()
             head = LockedHead(size, root)
             session.info["log_head"] = head
         assert isinstance(head, LockedHead)
