@@ -37,9 +37,14 @@ typecheck: $(VENV)/.installed-dev
 test: lint typecheck
 	$(BIN)/pytest
 
+# Benchmarks (not tests): each prints its figures against a baseline measured in the same run.
+# bench_scale builds 10k/100k/1M-entry logs once (about 5 minutes, 900 MB in bench/.cache).
 bench: $(VENV)/.installed-dev
+	$(BIN)/python bench/bench_engine.py
+	$(BIN)/python bench/bench_appends.py
+	$(BIN)/python bench/bench_http.py
 	$(BIN)/python bench/bench_log.py
-	$(BIN)/python bench/bench_decisions.py
+	$(BIN)/python bench/bench_scale.py --sizes 10000,100000,1000000 --memory
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
