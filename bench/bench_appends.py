@@ -38,7 +38,7 @@ from app.services import clients, keys, organisations
 from app.services.consents import ConsentInput, record_consent
 from app.services.container import Ledger
 from app.services.log_store import make_entry
-from app.services.subjects import SubjectIdentifier
+from app.services.subjects import InvalidNhsNumber, SubjectIdentifier, normalise_nhs_number
 
 REPO = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
@@ -66,15 +66,17 @@ def rate(n: int, fn: Callable[[], None]) -> float:
 
 
 def nhs_numbers(n: int) -> list[str]:
+    """``n`` valid NHS numbers: for each nine-digit stem, the check digit the service accepts."""
     out: list[str] = []
-    candidate = 943_476_000
+    stem = 943_476_000
     while len(out) < n:
-        digits = [int(c) for c in str(candidate)]
-        check = 11 - sum(d * w for d, w in zip(digits, range(10, 1, -1), strict=True)) % 11
-        check = 0 if check == 11 else check
-        if check != 10:
-            out.append(f"{candidate}{check}")
-        candidate += 1
+        for digit in range(10):
+            try:
+                out.append(normalise_nhs_number(f"{stem}{digit}"))
+                break
+            except InvalidNhsNumber:
+                continue
+        stem += 1
     return out
 
 
