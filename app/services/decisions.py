@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, bindparam, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, FieldError, Forbidden, InvalidRequest, NotFound, listed_twice
@@ -25,6 +25,7 @@ from app.models import (
     DisclosureConsent,
     Objection,
     Organisation,
+    table,
 )
 from app.policy import (
     ConsentFact,
@@ -71,42 +72,80 @@ class DecisionInput:
     legal_basis: LegalBasis | None = None
 
 
+# The statements every decision runs under the log-head lock, built once: building a select
+# per call (coercing columns, computing its cache key) cost more than running it.
+_CONSENT_FACTS = (
+    select(
+        Consent.id,
+        Consent.purpose,
+        Consent.recipients,
+        Consent.data_categories,
+        Consent.form,
+        Consent.status,
+        Consent.recorded_at,
+        Organisation.kind,
+        Consent.confirmed_by,
+        Consent.valid_from,
+        Consent.expires_at,
+        Consent.recorded_by,
+        Consent.ledger_index,
+    )
+    .join(Organisation, Organisation.id == Consent.recorded_by)
+    .where(Consent.subject_ref == bindparam("ref"))
+)
+_OBJECTION_FACTS = select(
+    Objection.id, Objection.scope, Objection.status, Objection.recorded_at, Objection.ledger_index
+).where(Objection.subject_ref == bindparam("ref"))
+_PARTIES = select(Organisation.id, Organisation.kind).where(
+    Organisation.id.in_(bindparam("ids", expanding=True))
+)
+_INSERT_DECISION = insert(table(DecisionRecord))
+
+
 def load_facts(session: Session, subject_ref: str) -> Facts:
-    rows = session.execute(
-        select(Consent, Organisation.kind)
-        .join(Organisation, Organisation.id == Consent.recorded_by)
-        .where(Consent.subject_ref == subject_ref)
-    ).all()
+    """The person's consents and objections as they stand in this transaction (as rows, not
+    ORM objects: nothing here is changed, and loading entities cost more than the query)."""
     consents = tuple(
         ConsentFact(
-            id=c.id,
-            purpose=c.purpose,
-            recipients=frozenset(c.recipients),
-            categories=frozenset(c.data_categories),
-            form=c.form,
-            status=c.status,
-            recorded_at=c.recorded_at,
+            id=id_,
+            purpose=purpose,
+            recipients=frozenset(recipients),
+            categories=frozenset(categories),
+            form=form,
+            status=status,
+            recorded_at=recorded_at,
             recorded_by_kind=kind,
-            confirmed=c.confirmed_by is not None,
-            valid_from=c.valid_from,
-            expires_at=c.expires_at,
-            recorded_by=c.recorded_by,
-            sequence=c.ledger_index,
+            confirmed=confirmed_by is not None,
+            valid_from=valid_from,
+            expires_at=expires_at,
+            recorded_by=recorded_by,
+            sequence=sequence,
         )
-        for c, kind in rows
+        for (
+            id_,
+            purpose,
+            recipients,
+            categories,
+            form,
+            status,
+            recorded_at,
+            kind,
+            confirmed_by,
+            valid_from,
+            expires_at,
+            recorded_by,
+            sequence,
+        ) in session.execute(_CONSENT_FACTS, {"ref": subject_ref})
     )
     objections = tuple(
-        ObjectionFact(o.id, o.scope, o.status, o.recorded_at, o.ledger_index)
-        for o in session.execute(
-            select(Objection).where(Objection.subject_ref == subject_ref)
-        ).scalars()
+        ObjectionFact(*row) for row in session.execute(_OBJECTION_FACTS, {"ref": subject_ref})
     )
     return Facts(consents, objections)
 
 
 def _validate(
     session: Session, principal: Principal, inp: DecisionInput, policy: Policy
-) -> tuple[Organisation, Organisation]:
+) -> tuple[Party, Party]:
     if principal.organisation_id != inp.from_org:
         raise Forbidden(
             f"a client may ask only about shares from its own organisation "
@@ -116,10 +155,8 @@ def _validate(
         raise Forbidden("only an ig_lead client may assert a legal basis instead of consent")
     errors: list[FieldError] = []
     orgs = {
-        o.id: o
-        for o in session.execute(
-            select(Organisation).where(Organisation.id.in_([inp.from_org, inp.to_org]))
-        ).scalars()
+        org_id: Party(org_id, kind)
+        for org_id, kind in session.execute(_PARTIES, {"ids": [inp.from_org, inp.to_org]})
     }
     for field, org in (("from", inp.from_org), ("to", inp.to_org)):
         if org not in orgs:
@@ -155,19 +192,6 @@ def _validate(
     return orgs[inp.from_org], orgs[inp.to_org]
 
 
-def decision_view(record: DecisionRecord) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        **record.result,
-        "from": record.from_org,
-        "to": record.to_org,
-        "purpose": record.purpose,
-        "data_categories": list(record.data_categories),
-        "subject_ref": record.subject_ref,
-        "made_at": iso(record.made_at),
-    }
-
-
 def decide(
     ledger: Ledger, principal: Principal, inp: DecisionInput, idem: IdempotencyKey | None
 ) -> WriteResult:
@@ -178,8 +202,8 @@ def decide(
         assert subject_ref is not None
         now = ledger.clock()
         request = Request(
-            Party(sender.id, sender.kind),
-            Party(recipient.id, recipient.kind),
+            sender,
+            recipient,
             inp.purpose,
             tuple(inp.data_categories),
             inp.legal_basis,
@@ -213,26 +237,35 @@ def decide(
             ],
             now,
         )
-        record = DecisionRecord(
-            id=decision_id,
-            subject_ref=subject_ref,
-            from_org=sender.id,
-            to_org=recipient.id,
-            purpose=inp.purpose,
-            data_categories=list(inp.data_categories),
-            legal_basis_type=inp.legal_basis.type if inp.legal_basis else None,
-            legal_basis_reference=inp.legal_basis.reference if inp.legal_basis else None,
-            decision=decision.decision,
-            basis=decision.basis,
-            result=result,
-            policy_version=policy.version,
-            client_id=principal.client_id,
-            made_at=now,
-            ledger_index=receipt.index,
-        )
-        session.add(record)
-        body = decision_view(record)
-        body["ledger"] = {"index": receipt.index, "leaf_hash": receipt.leaf_hash.hex()}
+        row = {
+            "id": decision_id,
+            "subject_ref": subject_ref,
+            "from_org": sender.id,
+            "to_org": recipient.id,
+            "purpose": inp.purpose,
+            "data_categories": list(inp.data_categories),
+            "legal_basis_type": inp.legal_basis.type if inp.legal_basis else None,
+            "legal_basis_reference": inp.legal_basis.reference if inp.legal_basis else None,
+            "decision": decision.decision,
+            "basis": decision.basis,
+            "result": result,
+            "policy_version": policy.version,
+            "client_id": principal.client_id,
+            "made_at": now,
+            "ledger_index": receipt.index,
+        }
+        session.connection().execute(_INSERT_DECISION, row)
+        body = {
+            "id": decision_id,
+            **result,
+            "from": sender.id,
+            "to": recipient.id,
+            "purpose": inp.purpose,
+            "data_categories": list(inp.data_categories),
+            "subject_ref": subject_ref,
+            "made_at": iso(now),
+            "ledger": {"index": receipt.index, "leaf_hash": receipt.leaf_hash.hex()},
+        }
         return 200, body
 
     def check_replay(session: Session, body: dict[str, Any]) -> None:

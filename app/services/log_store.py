@@ -23,7 +23,7 @@ from app.ledger import merkle
 from app.ledger.checkpoint import Checkpoint, CheckpointSigner, CheckpointVerifier
 from app.ledger.entry import decode_entry, encode_entry
 from app.ledger.errors import EntryError, VerificationError
-from app.models import LogCheckpoint, LogEntry, LogHead, LogNode
+from app.models import LogCheckpoint, LogEntry, LogHead, LogNode, table
 
 logger = logging.getLogger(__name__)
 
@@ -89,13 +89,14 @@ def make_entry(entry_type: str, time: datetime, data: Mapping[str, Any]) -> dict
 
 
 # The append path's statements, built once: constructing them per call (coercing columns,
-# computing cache keys) cost more than running them. Core, not the ORM unit of work.
-_INSERT_ENTRIES = insert(LogEntry)
-_INSERT_NODES = insert(LogNode)
-_INSERT_CHECKPOINT = insert(LogCheckpoint)
+# computing cache keys) cost more than running them. Core statements on the tables, run on the
+# session's connection, not through the ORM.
+_INSERT_ENTRIES = insert(table(LogEntry))
+_INSERT_NODES = insert(table(LogNode))
+_INSERT_CHECKPOINT = insert(table(LogCheckpoint))
 _UPDATE_HEAD = (
-    update(LogHead)
-    .where(LogHead.id == 1)
+    update(table(LogHead))
+    .where(table(LogHead).c.id == 1)
     .values(
         size=bindparam("new_size"), root_hash=bindparam("new_root"), updated_at=bindparam("now")
     )
@@ -207,13 +208,14 @@ class LogStore:
         note = self.signer.sign(Checkpoint(self.signer.name, new_size, new_root))
         # Core statements, not ORM objects: an append is the hot path of every write, and the
         # unit of work's bookkeeping cost more than the statements themselves.
-        session.execute(_INSERT_ENTRIES, entry_rows)
-        session.execute(_INSERT_NODES, node_rows)
-        session.execute(
+        connection = session.connection()
+        connection.execute(_INSERT_ENTRIES, entry_rows)
+        connection.execute(_INSERT_NODES, node_rows)
+        connection.execute(
             _INSERT_CHECKPOINT,
             {"tree_size": new_size, "root_hash": new_root, "note": note, "created_at": now},
         )
-        session.execute(_UPDATE_HEAD, {"new_size": new_size, "new_root": new_root, "now": now})
+        connection.execute(_UPDATE_HEAD, {"new_size": new_size, "new_root": new_root, "now": now})
         head.size = new_size
         head.root_hash = new_root
         self._last_signed = (new_size, new_root)

@@ -124,11 +124,15 @@ def policy_from_row(row: PolicyVersion) -> Policy:
     return policy
 
 
+_CURRENT_VERSION = (
+    select(PolicyVersion.version).order_by(PolicyVersion.ledger_index.desc()).limit(1)
+)
+
+
 def current_policy(session: Session) -> Policy:
-    # Every decision asks this: read the version alone, and the document only on a cache miss.
-    version = session.execute(
-        select(PolicyVersion.version).order_by(PolicyVersion.ledger_index.desc()).limit(1)
-    ).scalar_one_or_none()
+    # Every decision asks this: read the version alone (a statement built once), and the
+    # document only on a cache miss.
+    version = session.execute(_CURRENT_VERSION).scalar_one_or_none()
     if version is None:
         raise LogUnavailable("no policy is published: run `consent-ledger init`")
     with _cache_lock:
