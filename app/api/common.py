@@ -69,7 +69,14 @@ class BoundedJSONProvider(DefaultJSONProvider):
 
 
 class BoundedFlaskParser(FlaskParser):
-    """webargs' parser, with JSON nested past the recursion limit refused as invalid (400)."""
+    """webargs' parser, with JSON nested past the recursion limit refused as invalid (400), and
+    query arguments an operation does not take refused too (400, naming them): a misspelt
+    filter (``?form_org=``) ignored would answer with everything, unfiltered."""
+
+    DEFAULT_UNKNOWN_BY_LOCATION: dict[str, str | None] = {  # noqa: RUF012 (as webargs declares it)
+        **FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION,
+        "query": ma.RAISE,
+    }
 
     def load_json(self, req: Any, schema: ma.Schema) -> Any:
         try:
@@ -134,7 +141,9 @@ def field_errors_from_webargs(data: Any) -> list[FieldError]:
     messages = (data or {}).get("messages") or {}
     for location, fields in messages.items():
         for field, message in _flatten(fields):
-            errors.append(FieldError(field or "(body)", message, location))
+            # An empty name is the body itself, or in a query string an argument with no name.
+            empty = '""' if location == "query" else "(body)"
+            errors.append(FieldError(field or empty, message, location))
     return errors
 
 

@@ -689,6 +689,23 @@ def test_a_bad_query_is_a_400_naming_the_parameter(
     assert named & fields, body
 
 
+@pytest.mark.parametrize(
+    ("path", "query", "unknown"),
+    [
+        # A misspelt filter must not answer with everything, unfiltered.
+        pytest.param("/v1/disclosures", "form_org=tt-leeds", "form_org", id="misspelt-filter"),
+        pytest.param("/v1/consents", f"nhs_number={PERSON}&x=1", "x", id="extra-argument"),
+        pytest.param("/v1/disclosures", "from_org=tt-leeds&=", '""', id="argument-without-name"),
+    ],
+)
+def test_a_query_argument_the_operation_does_not_take_is_refused_by_name(
+    client: FlaskClient, auditor: dict[str, str], path: str, query: str, unknown: str
+) -> None:
+    resp = client.get(f"{path}?{query}", headers=auditor)
+    body = assert_problem(resp, 400, "invalid-argument")
+    assert body["errors"] == [{"field": unknown, "location": "query", "message": "Unknown field."}]
+
+
 def test_a_person_never_seen_has_an_empty_history(
     client: FlaskClient, auth: dict[str, str], auditor: dict[str, str]
 ) -> None:
