@@ -10,8 +10,13 @@ ONLY`` so that every statement of one read sees the same snapshot.
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
+import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -45,11 +50,83 @@ def _sqlite_engine(url: str, busy_timeout_ms: int, *, immediate: bool) -> Engine
     return engine
 
 
+class WriterQueue:
+    """Hands SQLite's single write lock from one writer to the next without delay.
+
+    A writer that finds the database locked waits in SQLite's busy handler, which sleeps 1, 2,
+    5, 10, ... ms between tries, so under load the lock sits free while waiters sleep, and a
+    request can lose the race several times over. Writers of every process first take this
+    lock instead (a thread lock, then ``flock`` on a file beside the database), and waiters
+    poll it at sub-millisecond intervals. It only orders writers: ``BEGIN IMMEDIATE`` still
+    excludes them, so a writer that gives up waiting here (after the busy timeout, or when the
+    file cannot be opened) goes on to SQLite's own wait, as before.
+    """
+
+    _MAX_SLEEP = 0.0005
+
+    def __init__(self, path: Path, timeout_s: float) -> None:
+        self.path = path
+        self.timeout_s = timeout_s
+        self._thread_lock = threading.Lock()
+        self._fd: int | None = None
+        self._pid = 0
+
+    def _file(self) -> int | None:
+        # Per process: an inherited descriptor shares its lock with the parent's.
+        if self._fd is None or self._pid != os.getpid():
+            try:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError:
+                return None
+            self._pid = os.getpid()
+        return self._fd
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        deadline = time.monotonic() + self.timeout_s
+        if not self._thread_lock.acquire(timeout=self.timeout_s):
+            yield
+            return
+        try:
+            fd = self._file()
+            held = fd is not None and _flock_until(fd, deadline, self._MAX_SLEEP)
+            try:
+                yield
+            finally:
+                if held:
+                    assert fd is not None
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
+
+
+def _flock_until(fd: int, deadline: float, max_sleep: float) -> bool:
+    sleep = 0.00005
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(sleep)
+            sleep = min(sleep * 2, max_sleep)
+        except OSError:
+            return False
+
+
 class Database:
     def __init__(self, settings: Settings) -> None:
         self.url = settings.database_url
         self.dialect = make_url(self.url).get_backend_name()
+        self._after_commit: list[Callable[[Session], None]] = []
+        self._writers: WriterQueue | None = None
         if self.dialect == "sqlite":
+            database = make_url(self.url).database
+            if database and database != ":memory:":
+                self._writers = WriterQueue(
+                    Path(database + "-writer"), settings.sqlite_busy_timeout_ms / 1000
+                )
             self.read_engine = _sqlite_engine(
                 self.url, settings.sqlite_busy_timeout_ms, immediate=False
             )
@@ -67,8 +144,9 @@ class Database:
         self._write = sessionmaker(self.write_engine, expire_on_commit=False)
 
     def after_commit(self, callback: Callable[[Session], None]) -> None:
-        """Run ``callback`` after each write transaction commits (never after a rollback)."""
-        event.listen(self._write, "after_commit", callback)
+        """Run ``callback`` after each write transaction commits (never after a rollback),
+        once the next writer may go ahead."""
+        self._after_commit.append(callback)
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -78,8 +156,14 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """One write use case = one transaction: committed on success, rolled back on error."""
-        with self._write() as session, session.begin():
-            yield session
+        turn: AbstractContextManager[None] = (
+            nullcontext() if self._writers is None else self._writers.turn()
+        )
+        with self._write() as session:
+            with turn, session.begin():
+                yield session
+            for callback in self._after_commit:
+                callback(session)
 
     def dispose(self) -> None:
         self.read_engine.dispose()
