@@ -115,10 +115,33 @@ async def load(port: int, payload: bytes, connections: int, seconds: float) -> d
     }
 
 
-def measure(port: int, token: str, connections: int, seconds: float) -> dict[str, float]:
+def server_cpu(master: int) -> float:
+    """CPU seconds (user + system) used so far by a gunicorn master's workers (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    for pid in children:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # a worker that has just exited
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def measure(
+    port: int, master: int, token: str, connections: int, seconds: float
+) -> dict[str, float]:
     payload = request_bytes(port, token)
     asyncio.run(load(port, payload, connections, min(2.0, seconds)))  # warm-up
-    return asyncio.run(load(port, payload, connections, seconds))
+    cpu, own = server_cpu(master), time.process_time()
+    out = asyncio.run(load(port, payload, connections, seconds))
+    served = out["rps"] * seconds
+    # Where the time goes: the workers' CPU per request, and the load generator's (it shares
+    # the machine's cores with the server).
+    out["cpu_ms"] = (server_cpu(master) - cpu) / served * 1000
+    out["client_cpu_ms"] = (time.process_time() - own) / served * 1000
+    return out
 
 
 def main() -> None:
@@ -145,7 +168,14 @@ def main() -> None:
 
     port, bare_port = free_port(), free_port()
     ledger_proc = subprocess.Popen(
-        [str(BIN / "consent-ledger"), "serve", "--port", str(port), "--workers", str(args.workers)],
+        [
+            str(BIN / "consent-ledger"),
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(args.workers),
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -187,17 +217,23 @@ def main() -> None:
         urllib.request.urlopen(consent, timeout=10)  # noqa: S310
         rows = []
         for run in range(args.runs):
-            order = [("bare", bare_port), ("ledger", port)]
+            order = [("bare", bare_port, bare_proc.pid), ("ledger", port, ledger_proc.pid)]
             if run % 2:
                 order.reverse()
-            got = {name: measure(p, token, args.connections, args.seconds) for name, p in order}
+            got = {
+                name: measure(p, pid, token, args.connections, args.seconds)
+                for name, p, pid in order
+            }
             rows.append(got)
             b, c = got["bare"], got["ledger"]
             print(
                 f"run {run}: bare Flask {b['rps']:7.0f}/s p50 {b['p50']:5.1f} ms "
                 f"p99 {b['p99']:5.1f} ms | consent-ledger {c['rps']:7.0f}/s "
                 f"p50 {c['p50']:5.1f} ms p99 {c['p99']:5.1f} ms | "
-                f"throughput ratio {c['rps'] / b['rps']:.2f}"
+                f"throughput ratio {c['rps'] / b['rps']:.2f}\n"
+                f"       worker CPU per request: bare {b['cpu_ms']:.2f} ms, consent-ledger "
+                f"{c['cpu_ms']:.2f} ms; load generator {b['client_cpu_ms']:.2f} / "
+                f"{c['client_cpu_ms']:.2f} ms"
             )
         ratios = [r["ledger"]["rps"] / r["bare"]["rps"] for r in rows]
         print(f"median throughput ratio {statistics.median(ratios):.2f}")

@@ -101,7 +101,14 @@ _UPDATE_HEAD = (
         size=bindparam("new_size"), root_hash=bindparam("new_root"), updated_at=bindparam("now")
     )
 )
-_LOCK_HEAD = select(LogHead.size, LogHead.root_hash).where(LogHead.id == 1).with_for_update()
+_LOCK_HEAD = (
+    select(table(LogHead).c.size, table(LogHead).c.root_hash)
+    .where(table(LogHead).c.id == 1)
+    .with_for_update()
+)
+_CHECKPOINT_NOTE = select(table(LogCheckpoint).c.note).where(
+    table(LogCheckpoint).c.tree_size == bindparam("size")
+)
 _HEAD_SIZE = "SELECT size FROM log_head WHERE id = 1"
 # Positional placeholders of the DB-API drivers supported (sqlite3: qmark; psycopg: pyformat).
 _PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
@@ -158,6 +165,7 @@ class LogStore:
         leaves = [encode_entry(e) for e in entries]
         head = self.lock_head(session)
         size = head.size
+        connection = session.connection()
         # Every future sibling is one of the current tree's root subtrees, so fetching those
         # is all an append needs. Before extending the tree, check that it is the one the last
         # *signed* note commits to (its signature, not just the unsigned columns beside it),
@@ -173,11 +181,11 @@ class LogStore:
         # reproduced the root it signed. Any other head (another process wrote since, or our
         # transaction rolled back) is checked against its stored, signed note.
         if size and self._last_signed != (size, root):
-            last = session.get(LogCheckpoint, size)
+            last = connection.execute(_CHECKPOINT_NOTE, {"size": size}).scalar()
             if last is None:
                 raise LogInconsistent(f"log head at size {size} has no signed checkpoint")
             try:
-                signed = self.verifier.verify(last.note)
+                signed = self.verifier.verify(last)
             except VerificationError:
                 raise LogInconsistent(f"the checkpoint for size {size} does not verify") from None
             if signed.size != size or signed.root_hash != root:
@@ -208,7 +216,6 @@ class LogStore:
         note = self.signer.sign(Checkpoint(self.signer.name, new_size, new_root))
         # Core statements, not ORM objects: an append is the hot path of every write, and the
         # unit of work's bookkeeping cost more than the statements themselves.
-        connection = session.connection()
         connection.execute(_INSERT_ENTRIES, entry_rows)
         connection.execute(_INSERT_NODES, node_rows)
         connection.execute(
@@ -229,7 +236,7 @@ class LogStore:
         the transaction ends, so later calls in it reuse the row instead of asking again."""
         head = session.info.get("log_head")
         if head is None:
-            size, root = session.execute(_LOCK_HEAD).one()
+            size, root = session.connection().execute(_LOCK_HEAD).one()
             head = LockedHead(size, root)
             session.info["log_head"] = head
         assert isinstance(head, LockedHead)
