@@ -127,8 +127,8 @@ def authenticate(ledger: Ledger, authorization: str | None) -> Principal:
     if scheme.lower() != "bearer" or not token:
         raise refused
     match = TOKEN_PATTERN.match(token)
-    with ledger.db.read() as session:
-        row = session.execute(_CLIENT_BY_ID, {"id": match.group(1)}).first() if match else None
+    with ledger.db.read_connection() as connection:
+        row = connection.execute(_CLIENT_BY_ID, {"id": match.group(1)}).first() if match else None
     expected = row.token_hash if row is not None else _DUMMY_HASH
     # Compare even when there is no such client, so timing says nothing about which ids exist.
     ok = hmac.compare_digest(hash_token(token) if match else b"", expected)
