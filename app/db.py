@@ -81,6 +81,12 @@ class WriterQueue:
             self._pid = os.getpid()
         return self._fd
 
+    def close(self) -> None:
+        with self._thread_lock:
+            if self._fd is not None and self._pid == os.getpid():
+                os.close(self._fd)
+            self._fd = None
+
     @contextmanager
     def turn(self) -> Iterator[None]:
         deadline = time.monotonic() + self.timeout_s
@@ -175,3 +181,5 @@ class Database:
     def dispose(self) -> None:
         self.read_engine.dispose()
         self.write_engine.dispose()
+        if self._writers is not None:
+            self._writers.close()

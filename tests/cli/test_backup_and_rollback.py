@@ -87,7 +87,8 @@ def test_a_write_torn_by_a_crash_costs_the_record_one_write_at_most(
     before = ledger.witness.read(ledger.log_store.verifier)
     _add_client(app)
     newest = ledger.witness.read(ledger.log_store.verifier)
-    assert before is not None and newest is not None
+    assert before is not None
+    assert newest is not None
     assert newest.checkpoint.size > before.checkpoint.size
     # A crash in the middle of writing the newest note: half of its slot is new bytes, the
     # rest whatever was there.
