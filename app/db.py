@@ -10,10 +10,13 @@ ONLY`` so that every statement of one read sees the same snapshot.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
@@ -24,6 +27,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
+
+logger = logging.getLogger("consent_ledger.db")
+# Set by the session's own after_commit event: a ``with session.begin()`` block whose body
+# rolled back (and swallowed the error) exits without raising but has committed nothing.
+_COMMITTED = "committed"
 
 
 def _sqlite_engine(url: str, busy_timeout_ms: int, *, immediate: bool) -> Engine:
@@ -50,6 +58,10 @@ def _sqlite_engine(url: str, busy_timeout_ms: int, *, immediate: bool) -> Engine
     return engine
 
 
+def _mark_committed(session: Session) -> None:
+    session.info[_COMMITTED] = True
+
+
 class WriterQueue:
     """Hands SQLite's single write lock from one writer to the next without delay.
 
@@ -57,9 +69,11 @@ class WriterQueue:
     5, 10, ... ms between tries, so under load the lock sits free while waiters sleep, and a
     request can lose the race several times over. Writers of every process first take this
     lock instead (a thread lock, then ``flock`` on a file beside the database), and waiters
-    poll it at sub-millisecond intervals. It only orders writers: ``BEGIN IMMEDIATE`` still
-    excludes them, so a writer that gives up waiting here (after the busy timeout, or when the
-    file cannot be opened) goes on to SQLite's own wait, as before.
+    poll it at sub-millisecond intervals (so not strictly first come, first served). It only
+    orders writers: ``BEGIN IMMEDIATE`` still excludes them, so a writer that gives up waiting
+    here (after the busy timeout, or when the file cannot be opened) goes on to SQLite's own
+    wait; in the worst case a writer waits about twice the busy timeout before "database is
+    locked".
     """
 
     _MAX_SLEEP = 0.0005
@@ -69,21 +83,33 @@ class WriterQueue:
         self.timeout_s = timeout_s
         self._thread_lock = threading.Lock()
         self._fd: int | None = None
-        self._pid = 0
+        self._warned = False
+        queue = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _forget_in_child(queue()))
+
+    def _forget(self) -> None:
+        # In a forked child: the inherited descriptor shares the parent's lock (and its turn,
+        # if the parent held one at the fork), and the thread lock may have been copied held.
+        self._thread_lock = threading.Lock()
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+        self._fd = None
 
     def _file(self) -> int | None:
-        # Per process: an inherited descriptor shares its lock with the parent's.
-        if self._fd is None or self._pid != os.getpid():
+        if self._fd is None:
             try:
                 self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            except OSError:
+            except OSError as exc:
+                if not self._warned:
+                    self._warned = True
+                    logger.warning("writers will wait on SQLite alone: %s", exc)
                 return None
-            self._pid = os.getpid()
         return self._fd
 
     def close(self) -> None:
         with self._thread_lock:
-            if self._fd is not None and self._pid == os.getpid():
+            if self._fd is not None:
                 os.close(self._fd)
             self._fd = None
 
@@ -104,6 +130,11 @@ class WriterQueue:
                     fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             self._thread_lock.release()
+
+
+def _forget_in_child(queue: WriterQueue | None) -> None:
+    if queue is not None:
+        queue._forget()
 
 
 def _flock_until(fd: int, deadline: float, max_sleep: float) -> bool:
@@ -148,6 +179,7 @@ class Database:
             )
         self._read = sessionmaker(self.read_engine, expire_on_commit=False)
         self._write = sessionmaker(self.write_engine, expire_on_commit=False)
+        event.listen(self._write, "after_commit", _mark_committed)
 
     def after_commit(self, callback: Callable[[Session], None]) -> None:
         """Run ``callback`` after each write transaction commits (never after a rollback),
@@ -175,8 +207,9 @@ class Database:
         with self._write() as session:
             with turn, session.begin():
                 yield session
-            for callback in self._after_commit:
-                callback(session)
+            if session.info.pop(_COMMITTED, False):
+                for callback in self._after_commit:
+                    callback(session)
 
     def dispose(self) -> None:
         self.read_engine.dispose()

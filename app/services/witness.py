@@ -53,9 +53,10 @@ class WitnessFile:
     file, no rename and no change of size, which costs less than half of writing a temporary
     file and renaming it (``bench/bench_record.py``). A write torn by a crash spoils only the
     slot being written, whose note then fails to verify; the other slot still holds the note
-    before it, so the record goes back by one write at most. (Only a second crash in the middle
-    of the next write could spoil both; then the service refuses to start, as for any record it
-    cannot verify, and the operator decides.) The notes stay plain text
+    before it, so the record goes back by one write at most. The next start-up's read finds
+    the spoilt slot, logs a warning and overwrites it with the good note, so that later
+    advances, which order the slots by their unverified sizes, never overwrite the only good
+    one. The notes stay plain text
     (``tr -d '\\0' < newest-checkpoint``), and a file of the earlier single-note form is read
     as its first slot.
     """
@@ -89,17 +90,37 @@ class WitnessFile:
         notes = self.notes()
         if not notes:
             return None
-        verified = []
-        for note in notes:
-            try:
-                verified.append(Witnessed(note, verifier.verify(note)))
-            except VerificationError:
-                continue  # a torn write, or not ours: the other slot decides
+        verified = _verified(notes, verifier)
         if not verified:
             raise RollbackDetected(
                 f"{self.path} does not hold a checkpoint signed by this instance's key"
             )
-        return max(verified, key=lambda w: w.checkpoint.size)
+        newest = max(verified, key=lambda w: w.checkpoint.size)
+        if len(verified) < len(notes):
+            self._repair(newest, verifier)
+        return newest
+
+    def _repair(self, newest: Witnessed, verifier: CheckpointVerifier) -> None:
+        """Overwrite a slot that does not verify (a write cut short by a crash, or an edit)
+        with the newest note that does, so that the next advance, which orders slots by their
+        unverified sizes, never overwrites the only good one."""
+        logger.warning(
+            "%s: a slot does not hold a checkpoint signed by this instance's key (a write cut "
+            "short?); keeping the newest that does (size %d)",
+            self.path,
+            newest.checkpoint.size,
+        )
+        with self._locked():
+            fd = os.open(self.path, os.O_RDWR)
+            try:
+                stored = _notes(os.pread(fd, 2 * SLOT, 0), keep_empty=True)
+                good = {w.note for w in _verified(stored, verifier)}
+                for i, note in enumerate(stored):
+                    if note and note not in good:
+                        os.pwrite(fd, _slot(newest.note), i * SLOT)
+                _sync(fd)
+            finally:
+                os.close(fd)
 
     def advance(self, note: str, size: int) -> None:
         """Record ``note`` (for tree ``size``) if it is newer than the one recorded."""
@@ -115,7 +136,7 @@ class WitnessFile:
                 unused = [i for i, s in enumerate(sizes) if s is None]
                 older = unused[0] if unused else min((0, 1), key=lambda i: sizes[i] or 0)
                 os.pwrite(fd, slot, older * SLOT)
-                os.fdatasync(fd)
+                _sync(fd)
             finally:
                 os.close(fd)
 
@@ -131,6 +152,23 @@ class WitnessFile:
             finally:
                 os.close(fd)
             os.replace(tmp, self.path)
+
+
+# Data only (the size of a record with both slots never changes); fsync where there is no
+# fdatasync (macOS).
+_sync = getattr(os, "fdatasync", os.fsync)
+
+
+def _verified(notes: list[str], verifier: CheckpointVerifier) -> list[Witnessed]:
+    verified = []
+    for note in notes:
+        if not note:
+            continue
+        try:
+            verified.append(Witnessed(note, verifier.verify(note)))
+        except VerificationError:
+            continue  # a torn write, or not ours: the other slot decides
+    return verified
 
 
 # A note is origin, size, root and signature lines: a few hundred bytes. A slot is one page.
