@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, FieldError, Forbidden, InvalidRequest, NotFound, listed_twice
@@ -28,7 +28,7 @@ from app.models import (
     Organisation,
     table,
 )
-from app.services import policies, subjects
+from app.services import organisations, policies, subjects
 from app.services.clients import Principal
 from app.services.container import Ledger
 from app.services.idempotency import IdempotencyKey, WriteResult, run_write
@@ -163,11 +163,8 @@ def _append_one(
 # -- recording ------------------------------------------------------------------------------------
 
 
-# Recording a consent is the busiest write after decisions: its statements are built once, and
-# its rows are inserted as Core (the ORM's unit of work cost more than the inserts).
-_REGISTERED = select(table(Organisation).c.id).where(
-    table(Organisation).c.id.in_(bindparam("ids", expanding=True))
-)
+# Recording a consent is the busiest write after decisions: its rows are inserted as Core, with
+# statements built once (the ORM's unit of work cost more than the inserts).
 _INSERT_CONSENT = insert(table(Consent))
 _INSERT_CONSENT_EVENT = insert(table(ConsentEvent))
 
@@ -175,7 +172,7 @@ _INSERT_CONSENT_EVENT = insert(table(ConsentEvent))
 def _validate(session: Session, inp: ConsentInput, now: datetime) -> None:
     errors = listed_twice("recipients", inp.recipients)
     errors += listed_twice("data_categories", inp.data_categories)
-    known = set(session.execute(_REGISTERED, {"ids": list(inp.recipients)}).scalars())
+    known = organisations.registered_kinds(session, inp.recipients)
     for n, org in enumerate(inp.recipients):
         if org not in known:
             errors.append(

@@ -9,7 +9,7 @@ A disclosure re-evaluates now: a share is recorded only if it is still permitted
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -38,7 +38,7 @@ from app.policy import (
     Request,
     evaluate,
 )
-from app.services import policies, subjects
+from app.services import organisations, policies, subjects
 from app.services.clients import Principal
 from app.services.consents import iso
 from app.services.container import Ledger
@@ -96,9 +96,6 @@ _CONSENT_FACTS = (
 _OBJECTION_FACTS = select(
     Objection.id, Objection.scope, Objection.status, Objection.recorded_at, Objection.ledger_index
 ).where(Objection.subject_ref == bindparam("ref"))
-_PARTIES = select(Organisation.id, Organisation.kind).where(
-    Organisation.id.in_(bindparam("ids", expanding=True))
-)
 _INSERT_DECISION = insert(table(DecisionRecord))
 
 
@@ -107,35 +104,21 @@ def load_facts(session: Session, subject_ref: str) -> Facts:
     ORM objects: nothing here is changed, and loading entities cost more than the query)."""
     consents = tuple(
         ConsentFact(
-            id=id_,
-            purpose=purpose,
-            recipients=frozenset(recipients),
-            categories=frozenset(categories),
-            form=form,
-            status=status,
-            recorded_at=recorded_at,
-            recorded_by_kind=kind,
-            confirmed=confirmed_by is not None,
-            valid_from=valid_from,
-            expires_at=expires_at,
-            recorded_by=recorded_by,
-            sequence=sequence,
+            id=c.id,
+            purpose=c.purpose,
+            recipients=frozenset(c.recipients),
+            categories=frozenset(c.data_categories),
+            form=c.form,
+            status=c.status,
+            recorded_at=c.recorded_at,
+            recorded_by_kind=c.kind,
+            confirmed=c.confirmed_by is not None,
+            valid_from=c.valid_from,
+            expires_at=c.expires_at,
+            recorded_by=c.recorded_by,
+            sequence=c.ledger_index,
         )
-        for (
-            id_,
-            purpose,
-            recipients,
-            categories,
-            form,
-            status,
-            recorded_at,
-            kind,
-            confirmed_by,
-            valid_from,
-            expires_at,
-            recorded_by,
-            sequence,
-        ) in session.execute(_CONSENT_FACTS, {"ref": subject_ref})
+        for c in session.execute(_CONSENT_FACTS, {"ref": subject_ref})
     )
     objections = tuple(
         ObjectionFact(*row) for row in session.execute(_OBJECTION_FACTS, {"ref": subject_ref})
@@ -156,7 +139,9 @@ def _validate(
     errors: list[FieldError] = []
     orgs = {
         org_id: Party(org_id, kind)
-        for org_id, kind in session.execute(_PARTIES, {"ids": [inp.from_org, inp.to_org]})
+        for org_id, kind in organisations.registered_kinds(
+            session, [inp.from_org, inp.to_org]
+        ).items()
     }
     for field, org in (("from", inp.from_org), ("to", inp.to_org)):
         if org not in orgs:
@@ -190,6 +175,20 @@ def _validate(
     if errors:
         raise InvalidRequest.from_fields("the decision request is not valid", errors)
     return orgs[inp.from_org], orgs[inp.to_org]
+
+
+def decision_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A decision as the API shows it, from its row."""
+    return {
+        "id": row["id"],
+        **row["result"],
+        "from": row["from_org"],
+        "to": row["to_org"],
+        "purpose": row["purpose"],
+        "data_categories": list(row["data_categories"]),
+        "subject_ref": row["subject_ref"],
+        "made_at": iso(row["made_at"]),
+    }
 
 
 def decide(
@@ -255,18 +254,8 @@ def decide(
             "ledger_index": receipt.index,
         }
         session.connection().execute(_INSERT_DECISION, row)
-        body = {
-            "id": decision_id,
-            **result,
-            "from": sender.id,
-            "to": recipient.id,
-            "purpose": inp.purpose,
-            "data_categories": list(inp.data_categories),
-            "subject_ref": subject_ref,
-            "made_at": iso(now),
-            "ledger": {"index": receipt.index, "leaf_hash": receipt.leaf_hash.hex()},
-        }
-        return 200, body
+        ledger_ref = {"index": receipt.index, "leaf_hash": receipt.leaf_hash.hex()}
+        return 200, {**decision_view(row), "ledger": ledger_ref}
 
     def check_replay(session: Session, body: dict[str, Any]) -> None:
         # A retried request gets its first answer, but never a permit that a withdrawal has

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.errors import DomainError
-from app.models import Organisation
+from app.models import Organisation, table
 from app.services.container import Ledger
 from app.services.log_store import make_entry
 from app.vocabulary import FUNDERS, ORGANISATION_KINDS
@@ -219,6 +219,17 @@ def import_organisations(ledger: Ledger, data: Any, source: str) -> ImportResult
 def _existing(session: Session, ids: list[str]) -> dict[str, OrganisationRecord]:
     rows = session.execute(select(Organisation).where(Organisation.id.in_(ids))).scalars()
     return {o.id: OrganisationRecord(o.id, o.name, o.kind, o.funder, o.ods_code) for o in rows}
+
+
+# Every write that names organisations asks this, so the statement is built once.
+_KINDS = select(table(Organisation).c.id, table(Organisation).c.kind).where(
+    table(Organisation).c.id.in_(bindparam("ids", expanding=True))
+)
+
+
+def registered_kinds(session: Session, ids: Sequence[str]) -> dict[str, str]:
+    """The kind of each of ``ids`` that is a registered organisation (the rest are absent)."""
+    return {org_id: kind for org_id, kind in session.execute(_KINDS, {"ids": list(ids)})}
 
 
 def list_organisations(ledger: Ledger) -> list[Organisation]:

@@ -18,7 +18,8 @@ from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from app.errors import FieldError, InvalidRequest
-from app.models import Organisation, Subject, table
+from app.models import Subject, table
+from app.services import organisations
 from app.services.container import Ledger
 
 # NHS number check digit: modulus 11 over the first nine digits, weights 10 down to 2
@@ -76,16 +77,16 @@ def lookup_key(identifier_key: bytes, identifier: SubjectIdentifier) -> bytes:
 
 # Statements of every write's path, built once (building them per call cost more than running
 # them).
-_ORGANISATION_EXISTS = select(Organisation.id).where(Organisation.id == bindparam("id"))
 _SUBJECT_REF = select(Subject.subject_ref).where(Subject.lookup == bindparam("lookup"))
 _INSERT_SUBJECT = insert(table(Subject))
 
 
 def local_system_problem(session: Session, identifier: SubjectIdentifier) -> FieldError | None:
     """A local identifier's system must be a registered organisation."""
-    if (
-        identifier.kind == "local_id"
-        and session.execute(_ORGANISATION_EXISTS, {"id": identifier.system}).first() is None
+    if identifier.kind != "local_id":
+        return None
+    if identifier.system is None or not organisations.registered_kinds(
+        session, [identifier.system]
     ):
         return FieldError("subject.local_id.system", "is not a registered organisation id", "json")
     return None

@@ -110,33 +110,34 @@ class WitnessFile:
             self.path,
             newest.checkpoint.size,
         )
-        with self._locked():
-            fd = os.open(self.path, os.O_RDWR)
-            try:
-                stored = _notes(os.pread(fd, 2 * SLOT, 0), keep_empty=True)
-                good = {w.note for w in _verified(stored, verifier)}
-                for i, note in enumerate(stored):
-                    if note and note not in good:
-                        os.pwrite(fd, _slot(newest.note), i * SLOT)
-                _sync(fd)
-            finally:
-                os.close(fd)
+        with self._slots() as (fd, stored):
+            good = {w.note for w in _verified(stored, verifier)}
+            for i, note in enumerate(stored):
+                if note and note not in good:
+                    os.pwrite(fd, _slot(newest.note), i * SLOT)
+            _sync(fd)
 
     def advance(self, note: str, size: int) -> None:
         """Record ``note`` (for tree ``size``) if it is newer than the one recorded."""
         slot = _slot(note)
+        with self._slots() as (fd, stored):
+            sizes = [_size_of(n) for n in stored]
+            if any(s is not None and s >= size for s in sizes):
+                return
+            # Overwrite an empty or unreadable slot, else the older note, never the newer.
+            unused = [i for i, s in enumerate(sizes) if s is None]
+            older = unused[0] if unused else min((0, 1), key=lambda i: sizes[i] or 0)
+            os.pwrite(fd, slot, older * SLOT)
+            _sync(fd)
+
+    @contextmanager
+    def _slots(self) -> Iterator[tuple[int, list[str]]]:
+        """The record open for writing, under the lock, with the notes of both slots (an
+        empty string for an empty slot)."""
         with self._locked():
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
             try:
-                sizes = [_size_of(n) for n in _notes(os.pread(fd, 2 * SLOT, 0), keep_empty=True)]
-                sizes += [None] * (2 - len(sizes))
-                if any(s is not None and s >= size for s in sizes):
-                    return
-                # Overwrite an empty or unreadable slot, else the older note, never the newer.
-                unused = [i for i, s in enumerate(sizes) if s is None]
-                older = unused[0] if unused else min((0, 1), key=lambda i: sizes[i] or 0)
-                os.pwrite(fd, slot, older * SLOT)
-                _sync(fd)
+                yield fd, _notes(os.pread(fd, 2 * SLOT, 0), keep_empty=True)
             finally:
                 os.close(fd)
 
