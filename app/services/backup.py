@@ -3,7 +3,7 @@
 A SQLite backup uses SQLite's online backup API, so it is one consistent snapshot even while
 the service writes; the copy is then checked against its own newest signed checkpoint. A
 restore checks the copy the same way and then against the newest checkpoint this instance has
-published (``app.services.witness``): a copy that lacks it would silently undo receipts that
+published (``app.services.published``): a copy that lacks it would silently undo receipts that
 callers hold, so it is refused unless the operator accepts the loss, which is logged. PostgreSQL
 is backed up and restored with ``pg_dump`` / ``pg_restore`` (see the README); after such a
 restore the service's start-up check finds any rollback, and ``accept_rollback`` records it.
@@ -24,7 +24,7 @@ from app.db import Database
 from app.errors import DomainError
 from app.services.container import Ledger
 from app.services.log_store import LogInconsistent, make_entry
-from app.services.witness import RollbackDetected, check_database_against_witness
+from app.services.published import RollbackDetected, check_database_against_record
 
 Progress = Callable[[int, int], None]
 PAGES_PER_STEP = 4096
@@ -110,13 +110,13 @@ def restore(
     live = _sqlite_path(ledger.settings.database_url)
     if not source.is_file():
         raise BackupError(f"{source} is not a file")
-    witnessed = ledger.witness.read(ledger.log_store.verifier)
+    recorded = ledger.published.read(ledger.log_store.verifier)
     db, state = _check_copy(ledger, source)
     behind: RollbackDetected | None = None
     try:
         with db.read() as session:
-            check_database_against_witness(
-                session, ledger.log_store, ledger.witness, witnessed, state.size
+            check_database_against_record(
+                session, ledger.log_store, ledger.published, recorded, state.size
             )
     except RollbackDetected as exc:
         behind = exc
@@ -139,20 +139,20 @@ def accept_rollback_now(ledger: Ledger) -> int | None:
     """Record in the log that the database lacks the newest published checkpoint, and make
     its new checkpoint the one published. Returns the entry's index, or None if the database
     already contains the published checkpoint (nothing to accept)."""
-    witnessed = ledger.witness.read(ledger.log_store.verifier)
+    recorded = ledger.published.read(ledger.log_store.verifier)
     now = ledger.clock()
     with ledger.db.write() as session:
         ledger.log_store.lock_head(session)
         size = ledger.log_store.check_against_checkpoint(session)
         try:
-            check_database_against_witness(
-                session, ledger.log_store, ledger.witness, witnessed, size
+            check_database_against_record(
+                session, ledger.log_store, ledger.published, recorded, size
             )
         except RollbackDetected:
             pass
         else:
             return None
-        assert witnessed is not None  # a missing record is never a rollback
+        assert recorded is not None  # a missing record is never a rollback
         (receipt,) = ledger.log_store.append(
             session,
             [
@@ -160,14 +160,14 @@ def accept_rollback_now(ledger: Ledger) -> int | None:
                     "log.rollback_accepted",
                     now,
                     {
-                        "published_size": witnessed.checkpoint.size,
-                        "published_root": witnessed.checkpoint.root_hash.hex(),
+                        "published_size": recorded.checkpoint.size,
+                        "published_root": recorded.checkpoint.root_hash.hex(),
                         "database_size": size,
                     },
                 )
             ],
             now,
         )
-    ledger.witness.reset(receipt.checkpoint)
+    ledger.published.reset(receipt.checkpoint)
     ledger.recheck_health()
     return receipt.index

@@ -14,8 +14,8 @@ from app.db import Database
 from app.services import keys
 from app.services.health import HealthState, check_log
 from app.services.log_store import PUBLISHED, LogStore
+from app.services.published import PublishedRecord
 from app.services.rate_limits import RateLimits, parse_limit
-from app.services.witness import WitnessFile
 
 logger = logging.getLogger("consent_ledger.ledger")
 
@@ -35,7 +35,7 @@ class Ledger:
         self._identifier_key: bytes | None = None
         self._health: HealthState | None = None
         self._lock = threading.Lock()
-        self.witness = WitnessFile(settings.instance_path)
+        self.published = PublishedRecord(settings.instance_path)
         self.db.after_commit(self._publish)
         self.rate_limits = RateLimits(
             parse_limit(settings.write_rate_limit, "CONSENT_LEDGER_WRITE_RATE_LIMIT"),
@@ -61,7 +61,7 @@ class Ledger:
             return
         size, note = published
         try:
-            self.witness.advance(note, size)
+            self.published.advance(note, size)
         except OSError as exc:
             # The write is committed and its receipt is the caller's; failing the request now
             # would lose the receipt, not the write. The next write records a newer one.
@@ -77,7 +77,7 @@ class Ledger:
             with self._lock:
                 state = self._health
                 if state is None:
-                    state = check_log(self.db, self._load_for_check, self.witness)
+                    state = check_log(self.db, self._load_for_check, self.published)
                     if state.final:
                         self._health = state
         return state

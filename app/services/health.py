@@ -11,7 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.db import Database
 from app.services.keys import KeyFileError
 from app.services.log_store import LogInconsistent, LogStore
-from app.services.witness import RollbackDetected, WitnessFile, check_database_against_witness
+from app.services.published import PublishedRecord, RollbackDetected, check_database_against_record
 
 logger = logging.getLogger("consent_ledger.health")
 
@@ -40,16 +40,16 @@ class HealthState:
 
 
 def check_log(
-    db: Database, load_store: Callable[[], LogStore], witness: WitnessFile
+    db: Database, load_store: Callable[[], LogStore], record: PublishedRecord
 ) -> HealthState:
     """Check the stored tree against the newest signed checkpoint, and the database against
     the newest checkpoint this instance published; log the outcome once."""
     try:
         store = load_store()
-        witnessed = witness.read(store.verifier)  # before the snapshot: see the callee
+        recorded = record.read(store.verifier)  # before the snapshot: see the callee
         with db.read() as session:
             size = store.check_against_checkpoint(session)
-            check_database_against_witness(session, store, witness, witnessed, size)
+            check_database_against_record(session, store, record, recorded, size)
     except (LogInconsistent, RollbackDetected) as exc:
         reason = str(exc)
     except KeyFileError as exc:

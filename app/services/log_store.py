@@ -226,7 +226,7 @@ class LogStore:
         head.size = new_size
         head.root_hash = new_root
         self._last_signed = (new_size, new_root)
-        # Published once the transaction commits (app.services.witness), never before.
+        # Published once the transaction commits (app.services.published), never before.
         session.info[PUBLISHED] = (new_size, note)
         return [Receipt(index, lh, note) for index, lh in receipts]
 

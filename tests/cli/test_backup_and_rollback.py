@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from app import create_app, get_ledger
 from app.models import LogEntry
 from app.services import clients
-from app.services.witness import SLOT, WITNESS_FILE
+from app.services.published import RECORD_FILE, SLOT
 from tests.conftest import PostgresServer
 from tests.helpers import BOTH
 
@@ -68,15 +68,15 @@ def test_every_write_records_the_checkpoint_it_published(
     for _ in range(3):
         _add_client(app)
         served = app.test_client().get("/v1/log/checkpoint").get_data(as_text=True)
-        record = ledger.witness.read(ledger.log_store.verifier)
+        record = ledger.published.read(ledger.log_store.verifier)
         assert record is not None
         assert record.note == served
     # Two slots, overwritten in turn: the record holds the newest note and the one before it,
     # as plain text, and does not grow.
-    assert len(ledger.witness.notes()) == 2
-    assert served in (instance_path / WITNESS_FILE).read_text()
-    assert (instance_path / WITNESS_FILE).stat().st_size == 2 * SLOT
-    assert (instance_path / WITNESS_FILE).stat().st_mode & 0o077 == 0
+    assert len(ledger.published.notes()) == 2
+    assert served in (instance_path / RECORD_FILE).read_text()
+    assert (instance_path / RECORD_FILE).stat().st_size == 2 * SLOT
+    assert (instance_path / RECORD_FILE).stat().st_mode & 0o077 == 0
 
 
 def test_a_write_torn_by_a_crash_costs_the_record_one_write_at_most(
@@ -88,15 +88,15 @@ def test_a_write_torn_by_a_crash_costs_the_record_one_write_at_most(
 ) -> None:
     ledger = get_ledger(app)
     _add_client(app)
-    before = ledger.witness.read(ledger.log_store.verifier)
+    before = ledger.published.read(ledger.log_store.verifier)
     _add_client(app)
-    newest = ledger.witness.read(ledger.log_store.verifier)
+    newest = ledger.published.read(ledger.log_store.verifier)
     assert before is not None
     assert newest is not None
     assert newest.checkpoint.size > before.checkpoint.size
     # A crash in the middle of writing the newest note: half of its slot is new bytes, the
     # rest whatever was there.
-    record = instance_path / WITNESS_FILE
+    record = instance_path / RECORD_FILE
     data = bytearray(record.read_bytes())
     start = data.index(newest.note.encode())
     data[start + 60 : start + SLOT] = b"\xff" * (SLOT - 60)
@@ -104,15 +104,15 @@ def test_a_write_torn_by_a_crash_costs_the_record_one_write_at_most(
     # The database contains that older checkpoint, so the service starts. Reading the record
     # says what happened and puts the good note in the spoilt slot, so no later write can
     # overwrite the only good one; the next write records its own checkpoint again.
-    with caplog.at_level(logging.WARNING, logger="consent_ledger.witness"):
-        assert ledger.witness.read(ledger.log_store.verifier) == before
+    with caplog.at_level(logging.WARNING, logger="consent_ledger.published"):
+        assert ledger.published.read(ledger.log_store.verifier) == before
     assert "a write cut short?" in caplog.text
-    assert ledger.witness.notes() == [before.note, before.note]
+    assert ledger.published.notes() == [before.note, before.note]
     restarted = _fresh(instance_path, database_url)
     assert restarted.test_client().get("/healthz").status_code == 200
     _add_client(restarted)
     served = restarted.test_client().get("/v1/log/checkpoint").get_data(as_text=True)
-    again = get_ledger(restarted).witness.read(ledger.log_store.verifier)
+    again = get_ledger(restarted).published.read(ledger.log_store.verifier)
     assert again is not None
     assert again.note == served
     get_ledger(restarted).db.dispose()
@@ -123,16 +123,16 @@ def test_a_record_of_the_earlier_single_note_form_is_read_and_advanced(
 ) -> None:
     ledger = get_ledger(app)
     _add_client(app)
-    record = ledger.witness.read(ledger.log_store.verifier)
+    record = ledger.published.read(ledger.log_store.verifier)
     assert record is not None
-    (instance_path / WITNESS_FILE).write_text(record.note)  # as the service wrote it before
-    assert ledger.witness.read(ledger.log_store.verifier) == record
+    (instance_path / RECORD_FILE).write_text(record.note)  # as the service wrote it before
+    assert ledger.published.read(ledger.log_store.verifier) == record
     _add_client(app)
     served = app.test_client().get("/v1/log/checkpoint").get_data(as_text=True)
-    newest = ledger.witness.read(ledger.log_store.verifier)
+    newest = ledger.published.read(ledger.log_store.verifier)
     assert newest is not None
     assert newest.note == served
-    assert ledger.witness.notes() == [record.note, served]
+    assert ledger.published.notes() == [record.note, served]
 
 
 def test_an_older_copy_put_back_is_refused_until_the_loss_is_accepted(
@@ -217,9 +217,9 @@ def test_another_history_of_the_same_size_is_refused(
 def test_a_record_signed_by_another_key_is_refused(
     app: Flask, orgs: list[str], instance_path: Path, database_url: str
 ) -> None:
-    witness = instance_path / WITNESS_FILE
+    record = instance_path / RECORD_FILE
     # Every note in the record altered, so none verifies under the instance's key.
-    witness.write_text(witness.read_text().replace("\n\u2014 ", "\n\u2014 x"))
+    record.write_text(record.read_text().replace("\n\u2014 ", "\n\u2014 x"))
     stale = _fresh(instance_path, database_url)
     assert stale.test_client().get("/healthz").status_code == 503
     assert "signed by this instance's key" in (get_ledger(stale).health().reason or "")
@@ -232,13 +232,13 @@ def test_a_missing_record_is_started_from_the_database_with_a_warning(
     database_url: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    (instance_path / WITNESS_FILE).unlink()
-    with caplog.at_level(logging.WARNING, logger="consent_ledger.witness"):
+    (instance_path / RECORD_FILE).unlink()
+    with caplog.at_level(logging.WARNING, logger="consent_ledger.published"):
         fresh = _fresh(instance_path, database_url)
         assert fresh.test_client().get("/healthz").status_code == 200
     assert "no record of a published checkpoint" in caplog.text
     served = fresh.test_client().get("/v1/log/checkpoint").get_data(as_text=True)
-    assert get_ledger(fresh).witness.notes() == [served]
+    assert get_ledger(fresh).published.notes() == [served]
 
 
 def test_backup_never_overwrites_and_refuses_what_is_not_a_log(
@@ -302,9 +302,9 @@ def test_a_postgresql_database_restored_from_an_older_dump_is_refused_until_acce
 def test_an_unusable_record_is_refused_with_a_reason_not_a_500(
     app: Flask, orgs: list[str], instance_path: Path, database_url: str
 ) -> None:
-    witness = instance_path / WITNESS_FILE
-    witness.unlink()
-    witness.mkdir()  # what a read of a file owned by another user amounts to, even for root
+    record = instance_path / RECORD_FILE
+    record.unlink()
+    record.mkdir()  # what a read of a file owned by another user amounts to, even for root
     stale = _fresh(instance_path, database_url)
     resp = stale.test_client().get("/v1/log/checkpoint")
     assert resp.status_code == 503

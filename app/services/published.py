@@ -31,9 +31,9 @@ from app.ledger.checkpoint import Checkpoint, CheckpointVerifier
 from app.ledger.errors import VerificationError
 from app.services.log_store import LogStore, fetch_nodes
 
-logger = logging.getLogger("consent_ledger.witness")
+logger = logging.getLogger("consent_ledger.published")
 
-WITNESS_FILE = "newest-checkpoint"
+RECORD_FILE = "newest-checkpoint"
 
 
 class RollbackDetected(Exception):
@@ -41,12 +41,12 @@ class RollbackDetected(Exception):
 
 
 @dataclass(frozen=True)
-class Witnessed:
+class RecordedCheckpoint:
     note: str
     checkpoint: Checkpoint
 
 
-class WitnessFile:
+class PublishedRecord:
     """The record: two fixed slots of ``SLOT`` bytes, each a signed note padded with NULs.
 
     Each advance overwrites the slot holding the older note and then ``fdatasync``s: no new
@@ -62,8 +62,8 @@ class WitnessFile:
     """
 
     def __init__(self, instance_path: Path) -> None:
-        self.path = instance_path / WITNESS_FILE
-        self._lock_path = instance_path / (WITNESS_FILE + ".lock")
+        self.path = instance_path / RECORD_FILE
+        self._lock_path = instance_path / (RECORD_FILE + ".lock")
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -84,7 +84,7 @@ class WitnessFile:
             return []
         return _notes(data)
 
-    def read(self, verifier: CheckpointVerifier) -> Witnessed | None:
+    def read(self, verifier: CheckpointVerifier) -> RecordedCheckpoint | None:
         """The newest note in the record that verifies; a record none of whose notes verifies
         is refused."""
         notes = self.notes()
@@ -100,7 +100,7 @@ class WitnessFile:
             self._repair(newest, verifier)
         return newest
 
-    def _repair(self, newest: Witnessed, verifier: CheckpointVerifier) -> None:
+    def _repair(self, newest: RecordedCheckpoint, verifier: CheckpointVerifier) -> None:
         """Overwrite a slot that does not verify (a write cut short by a crash, or an edit)
         with the newest note that does, so that the next advance, which orders slots by their
         unverified sizes, never overwrites the only good one."""
@@ -160,13 +160,13 @@ class WitnessFile:
 _sync = getattr(os, "fdatasync", os.fsync)
 
 
-def _verified(notes: list[str], verifier: CheckpointVerifier) -> list[Witnessed]:
+def _verified(notes: list[str], verifier: CheckpointVerifier) -> list[RecordedCheckpoint]:
     verified = []
     for note in notes:
         if not note:
             continue
         try:
-            verified.append(Witnessed(note, verifier.verify(note)))
+            verified.append(RecordedCheckpoint(note, verifier.verify(note)))
         except VerificationError:
             continue  # a torn write, or not ours: the other slot decides
     return verified
@@ -203,34 +203,34 @@ def _size_of(note: str | None) -> int | None:
         return None
 
 
-def contains(session: Session, store: LogStore, witnessed: Checkpoint, size: int) -> bool:
-    """Whether the stored tree of ``size`` entries extends the witnessed one: the root of its
-    first ``witnessed.size`` leaves, from stored nodes, is the witnessed root."""
-    if witnessed.size > size:
+def contains(session: Session, store: LogStore, recorded: Checkpoint, size: int) -> bool:
+    """Whether the stored tree of ``size`` entries extends the recorded one: the root of its
+    first ``recorded.size`` leaves, from stored nodes, is the recorded root."""
+    if recorded.size > size:
         return False
-    if witnessed.size == 0:
+    if recorded.size == 0:
         return True
-    nodes = fetch_nodes(session, merkle.root_node_ids(witnessed.size))
+    nodes = fetch_nodes(session, merkle.root_node_ids(recorded.size))
     try:
-        return merkle.tree_root(witnessed.size, nodes) == witnessed.root_hash
+        return merkle.tree_root(recorded.size, nodes) == recorded.root_hash
     except KeyError:
         return False
 
 
-def check_database_against_witness(
+def check_database_against_record(
     session: Session,
     store: LogStore,
-    witness: WitnessFile,
-    witnessed: Witnessed | None,
+    record: PublishedRecord,
+    recorded: RecordedCheckpoint | None,
     size: int,
 ) -> None:
     """Raise :class:`RollbackDetected` unless the database (of ``size`` entries, already
-    checked against its own newest checkpoint) contains ``witnessed``.
+    checked against its own newest checkpoint) contains ``recorded``.
 
-    ``witnessed`` must be read *before* the session's snapshot is taken: other processes keep
+    ``recorded`` must be read *before* the session's snapshot is taken: other processes keep
     writing, and a record read afterwards may be newer than the snapshot without any rollback.
     """
-    if witnessed is None:
+    if recorded is None:
         latest = store.latest_checkpoint(session)
         if latest is not None:
             # First start with this protection (or the file was removed): trust the database
@@ -238,12 +238,12 @@ def check_database_against_witness(
             logger.warning(
                 "no record of a published checkpoint in %s: recording the database's newest "
                 "(size %d) from now on",
-                witness.path,
+                record.path,
                 latest.tree_size,
             )
-            witness.advance(latest.note, latest.tree_size)
+            record.advance(latest.note, latest.tree_size)
         return
-    cp = witnessed.checkpoint
+    cp = recorded.checkpoint
     if cp.size > size:
         raise RollbackDetected(
             f"the database holds {size} entries but this service published a checkpoint for "
