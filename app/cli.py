@@ -6,7 +6,10 @@ registered on the application's CLI group by :func:`init_app`.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -26,7 +29,8 @@ from app.models import LogHead, PolicyVersion
 from app.policy import Policy, PolicyError
 from app.services import clients, dashboard, keys, organisations, policies
 from app.services.container import Ledger
-from app.services.log_store import LogInconsistent
+from app.services.log_store import LogInconsistent, RollbackDetected
+from app.services.published import check_contains_published
 from app.services.verify import verify_log
 from app.vocabulary import ROLES
 
@@ -48,9 +52,36 @@ def _ledger() -> Ledger:
     return get_ledger(current_app)
 
 
+logger = logging.getLogger("consent_ledger.cli")
+
+
 def _fail(message: str) -> None:
     click.echo(f"Error: {message}", err=True)
     sys.exit(1)
+
+
+def _refusing_inconsistent_logs(command: click.Command) -> click.Command:
+    """Make a write refused because the log is inconsistent (a database rolled back under
+    the service, a tree that contradicts its checkpoint) end the command with one ERROR line
+    and a clear message, as the API answers 503: nothing was recorded."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _refusing_inconsistent_logs(sub)
+        return command
+    callback = command.callback
+    if callback is None:
+        return command
+
+    @functools.wraps(callback)
+    def refusing(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except LogInconsistent as exc:
+            logger.error("consent-ledger refuses to write: %s", exc)
+            _fail(f"refused, nothing was recorded: {exc}")
+
+    command.callback = refusing
+    return command
 
 
 def alembic_config(ledger: Ledger) -> AlembicConfig:
@@ -246,8 +277,18 @@ def verify_command(vkey: str | None, quiet: bool) -> None:
             last_pct = pct
             click.echo(f"verified {done}/{total} entries ({pct}%)", err=True)
 
+    try:
+        recorded = ledger.published.read(verifier)  # before the snapshot: see the callee
+    except RollbackDetected as exc:
+        _fail(f"log verification FAILED: {exc}")
     with ledger.db.read() as session:
         result = verify_log(session, verifier, progress)
+        if result.ok and recorded is not None:
+            # The log must also contain the newest checkpoint this instance published.
+            try:
+                check_contains_published(session, recorded.checkpoint, result.size)
+            except RollbackDetected as exc:
+                result = dataclasses.replace(result, ok=False, problem=str(exc))
     # The IG dashboard shows the outcome of the last run.
     dashboard.record_verification(
         ledger, result.ok, result.size, result.checkpoints, result.problem
@@ -525,7 +566,7 @@ def init_app(app: Flask) -> None:
         policy_group,
         demo_command,
     ):
-        app.cli.add_command(cmd)
+        app.cli.add_command(_refusing_inconsistent_logs(cmd))
 
 
 def main(argv: list[str] | None = None) -> Any:

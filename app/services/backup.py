@@ -138,11 +138,15 @@ def restore(
 def accept_rollback_now(ledger: Ledger) -> int | None:
     """Record in the log that the database lacks the newest published checkpoint, and make
     its new checkpoint the one published. Returns the entry's index, or None if the database
-    already contains the published checkpoint (nothing to accept)."""
+    already contains the published checkpoint (nothing to accept).
+
+    The record is reset to the database's own newest checkpoint first, so the entry that
+    declares the loss is signed as an extension of a tree the record holds: no write, this one
+    included, signs a checkpoint that does not extend the record. Processes still running
+    remember the checkpoint they saw published and keep refusing to write until restarted.
+    """
     recorded = ledger.published.read(ledger.log_store.verifier)
-    now = ledger.clock()
-    with ledger.db.write() as session:
-        ledger.log_store.lock_head(session)
+    with ledger.db.read() as session:
         size = ledger.log_store.check_against_checkpoint(session)
         try:
             check_database_against_record(
@@ -152,7 +156,12 @@ def accept_rollback_now(ledger: Ledger) -> int | None:
             pass
         else:
             return None
-        assert recorded is not None  # a missing record is never a rollback
+        latest = ledger.log_store.latest_checkpoint(session)
+    assert recorded is not None  # a missing record is never a rollback
+    assert latest is not None  # a database behind a published checkpoint was written
+    ledger.published.reset(latest.note, ledger.log_store.verifier)
+    now = ledger.clock()
+    with ledger.db.write() as session:
         (receipt,) = ledger.log_store.append(
             session,
             [
@@ -168,6 +177,5 @@ def accept_rollback_now(ledger: Ledger) -> int | None:
             ],
             now,
         )
-    ledger.published.reset(receipt.checkpoint)
     ledger.recheck_health()
     return receipt.index

@@ -13,7 +13,7 @@ from app.config import Settings
 from app.db import Database
 from app.services import keys
 from app.services.health import HealthState, check_log
-from app.services.log_store import PUBLISHED, LogStore
+from app.services.log_store import PUBLISHED, LogStore, Publication, RollbackDetected
 from app.services.published import PublishedRecord
 from app.services.rate_limits import RateLimits, parse_limit
 
@@ -46,7 +46,7 @@ class Ledger:
     @property
     def log_store(self) -> LogStore:
         if self._log_store is None:
-            self._log_store = LogStore(keys.load_signer(self.settings))
+            self._log_store = LogStore(keys.load_signer(self.settings), self.published)
         return self._log_store
 
     @property
@@ -56,16 +56,32 @@ class Ledger:
         return self._identifier_key
 
     def _publish(self, session: Session) -> None:
-        published = session.info.pop(PUBLISHED, None)
-        if published is None:
+        publication = session.info.pop(PUBLISHED, None)
+        if publication is None:
             return
-        size, note = published
+        assert isinstance(publication, Publication)
+        size = publication.checkpoint.size
         try:
-            self.published.advance(note, size)
+            self.published.advance(publication, self.log_store.verifier, self.prove_consistency)
+        except RollbackDetected as exc:
+            # Another process recorded a checkpoint this one does not extend: the database
+            # changed under the service between its check and this commit. Stop writing.
+            logger.error("consent-ledger refuses to serve: %s", exc)
+            self.refuse_service(str(exc))
         except OSError as exc:
             # The write is committed and its receipt is the caller's; failing the request now
             # would lose the receipt, not the write. The next write records a newer one.
             logger.error("could not record the published checkpoint (size %d): %s", size, exc)
+
+    def prove_consistency(self, old_size: int, new_size: int) -> list[bytes]:
+        """A consistency proof from the database as it is now, for the record's advance."""
+        with self.db.read() as session:
+            if self.log_store.size(session) < new_size:
+                raise RollbackDetected(
+                    f"the database holds fewer than {new_size} entries, the size of a "
+                    "checkpoint this instance published: it was rolled back"
+                )
+            return self.log_store.consistency_proof(session, old_size, new_size).hashes
 
     def _load_for_check(self) -> LogStore:
         _ = self.identifier_key  # a missing identifier key is refused at start-up too
@@ -80,6 +96,18 @@ class Ledger:
                     state = check_log(self.db, self._load_for_check, self.published)
                     if state.final:
                         self._health = state
+        return state
+
+    def checked_health(self) -> HealthState:
+        """Health as ``/healthz`` reports it: the start-up check run again now (O(log n)), so
+        a worker that has not written since the database was rolled back under it reports
+        that too, and stops serving."""
+        state = self.health()
+        if not state.ok:
+            return state
+        state = check_log(self.db, self._load_for_check, self.published, announce=False)
+        if not state.ok and state.final:
+            self._health = state
         return state
 
     def recheck_health(self) -> HealthState:

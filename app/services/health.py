@@ -36,14 +36,19 @@ class HealthState:
                 "the service is not initialised or its database is unreachable "
                 "(run `consent-ledger init`)"
             )
-        return "the log failed its consistency check at start-up; see the service's log"
+        return "the log failed its consistency check; see the service's log"
 
 
 def check_log(
-    db: Database, load_store: Callable[[], LogStore], record: PublishedRecord
+    db: Database,
+    load_store: Callable[[], LogStore],
+    record: PublishedRecord,
+    *,
+    announce: bool = True,
 ) -> HealthState:
     """Check the stored tree against the newest signed checkpoint, and the database against
-    the newest checkpoint this instance published; log the outcome once."""
+    the newest checkpoint this instance published; log a failure, and with ``announce`` a
+    success too."""
     try:
         store = load_store()
         recorded = record.read(store.verifier)  # before the snapshot: see the callee
@@ -68,7 +73,10 @@ def check_log(
         logger.error("consent-ledger refuses to serve for now: %s", reason)
         return HealthState(ok=False, log_size=-1, reason=reason, final=False)
     else:
-        logger.info("log checked at start-up: %d entries agree with the newest checkpoint", size)
+        if announce:
+            logger.info(
+                "log checked at start-up: %d entries agree with the newest checkpoint", size
+            )
         return HealthState(ok=True, log_size=size)
     logger.error("consent-ledger refuses to serve: %s", reason)
     return HealthState(ok=False, log_size=-1, reason=reason)

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
@@ -24,6 +24,9 @@ from app.ledger.checkpoint import Checkpoint, CheckpointSigner, CheckpointVerifi
 from app.ledger.entry import decode_entry, encode_entry
 from app.ledger.errors import EntryError, VerificationError
 from app.models import LogCheckpoint, LogEntry, LogHead, LogNode, table
+
+if TYPE_CHECKING:
+    from app.services.published import PublishedRecord
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +41,62 @@ class LogInconsistent(Exception):
     """The stored tree contradicts the newest signed checkpoint (or is not there at all)."""
 
 
+class RollbackDetected(LogInconsistent):
+    """The database does not contain the newest checkpoint this instance published: it was
+    restored from an older copy or swapped for another history."""
+
+
+_RESTORE_OR_ACCEPT = (
+    "Restore a copy that contains it (`consent-ledger restore`), or record the loss with "
+    "`consent-ledger accept-rollback`"
+)
+
+
+def check_extends(published: Checkpoint, size: int, nodes: Mapping[merkle.NodeId, bytes]) -> None:
+    """Raise :class:`RollbackDetected` unless the stored tree of ``size`` entries extends the
+    ``published`` checkpoint (RFC 9162 section 2.1.4): the root of its first
+    ``published.size`` leaves, from the stored perfect-subtree ``nodes``, is the published
+    root."""
+    if published.size > size:
+        raise RollbackDetected(
+            f"the database holds {size} entries but this service published a checkpoint for "
+            f"size {published.size} (root {published.root_hash.hex()}): it looks restored "
+            f"from an older copy. {_RESTORE_OR_ACCEPT}"
+        )
+    if published.size == 0:
+        return
+    try:
+        root = merkle.tree_root(published.size, nodes)
+    except KeyError:
+        root = None
+    if root != published.root_hash:
+        raise RollbackDetected(
+            f"the database's tree at size {published.size} differs from the checkpoint this "
+            f"service published for that size (root {published.root_hash.hex()}): it is "
+            f"another history. {_RESTORE_OR_ACCEPT}"
+        )
+
+
 @dataclass
 class LockedHead:
     """The log head as this transaction holds it locked (kept current by its appends)."""
 
     size: int
     root_hash: bytes
+
+
+@dataclass(frozen=True)
+class Publication:
+    """A checkpoint a write signed, to be recorded once its transaction commits.
+
+    ``prefixes`` are (size, root) pairs of trees the write itself found inside the one it
+    signed (the published checkpoint it checked against, the head it extended): a record that
+    holds one of them needs no consistency proof to be advanced.
+    """
+
+    note: str
+    checkpoint: Checkpoint
+    prefixes: tuple[tuple[int, bytes], ...]
 
 
 @dataclass(frozen=True)
@@ -149,9 +202,13 @@ def fetch_nodes(session: Session, ids: Iterable[merkle.NodeId]) -> dict[merkle.N
 
 
 class LogStore:
-    def __init__(self, signer: CheckpointSigner) -> None:
+    def __init__(self, signer: CheckpointSigner, published: PublishedRecord | None) -> None:
+        """``published`` is the instance's published-checkpoint record, which every append
+        checks against before signing (``None`` only for a copy that is read, never
+        extended)."""
         self.signer = signer
         self.verifier = CheckpointVerifier.from_verifier_key(signer.verifier_key())
+        self.published = published
         self._last_signed: tuple[int, bytes] | None = None
 
     # -- writing -------------------------------------------------------------------------------
@@ -166,20 +223,34 @@ class LogStore:
         head = self.lock_head(session)
         size = head.size
         connection = session.connection()
+        # The newest checkpoint this instance published, read now that the head is locked:
+        # every note in the record was committed before it was recorded, so the locked tree
+        # contains it unless the database was rolled back under the service.
+        if self.published is None:
+            raise LogInconsistent("this copy of the log is read-only: it has no record")
+        published = self.published.newest(self.verifier)
         # Every future sibling is one of the current tree's root subtrees, so fetching those
-        # is all an append needs. Before extending the tree, check that it is the one the last
-        # *signed* note commits to (its signature, not just the unsigned columns beside it),
-        # so the service never signs a checkpoint inconsistent with one it signed before.
-        nodes = fetch_nodes(session, merkle.root_node_ids(size))
+        # is all an append needs, with the published tree's root subtrees in the same query.
+        wanted = merkle.root_node_ids(size)
+        if published is not None and published.size < size:
+            wanted += merkle.root_node_ids(published.size)
+        nodes = fetch_nodes(session, wanted)
         try:
             root = merkle.tree_root(size, nodes)
         except KeyError:
             raise LogInconsistent(f"stored tree nodes are missing at size {size}") from None
         if root != head.root_hash:
             raise LogInconsistent(f"stored nodes do not reproduce the head root at size {size}")
-        # The tree this process itself last signed needs no signature check: the nodes just
-        # reproduced the root it signed. Any other head (another process wrote since, or our
-        # transaction rolled back) is checked against its stored, signed note.
+        # Never sign a checkpoint that does not extend the newest one published (RFC 9162
+        # section 2.1.4): a tree rolled back under the running service is refused here, before
+        # anything is signed, in whichever process writes next.
+        if published is not None:
+            check_extends(published, size, nodes)
+        # Before extending the tree, check that it is the one the last *signed* note commits
+        # to (its signature, not just the unsigned columns beside it). The tree this process
+        # itself last signed needs no signature check: the nodes just reproduced the root it
+        # signed. Any other head (another process wrote since, or our transaction rolled
+        # back) is checked against its stored, signed note.
         if size and self._last_signed != (size, root):
             last = connection.execute(_CHECKPOINT_NOTE, {"size": size}).scalar()
             if last is None:
@@ -213,7 +284,9 @@ class LogStore:
 
         new_size = size + len(entries)
         new_root = merkle.tree_root(new_size, nodes)
-        note = self.signer.sign(Checkpoint(self.signer.name, new_size, new_root))
+        checkpoint = Checkpoint(self.signer.name, new_size, new_root)
+        note = self.signer.sign(checkpoint)
+        self.published.remember(note, checkpoint)
         # Core statements, not ORM objects: an append is the hot path of every write, and the
         # unit of work's bookkeeping cost more than the statements themselves.
         connection.execute(_INSERT_ENTRIES, entry_rows)
@@ -226,8 +299,12 @@ class LogStore:
         head.size = new_size
         head.root_hash = new_root
         self._last_signed = (new_size, new_root)
-        # Published once the transaction commits (app.services.published), never before.
-        session.info[PUBLISHED] = (new_size, note)
+        # Recorded once the transaction commits (app.services.published), never before; the
+        # trees this write found inside its own need no proof when the record is advanced.
+        prefixes = [(size, root)]
+        if published is not None:
+            prefixes.append((published.size, published.root_hash))
+        session.info[PUBLISHED] = Publication(note, checkpoint, tuple(prefixes))
         return [Receipt(index, lh, note) for index, lh in receipts]
 
     def lock_head(self, session: Session) -> LockedHead:

@@ -3,13 +3,20 @@
 Every signed checkpoint the service hands out is a promise: the log will only ever grow from
 it. A database restored from an older copy (or swapped for another) breaks that promise
 silently, because the copy is internally consistent: its tree matches its own newest
-checkpoint. So after each write commits, the checkpoint it published is also written to
-``<instance>/newest-checkpoint``, a file that only moves forward. At start-up the database must
-contain that checkpoint (same root at that size, RFC 9162 section 2.1.4 consistency); if it does
-not, the service refuses to serve until an operator acts (``consent-ledger restore`` with a
-newer copy, or ``consent-ledger accept-rollback``, which logs the loss).
+checkpoint. So the checkpoint each write publishes is also kept in the *published-checkpoint
+record*, ``<instance>/newest-checkpoint``, which only ever advances along a consistent
+extension (RFC 9162 section 2.1.4). Two checks read it:
 
-The file holds only a signed note (origin, size, root, signature): nothing personal. It is no
+- before signing, every write of every process (worker or CLI) checks that the tree it is
+  about to extend contains the newest checkpoint in the record, or the newest this process has
+  seen, whichever is larger (``LogStore.append``); a database rolled back under a running
+  service is refused there, before anything is signed;
+- at start-up and on every health check, the database must contain the recorded checkpoint
+  (:func:`check_database_against_record`), or the service refuses to serve until an operator
+  acts (``consent-ledger restore`` with a newer copy, or ``consent-ledger accept-rollback``,
+  which logs the loss).
+
+The file holds only signed notes (origin, size, root, signature): nothing personal. It is no
 defence against someone who can rewrite the instance folder as well as the database; the
 checkpoints that auditors and case systems keep outside the service are (see SECURITY.md).
 """
@@ -19,7 +26,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,15 +36,34 @@ from sqlalchemy.orm import Session
 from app.ledger import merkle
 from app.ledger.checkpoint import Checkpoint, CheckpointVerifier
 from app.ledger.errors import VerificationError
-from app.services.log_store import LogStore, fetch_nodes
+from app.services.log_store import (
+    LogStore,
+    Publication,
+    RollbackDetected,
+    check_extends,
+    fetch_nodes,
+)
+
+__all__ = [
+    "RECORD_FILE",
+    "SLOT",
+    "Publication",
+    "PublishedRecord",
+    "RecordedCheckpoint",
+    "RollbackDetected",
+    "check_database_against_record",
+]
 
 logger = logging.getLogger("consent_ledger.published")
 
 RECORD_FILE = "newest-checkpoint"
+# Verified notes remembered per process: the record's two slots and the few notes this process
+# signed since; a note is verified once, not on every write that reads the record.
+_KNOWN_NOTES = 16
 
-
-class RollbackDetected(Exception):
-    """The database does not contain the newest checkpoint this instance published."""
+# Proves that the tree of ``old`` entries is a prefix of the tree of ``new`` entries (a
+# consistency proof, RFC 9162 section 2.1.4.1), from the database.
+Prover = Callable[[int, int], Sequence[bytes]]
 
 
 @dataclass(frozen=True)
@@ -49,21 +75,25 @@ class RecordedCheckpoint:
 class PublishedRecord:
     """The record: two fixed slots of ``SLOT`` bytes, each a signed note padded with NULs.
 
-    Each advance overwrites the slot holding the older note and then ``fdatasync``s: no new
-    file, no rename and no change of size, which costs less than half of writing a temporary
-    file and renaming it (``bench/bench_record.py``). A write torn by a crash spoils only the
-    slot being written, whose note then fails to verify; the other slot still holds the note
-    before it, so the record goes back by one write at most. The next start-up's read finds
-    the spoilt slot, logs a warning and overwrites it with the good note, so that later
-    advances, which order the slots by their unverified sizes, never overwrite the only good
-    one. The notes stay plain text
-    (``tr -d '\\0' < newest-checkpoint``), and a file of the earlier single-note form is read
-    as its first slot.
+    Each advance overwrites the slot that does not verify, else the one holding the older
+    note, and then ``fdatasync``s: no new file, no rename and no change of size, which costs
+    less than half of writing a temporary file and renaming it (``bench/bench_record.py``). A
+    write torn by a crash spoils only the slot being written, whose note then fails to verify;
+    the other slot still holds the note before it, so the record goes back by one write at
+    most. The next read finds the spoilt slot, logs a warning and overwrites it with the good
+    note. The notes stay plain text (``tr -d '\\0' < newest-checkpoint``), and a file of the
+    earlier single-note form is read as its first slot.
+
+    Each process also remembers the newest checkpoint it has read from the record or recorded
+    itself (:meth:`newest`), so a record put back on disk does not lower what it checks
+    against either.
     """
 
     def __init__(self, instance_path: Path) -> None:
         self.path = instance_path / RECORD_FILE
         self._lock_path = instance_path / (RECORD_FILE + ".lock")
+        self._known: dict[str, Checkpoint] = {}
+        self._seen: Checkpoint | None = None
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -84,26 +114,79 @@ class PublishedRecord:
             return []
         return _notes(data)
 
+    def remember(self, note: str, checkpoint: Checkpoint) -> None:
+        """A note this process signed itself: it need not be verified when read back."""
+        if len(self._known) >= _KNOWN_NOTES:
+            self._known.clear()
+        self._known[note] = checkpoint
+
+    def _verified(self, notes: Sequence[str], verifier: CheckpointVerifier) -> list[Checkpoint]:
+        verified = []
+        for note in notes:
+            if not note:
+                continue
+            checkpoint = self._known.get(note)
+            if checkpoint is None:
+                try:
+                    checkpoint = verifier.verify(note)
+                except VerificationError:
+                    continue  # a torn write, or not ours: the other slot decides
+                self.remember(note, checkpoint)
+            verified.append(checkpoint)
+        return verified
+
+    def _see(self, checkpoint: Checkpoint) -> None:
+        seen = self._seen
+        if (
+            seen is not None
+            and seen.size == checkpoint.size
+            and seen.root_hash != checkpoint.root_hash
+        ):
+            raise RollbackDetected(
+                f"the published-checkpoint record now holds another root for size "
+                f"{seen.size} than this process saw published before: refusing to sign"
+            )
+        if seen is None or checkpoint.size > seen.size:
+            self._seen = checkpoint
+
+    def newest(self, verifier: CheckpointVerifier) -> Checkpoint | None:
+        """The newest checkpoint this instance is known to have published: the newest in the
+        record, or the newest this process saw there or recorded, whichever is larger. This
+        is what every write checks against before signing."""
+        notes = self.notes()
+        verified = self._verified(notes, verifier)
+        if notes and not verified:
+            raise RollbackDetected(
+                f"{self.path} does not hold a checkpoint signed by this instance's key"
+            )
+        for checkpoint in verified:
+            self._see(checkpoint)
+        return self._seen
+
     def read(self, verifier: CheckpointVerifier) -> RecordedCheckpoint | None:
-        """The newest note in the record that verifies; a record none of whose notes verifies
-        is refused."""
+        """The newest note in the record that verifies, repairing a slot that does not; a
+        record none of whose notes verifies is refused."""
         notes = self.notes()
         if not notes:
             return None
-        verified = _verified(notes, verifier)
+        verified = [
+            RecordedCheckpoint(note, cp)
+            for note in notes
+            for cp in self._verified([note], verifier)
+        ]
         if not verified:
             raise RollbackDetected(
                 f"{self.path} does not hold a checkpoint signed by this instance's key"
             )
-        newest = max(verified, key=lambda w: w.checkpoint.size)
+        newest = max(verified, key=lambda r: r.checkpoint.size)
         if len(verified) < len(notes):
             self._repair(newest, verifier)
+        self._see(newest.checkpoint)
         return newest
 
     def _repair(self, newest: RecordedCheckpoint, verifier: CheckpointVerifier) -> None:
         """Overwrite a slot that does not verify (a write cut short by a crash, or an edit)
-        with the newest note that does, so that the next advance, which orders slots by their
-        unverified sizes, never overwrites the only good one."""
+        with the newest note that does."""
         logger.warning(
             "%s: a slot does not hold a checkpoint signed by this instance's key (a write cut "
             "short?); keeping the newest that does (size %d)",
@@ -111,24 +194,53 @@ class PublishedRecord:
             newest.checkpoint.size,
         )
         with self._slots() as (fd, stored):
-            good = {w.note for w in _verified(stored, verifier)}
             for i, note in enumerate(stored):
-                if note and note not in good:
+                if note and not self._verified([note], verifier):
                     os.pwrite(fd, _slot(newest.note), i * SLOT)
             _sync(fd)
 
-    def advance(self, note: str, size: int) -> None:
-        """Record ``note`` (for tree ``size``) if it is newer than the one recorded."""
-        slot = _slot(note)
+    def start(self, note: str, verifier: CheckpointVerifier) -> None:
+        """Begin an empty record with ``note`` (trust on first use); a record that holds a
+        note already is left as it is."""
         with self._slots() as (fd, stored):
-            sizes = [_size_of(n) for n in stored]
-            if any(s is not None and s >= size for s in sizes):
+            if any(stored):
                 return
-            # Overwrite an empty or unreadable slot, else the older note, never the newer.
-            unused = [i for i, s in enumerate(sizes) if s is None]
-            older = unused[0] if unused else min((0, 1), key=lambda i: sizes[i] or 0)
-            os.pwrite(fd, slot, older * SLOT)
+            os.pwrite(fd, _slot(note), 0)
             _sync(fd)
+        for checkpoint in self._verified([note], verifier):
+            self._see(checkpoint)
+
+    def advance(
+        self, publication: Publication, verifier: CheckpointVerifier, prove: Prover
+    ) -> None:
+        """Record ``publication`` if it is newer than the recorded checkpoint and a consistent
+        extension of it; raise :class:`RollbackDetected` (recording nothing) if it is not.
+
+        The writer checked, before signing, that its tree contains the checkpoint recorded
+        then; another process may have recorded a newer one since. Unless the recorded one is
+        a tree the writer saw inside its own, a consistency proof from the database decides.
+        """
+        new = publication.checkpoint
+        with self._slots() as (fd, stored):
+            verified = self._verified(stored, verifier)
+            recorded = max(verified, key=lambda cp: cp.size, default=None)
+            if recorded is not None:
+                if recorded.size >= new.size:
+                    # Older than what another writer recorded since: it must be a prefix of it.
+                    _check_consistent(new, recorded, (), prove)
+                    self._see(recorded)
+                    return
+                _check_consistent(recorded, new, publication.prefixes, prove)
+            # Overwrite an empty or spoilt slot, else the one holding the older note.
+            sizes = [
+                cps[0].size if (cps := self._verified([note], verifier)) else None
+                for note in stored
+            ]
+            unused = [i for i, s in enumerate(sizes) if s is None]
+            slot = unused[0] if unused else min((0, 1), key=lambda i: sizes[i] or 0)
+            os.pwrite(fd, _slot(publication.note), slot * SLOT)
+            _sync(fd)
+        self._see(new)
 
     @contextmanager
     def _slots(self) -> Iterator[tuple[int, list[str]]]:
@@ -141,9 +253,11 @@ class PublishedRecord:
             finally:
                 os.close(fd)
 
-    def reset(self, note: str) -> None:
+    def reset(self, note: str, verifier: CheckpointVerifier) -> None:
         """Record ``note`` whatever was there (an operator accepted a rollback): a new file
-        with that note alone, put in place by rename so no older note survives beside it."""
+        with that note alone, put in place by rename so no older note survives beside it.
+        This process forgets what it saw before, too."""
+        checkpoint = verifier.verify(note)
         with self._locked():
             tmp = self.path.with_name(self.path.name + ".tmp")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -153,23 +267,36 @@ class PublishedRecord:
             finally:
                 os.close(fd)
             os.replace(tmp, self.path)
+        self._seen = checkpoint
+
+
+def _check_consistent(
+    old: Checkpoint, new: Checkpoint, prefixes: Collection[tuple[int, bytes]], prove: Prover
+) -> None:
+    """Raise :class:`RollbackDetected` unless the tree of ``new`` extends that of ``old``."""
+    if old.size == 0 or (old.size, old.root_hash) in prefixes:
+        return
+    if old.size == new.size:
+        consistent = old.root_hash == new.root_hash
+    else:
+        try:
+            merkle.verify_consistency(
+                old.size, new.size, prove(old.size, new.size), old.root_hash, new.root_hash
+            )
+            consistent = True
+        except VerificationError:
+            consistent = False
+    if not consistent:
+        raise RollbackDetected(
+            f"the checkpoint for size {new.size} is not a consistent extension of the one "
+            f"published for size {old.size}: two histories were signed (was the database "
+            "restored while the service ran?)"
+        )
 
 
 # Data only (the size of a record with both slots never changes); fsync where there is no
 # fdatasync (macOS).
 _sync = getattr(os, "fdatasync", os.fsync)
-
-
-def _verified(notes: list[str], verifier: CheckpointVerifier) -> list[RecordedCheckpoint]:
-    verified = []
-    for note in notes:
-        if not note:
-            continue
-        try:
-            verified.append(RecordedCheckpoint(note, verifier.verify(note)))
-        except VerificationError:
-            continue  # a torn write, or not ours: the other slot decides
-    return verified
 
 
 # A note is origin, size, root and signature lines: a few hundred bytes. A slot is one page.
@@ -190,31 +317,6 @@ def _notes(data: bytes, *, keep_empty: bool = False) -> list[str]:
         if text or keep_empty:
             notes.append(text.decode("utf-8", errors="replace"))
     return notes
-
-
-def _size_of(note: str | None) -> int | None:
-    # Only to order checkpoints before replacing one; what is read back is always verified.
-    if note is None:
-        return None
-    lines = note.split("\n")
-    try:
-        return int(lines[1])
-    except (IndexError, ValueError):
-        return None
-
-
-def contains(session: Session, store: LogStore, recorded: Checkpoint, size: int) -> bool:
-    """Whether the stored tree of ``size`` entries extends the recorded one: the root of its
-    first ``recorded.size`` leaves, from stored nodes, is the recorded root."""
-    if recorded.size > size:
-        return False
-    if recorded.size == 0:
-        return True
-    nodes = fetch_nodes(session, merkle.root_node_ids(recorded.size))
-    try:
-        return merkle.tree_root(recorded.size, nodes) == recorded.root_hash
-    except KeyError:
-        return False
 
 
 def check_database_against_record(
@@ -241,20 +343,13 @@ def check_database_against_record(
                 record.path,
                 latest.tree_size,
             )
-            record.advance(latest.note, latest.tree_size)
+            record.start(latest.note, store.verifier)
         return
-    cp = recorded.checkpoint
-    if cp.size > size:
-        raise RollbackDetected(
-            f"the database holds {size} entries but this service published a checkpoint for "
-            f"{cp.size} (root {cp.root_hash.hex()}): it looks restored from an older copy. "
-            "Restore a copy that contains it (`consent-ledger restore`), or record the loss "
-            "with `consent-ledger accept-rollback`"
-        )
-    if not contains(session, store, cp, size):
-        raise RollbackDetected(
-            f"the database's tree at size {cp.size} differs from the checkpoint this service "
-            f"published for that size (root {cp.root_hash.hex()}): it is another history. "
-            "Restore a copy that contains it (`consent-ledger restore`), or record the loss "
-            "with `consent-ledger accept-rollback`"
-        )
+    check_contains_published(session, recorded.checkpoint, size)
+
+
+def check_contains_published(session: Session, published: Checkpoint, size: int) -> None:
+    """Raise :class:`RollbackDetected` unless the stored tree of ``size`` entries extends the
+    ``published`` checkpoint."""
+    wanted = merkle.root_node_ids(published.size) if published.size <= size else []
+    check_extends(published, size, fetch_nodes(session, wanted))

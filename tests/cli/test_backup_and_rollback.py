@@ -205,10 +205,15 @@ def test_another_history_of_the_same_size_is_refused(
     old = older_copy()
     _add_client(app)
     _put_back(app, old, database_url)
-    # Someone writes to the old copy behind the service's back: the same size, another root.
+    # Someone with the signing key writes to the old copy behind the service's back, without
+    # its record (the service itself would refuse: tests/services/test_online_rollback.py):
+    # the same size, another root.
+    record = instance_path / RECORD_FILE
+    kept = record.rename(record.with_name("kept-aside"))
     forked = _fresh(instance_path, database_url)
     _add_client(forked)
     get_ledger(forked).db.dispose()
+    kept.replace(record)
     stale = _fresh(instance_path, database_url)
     assert stale.test_client().get("/healthz").status_code == 503
     assert "another history" in (get_ledger(stale).health().reason or "")
