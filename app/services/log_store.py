@@ -202,10 +202,9 @@ def fetch_nodes(session: Session, ids: Iterable[merkle.NodeId]) -> dict[merkle.N
 
 
 class LogStore:
-    def __init__(self, signer: CheckpointSigner, published: PublishedRecord | None) -> None:
+    def __init__(self, signer: CheckpointSigner, published: PublishedRecord) -> None:
         """``published`` is the instance's published-checkpoint record, which every append
-        checks against before signing (``None`` only for a copy that is read, never
-        extended)."""
+        checks against before signing."""
         self.signer = signer
         self.verifier = CheckpointVerifier.from_verifier_key(signer.verifier_key())
         self.published = published
@@ -226,9 +225,11 @@ class LogStore:
         # The newest checkpoint this instance published, read now that the head is locked:
         # every note in the record was committed before it was recorded, so the locked tree
         # contains it unless the database was rolled back under the service.
-        if self.published is None:
-            raise LogInconsistent("this copy of the log is read-only: it has no record")
-        published = self.published.newest(self.verifier)
+        try:
+            published = self.published.newest(self.verifier)
+        except OSError as exc:
+            # Fail closed: without the record, a rolled-back tree cannot be told apart.
+            raise LogInconsistent(f"the published record cannot be read: {exc}") from None
         # Every future sibling is one of the current tree's root subtrees, so fetching those
         # is all an append needs, with the published tree's root subtrees in the same query.
         wanted = merkle.root_node_ids(size)
@@ -286,7 +287,7 @@ class LogStore:
         new_root = merkle.tree_root(new_size, nodes)
         checkpoint = Checkpoint(self.signer.name, new_size, new_root)
         note = self.signer.sign(checkpoint)
-        self.published.remember(note, checkpoint)
+        self.published.remember(note, checkpoint, self.verifier)
         # Core statements, not ORM objects: an append is the hot path of every write, and the
         # unit of work's bookkeeping cost more than the statements themselves.
         connection.execute(_INSERT_ENTRIES, entry_rows)

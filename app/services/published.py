@@ -26,6 +26,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -92,8 +93,9 @@ class PublishedRecord:
     def __init__(self, instance_path: Path) -> None:
         self.path = instance_path / RECORD_FILE
         self._lock_path = instance_path / (RECORD_FILE + ".lock")
-        self._known: dict[str, Checkpoint] = {}
+        self._known: dict[tuple[bytes, str], Checkpoint] = {}  # (key id, note): verified
         self._seen: Checkpoint | None = None
+        self._seen_lock = threading.Lock()  # threads of one worker never lower what it saw
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -114,24 +116,25 @@ class PublishedRecord:
             return []
         return _notes(data)
 
-    def remember(self, note: str, checkpoint: Checkpoint) -> None:
-        """A note this process signed itself: it need not be verified when read back."""
+    def remember(self, note: str, checkpoint: Checkpoint, verifier: CheckpointVerifier) -> None:
+        """A note known to verify under ``verifier`` (this process signed it, or checked it):
+        it is not verified again when read back."""
         if len(self._known) >= _KNOWN_NOTES:
             self._known.clear()
-        self._known[note] = checkpoint
+        self._known[(verifier.key_id, note)] = checkpoint
 
     def _verified(self, notes: Sequence[str], verifier: CheckpointVerifier) -> list[Checkpoint]:
         verified = []
         for note in notes:
             if not note:
                 continue
-            checkpoint = self._known.get(note)
+            checkpoint = self._known.get((verifier.key_id, note))
             if checkpoint is None:
                 try:
                     checkpoint = verifier.verify(note)
                 except VerificationError:
                     continue  # a torn write, or not ours: the other slot decides
-                self.remember(note, checkpoint)
+                self.remember(note, checkpoint, verifier)
             verified.append(checkpoint)
         return verified
 
@@ -267,7 +270,8 @@ class PublishedRecord:
             finally:
                 os.close(fd)
             os.replace(tmp, self.path)
-        self._seen = checkpoint
+        with self._seen_lock:
+            self._seen = checkpoint
 
 
 def _check_consistent(
