@@ -281,6 +281,7 @@ def verify_command(vkey: str | None, quiet: bool) -> None:
     # read before the snapshot (see check_database_against_record) and judged after the log.
     record_problem: RollbackDetected | None = None
     try:
+        ledger.published.refuse_if_fork_detected()
         recorded = ledger.published.read(verifier)
     except RollbackDetected as exc:
         recorded, record_problem = None, exc
@@ -556,7 +557,8 @@ def accept_rollback_command() -> None:
     click.echo(f"rollback recorded at log index {index}; restart the service")
 
 
-def init_app(app: Flask) -> None:
+COMMANDS = tuple(
+    _refusing_inconsistent_logs(cmd)
     for cmd in (
         init_command,
         orgs_group,
@@ -569,8 +571,13 @@ def init_app(app: Flask) -> None:
         accept_rollback_command,
         policy_group,
         demo_command,
-    ):
-        app.cli.add_command(_refusing_inconsistent_logs(cmd))
+    )
+)
+
+
+def init_app(app: Flask) -> None:
+    for cmd in COMMANDS:
+        app.cli.add_command(cmd)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -157,6 +157,7 @@ class Database:
         self.url = settings.database_url
         self.dialect = make_url(self.url).get_backend_name()
         self._after_commit: list[Callable[[Session], None]] = []
+        self._held_over_commit: list[Callable[[Session], AbstractContextManager[None]]] = []
         self._writers: WriterQueue | None = None
         if self.dialect == "sqlite":
             database = make_url(self.url).database
@@ -186,6 +187,11 @@ class Database:
         once the next writer may go ahead."""
         self._after_commit.append(callback)
 
+    def hold_over_commit(self, hold: Callable[[Session], AbstractContextManager[None]]) -> None:
+        """Enter ``hold(session)`` just before each write transaction commits and leave it
+        after the after-commit callbacks have run (or at once if the commit fails)."""
+        self._held_over_commit.append(hold)
+
     @contextmanager
     def read(self) -> Iterator[Session]:
         with self._read() as session, session.begin():
@@ -204,9 +210,11 @@ class Database:
         turn: AbstractContextManager[None] = (
             nullcontext() if self._writers is None else self._writers.turn()
         )
-        with self._write() as session:
+        with self._write() as session, contextlib.ExitStack() as held:
             with turn, session.begin():
                 yield session
+                for hold in self._held_over_commit:
+                    held.enter_context(hold(session))
             if session.info.pop(_COMMITTED, False):
                 for callback in self._after_commit:
                     callback(session)

@@ -136,17 +136,21 @@ def restore(
 
 
 def accept_rollback_now(ledger: Ledger) -> int | None:
-    """Record in the log that the database lacks the newest published checkpoint, and make
-    its new checkpoint the one published. Returns the entry's index, or None if the database
-    already contains the published checkpoint (nothing to accept).
+    """Record in the log that the database lacks the newest published checkpoint (or that
+    the record kept evidence of a fork), and make its new checkpoint the one published.
+    Returns the entry's index, or None if there is nothing to accept.
 
-    The record is reset to the database's own newest checkpoint first, so the entry that
-    declares the loss is signed as an extension of a tree the record holds: no write, this one
-    included, signs a checkpoint that does not extend the record. Processes still running
-    remember the checkpoint they saw published and keep refusing to write until restarted.
+    The entry that declares the loss is signed over the database's tree on purpose, and
+    replaces the record once committed: until it is committed, the record still says what was
+    published, so a failed or interrupted acceptance can be run again. Processes still
+    running remember the checkpoint they saw published and keep refusing to write until
+    restarted.
     """
-    recorded = ledger.published.read(ledger.log_store.verifier)
-    with ledger.db.read() as session:
+    recorded = ledger.published.read(ledger.log_store.verifier)  # before the snapshot
+    fork_detected = ledger.published.fork_path.exists()
+    now = ledger.clock()
+    with ledger.db.write() as session:
+        ledger.log_store.lock_head(session)
         size = ledger.log_store.check_against_checkpoint(session)
         try:
             check_database_against_record(
@@ -156,12 +160,8 @@ def accept_rollback_now(ledger: Ledger) -> int | None:
             pass
         else:
             return None
-        latest = ledger.log_store.latest_checkpoint(session)
-    assert recorded is not None  # a missing record is never a rollback
-    assert latest is not None  # a database behind a published checkpoint was written
-    ledger.published.reset(latest.note, ledger.log_store.verifier)
-    now = ledger.clock()
-    with ledger.db.write() as session:
+        assert recorded is not None or fork_detected  # a missing record is never a rollback
+        published = recorded.checkpoint if recorded is not None else None
         (receipt,) = ledger.log_store.append(
             session,
             [
@@ -169,13 +169,14 @@ def accept_rollback_now(ledger: Ledger) -> int | None:
                     "log.rollback_accepted",
                     now,
                     {
-                        "published_size": recorded.checkpoint.size,
-                        "published_root": recorded.checkpoint.root_hash.hex(),
+                        "published_size": published.size if published else None,
+                        "published_root": published.root_hash.hex() if published else None,
                         "database_size": size,
                     },
                 )
             ],
             now,
+            declare_fork=True,
         )
     ledger.recheck_health()
     return receipt.index

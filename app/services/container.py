@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
@@ -36,6 +37,7 @@ class Ledger:
         self._health: HealthState | None = None
         self._lock = threading.Lock()
         self.published = PublishedRecord(settings.instance_path)
+        self.db.hold_over_commit(self._hold_record)
         self.db.after_commit(self._publish)
         self.rate_limits = RateLimits(
             parse_limit(settings.write_rate_limit, "CONSENT_LEDGER_WRITE_RATE_LIMIT"),
@@ -55,23 +57,35 @@ class Ledger:
             self._identifier_key = keys.load_identifier_key(self.settings)
         return self._identifier_key
 
+    def _hold_record(self, session: Session) -> AbstractContextManager[None]:
+        # A write that signed a checkpoint holds the record from just before its commit until
+        # the checkpoint is recorded, so the next writer reads it (app.services.published).
+        return self.published.publishing() if PUBLISHED in session.info else nullcontext()
+
     def _publish(self, session: Session) -> None:
+        """Record the checkpoint a committed write signed. Nothing raised here reaches the
+        caller: the write is committed and its receipt is theirs."""
         publication = session.info.pop(PUBLISHED, None)
         if publication is None:
             return
         assert isinstance(publication, Publication)
         size = publication.checkpoint.size
         try:
-            self.published.advance(publication, self.log_store.verifier, self.prove_consistency)
-        except RollbackDetected as exc:
-            # Another process recorded a checkpoint this one does not extend: the database
-            # changed under the service between its check and this commit. Stop writing.
-            logger.error("consent-ledger refuses to serve: %s", exc)
-            self.refuse_service(str(exc))
+            if publication.declares_fork:
+                self.published.reset(publication.note, self.log_store.verifier)
+            else:
+                self.published.advance(publication, self.log_store.verifier, self.prove_consistency)
         except OSError as exc:
-            # The write is committed and its receipt is the caller's; failing the request now
-            # would lose the receipt, not the write. The next write records a newer one.
+            # The next write records a newer one; the check before signing still holds, since
+            # each process remembers what it signed.
             logger.error("could not record the published checkpoint (size %d): %s", size, exc)
+        except Exception as exc:
+            # The record met a checkpoint this one does not extend (the database changed
+            # under the service between a check and this commit), or the database could not
+            # prove that it does. Stop writing, as the start-up check would.
+            reason = f"could not record the published checkpoint (size {size}): {exc}"
+            logger.error("consent-ledger refuses to serve: %s", reason)
+            self.refuse_service(reason)
 
     def prove_consistency(self, old_size: int, new_size: int) -> list[bytes]:
         """A consistency proof from the database as it is now, for the record's advance."""

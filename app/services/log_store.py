@@ -97,6 +97,9 @@ class Publication:
     note: str
     checkpoint: Checkpoint
     prefixes: tuple[tuple[int, bytes], ...]
+    # Signed on purpose over a tree that does not contain the recorded checkpoint (an operator
+    # accepted a rollback): it replaces the record instead of advancing it.
+    declares_fork: bool = False
 
 
 @dataclass(frozen=True)
@@ -213,9 +216,18 @@ class LogStore:
     # -- writing -------------------------------------------------------------------------------
 
     def append(
-        self, session: Session, entries: Sequence[Mapping[str, Any]], now: datetime
+        self,
+        session: Session,
+        entries: Sequence[Mapping[str, Any]],
+        now: datetime,
+        *,
+        declare_fork: bool = False,
     ) -> list[Receipt]:
-        """Append ``entries`` (already in envelope form) and sign one checkpoint covering them."""
+        """Append ``entries`` (already in envelope form) and sign one checkpoint covering them.
+
+        ``declare_fork`` is for the one entry that records an operator's acceptance of a
+        rollback: it is signed over a tree that does not contain the recorded checkpoint, and
+        replaces the record once committed."""
         if not entries:
             raise ValueError("nothing to append")
         leaves = [encode_entry(e) for e in entries]
@@ -226,7 +238,7 @@ class LogStore:
         # every note in the record was committed before it was recorded, so the locked tree
         # contains it unless the database was rolled back under the service.
         try:
-            published = self.published.newest(self.verifier)
+            published = None if declare_fork else self.published.newest(self.verifier)
         except OSError as exc:
             # Fail closed: without the record, a rolled-back tree cannot be told apart.
             raise LogInconsistent(f"the published record cannot be read: {exc}") from None
@@ -256,10 +268,10 @@ class LogStore:
             last = connection.execute(_CHECKPOINT_NOTE, {"size": size}).scalar()
             if last is None:
                 raise LogInconsistent(f"log head at size {size} has no signed checkpoint")
-            try:
-                signed = self.verifier.verify(last)
-            except VerificationError:
-                raise LogInconsistent(f"the checkpoint for size {size} does not verify") from None
+            # Usually the note just read from the record too: verified once, not twice.
+            signed = self.published.verify(last, self.verifier)
+            if signed is None:
+                raise LogInconsistent(f"the checkpoint for size {size} does not verify")
             if signed.size != size or signed.root_hash != root:
                 raise LogInconsistent(f"the tree at size {size} differs from its signed checkpoint")
 
@@ -305,7 +317,7 @@ class LogStore:
         prefixes = [(size, root)]
         if published is not None:
             prefixes.append((published.size, published.root_hash))
-        session.info[PUBLISHED] = Publication(note, checkpoint, tuple(prefixes))
+        session.info[PUBLISHED] = Publication(note, checkpoint, tuple(prefixes), declare_fork)
         return [Receipt(index, lh, note) for index, lh in receipts]
 
     def lock_head(self, session: Session) -> LockedHead:
@@ -314,8 +326,10 @@ class LogStore:
         the transaction ends, so later calls in it reuse the row instead of asking again."""
         head = session.info.get("log_head")
         if head is None:
-            size, root = session.connection().execute(_LOCK_HEAD).one()
-            head = LockedHead(size, root)
+            row = session.connection().execute(_LOCK_HEAD).first()
+            if row is None:  # a restore half done (pg_restore --clean), or a wrong database
+                raise LogInconsistent("the log head row is missing")
+            head = LockedHead(*row)
             session.info["log_head"] = head
         assert isinstance(head, LockedHead)
         return head

@@ -46,6 +46,7 @@ from app.services.log_store import (
 )
 
 __all__ = [
+    "FORK_FILE",
     "RECORD_FILE",
     "SLOT",
     "Publication",
@@ -58,6 +59,8 @@ __all__ = [
 logger = logging.getLogger("consent_ledger.published")
 
 RECORD_FILE = "newest-checkpoint"
+# Two signed checkpoints that do not extend one another, kept when the record meets them.
+FORK_FILE = "fork-detected"
 # Verified notes remembered per process: the record's two slots and the few notes this process
 # signed since; a note is verified once, not on every write that reads the record.
 _KNOWN_NOTES = 16
@@ -85,36 +88,66 @@ class PublishedRecord:
     note. The notes stay plain text (``tr -d '\\0' < newest-checkpoint``), and a file of the
     earlier single-note form is read as its first slot.
 
-    Each process also remembers the newest checkpoint it has read from the record or recorded
-    itself (:meth:`newest`), so a record put back on disk does not lower what it checks
-    against either.
+    A writer holds the record (an exclusive ``flock``) from just before its transaction commits
+    until its checkpoint is recorded (:meth:`publishing`), and every writer reads it under a
+    shared lock after locking the log head: so the next writer, which can lock the head only
+    after the commit, always reads the checkpoint just published, even if the database is
+    rolled back in between. Each process also remembers the newest checkpoint it has read or
+    recorded (:attr:`seen`), so a record put back on disk does not lower what it checks
+    against either. If two checkpoints that do not extend one another ever meet here, both
+    are kept as evidence (``fork-detected``) and the instance refuses to write or serve until
+    an operator runs ``consent-ledger accept-rollback``.
     """
 
     def __init__(self, instance_path: Path) -> None:
         self.path = instance_path / RECORD_FILE
+        self.fork_path = instance_path / FORK_FILE
         self._lock_path = instance_path / (RECORD_FILE + ".lock")
         self._known: dict[tuple[bytes, str], Checkpoint] = {}  # (key id, note): verified
         self._seen: Checkpoint | None = None
         self._seen_lock = threading.Lock()  # threads of one worker never lower what it saw
+        self._holder = threading.local()  # whether this thread holds the record (publishing)
+
+    # -- locking ---------------------------------------------------------------------------
 
     @contextmanager
-    def _locked(self) -> Iterator[None]:
-        # Several workers (and CLI commands) publish; the lock makes read-compare-write one
-        # step, so a slower writer never replaces a newer checkpoint with an older one.
+    def _locked(self, *, shared: bool = False) -> Iterator[None]:
+        if getattr(self._holder, "held", False):
+            yield  # this thread holds it exclusively already (publishing)
+            return
         with self._lock_path.open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+            fcntl.flock(lock, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
+    @contextmanager
+    def publishing(self) -> Iterator[None]:
+        """Hold the record exclusively, from just before a write commits until its checkpoint
+        is recorded. Nobody holding it waits for the log head, so there is no lock cycle."""
+        with self._locked():
+            self._holder.held = True
+            try:
+                yield
+            finally:
+                self._holder.held = False
+
+    # -- reading ---------------------------------------------------------------------------
+
     def notes(self) -> list[str]:
         """The notes in the slots, as stored (unverified; empty if there is no record)."""
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
-            return []
+        with self._locked(shared=True):
+            try:
+                data = self.path.read_bytes()
+            except FileNotFoundError:
+                return []
         return _notes(data)
+
+    @property
+    def seen(self) -> Checkpoint | None:
+        """The newest checkpoint this process has read from the record or recorded."""
+        return self._seen
 
     def remember(self, note: str, checkpoint: Checkpoint, verifier: CheckpointVerifier) -> None:
         """A note known to verify under ``verifier`` (this process signed it, or checked it):
@@ -123,47 +156,53 @@ class PublishedRecord:
             self._known.clear()
         self._known[(verifier.key_id, note)] = checkpoint
 
-    def _verified(self, notes: Sequence[str], verifier: CheckpointVerifier) -> list[Checkpoint]:
-        verified = []
-        for note in notes:
-            if not note:
-                continue
-            checkpoint = self._known.get((verifier.key_id, note))
-            if checkpoint is None:
-                try:
-                    checkpoint = verifier.verify(note)
-                except VerificationError:
-                    continue  # a torn write, or not ours: the other slot decides
-                self.remember(note, checkpoint, verifier)
-            verified.append(checkpoint)
-        return verified
+    def verify(self, note: str, verifier: CheckpointVerifier) -> Checkpoint | None:
+        """``note``'s checkpoint if it verifies under ``verifier`` (each note is verified once
+        per process), else ``None``."""
+        checkpoint = self._known.get((verifier.key_id, note))
+        if checkpoint is None and note:
+            try:
+                checkpoint = verifier.verify(note)
+            except VerificationError:
+                return None  # a torn write, or not ours: the other slot decides
+            self.remember(note, checkpoint, verifier)
+        return checkpoint
 
     def _see(self, checkpoint: Checkpoint) -> None:
-        seen = self._seen
-        if (
-            seen is not None
-            and seen.size == checkpoint.size
-            and seen.root_hash != checkpoint.root_hash
-        ):
+        with self._seen_lock:
+            seen = self._seen
+            if seen and seen.size == checkpoint.size and seen.root_hash != checkpoint.root_hash:
+                raise RollbackDetected(
+                    f"the published-checkpoint record now holds another root for size "
+                    f"{seen.size} than this process saw published before: refusing to sign"
+                )
+            if seen is None or checkpoint.size > seen.size:
+                self._seen = checkpoint
+
+    def refuse_if_fork_detected(self) -> None:
+        if self.fork_path.exists():
             raise RollbackDetected(
-                f"the published-checkpoint record now holds another root for size "
-                f"{seen.size} than this process saw published before: refusing to sign"
+                f"{self.fork_path} holds two signed checkpoints that do not extend one "
+                "another: find out how the database changed under the service, then run "
+                "`consent-ledger accept-rollback`"
             )
-        if seen is None or checkpoint.size > seen.size:
-            self._seen = checkpoint
 
     def newest(self, verifier: CheckpointVerifier) -> Checkpoint | None:
         """The newest checkpoint this instance is known to have published: the newest in the
-        record, or the newest this process saw there or recorded, whichever is larger. This
-        is what every write checks against before signing."""
+        record, or the newest this process saw, whichever is larger. Every write checks
+        against it before signing; only the newest slot's note is verified."""
+        self.refuse_if_fork_detected()
         notes = self.notes()
-        verified = self._verified(notes, verifier)
-        if notes and not verified:
-            raise RollbackDetected(
-                f"{self.path} does not hold a checkpoint signed by this instance's key"
-            )
-        for checkpoint in verified:
-            self._see(checkpoint)
+        for note in sorted(notes, key=_unverified_size, reverse=True):
+            checkpoint = self.verify(note, verifier)
+            if checkpoint is not None:
+                self._see(checkpoint)
+                break
+        else:
+            if notes:
+                raise RollbackDetected(
+                    f"{self.path} does not hold a checkpoint signed by this instance's key"
+                )
         return self._seen
 
     def read(self, verifier: CheckpointVerifier) -> RecordedCheckpoint | None:
@@ -173,9 +212,9 @@ class PublishedRecord:
         if not notes:
             return None
         verified = [
-            RecordedCheckpoint(note, cp)
+            RecordedCheckpoint(note, checkpoint)
             for note in notes
-            for cp in self._verified([note], verifier)
+            if (checkpoint := self.verify(note, verifier)) is not None
         ]
         if not verified:
             raise RollbackDetected(
@@ -186,6 +225,8 @@ class PublishedRecord:
             self._repair(newest, verifier)
         self._see(newest.checkpoint)
         return newest
+
+    # -- writing ---------------------------------------------------------------------------
 
     def _repair(self, newest: RecordedCheckpoint, verifier: CheckpointVerifier) -> None:
         """Overwrite a slot that does not verify (a write cut short by a crash, or an edit)
@@ -198,7 +239,7 @@ class PublishedRecord:
         )
         with self._slots() as (fd, stored):
             for i, note in enumerate(stored):
-                if note and not self._verified([note], verifier):
+                if note and self.verify(note, verifier) is None:
                     os.pwrite(fd, _slot(newest.note), i * SLOT)
             _sync(fd)
 
@@ -210,40 +251,53 @@ class PublishedRecord:
                 return
             os.pwrite(fd, _slot(note), 0)
             _sync(fd)
-        for checkpoint in self._verified([note], verifier):
+        if (checkpoint := self.verify(note, verifier)) is not None:
             self._see(checkpoint)
 
     def advance(
         self, publication: Publication, verifier: CheckpointVerifier, prove: Prover
     ) -> None:
         """Record ``publication`` if it is newer than the recorded checkpoint and a consistent
-        extension of it; raise :class:`RollbackDetected` (recording nothing) if it is not.
+        extension of it; otherwise keep both as evidence and raise :class:`RollbackDetected`.
 
         The writer checked, before signing, that its tree contains the checkpoint recorded
-        then; another process may have recorded a newer one since. Unless the recorded one is
-        a tree the writer saw inside its own, a consistency proof from the database decides.
+        then. Unless the recorded one is a tree the writer saw inside its own, a consistency
+        proof from the database decides.
         """
         new = publication.checkpoint
         with self._slots() as (fd, stored):
-            verified = self._verified(stored, verifier)
-            recorded = max(verified, key=lambda cp: cp.size, default=None)
-            if recorded is not None:
-                if recorded.size >= new.size:
+            self.refuse_if_fork_detected()
+            recorded = max(
+                (cp for note in stored if (cp := self.verify(note, verifier)) is not None),
+                key=lambda cp: cp.size,
+                default=None,
+            )
+            try:
+                if recorded is not None and recorded.size >= new.size:
                     # Older than what another writer recorded since: it must be a prefix of it.
                     _check_consistent(new, recorded, (), prove)
                     self._see(recorded)
                     return
-                _check_consistent(recorded, new, publication.prefixes, prove)
+                if recorded is not None:
+                    _check_consistent(recorded, new, publication.prefixes, prove)
+            except RollbackDetected:
+                self._keep_evidence([n for n in stored if n], publication.note)
+                raise
             # Overwrite an empty or spoilt slot, else the one holding the older note.
-            sizes = [
-                cps[0].size if (cps := self._verified([note], verifier)) else None
-                for note in stored
-            ]
+            sizes = [cp.size if (cp := self.verify(n, verifier)) else None for n in stored]
             unused = [i for i, s in enumerate(sizes) if s is None]
             slot = unused[0] if unused else min((0, 1), key=lambda i: sizes[i] or 0)
             os.pwrite(fd, _slot(publication.note), slot * SLOT)
             _sync(fd)
         self._see(new)
+
+    def _keep_evidence(self, recorded: list[str], new: str) -> None:
+        logger.error(
+            "two signed checkpoints that do not extend one another: both kept in %s; the "
+            "instance refuses to write until `consent-ledger accept-rollback`",
+            self.fork_path,
+        )
+        _write_new_file(self.fork_path, "\n".join([*recorded, new]).encode("utf-8"))
 
     @contextmanager
     def _slots(self) -> Iterator[tuple[int, list[str]]]:
@@ -258,20 +312,35 @@ class PublishedRecord:
 
     def reset(self, note: str, verifier: CheckpointVerifier) -> None:
         """Record ``note`` whatever was there (an operator accepted a rollback): a new file
-        with that note alone, put in place by rename so no older note survives beside it.
-        This process forgets what it saw before, too."""
+        with that note alone, put in place by rename so no older note survives beside it. The
+        evidence of a fork goes, and this process forgets what it saw before."""
         checkpoint = verifier.verify(note)
         with self._locked():
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.write(fd, _slot(note))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.path)
+            _write_new_file(self.path, _slot(note))
+            self.fork_path.unlink(missing_ok=True)
         with self._seen_lock:
             self._seen = checkpoint
+
+
+def _write_new_file(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` by writing a temporary file, syncing it and renaming it."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _unverified_size(note: str) -> int:
+    # Only to choose which slot to verify first; what is used is always verified.
+    lines = note.split("\n")
+    try:
+        return int(lines[1]) if len(lines) > 1 and lines[1].isdigit() else -1
+    except ValueError:
+        return -1
 
 
 def _check_consistent(
@@ -331,12 +400,15 @@ def check_database_against_record(
     size: int,
 ) -> None:
     """Raise :class:`RollbackDetected` unless the database (of ``size`` entries, already
-    checked against its own newest checkpoint) contains ``recorded``.
+    checked against its own newest checkpoint) contains ``recorded`` and the newest checkpoint
+    this process has seen published, and no fork was detected.
 
     ``recorded`` must be read *before* the session's snapshot is taken: other processes keep
     writing, and a record read afterwards may be newer than the snapshot without any rollback.
     """
-    if recorded is None:
+    record.refuse_if_fork_detected()
+    seen = record.seen
+    if recorded is None and seen is None:
         latest = store.latest_checkpoint(session)
         if latest is not None:
             # First start with this protection (or the file was removed): trust the database
@@ -349,7 +421,10 @@ def check_database_against_record(
             )
             record.start(latest.note, store.verifier)
         return
-    check_contains_published(session, recorded.checkpoint, size)
+    candidates = [seen] if seen is not None else []
+    if recorded is not None:
+        candidates.append(recorded.checkpoint)
+    check_contains_published(session, max(candidates, key=lambda cp: cp.size), size)
 
 
 def check_contains_published(session: Session, published: Checkpoint, size: int) -> None:

@@ -12,8 +12,11 @@ has two signed roots.
 from __future__ import annotations
 
 import logging
+import shutil
 import sqlite3
 import subprocess
+import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -21,14 +24,15 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from app import create_app, get_ledger
 from app.ledger.checkpoint import Checkpoint, CheckpointVerifier
-from app.models import LogCheckpoint
+from app.models import LogCheckpoint, LogEntry
 from app.services.container import Ledger
-from app.services.log_store import Publication, RollbackDetected
+from app.services.log_store import PUBLISHED, Publication, RollbackDetected
 from tests.conftest import PG_BIN, PostgresServer
 from tests.helpers import BOTH, bearer
 from tests.nhs import valid_nhs_numbers
@@ -256,3 +260,133 @@ def test_the_record_advances_only_along_a_consistent_extension(
         with pytest.raises(RollbackDetected):
             ledger.published.advance(publication, store.verifier, ledger.prove_consistency)
         assert ledger.published.notes() == before
+
+
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
+def test_a_rollback_between_a_commit_and_its_record_is_still_refused(
+    app: Flask, ledger: Ledger, make_token: Callable[..., str], snapshot: Callable[[], Snapshot]
+) -> None:
+    """The narrowest window: the database is rolled back after one worker's commit and before
+    that worker has recorded the checkpoint it published. The next writer, in another worker,
+    must not check against the record as it was before that commit."""
+    token = make_token("tt-leeds", "case_system")
+    first, second = app.test_client(), _second_worker(app).test_client()
+    older = snapshot()
+    answers: dict[str, tuple[int, dict]] = {}  # type: ignore[type-arg]
+    rolled_back = threading.Event()
+
+    def second_worker_writes() -> None:
+        answers["second"] = _consent(second, token, NHS[11])
+
+    writer = threading.Thread(target=second_worker_writes)
+
+    def roll_back_before_the_record(session: Session) -> None:
+        if rolled_back.is_set() or PUBLISHED not in session.info:
+            return  # not the write that signs
+        rolled_back.set()
+        older.put_back()
+        writer.start()
+        # Give the other worker time to lock the head and read the record while this one
+        # has committed but not yet recorded what it published.
+        time.sleep(0.3)
+
+    event.listen(Session, "after_commit", roll_back_before_the_record)
+    try:
+        answers["first"] = _consent(first, token, NHS[10])
+    finally:
+        event.remove(Session, "after_commit", roll_back_before_the_record)
+    writer.join(timeout=30)
+    assert rolled_back.is_set()
+    assert answers["first"][0] == 201, answers["first"]
+    assert answers["second"][0] == 503, answers["second"]
+    receipts = [answers["first"][1]["ledger"]["checkpoint"]]
+    roots = _signed_roots(ledger, receipts)
+    assert {size: len(r) for size, r in roots.items() if len(r) > 1} == {}
+
+
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
+def test_health_checks_against_what_the_worker_saw_even_if_the_record_is_put_back_too(
+    app: Flask,
+    ledger: Ledger,
+    make_token: Callable[..., str],
+    snapshot: Callable[[], Snapshot],
+    tmp_path: Path,
+) -> None:
+    token = make_token("tt-leeds", "case_system")
+    idle = _second_worker(app).test_client()
+    older, record_copy = snapshot(), tmp_path / "record-copy"
+    shutil.copyfile(ledger.published.path, record_copy)
+    assert _consent(app.test_client(), token, NHS[0])[0] == 201
+    assert idle.get("/healthz").status_code == 200  # it has seen the newer checkpoint
+    older.put_back()
+    shutil.copyfile(record_copy, ledger.published.path)  # the record goes back with it
+    assert idle.get("/healthz").status_code == 503
+    assert _consent(idle, token, NHS[1])[0] == 503
+
+
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
+def test_an_interrupted_acceptance_of_a_rollback_can_be_run_again(
+    app: Flask, ledger: Ledger, make_token: Callable[..., str], snapshot: Callable[[], Snapshot]
+) -> None:
+    token = make_token("tt-leeds", "case_system")
+    older = snapshot()
+    assert _consent(app.test_client(), token, NHS[0])[0] == 201
+    published = ledger.published.notes()
+    older.put_back()
+    operator = _second_worker(app).test_cli_runner()
+
+    def connection_lost(session: Session) -> None:
+        raise OSError("connection to the database lost")
+
+    event.listen(Session, "before_commit", connection_lost)
+    try:
+        failed = operator.invoke(args=["accept-rollback"])
+    finally:
+        event.remove(Session, "before_commit", connection_lost)
+    assert failed.exit_code != 0
+    # Nothing was declared, so the record still says what was published, and it is refused.
+    assert ledger.published.notes() == published
+    assert _second_worker(app).test_client().get("/healthz").status_code == 503
+
+    accepted = operator.invoke(args=["accept-rollback"])
+    assert accepted.exit_code == 0, accepted.output
+    restarted = _second_worker(app)
+    assert restarted.test_client().get("/healthz").status_code == 200
+    assert _consent(restarted.test_client(), token, NHS[1])[0] == 201
+    with ledger.db.read() as session:
+        declared = session.execute(
+            select(LogEntry.idx).where(LogEntry.entry_type == "log.rollback_accepted")
+        ).all()
+    assert len(declared) == 1
+
+
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
+def test_evidence_of_a_fork_stops_the_instance_until_an_operator_accepts_it(
+    app: Flask, ledger: Ledger, make_token: Callable[..., str]
+) -> None:
+    """Two signed checkpoints that do not extend one another met in the record (what the
+    record keeps when it refuses to advance): no process of the instance writes, serves or
+    verifies until the operator has accepted the rollback, which the log then records."""
+    token = make_token("tt-leeds", "case_system")
+    recorded = ledger.published.read(ledger.log_store.verifier)
+    assert recorded is not None
+    store = ledger.log_store
+    other = Checkpoint(store.signer.name, recorded.checkpoint.size + 1, bytes(32))
+    with pytest.raises(RollbackDetected):
+        ledger.published.advance(
+            Publication(store.signer.sign(other), other, ()),
+            store.verifier,
+            ledger.prove_consistency,
+        )
+    assert ledger.published.fork_path.exists()
+    fresh = _second_worker(app)
+    assert fresh.test_client().get("/healthz").status_code == 503
+    assert _consent(fresh.test_client(), token, NHS[2])[0] == 503
+    assert "log verification FAILED" in fresh.test_cli_runner().invoke(args=["verify"]).output
+
+    accepted = fresh.test_cli_runner().invoke(args=["accept-rollback"])
+    assert accepted.exit_code == 0, accepted.output
+    assert not ledger.published.fork_path.exists()
+    restarted = _second_worker(app)
+    assert restarted.test_client().get("/healthz").status_code == 200
+    assert restarted.test_cli_runner().invoke(args=["verify"]).exit_code == 0
