@@ -81,6 +81,15 @@ CASES = [
         None,
     ),
     (
+        # Past Python's int-from-string limit (4300 digits), which json raises as a ValueError.
+        "integer-over-4300-digits",
+        _with()[:-1] + b', "evidence_sha256": ' + b"9" * 5000 + b"}",
+        "application/json",
+        400,
+        "invalid-request",
+        None,
+    ),
+    (
         "lone-surrogate",
         _with(purpose="\ud800"),
         "application/json",
