@@ -8,6 +8,7 @@ from typing import Any
 import marshmallow as ma
 
 from app.services.subjects import InvalidNhsNumber, SubjectIdentifier, normalise_nhs_number
+from app.text import line_problem
 from app.vocabulary import (
     CONSENT_FORMS,
     DATA_CATEGORIES,
@@ -16,18 +17,18 @@ from app.vocabulary import (
     WITHDRAWAL_REASONS,
 )
 
-_CONTROL_OR_SURROGATE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 ORG_ID_PATTERN = r"[a-z0-9][a-z0-9-]{1,62}[a-z0-9]"
 
 
 class Text(ma.fields.String):
-    """A line of text: no control characters and no lone surrogates (which no database or
+    """A line of visible text (:func:`app.text.line_problem`): no controls, no bidirectional
+    or other invisible formatting characters, and no lone surrogates (which no database or
     canonical JSON encoder accepts)."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
-        if _CONTROL_OR_SURROGATE.search(text):
-            raise ma.ValidationError("must not contain control characters")
+        if (problem := line_problem(text)) is not None:
+            raise ma.ValidationError(problem)
         return text
 
 

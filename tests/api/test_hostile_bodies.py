@@ -105,6 +105,18 @@ CASES = [
         "invalid-request",
         "recipients.0",
     ),
+    *(
+        (
+            f"U+{ord(ch):04X}-in-free-text",
+            _with(subject={"local_id": {"system": "tt-leeds", "value": f"MRN{ch}123"}}),
+            "application/json",
+            422,
+            "invalid-request",
+            "subject.local_id.value",
+        )
+        # bidirectional override and isolate, a C1 control, zero width space, line separator
+        for ch in ("\u202e", "\u2067", "\u009b", "\u200b", "\u2028")
+    ),
     (
         "nul-in-id",
         _with(recipients=["ea\u0000"]),
