@@ -121,6 +121,8 @@ def test_a_legal_basis_reference_cannot_carry_an_identifier_or_markup(
         ("/v1/consents", {"subject": {"local_id": {"system": "tt-leeds", "value": "\ud800"}}}, 422),
         ("/v1/consents/%00/withdraw", None, 404),
         ("/v1/disclosures?since=0001-01-01T00:00:00%2B14:00", None, 400),
+        ("/v1/disclosures?until=10000-01-01T00:00:00Z", None, 400),
+        ("/v1/disclosures?since=%C2%B2%C2%B2%C2%B2%C2%B2-01-01T00:00:00Z", None, 400),
         ("/v1/disclosures?from_org=%00", None, 400),
     ],
 )
