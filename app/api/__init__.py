@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from flask import Flask
+from flask_smorest.spec.plugins import integerconverter2paramschema
+from werkzeug.routing import IntegerConverter
 
 from app.api import (
     consents,
@@ -21,8 +23,17 @@ API_TITLE = "consent-ledger"
 API_VERSION = "v1"
 
 
+class AsciiIntegerConverter(IntegerConverter):
+    """``<int:...>`` in a path, in the digits 0-9 only: werkzeug's ``\\d+`` also matches other
+    scripts' digits, which int() then reads as numbers (an Arabic-Indic zero as entry 0)."""
+
+    regex = r"[0-9]{1,18}"
+
+
 def init_app(app: Flask) -> None:
     app.json = BoundedJSONProvider(app)
+    # Before any blueprint adds a rule: a rule binds its converter when it is added.
+    app.url_map.converters["int"] = AsciiIntegerConverter
     app.config.setdefault("API_TITLE", API_TITLE)
     app.config.setdefault("API_VERSION", API_VERSION)
     app.config.setdefault("OPENAPI_VERSION", "3.1.0")
@@ -40,6 +51,7 @@ def init_app(app: Flask) -> None:
             }
         },
     )
+    api.register_converter(AsciiIntegerConverter, integerconverter2paramschema)
     api.spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "description": "client token"}
     )

@@ -19,6 +19,7 @@ from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import HTTPException
 
 from app import get_ledger
+from app.api.schemas import Integer
 from app.errors import (
     PROBLEM_CONTENT_TYPE,
     DomainError,
@@ -78,12 +79,18 @@ class BoundedFlaskParser(FlaskParser):
         "query": ma.RAISE,
     }
 
-    def load_json(self, req: Any, schema: ma.Schema) -> Any:
+    def _raw_load_json(self, req: Any) -> Any:
+        # webargs turns only JSONDecodeError into a 400; json.loads also fails with
+        # RecursionError (nesting) and a bare ValueError (an integer past Python's 4300-digit
+        # int-from-string limit). Both are bodies that are not acceptable JSON.
         try:
-            return super().load_json(req, schema)
+            return super()._raw_load_json(req)
+        except json_module.JSONDecodeError:
+            raise
         except RecursionError:
-            too_deep = json_module.JSONDecodeError("nested too deeply", "[", 0)
-            return self._handle_invalid_json_error(too_deep, req)
+            raise json_module.JSONDecodeError("nested too deeply", "[", 0) from None
+        except ValueError:
+            raise json_module.JSONDecodeError("a number is too long", "0", 0) from None
 
 
 class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]
@@ -97,7 +104,7 @@ class ProblemSchema(ma.Schema):
 
     type = ma.fields.String(metadata={"description": "Stable problem type URI (/problems/<slug>)"})
     title = ma.fields.String()
-    status = ma.fields.Integer()
+    status = Integer()
     detail = ma.fields.String()
     errors = ma.fields.List(
         ma.fields.Dict(),

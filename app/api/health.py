@@ -8,13 +8,14 @@ from typing import Any
 import marshmallow as ma
 
 from app.api.common import Blueprint, ledger
+from app.api.schemas import Integer
 
 blp = Blueprint("health", __name__, description="Service health")
 
 
 class HealthSchema(ma.Schema):
     status = ma.fields.String(metadata={"description": "ok, or unavailable"})
-    log_size = ma.fields.Integer()
+    log_size = Integer()
     reason = ma.fields.String(metadata={"description": "why the service refuses to serve"})
 
 

@@ -13,6 +13,7 @@ import marshmallow as ma
 from flask import Response
 
 from app.api.common import BEARER, Blueprint, authenticated, current_principal, ledger
+from app.api.schemas import Integer, QuerySchema
 from app.errors import NotFound
 from app.services import log_entries
 
@@ -27,39 +28,39 @@ TEXT = {"text/plain": {"schema": {"type": "string"}}}
 
 
 class EntrySchema(ma.Schema):
-    index = ma.fields.Integer()
+    index = Integer()
     leaf_hash = ma.fields.String(metadata={"description": "hex SHA-256(0x00 || leaf)"})
     leaf = ma.fields.String(metadata={"description": "base64 of the exact leaf bytes"})
     entry = ma.fields.Dict(metadata={"description": "the leaf decoded (RFC 8785 JSON)"})
 
 
-class InclusionArgs(ma.Schema):
-    index = ma.fields.Integer(required=True, validate=ma.validate.Range(min=0))
-    size = ma.fields.Integer(
+class InclusionArgs(QuerySchema):
+    index = Integer(required=True, validate=ma.validate.Range(min=0))
+    size = Integer(
         validate=ma.validate.Range(min=1),
         metadata={"description": "tree size; defaults to the newest checkpoint's"},
     )
 
 
 class InclusionSchema(ma.Schema):
-    index = ma.fields.Integer()
-    size = ma.fields.Integer()
+    index = Integer()
+    size = Integer()
     leaf_hash = ma.fields.String()
     root_hash = ma.fields.String()
     hashes = ma.fields.List(ma.fields.String(), metadata={"description": "hex, leaf side first"})
 
 
-class ConsistencyArgs(ma.Schema):
-    from_ = ma.fields.Integer(required=True, data_key="from", validate=ma.validate.Range(min=1))
-    to = ma.fields.Integer(
+class ConsistencyArgs(QuerySchema):
+    from_ = Integer(required=True, data_key="from", validate=ma.validate.Range(min=1))
+    to = Integer(
         validate=ma.validate.Range(min=1),
         metadata={"description": "tree size; defaults to the newest checkpoint's"},
     )
 
 
 class ConsistencySchema(ma.Schema):
-    from_ = ma.fields.Integer(data_key="from")
-    to = ma.fields.Integer()
+    from_ = Integer(data_key="from")
+    to = Integer()
     from_root = ma.fields.String()
     to_root = ma.fields.String()
     hashes = ma.fields.List(ma.fields.String())

@@ -7,6 +7,7 @@ from typing import Any
 import marshmallow as ma
 
 from app.api.common import BEARER, Blueprint, authenticated, ledger
+from app.api.schemas import Integer
 from app.services import organisations
 
 blp = Blueprint(
@@ -24,7 +25,7 @@ class OrganisationSchema(ma.Schema):
     funder = ma.fields.String()
     ods_code = ma.fields.String(allow_none=True)
     registered_at = ma.fields.AwareDateTime()
-    ledger_index = ma.fields.Integer(
+    ledger_index = Integer(
         metadata={"description": "index of the organisation.registered log entry"}
     )
 

@@ -8,6 +8,7 @@ from typing import Any
 import marshmallow as ma
 
 from app.services.subjects import InvalidNhsNumber, SubjectIdentifier, normalise_nhs_number
+from app.text import line_problem
 from app.vocabulary import (
     CONSENT_FORMS,
     DATA_CATEGORIES,
@@ -16,19 +17,56 @@ from app.vocabulary import (
     WITHDRAWAL_REASONS,
 )
 
-_CONTROL_OR_SURROGATE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 ORG_ID_PATTERN = r"[a-z0-9][a-z0-9-]{1,62}[a-z0-9]"
 
 
 class Text(ma.fields.String):
-    """A line of text: no control characters and no lone surrogates (which no database or
+    """A line of visible text (:func:`app.text.line_problem`): no controls, no bidirectional
+    or other invisible formatting characters, and no lone surrogates (which no database or
     canonical JSON encoder accepts)."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
-        if _CONTROL_OR_SURROGATE.search(text):
-            raise ma.ValidationError("must not contain control characters")
+        if (problem := line_problem(text)) is not None:
+            raise ma.ValidationError(problem)
         return text
+
+
+# A whole number as a query string spells it: ASCII digits only (int() would also take other
+# scripts' digits, " 7", "+7" and "7_0"), and few enough of them to stay far below Python's
+# int-from-string limit and inside every database's integer.
+_QUERY_INTEGER = re.compile(r"-?[0-9]{1,18}")
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,18}")
+
+
+def parse_whole_number(text: str) -> int | None:
+    """A non-negative whole number written in the digits 0-9, or None."""
+    return int(text) if _WHOLE_NUMBER.fullmatch(text) else None
+
+
+class QuerySchema(ma.Schema):
+    """Arguments from a query string, where every value arrives as text."""
+
+
+class Integer(ma.fields.Integer):
+    """The API's integer, for every schema: in a JSON body a JSON integer and nothing else (not
+    ``7.5``, which would silently become 7, not ``"7"``, not ``true``); in a
+    :class:`QuerySchema`, plain ASCII digits."""
+
+    default_error_messages = {  # noqa: RUF012 (as marshmallow declares it)
+        "invalid": "must be an integer",
+        "invalid_text": "must be a whole number written in the digits 0-9",
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(strict=True, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if isinstance(self.root, QuerySchema):
+            if not isinstance(value, str) or not _QUERY_INTEGER.fullmatch(value):
+                raise self.make_error("invalid_text")
+            value = int(value)
+        return super()._deserialize(value, attr, data, **kwargs)
 
 
 def org_id(**kwargs: Any) -> ma.fields.String:
@@ -89,7 +127,7 @@ class SubjectSchema(ma.Schema):
 
 
 class LedgerReceiptSchema(ma.Schema):
-    index = ma.fields.Integer()
+    index = Integer()
     leaf_hash = ma.fields.String()
     checkpoint = ma.fields.String(
         metadata={"description": "a C2SP signed checkpoint that includes the entry"}
@@ -100,7 +138,7 @@ class HistoryEventSchema(ma.Schema):
     event = ma.fields.String()
     at = ma.fields.String()
     organisation = ma.fields.String(allow_none=True)
-    ledger_index = ma.fields.Integer()
+    ledger_index = Integer()
     reason = ma.fields.String()
 
 
@@ -191,7 +229,7 @@ class ObjectionReceiptSchema(ObjectionSchema):
     ledger = ma.fields.Nested(LedgerReceiptSchema)
 
 
-class SubjectQuerySchema(ma.Schema):
+class SubjectQuerySchema(QuerySchema):
     nhs_number = ma.fields.String(validate=_nhs_number)
     local_system = org_id()
     local_value = Text(validate=ma.validate.Length(min=1, max=100))
@@ -283,7 +321,7 @@ class ReasonSchema(ma.Schema):
 
 
 class DecisionLedgerSchema(ma.Schema):
-    index = ma.fields.Integer()
+    index = Integer()
     leaf_hash = ma.fields.String()
 
 
@@ -330,19 +368,19 @@ class DisclosureSchema(ma.Schema):
     legal_basis = ma.fields.String(allow_none=True)
     consents = ma.fields.List(ma.fields.String())
     disclosed_at = ma.fields.String()
-    ledger_index = ma.fields.Integer()
+    ledger_index = Integer()
     ledger = ma.fields.Nested(DecisionLedgerSchema)
 
 
-class DisclosureQuerySchema(ma.Schema):
+class DisclosureQuerySchema(QuerySchema):
     nhs_number = ma.fields.String(validate=_nhs_number)
     from_org = org_id()
     to_org = org_id()
     purpose = ma.fields.String(validate=ma.validate.OneOf(PURPOSES))
     since = Timestamp()
     until = Timestamp()
-    page = ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1, max=100_000))
-    page_size = ma.fields.Integer(load_default=50, validate=ma.validate.Range(min=1, max=500))
+    page = Integer(load_default=1, validate=ma.validate.Range(min=1, max=100_000))
+    page_size = Integer(load_default=50, validate=ma.validate.Range(min=1, max=500))
 
     @ma.validates_schema
     def _window(self, data: dict[str, Any], **_: Any) -> None:
@@ -352,6 +390,6 @@ class DisclosureQuerySchema(ma.Schema):
 
 class DisclosurePageSchema(ma.Schema):
     items = ma.fields.List(ma.fields.Nested(DisclosureSchema))
-    page = ma.fields.Integer()
-    page_size = ma.fields.Integer()
-    total = ma.fields.Integer()
+    page = Integer()
+    page_size = Integer()
+    total = Integer()

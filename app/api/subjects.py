@@ -24,7 +24,7 @@ blp = Blueprint(
 
 class AccessLinkRequestSchema(ma.Schema):
     subject = ma.fields.Nested(schemas.SubjectSchema, required=True)
-    expires_in_days = ma.fields.Integer(
+    expires_in_days = schemas.Integer(
         load_default=DEFAULT_LINK_DAYS, validate=ma.validate.Range(min=1, max=MAX_LINK_DAYS)
     )
 
@@ -33,7 +33,7 @@ class AccessLinkSchema(ma.Schema):
     id = ma.fields.String()
     url = ma.fields.String(metadata={"description": "give this to the person, and to no one else"})
     expires_at = ma.fields.String()
-    ledger_index = ma.fields.Integer()
+    ledger_index = schemas.Integer()
 
 
 def _base_url() -> str:
@@ -65,7 +65,7 @@ def create(data: dict[str, Any]) -> Any:
 class RevokedSchema(ma.Schema):
     id = ma.fields.String()
     revoked = ma.fields.Boolean()
-    ledger_index = ma.fields.Integer()
+    ledger_index = schemas.Integer()
 
 
 @blp.route("/access-links/<string:link_id>/revoke", methods=["POST"])

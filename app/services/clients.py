@@ -21,6 +21,7 @@ from app.errors import DomainError, Unauthenticated
 from app.models import ApiClient, Organisation
 from app.services.container import Ledger
 from app.services.log_store import make_entry
+from app.text import line_problem
 from app.vocabulary import ROLES
 
 TOKEN_PATTERN = re.compile(r"^(cl_[0-9a-f]{16})\.([A-Za-z0-9_-]{43})$")
@@ -77,6 +78,8 @@ def create_client(
     name = (name or f"{organisation_id} {role}").strip()
     if not name or len(name) > 200:
         raise ClientError("name must be 1-200 characters")
+    if (problem := line_problem(name)) is not None:
+        raise ClientError(f"name {problem}")
     client_id = "cl_" + secrets.token_hex(8)
     token = f"{client_id}.{secrets.token_urlsafe(32)}"
     now = ledger.clock()

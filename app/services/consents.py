@@ -363,8 +363,18 @@ def confirm_consent(
 
     def use_case(session: Session) -> tuple[int, dict[str, Any]]:
         if principal.organisation_kind != "health":
-            raise Forbidden("only a health organisation's client may confirm a consent (G6)")
+            raise Forbidden(
+                "only a health organisation's client may confirm a consent (G6); "
+                f"{principal.organisation_id} is a {principal.organisation_kind} organisation"
+            )
         consent = _consent_for_update(session, consent_id)
+        if principal.organisation_id not in consent.recipients:
+            # Confirming is the health side vouching that the consent was freely given for a
+            # share with it: a health organisation the consent does not name has no part in it.
+            raise Forbidden(
+                f"consent {consent_id} does not name {principal.organisation_id} as a "
+                "recipient; only a health organisation the consent names may confirm it (G6)"
+            )
         recorder = session.get(Organisation, consent.recorded_by)
         assert recorder is not None
         if recorder.kind not in policies.current_policy(session).confirmation.consents_recorded_by:

@@ -258,24 +258,25 @@ def decide(
         return 200, {**decision_view(row), "ledger": ledger_ref}
 
     def check_replay(session: Session, body: dict[str, Any]) -> None:
-        # A retried request gets its first answer, but never a permit that a withdrawal has
-        # since made untrue (G5): the caller might act on it.
-        if body.get("decision") != "permit" or not body.get("consents"):
+        # A retried request gets its first answer, but never a permit that is no longer true
+        # (a withdrawal, objection or expiry since, or a stricter policy): the caller might act
+        # on it. It is re-evaluated now as a disclosure under it would be.
+        if body.get("decision") != "permit":
             return
-        withdrawn = (
-            session.execute(
-                select(Consent.id).where(
-                    Consent.id.in_(list(body["consents"])), Consent.status != "active"
-                )
-            )
-            .scalars()
-            .all()
+        record = session.get(DecisionRecord, body["id"])
+        assert record is not None  # recorded in the same transaction as the replayed body
+        _, facts = _still_permitted(
+            session, record, record.result["permitted_categories"], ledger.clock()
         )
+        # Still permitted, perhaps under another consent: the first answer names the consents
+        # it relied on, so it is not replayed if one of them has been withdrawn (G5).
+        relied_on = record.result["consents"]
+        withdrawn = [c.id for c in facts.consents if c.id in relied_on and c.status != "active"]
         if withdrawn:
             raise ConsentWithdrawn(
                 f"this request's earlier permit relied on consent {', '.join(withdrawn)}, "
                 "which has since been withdrawn; ask again without the Idempotency-Key",
-                extra={"consents": list(withdrawn), "decision_id": body.get("id")},
+                extra={"consents": withdrawn, "decision_id": record.id},
             )
 
     return run_write(ledger, idem, use_case, check_replay)
@@ -312,6 +313,39 @@ def _refusal(decision: Decision, relied_on: Sequence[str], facts: Facts) -> Conf
         + ", ".join(f"{d.category} ({d.reason})" for d in decision.denied_categories),
         extra=extra,
     )
+
+
+def _still_permitted(
+    session: Session, record: DecisionRecord, categories: Sequence[str], now: datetime
+) -> tuple[Decision, Facts]:
+    """Evaluate a recorded permit again for ``categories``, now, under the policy now in force:
+    a withdrawal, objection or expiry since the decision, or a stricter policy, refuses with the
+    409 that says which (G5). Both a disclosure and a replayed permit are checked here."""
+    sender = session.get(Organisation, record.from_org)
+    recipient = session.get(Organisation, record.to_org)
+    assert sender is not None
+    assert recipient is not None
+    legal = (
+        LegalBasis(record.legal_basis_type, record.legal_basis_reference or "")
+        if record.legal_basis_type
+        else None
+    )
+    facts = load_facts(session, record.subject_ref)
+    decision = evaluate(
+        policies.current_policy(session),
+        Request(
+            Party(sender.id, sender.kind),
+            Party(recipient.id, recipient.kind),
+            record.purpose,
+            tuple(categories),
+            legal,
+        ),
+        facts,
+        now,
+    )
+    if decision.decision != "permit":
+        raise _refusal(decision, record.result.get("consents", ()), facts)
+    return decision, facts
 
 
 def disclosure_view(d: Disclosure, consents: Sequence[str]) -> dict[str, Any]:
@@ -361,34 +395,8 @@ def record_disclosure(
                 "data_categories must be a subset of the decision's permitted categories",
                 errors=errors,
             )
-        policy = policies.current_policy(session)
-        sender = session.get(Organisation, record.from_org)
-        recipient = session.get(Organisation, record.to_org)
-        assert sender is not None
-        assert recipient is not None
-        legal = (
-            LegalBasis(record.legal_basis_type, record.legal_basis_reference or "")
-            if record.legal_basis_type
-            else None
-        )
-        facts = load_facts(session, record.subject_ref)
         now = ledger.clock()
-        # Re-evaluated now, under the policy now in force: a withdrawal or objection since the
-        # decision, or a stricter policy, stops the share (G5).
-        decision = evaluate(
-            policy,
-            Request(
-                Party(sender.id, sender.kind),
-                Party(recipient.id, recipient.kind),
-                record.purpose,
-                tuple(categories),
-                legal,
-            ),
-            facts,
-            now,
-        )
-        if decision.decision != "permit":
-            raise _refusal(decision, record.result.get("consents", ()), facts)
+        decision, _ = _still_permitted(session, record, categories, now)
         disclosure_id = "dis_" + secrets.token_hex(16)
         (receipt,) = ledger.log_store.append(
             session,
@@ -400,8 +408,8 @@ def record_disclosure(
                         "disclosure_id": disclosure_id,
                         "decision_id": decision_id,
                         "subject_ref": record.subject_ref,
-                        "from": sender.id,
-                        "to": recipient.id,
+                        "from": record.from_org,
+                        "to": record.to_org,
                         "purpose": record.purpose,
                         "data_categories": list(categories),
                         "basis": decision.basis,
@@ -418,8 +426,8 @@ def record_disclosure(
             id=disclosure_id,
             decision_id=decision_id,
             subject_ref=record.subject_ref,
-            from_org=sender.id,
-            to_org=recipient.id,
+            from_org=record.from_org,
+            to_org=record.to_org,
             purpose=record.purpose,
             data_categories=list(categories),
             basis=decision.basis,

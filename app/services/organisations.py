@@ -18,6 +18,7 @@ from app.errors import DomainError
 from app.models import Organisation, table
 from app.services.container import Ledger
 from app.services.log_store import make_entry
+from app.text import line_problem
 from app.vocabulary import FUNDERS, ORGANISATION_KINDS
 
 ORG_ID = re.compile(r"[a-z0-9][a-z0-9-]{1,62}[a-z0-9]")
@@ -133,8 +134,10 @@ def validate_records(data: Any, source: str) -> list[OrganisationRecord]:
             continue
         org_id, name, kind, funder = (raw[k].strip() for k in REQUIRED)
         ods = raw.get("ods_code")
-        if not name or any(ch < " " for ch in name):
+        if not name:
             problems.append(f"{where}: field 'name' must be a non-empty line of text")
+        elif (problem := line_problem(name)) is not None:
+            problems.append(f"{where}: field 'name' {problem}")
         if not ORG_ID.fullmatch(org_id):
             problems.append(
                 f"{where}: field 'id': {org_id!r} must be 3-64 lower-case letters, digits or "

@@ -26,6 +26,7 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
 
 from app.api.disclosures import csv_cell
+from app.api.schemas import parse_whole_number
 from app.errors import DomainError
 from app.models import Organisation
 from app.services import consents, dashboard, decisions, subjects
@@ -166,15 +167,22 @@ def _parse_filters() -> tuple[decisions.DisclosureQuery, dict[str, str], list[tu
             except ValueError:
                 label = "From" if key == "since" else "To"
                 errors.append((key, f"{label} must be a date like 2026-11-25"))
-    try:
-        page = max(1, min(100_000, int(args.get("page", "1"))))
-    except ValueError:
-        page = 1
-    if not form["as_of"].isdigit():
-        with ledger().db.read() as session:
-            form["as_of"] = str(ledger().log_store.size(session))
+    page = parse_whole_number(args.get("page", ""))
+    page = 1 if page is None else max(1, min(100_000, page))
+    with ledger().db.read() as session:
+        size = ledger().log_store.size(session)
+    as_of = size
+    if form["as_of"]:
+        # Only the page's own links carry as_of, so a value that is not a log position is a
+        # broken link, not a typing slip: refuse it, as a form that expired is refused.
+        pinned = parse_whole_number(form["as_of"])
+        if pinned is None:
+            abort(400, "as_of is not a position in the log")
+        # A position past the end shows the log as it is now (and stays inside the column).
+        as_of = min(pinned, size)
+    form["as_of"] = str(as_of)
     query = decisions.DisclosureQuery(
-        before_index=int(form["as_of"]),
+        before_index=as_of,
         subject=subject,
         organisation=form["organisation"] or None,
         purpose=form["purpose"] or None,

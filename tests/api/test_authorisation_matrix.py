@@ -412,11 +412,11 @@ EXPECTED: dict[Route, Expect] = {
         ),
         only(case_system=(200, 403), ig_lead=(200, 403), patient_portal=(200, 200)),
     ),
-    # G6: a health organisation confirms a DWP-side consent; its recorder cannot confirm it
+    # G6: a health organisation the DWP-side consent names confirms it; a health organisation
+    # it does not name cannot (nor can its recorder, which is not a health organisation)
     ("POST", CONSENT_CONFIRM): Expect(
         lambda w: Call(f"/v1/consents/{w.new_consent(DWP_OWNER)}/confirm"),
-        only(case_system=(403, 200), ig_lead=(403, 200)),
-        owner=DWP_OWNER,
+        only(case_system=(200, 403), ig_lead=(200, 403)),
     ),
     ("POST", "/v1/objections"): Expect(
         lambda w: Call(

@@ -25,7 +25,8 @@ ORGANISATIONS = {
     "recorder": RECORDER,
     "recipient": "ea-tt-leeds",  # employment_nhs, named as the consent's recipient
     "unrelated": "asc-leeds",  # social_care, not named
-    "health": "cmht-leeds-west",  # health, not named: may confirm
+    "health": "cmht-leeds-west",  # health, not named: may not confirm (G6)
+    "named_health": "tt-leeds",  # health, named as a recipient: may confirm (G6)
 }
 RELATIONS = tuple(ORGANISATIONS)
 
@@ -33,47 +34,48 @@ SEES = "200 listed"  # the read succeeds and the consent is in it
 BLIND = "200 not listed"  # the read succeeds and the consent is not in it
 Outcome = int | str
 
-# role -> action -> outcome for a caller from the (recorder, recipient, unrelated, health) org
-MATRIX: dict[str, dict[str, tuple[Outcome, Outcome, Outcome, Outcome]]] = {
+# role -> action -> outcome for a caller from the
+# (recorder, recipient, unrelated, health, named_health) organisation
+MATRIX: dict[str, dict[str, tuple[Outcome, ...]]] = {
     "case_system": {
-        "read": (SEES, SEES, BLIND, BLIND),
-        "record": (201, 201, 201, 201),
-        "withdraw": (200, 403, 403, 403),
-        "confirm": (403, 403, 403, 200),
-        "object": (201, 201, 201, 201),
-        "withdraw_objection": (200, 403, 403, 403),
+        "read": (SEES, SEES, BLIND, BLIND, SEES),
+        "record": (201, 201, 201, 201, 201),
+        "withdraw": (200, 403, 403, 403, 403),
+        "confirm": (403, 403, 403, 403, 200),
+        "object": (201, 201, 201, 201, 201),
+        "withdraw_objection": (200, 403, 403, 403, 403),
     },
     "ig_lead": {
-        "read": (SEES, SEES, BLIND, BLIND),
-        "record": (403, 403, 403, 403),
-        "withdraw": (200, 403, 403, 403),
-        "confirm": (403, 403, 403, 200),
-        "object": (403, 403, 403, 403),
-        "withdraw_objection": (403, 403, 403, 403),
+        "read": (SEES, SEES, BLIND, BLIND, SEES),
+        "record": (403, 403, 403, 403, 403),
+        "withdraw": (200, 403, 403, 403, 403),
+        "confirm": (403, 403, 403, 403, 200),
+        "object": (403, 403, 403, 403, 403),
+        "withdraw_objection": (403, 403, 403, 403, 403),
     },
     "patient_portal": {
-        "read": (SEES, SEES, SEES, SEES),
-        "record": (403, 403, 403, 403),
-        "withdraw": (200, 200, 200, 200),
-        "confirm": (403, 403, 403, 403),
-        "object": (201, 201, 201, 201),
-        "withdraw_objection": (200, 200, 200, 200),
+        "read": (SEES, SEES, SEES, SEES, SEES),
+        "record": (403, 403, 403, 403, 403),
+        "withdraw": (200, 200, 200, 200, 200),
+        "confirm": (403, 403, 403, 403, 403),
+        "object": (201, 201, 201, 201, 201),
+        "withdraw_objection": (200, 200, 200, 200, 200),
     },
     "auditor": {
-        "read": (SEES, SEES, SEES, SEES),
-        "record": (403, 403, 403, 403),
-        "withdraw": (403, 403, 403, 403),
-        "confirm": (403, 403, 403, 403),
-        "object": (403, 403, 403, 403),
-        "withdraw_objection": (403, 403, 403, 403),
+        "read": (SEES, SEES, SEES, SEES, SEES),
+        "record": (403, 403, 403, 403, 403),
+        "withdraw": (403, 403, 403, 403, 403),
+        "confirm": (403, 403, 403, 403, 403),
+        "object": (403, 403, 403, 403, 403),
+        "withdraw_objection": (403, 403, 403, 403, 403),
     },
     "admin": {
-        "read": (403, 403, 403, 403),
-        "record": (403, 403, 403, 403),
-        "withdraw": (403, 403, 403, 403),
-        "confirm": (403, 403, 403, 403),
-        "object": (403, 403, 403, 403),
-        "withdraw_objection": (403, 403, 403, 403),
+        "read": (403, 403, 403, 403, 403),
+        "record": (403, 403, 403, 403, 403),
+        "withdraw": (403, 403, 403, 403, 403),
+        "confirm": (403, 403, 403, 403, 403),
+        "object": (403, 403, 403, 403, 403),
+        "withdraw_objection": (403, 403, 403, 403, 403),
     },
 }
 
@@ -108,8 +110,9 @@ def test_each_role_and_organisation_may_do_only_what_it_should(
 ) -> None:
     recorder = bearer(make_token(RECORDER, "case_system"))
     auditor = bearer(make_token("tt-leeds", "auditor"))
-    to_withdraw = post(client, "/v1/consents", recorder, consent_body(["ea-tt-leeds"]))["id"]
-    to_confirm = post(client, "/v1/consents", recorder, consent_body(["ea-tt-leeds"]))["id"]
+    named = ["ea-tt-leeds", "tt-leeds"]
+    to_withdraw = post(client, "/v1/consents", recorder, consent_body(named))["id"]
+    to_confirm = post(client, "/v1/consents", recorder, consent_body(named))["id"]
     objection = post(
         client,
         "/v1/objections",

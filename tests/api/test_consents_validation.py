@@ -12,7 +12,7 @@ import pytest
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from tests.helpers import bearer
+from tests.helpers import BOTH, bearer
 from tests.nhs import valid_nhs_numbers, with_check_digit
 
 # Confirmation (G6) reads the policy in force, as a deployment's would.
@@ -604,7 +604,8 @@ def test_a_request_that_conflicts_with_the_state_changes_nothing(
         "health": bearer(make_token(HEALTH, "case_system")),
         "other_health": bearer(make_token("cmht-leeds-west", "ig_lead")),
     }
-    ids = {"cid": record(client, auth)["id"]}
+    # Both health organisations are named: only a named one may confirm (G6).
+    ids = {"cid": record(client, auth, recipients=[HEALTH, "cmht-leeds-west"])["id"]}
     objection = client.post(
         "/v1/objections",
         json={"subject": {"nhs_number": PERSON}, "scope": "direct_care"},
@@ -649,6 +650,40 @@ def test_only_consents_recorded_by_dwp_or_dwp_funded_providers_need_confirming(
     assert [e["event"] for e in body["history"]] == ["granted", "confirmed"]
     assert body["ledger"]["index"] == before
     assert log_size(client) == before + 1
+
+
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
+@pytest.mark.parametrize(
+    ("confirmer", "status", "slug"),
+    [
+        (HEALTH, 200, None),  # health, and named by the consent
+        ("cmht-leeds-west", 403, "forbidden"),  # health, but the consent does not name it
+        ("ea-tt-leeds", 403, "forbidden"),  # named, but not a health organisation
+    ],
+)
+def test_only_a_health_organisation_the_consent_names_may_confirm_it(
+    client: FlaskClient,
+    make_token: Callable[..., str],
+    auth: dict[str, str],
+    confirmer: str,
+    status: int,
+    slug: str | None,
+) -> None:
+    cid = record(client, auth, recipients=[HEALTH, "ea-tt-leeds"])["id"]
+    confirming = bearer(make_token(confirmer, "case_system"))
+    before = log_size(client)
+    resp = client.post(f"/v1/consents/{cid}/confirm", headers=confirming)
+    stored = client.get(f"/v1/consents?nhs_number={PERSON}", headers=auth).get_json()
+    (consent,) = (c for c in stored["consents"] if c["id"] == cid)
+    if slug is None:
+        assert resp.status_code == status, resp.text
+        assert consent["confirmed_by"] == confirmer
+        assert log_size(client) == before + 1
+        return
+    problem = assert_problem(resp, status, slug)
+    assert confirmer in problem["detail"]
+    assert consent["confirmed_by"] is None
+    assert log_size(client) == before
 
 
 # -- reading: a bad query names the parameter ------------------------------------------------------

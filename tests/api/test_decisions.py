@@ -6,12 +6,16 @@ import base64
 import csv
 import io
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
+import yaml
 from flask.testing import FlaskClient
 
 from app.policy import Policy
+from app.services import policies
+from app.services.container import Ledger
 from tests.helpers import BOTH, bearer
 from tests.nhs import valid_nhs_numbers
 
@@ -55,11 +59,12 @@ def decide(
     to: str = "ea-tt-leeds",
     purpose: str = "referral",
     categories: tuple[str, ...] = ("identity", "service_status"),
+    headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> Any:
     return client.post(
         "/v1/decisions",
-        headers=bearer(token),
+        headers={**bearer(token), **(headers or {})},
         json={
             "subject": {"nhs_number": nhs},
             "from": frm,
@@ -219,6 +224,91 @@ def test_an_objection_after_the_decision_stops_the_disclosure(
     )
     assert refused.status_code == 409
     assert refused.get_json()["type"] == "/problems/objection-recorded"
+
+
+def _withdraw(client: FlaskClient, tokens: Tokens, ledger: Ledger, given: dict[str, Any]) -> None:
+    resp = client.post(f"/v1/consents/{given['id']}/withdraw", headers=bearer(tokens["portal"]))
+    assert resp.status_code == 200
+
+
+def _expire(client: FlaskClient, tokens: Tokens, ledger: Ledger, given: dict[str, Any]) -> None:
+    real = ledger.clock
+    ledger.clock = lambda: real() + timedelta(days=2)  # the consent expires after one day
+
+
+def _object(client: FlaskClient, tokens: Tokens, ledger: Ledger, given: dict[str, Any]) -> None:
+    resp = client.post(
+        "/v1/objections",
+        headers=bearer(tokens["portal"]),
+        json={"subject": {"nhs_number": NHS[0]}, "scope": "direct_care"},
+    )
+    assert resp.status_code == 201
+
+
+def _signed_referrals_only(
+    client: FlaskClient, tokens: Tokens, ledger: Ledger, given: dict[str, Any]
+) -> None:
+    doc = yaml.safe_load(policies.DEFAULT_POLICY_FILE.read_text())
+    next(r for r in doc["rules"] if r["id"] == "P2")["forms"] = "signed"
+    path = ledger.settings.instance_path / "stricter.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    policies.publish(ledger, policies.parse_policy_file(path))
+
+
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
+@pytest.mark.parametrize(
+    ("change", "ask", "slug"),
+    [
+        pytest.param(_withdraw, {}, "consent-withdrawn", id="withdrawal"),
+        pytest.param(_expire, {}, "decision-denied", id="expiry"),
+        pytest.param(_signed_referrals_only, {}, "decision-denied", id="stricter-policy"),
+        pytest.param(
+            _object,
+            {"to": "cmht-leeds-west", "categories": ("identity", "condition")},
+            "objection-recorded",
+            id="objection",
+        ),
+    ],
+)
+def test_a_retried_decision_never_replays_a_permit_that_is_no_longer_true(
+    client: FlaskClient,
+    tokens: Tokens,
+    ledger: Ledger,
+    change: Callable[[FlaskClient, Tokens, Ledger, dict[str, Any]], None],
+    ask: dict[str, Any],
+    slug: str,
+) -> None:
+    expires = (ledger.clock() + timedelta(days=1)).isoformat()
+    given = consent(client, tokens["tt"], NHS[0], expires_at=expires)
+    retry = {"Idempotency-Key": "decide-once"}
+    first = decide(client, tokens["tt"], NHS[0], headers=retry, **ask)
+    assert first.get_json()["decision"] == "permit", first.get_json()
+    again = decide(client, tokens["tt"], NHS[0], headers=retry, **ask)
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert again.get_json() == first.get_json()
+
+    change(client, tokens, ledger, given)
+    size = client.get("/healthz").get_json()["log_size"]
+    replay = decide(client, tokens["tt"], NHS[0], headers=retry, **ask)
+    assert replay.status_code == 409, replay.get_json()
+    assert replay.get_json()["type"] == f"/problems/{slug}"
+    assert "Idempotent-Replayed" not in replay.headers
+    assert client.get("/healthz").get_json()["log_size"] == size
+
+
+def test_a_replayed_permit_never_names_a_withdrawn_consent_even_if_another_covers_it(
+    client: FlaskClient, tokens: Tokens
+) -> None:
+    first_consent = consent(client, tokens["tt"], NHS[0])
+    retry = {"Idempotency-Key": "decide-once"}
+    first = decide(client, tokens["tt"], NHS[0], headers=retry).get_json()
+    assert first["consents"] == [first_consent["id"]]
+    consent(client, tokens["tt"], NHS[0])  # a second consent, as wide as the first
+    client.post(f"/v1/consents/{first_consent['id']}/withdraw", headers=bearer(tokens["portal"]))
+    replay = decide(client, tokens["tt"], NHS[0], headers=retry)
+    assert replay.status_code == 409
+    assert replay.get_json()["consents"] == [first_consent["id"]]
+    assert decide(client, tokens["tt"], NHS[0]).get_json()["decision"] == "permit"
 
 
 @pytest.mark.parametrize(

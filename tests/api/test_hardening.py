@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import marshmallow as ma
 import pytest
 from flask.testing import FlaskClient, FlaskCliRunner
 
@@ -120,6 +121,8 @@ def test_a_legal_basis_reference_cannot_carry_an_identifier_or_markup(
         ("/v1/consents", {"subject": {"local_id": {"system": "tt-leeds", "value": "\ud800"}}}, 422),
         ("/v1/consents/%00/withdraw", None, 404),
         ("/v1/disclosures?since=0001-01-01T00:00:00%2B14:00", None, 400),
+        ("/v1/disclosures?until=10000-01-01T00:00:00Z", None, 400),
+        ("/v1/disclosures?since=%C2%B2%C2%B2%C2%B2%C2%B2-01-01T00:00:00Z", None, 400),
         ("/v1/disclosures?from_org=%00", None, 400),
     ],
 )
@@ -193,3 +196,85 @@ def test_csv_cells_that_look_like_formulas_are_neutralised() -> None:
     assert ",'+1," in row
     assert "'@sum" in row
     assert "'-2" in row
+
+
+@pytest.mark.parametrize(
+    "value",
+    [7.5, 7.0, "7", "\u0667", "7 ", " 7", "\u00b2", "7_0", True, "9" * 5000],
+    ids=repr,
+)
+def test_an_integer_in_a_body_must_be_a_json_integer(
+    client: FlaskClient, tok: dict[str, str], value: Any
+) -> None:
+    size = client.get("/healthz").get_json()["log_size"]
+    resp = client.post(
+        "/v1/subjects/access-links",
+        headers=bearer(tok["tt"]),
+        json={"subject": {"nhs_number": NHS[0]}, "expires_in_days": value},
+    )
+    assert resp.status_code == 422, resp.get_json()
+    assert resp.mimetype == "application/problem+json"
+    assert [e["field"] for e in resp.get_json()["errors"]] == ["expires_in_days"]
+    assert client.get("/healthz").get_json()["log_size"] == size  # no link was issued
+
+
+@pytest.mark.parametrize(
+    ("path", "argument"),
+    [
+        (f"/v1/disclosures?page={value}", "page")
+        for value in ("%D9%A7", "7%20", "%207", "%C2%B2", "7.0", "7_0", "+7", "9" * 5000)
+    ]
+    + [
+        ("/v1/log/proof/inclusion?index=%D9%A7", "index"),
+        ("/v1/log/proof/consistency?from=1&to=%C2%B2", "to"),
+    ],
+)
+def test_an_integer_in_a_query_must_be_ascii_digits(
+    client: FlaskClient, tok: dict[str, str], path: str, argument: str
+) -> None:
+    _consent(client, tok["tt"], NHS[0])  # a log with entries, so a proof could be served
+    resp = client.get(path, headers=bearer(tok["tt_ig"]))
+    assert resp.status_code == 400, resp.get_json()
+    assert resp.get_json()["type"] == "/problems/invalid-argument"
+    assert [e["field"] for e in resp.get_json()["errors"]] == [argument]
+
+
+def test_an_integer_argument_in_plain_digits_is_still_accepted(
+    client: FlaskClient, tok: dict[str, str]
+) -> None:
+    _consent(client, tok["tt"], NHS[0])
+    _consent(client, tok["tt"], NHS[1])
+    assert client.get("/v1/disclosures?page=2", headers=bearer(tok["tt_ig"])).status_code == 200
+    proof = client.get("/v1/log/proof/consistency?from=1&to=2", headers=bearer(tok["tt_ig"]))
+    assert proof.status_code == 200, proof.get_json()
+    link = client.post(
+        "/v1/subjects/access-links",
+        headers=bearer(tok["tt"]),
+        json={"subject": {"nhs_number": NHS[0]}, "expires_in_days": 3},
+    )
+    assert link.status_code == 201, link.get_json()
+
+
+def test_every_integer_field_of_every_api_schema_is_the_strict_one() -> None:
+    def subclasses(cls: type[ma.Schema]) -> list[type[ma.Schema]]:
+        return [cls, *(s for sub in cls.__subclasses__() for s in subclasses(sub))]
+
+    lenient = [
+        f"{schema.__name__}.{name}"
+        for schema in subclasses(ma.Schema)
+        if schema.__module__.startswith("app.")
+        for name, field in schema._declared_fields.items()
+        if isinstance(field, ma.fields.Integer) and not field.strict
+    ]
+    assert lenient == []
+
+
+@pytest.mark.parametrize("index", ["%D9%A0", "%EF%BC%90", "9" * 5000])
+def test_an_integer_in_a_path_must_be_ascii_digits(
+    client: FlaskClient, tok: dict[str, str], index: str
+) -> None:
+    _consent(client, tok["tt"], NHS[0])
+    assert client.get("/v1/log/entries/0", headers=bearer(tok["tt_ig"])).status_code == 200
+    resp = client.get(f"/v1/log/entries/{index}", headers=bearer(tok["tt_ig"]))
+    assert resp.status_code == 404
+    assert resp.mimetype == "application/problem+json"

@@ -81,6 +81,15 @@ CASES = [
         None,
     ),
     (
+        # Past Python's int-from-string limit (4300 digits), which json raises as a ValueError.
+        "integer-over-4300-digits",
+        _with()[:-1] + b', "evidence_sha256": ' + b"9" * 5000 + b"}",
+        "application/json",
+        400,
+        "invalid-request",
+        None,
+    ),
+    (
         "lone-surrogate",
         _with(purpose="\ud800"),
         "application/json",
@@ -95,6 +104,18 @@ CASES = [
         422,
         "invalid-request",
         "recipients.0",
+    ),
+    *(
+        (
+            f"U+{ord(ch):04X}-in-free-text",
+            _with(subject={"local_id": {"system": "tt-leeds", "value": f"MRN{ch}123"}}),
+            "application/json",
+            422,
+            "invalid-request",
+            "subject.local_id.value",
+        )
+        # bidirectional override and isolate, a C1 control, zero width space, line separator
+        for ch in ("\u202e", "\u2067", "\u009b", "\u200b", "\u2028")
     ),
     (
         "nul-in-id",

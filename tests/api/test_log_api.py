@@ -88,7 +88,7 @@ def test_a_proof_for_a_tampered_leaf_does_not_verify(
         ("/v1/log/proof/inclusion?index=0&size=11", "size", "11 is outside 1..10"),
         ("/v1/log/proof/inclusion?index=5&size=3", "index", "5 is outside 0..2"),
         ("/v1/log/proof/inclusion?index=-1", "index", "greater than or equal to 0"),
-        ("/v1/log/proof/inclusion?index=abc", "index", "Not a valid integer"),
+        ("/v1/log/proof/inclusion?index=abc", "index", "whole number written in the digits 0-9"),
         ("/v1/log/proof/inclusion", "index", "Missing data for required field"),
         ("/v1/log/proof/consistency?from=7&to=3", "from", "7 is outside 1..3"),
         ("/v1/log/proof/consistency?from=1&to=12", "to", "12 is outside 1..10"),

@@ -123,6 +123,24 @@ def test_orgs_import_registers_each_organisation_as_a_log_entry(
             [{"id": "g-org", "name": "G", "kind": "health", "funder": "nhs", "ods_code": "ABC\n"}],
             "field 'ods_code'",
         ),
+        # Text shown on pages and in CSV: no bidirectional overrides, controls or invisible marks.
+        *(
+            (
+                [{"id": "h-org", "name": f"Leeds {ch}TT", "kind": "health", "funder": "nhs"}],
+                f"record 1 (id 'h-org'): field 'name' must not contain U+{ord(ch):04X}",
+            )
+            for ch in (
+                "\u202e",  # right-to-left override
+                "\u2066",  # left-to-right isolate
+                "\u200f",  # right-to-left mark
+                "\u061c",  # Arabic letter mark
+                "\u0085",  # next line (a C1 control)
+                "\u200b",  # zero width space (format)
+                "\ufeff",  # byte order mark (format)
+                "\u2028",  # line separator
+                "\n",
+            )
+        ),
     ],
 )
 def test_a_bad_file_is_refused_whole(
@@ -141,6 +159,30 @@ def test_a_bad_file_is_refused_whole(
     assert expected in result.output
     assert _count(ledger, Organisation) == 0
     assert _count(ledger, LogEntry) == 0
+
+
+def test_names_in_any_script_with_ordinary_punctuation_are_imported_as_given(
+    runner: FlaskCliRunner, ledger: Ledger, tmp_path: Path
+) -> None:
+    names = [
+        "Ysbyty Gwynedd \u2013 Bangor",
+        "Caf\u00e9 Cymru\u00a0CIC",
+        "\u0645\u0631\u0643\u0632 \u0644\u064a\u062f\u0632",
+    ]
+    f = tmp_path / "orgs.json"
+    f.write_text(
+        json.dumps(
+            [
+                {"id": f"org-{n}", "name": name, "kind": "health", "funder": "nhs"}
+                for n, name in enumerate(names)
+            ]
+        )
+    )
+    result = runner.invoke(args=["orgs", "import", str(f)])
+    assert result.exit_code == 0, result.output
+    with ledger.db.read() as session:
+        stored = session.execute(select(Organisation.name).order_by(Organisation.id)).scalars()
+        assert list(stored) == names
 
 
 def test_changing_a_registered_organisation_is_refused(
@@ -180,6 +222,14 @@ def test_clients_create_prints_the_token_once_and_stores_only_its_hash(
     [
         (["--org", "nowhere", "--role", "ig_lead"], "organisation 'nowhere' is not registered"),
         (["--org", "tt-leeds", "--role", "superuser"], "Invalid value for '--role'"),
+        (
+            ["--org", "tt-leeds", "--role", "ig_lead", "--name", "IG \u202egnitirw"],
+            "name must not contain U+202E",
+        ),
+        (
+            ["--org", "tt-leeds", "--role", "ig_lead", "--name", "IG\x07lead"],
+            "name must not contain U+0007",
+        ),
     ],
 )
 def test_clients_create_refuses_bad_arguments(

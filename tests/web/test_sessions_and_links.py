@@ -15,7 +15,7 @@ from app.models import AccessLink, LogEntry, WebSession
 from app.policy import Policy
 from app.services.container import Ledger
 from app.services.web_sessions import IDLE_TIMEOUT
-from tests.helpers import bearer
+from tests.helpers import BOTH, bearer
 from tests.nhs import valid_nhs_numbers
 
 NHS = valid_nhs_numbers(1, start=943_477_000)[0]
@@ -123,6 +123,49 @@ def test_odd_history_queries_are_answered_not_500(
     resp = client.get(f"/ig/disclosures?{query}")
     assert resp.status_code == 200
     assert "Traceback" not in resp.text
+
+
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        # as_of only ever comes from a link the page made: a bad one is a broken link (400 page).
+        ("as_of=%C2%B2", None),  # superscript two: str.isdigit() says yes, int() says no
+        ("as_of=%D9%A7", None),  # Arabic-Indic seven, which int() reads as 7
+        ("as_of=" + "9" * 5000, None),  # past Python's int-from-string limit
+        ("as_of=" + "9" * 30, None),  # past any database's integer
+        ("as_of=-1", None),
+        ("as_of=10000-01-01", None),
+        # A date someone typed is named on the page, beside the field.
+        ("since=10000-01-01", "since"),
+        ("until=99999-12-31", "until"),
+        ("since=%C2%B2%C2%B2%C2%B2%C2%B2-01-01", "since"),
+    ],
+)
+def test_a_bad_history_argument_is_a_clear_page_and_refused_for_the_csv(
+    client: FlaskClient, make_token: Callable[..., str], query: str, field: str | None
+) -> None:
+    _login(client, make_token("tt-leeds", "ig_lead"))
+    page = client.get(f"/ig/disclosures?{query}")
+    assert page.mimetype == "text/html"
+    if field is None:
+        assert page.status_code == 400
+        assert "Please try again" in page.text
+    else:
+        assert page.status_code == 200
+        assert f'href="#{field}"' in page.text  # the error summary links to the field at fault
+    csv = client.get(f"/ig/disclosures.csv?{query}")
+    assert csv.status_code == 400
+    assert csv.mimetype == "text/html"
+    assert "Traceback" not in page.text + csv.text
+
+
+def test_a_pinned_history_view_keeps_its_position_in_the_log(
+    client: FlaskClient, make_token: Callable[..., str]
+) -> None:
+    _login(client, make_token("tt-leeds", "ig_lead"))
+    assert client.get("/ig/disclosures?as_of=0").status_code == 200
+    assert client.get("/ig/disclosures.csv?as_of=3").status_code == 200
 
 
 @pytest.mark.parametrize(
