@@ -1,10 +1,10 @@
 """What may appear in the service's own logs, and the one structured line each request leaves.
 
-A request log line is JSON with a request id, the method, the path (a patient link's token
-replaced), the status, the time taken and the client id once authenticated. Never the query
-string (it may carry an NHS number), a header (it may carry a bearer token or a session cookie)
-or a body. The same id is sent back as ``X-Request-Id`` so a caller's report can be matched to
-the line.
+A request log line is JSON with a request id, the method, the path (a patient link's token and
+any NHS number replaced: :mod:`app.redaction`), the status, the time taken and the client id
+once authenticated. Never the query string (it may carry an NHS number), a header (it may carry
+a bearer token or a session cookie) or a body. The same id is sent back as ``X-Request-Id`` so
+a caller's report can be matched to the line.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import time
 
 from flask import Flask, Response, g, has_request_context, request
 
+from app.redaction import redact, redact_json
+
 _PATIENT_LINK = re.compile(r"^/p/[^/]+")
 REQUEST_ID_HEADER = "X-Request-Id"
 
@@ -24,8 +26,9 @@ access_logger = logging.getLogger("consent_ledger.access")
 
 
 def redact_path(path: str) -> str:
-    """A patient link's path is its secret token: log ``/p/[link]/...`` instead."""
-    return _PATIENT_LINK.sub("/p/[link]", path)
+    """A patient link's path is its secret token: log ``/p/[link]/...`` instead; and a path id
+    that is an NHS number is ``[redacted]``."""
+    return redact(_PATIENT_LINK.sub("/p/[link]", path))
 
 
 def request_id() -> str:
@@ -76,7 +79,8 @@ class JsonFormatter(logging.Formatter):
                 out["request_id"] = request_id()
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, separators=(",", ":"))
+        # Messages and traces can quote a request (a path, a value): no NHS number leaves.
+        return json.dumps(redact_json(out), separators=(",", ":"))
 
 
 def configure_server_logging() -> None:

@@ -30,6 +30,7 @@ from app.errors import (
     problem_body,
 )
 from app.logs import redact_path
+from app.redaction import redact_json
 from app.services.clients import Principal, authenticate
 from app.services.container import Ledger
 from app.services.idempotency import HEADER, WriteResult, idempotency_key
@@ -164,7 +165,8 @@ def problem_response(
     extra: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    body = problem_body(status, slug, detail, errors=errors, extra=extra)
+    # Refusals name what was wrong, and the caller may have put an NHS number there.
+    body = redact_json(problem_body(status, slug, detail, errors=errors, extra=extra))
     resp = Response(json.dumps(body), status=status, mimetype=PROBLEM_CONTENT_TYPE)
     for k, v in (headers or {}).items():
         resp.headers[k] = v
