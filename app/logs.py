@@ -36,26 +36,47 @@ def request_id() -> str:
     return str(g.get("request_id", "-"))
 
 
-def _start() -> None:
+def new_request_id() -> str:
     # Our own id, never the caller's: a caller-chosen id could carry an identifier into the log.
-    g.request_id = secrets.token_hex(8)
+    return secrets.token_hex(8)
+
+
+def log_request(
+    rid: str,
+    method: str | None,
+    path: str | None,
+    status: int,
+    started: float | None,
+    client_id: str | None = None,
+) -> None:
+    """The one line a request leaves, whoever answered it: the application, or the server
+    refusing it before the application ran (then the method or path may be unknown)."""
+    line = {
+        "request_id": rid,
+        "method": method,
+        "path": redact_path(path) if path is not None else None,
+        "status": status,
+        "ms": round((time.perf_counter() - started) * 1000, 1) if started else None,
+        "client_id": client_id,
+    }
+    access_logger.info("%s %s %s", method, line["path"], status, extra={"fields": line})
+
+
+def _start() -> None:
+    g.request_id = new_request_id()
     g.request_started = time.perf_counter()
 
 
 def _finish(response: Response) -> Response:
     response.headers[REQUEST_ID_HEADER] = request_id()
-    started = g.get("request_started")
     principal = g.get("principal")
-    line = {
-        "request_id": request_id(),
-        "method": request.method,
-        "path": redact_path(request.path),
-        "status": response.status_code,
-        "ms": round((time.perf_counter() - started) * 1000, 1) if started else None,
-        "client_id": getattr(principal, "client_id", None),
-    }
-    access_logger.info(
-        "%s %s %s", request.method, line["path"], response.status_code, extra={"fields": line}
+    log_request(
+        request_id(),
+        request.method,
+        request.path,
+        response.status_code,
+        g.get("request_started"),
+        getattr(principal, "client_id", None),
     )
     return response
 
