@@ -343,7 +343,8 @@ IDEMPOTENCY_DOC = {
             "in": "header",
             "name": HEADER,
             "required": False,
-            "schema": {"type": "string", "maxLength": 200},
+            # As idempotency_key checks it: 1-200 visible ASCII characters.
+            "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[!-~]*$"},
             "description": "retrying with the same key returns the first response and writes "
             "nothing new; the same key with a different body is a 422",
         }

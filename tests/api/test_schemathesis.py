@@ -156,6 +156,27 @@ REFUSED = [
 ]
 
 
+def test_the_document_states_the_idempotency_key_the_server_accepts(
+    client: FlaskClient, policy: Policy, make_token: Callable[..., str]
+) -> None:
+    token = make_token("tt-leeds", "case_system")
+    document = client.get("/openapi.json").get_json()
+    (parameter,) = document["paths"]["/v1/consents"]["post"]["parameters"]
+    validator = jsonschema_rs.Draft202012Validator(parameter["schema"])
+    consent = {
+        "subject": {"local_id": {"system": "tt-leeds", "value": "case-1"}},
+        "purpose": "referral",
+        "recipients": ["ea-tt-leeds"],
+        "data_categories": ["identity"],
+        "form": "written",
+    }
+    for key in ("", "a key", "k" * 201):
+        headers = {**bearer(token), "Idempotency-Key": key}
+        refused = client.post("/v1/consents", json=consent, headers=headers)
+        assert refused.status_code == 400, key
+        assert not validator.is_valid(key), key
+
+
 @pytest.mark.parametrize(("path", "query", "name"), REFUSED)
 def test_the_document_states_each_constraint_the_server_enforces(
     client: FlaskClient,
