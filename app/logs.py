@@ -101,7 +101,9 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         # Messages and traces can quote a request (a path, a value): no NHS number leaves.
-        return json.dumps(redact_json(out), separators=(",", ":"))
+        # The request and client ids are the service's own, and must match X-Request-Id.
+        ours = {k: out.pop(k) for k in ("request_id", "client_id") if k in out}
+        return json.dumps({**redact_json(out), **ours}, separators=(",", ":"))
 
 
 def configure_server_logging() -> None:

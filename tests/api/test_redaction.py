@@ -95,6 +95,12 @@ def test_an_nhs_number_anywhere_in_a_request_is_redacted_in_the_refusal_and_the_
         (NHS[:9] + str((int(NHS[9]) + 1) % 10), NHS[:9] + str((int(NHS[9]) + 1) % 10)),
         ("log size 16, index 1234567", "log size 16, index 1234567"),
         ("9" * 200, REDACTED),  # too long to search window by window: hidden whole
+        # The service's own random ids are left whole, even where digits in them would pass.
+        (f"cns_{NHS}abcdef0123456789abcdef", f"cns_{NHS}abcdef0123456789abcdef"),
+        (f"request 0123{NHS}ab", f"request 0123{NHS}ab"),
+        # but not a number with a letter or two about it
+        (f"x{NHS}ab", f"x{REDACTED}ab"),
+        (f"{NHS}{NHS}", REDACTED),
     ],
 )
 def test_redact_hides_every_run_of_digits_that_is_an_nhs_number(text: str, expected: str) -> None:
