@@ -18,7 +18,7 @@ import pytest
 
 from app.headers import DATA_CSP
 from tests.nhs import valid_nhs_numbers
-from tests.server.conftest import Server
+from tests.server.conftest import Server, _run
 
 pytestmark = pytest.mark.server
 
@@ -28,8 +28,6 @@ MIB = 1024 * 1024
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
-    from tests.server.conftest import _run
-
     instance = tmp_path_factory.mktemp("malformed") / "instance"
     _run(instance, "init")
     _run(instance, "demo")
