@@ -10,11 +10,13 @@ that status, content type, headers and body match what the document says.
 Two phases run, as schemathesis' own runner does: the coverage phase (a fixed list of cases
 per operation: each boundary and each constraint broken once, undeclared methods, missing
 required headers) and the fuzzing phase (bounded: ``max_examples``, derandomised). Every
-check schemathesis has applies to both, response schema conformance included.
+check schemathesis has but one (``EXCLUDED``, below) applies to both, response schema
+conformance and ``Allow`` on 405 included.
 
 (The cases are drawn with ``as_strategy`` and schemathesis' ``CoverageGenerator`` under plain
 hypothesis and pytest, not schemathesis' pytest plugin, whose lazy fixture loader does not run
-on pytest 9.)
+on pytest 9. ``CoverageGenerator`` is what schemathesis' runner uses for that phase; the
+dependency is pinned below 5.)
 """
 
 from __future__ import annotations
@@ -76,8 +78,9 @@ CASES = [
 ]
 # A request can fit the schema and still be refused by a rule no JSON Schema states: a
 # recipient that is not a registered organisation, an index beyond the log, a subject with
-# neither identifier. Those 4xx answers are correct, so "schema-valid means accepted" is not
-# checked; every other check is, including that schema-invalid requests are refused.
+# neither identifier, an NHS number's check digit. Those 4xx answers are correct, so
+# "schema-valid means accepted" is not checked; every other check is, including that
+# schema-invalid requests are refused.
 EXCLUDED = [schemathesis.checks.positive_data_acceptance]
 
 
