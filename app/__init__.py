@@ -15,6 +15,7 @@ from typing import Any
 from flask import Flask
 
 from app.config import ENV_PREFIX, settings_from_env
+from app.limits import MAX_BODY, MeasuredChunkedBody
 from app.services.container import Ledger
 
 __all__ = ["create_app", "get_ledger"]
@@ -45,11 +46,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     settings = settings_from_env(Path(app.instance_path), environ)
 
-    app.config.from_mapping(
-        # Bodies larger than this are refused before parsing; the largest legitimate request
-        # (a policy publication) is far below it.
-        MAX_CONTENT_LENGTH=1024 * 1024,
-    )
+    app.config.from_mapping(MAX_CONTENT_LENGTH=MAX_BODY)  # see app.limits
     app.config.update({k: v for k, v in config.items() if k not in SETTING_KEYS})
     app.extensions["consent_ledger"] = Ledger(settings)
 
@@ -60,6 +57,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     api.init_app(app)
     web.init_app(app)
     cli.init_app(app)
+    app.wsgi_app = MeasuredChunkedBody(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"])  # type: ignore[method-assign]
     return app
 
 

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from app.limits import MAX_BODY, MAX_HEADER_FIELD_SIZE, MAX_HEADER_FIELDS, MAX_REQUEST_LINE
+
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_BASE = "/problems/"
 
@@ -43,7 +45,27 @@ PROBLEM_TYPES: dict[str, tuple[str, str]] = {
         "Unsupported media type",
         "Send JSON bodies with `Content-Type: application/json`.",
     ),
-    "payload-too-large": ("Payload too large", "The request body is larger than allowed."),
+    "payload-too-large": (
+        "Payload too large",
+        f"The request body is larger than allowed ({MAX_BODY} bytes), whether sent with "
+        "Content-Length or chunked.",
+    ),
+    "uri-too-long": (
+        "URI too long",
+        "The request line (method, path and query string) is longer than the server reads "
+        f"({MAX_REQUEST_LINE} bytes). Nothing was recorded.",
+    ),
+    "header-fields-too-large": (
+        "Request header fields too large",
+        f"The request has more header fields ({MAX_HEADER_FIELDS}), or a larger one "
+        f"({MAX_HEADER_FIELD_SIZE} bytes), than the server reads. Nothing was recorded.",
+    ),
+    "malformed-request": (
+        "Malformed request",
+        "The server could not read the request as HTTP/1.1: the request line, a header or the "
+        "chunked body framing is broken (501: a transfer coding other than chunked). Nothing "
+        "was recorded.",
+    ),
     "idempotency-key-reused": (
         "Idempotency key reused",
         "The Idempotency-Key was already used by this client for a request with a different "

@@ -26,16 +26,25 @@ COMMON_HEADERS = {
 HSTS = "max-age=31536000; includeSubDomains"
 
 
-def _secure(response: Response) -> Response:
-    page = request.path.startswith(_PAGES)
-    response.headers.setdefault("Content-Security-Policy", PAGE_CSP if page else DATA_CSP)
-    for name, value in COMMON_HEADERS.items():
-        response.headers.setdefault(name, value)
-    if not request.path.startswith("/static/"):
+def security_headers(path: str, *, secure: bool) -> dict[str, str]:
+    """The headers every response to ``path`` carries, whoever writes it: the application
+    (below) or the server answering a request it refused before the application ran."""
+    page = path.startswith(_PAGES)
+    headers = {"Content-Security-Policy": PAGE_CSP if page else DATA_CSP, **COMMON_HEADERS}
+    if not path.startswith("/static/"):
         # Consents and disclosures are personal data: no shared or browser cache keeps them.
-        response.headers["Cache-Control"] = "no-store"
-    if request.is_secure:
-        response.headers.setdefault("Strict-Transport-Security", HSTS)
+        headers["Cache-Control"] = "no-store"
+    if secure:
+        headers["Strict-Transport-Security"] = HSTS
+    return headers
+
+
+def _secure(response: Response) -> Response:
+    for name, value in security_headers(request.path, secure=request.is_secure).items():
+        if name == "Cache-Control":
+            response.headers[name] = value
+        else:
+            response.headers.setdefault(name, value)
     return response
 
 

@@ -1,10 +1,10 @@
 """What may appear in the service's own logs, and the one structured line each request leaves.
 
-A request log line is JSON with a request id, the method, the path (a patient link's token
-replaced), the status, the time taken and the client id once authenticated. Never the query
-string (it may carry an NHS number), a header (it may carry a bearer token or a session cookie)
-or a body. The same id is sent back as ``X-Request-Id`` so a caller's report can be matched to
-the line.
+A request log line is JSON with a request id, the method, the path (a patient link's token and
+any NHS number replaced: :mod:`app.redaction`), the status, the time taken and the client id
+once authenticated. Never the query string (it may carry an NHS number), a header (it may carry
+a bearer token or a session cookie) or a body. The same id is sent back as ``X-Request-Id`` so
+a caller's report can be matched to the line.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import time
 
 from flask import Flask, Response, g, has_request_context, request
 
+from app.redaction import redact, redact_json
+
 _PATIENT_LINK = re.compile(r"^/p/[^/]+")
 REQUEST_ID_HEADER = "X-Request-Id"
 
@@ -24,8 +26,9 @@ access_logger = logging.getLogger("consent_ledger.access")
 
 
 def redact_path(path: str) -> str:
-    """A patient link's path is its secret token: log ``/p/[link]/...`` instead."""
-    return _PATIENT_LINK.sub("/p/[link]", path)
+    """A patient link's path is its secret token: log ``/p/[link]/...`` instead; and a path id
+    that is an NHS number is ``[redacted]``."""
+    return redact(_PATIENT_LINK.sub("/p/[link]", path))
 
 
 def request_id() -> str:
@@ -33,26 +36,47 @@ def request_id() -> str:
     return str(g.get("request_id", "-"))
 
 
-def _start() -> None:
+def new_request_id() -> str:
     # Our own id, never the caller's: a caller-chosen id could carry an identifier into the log.
-    g.request_id = secrets.token_hex(8)
+    return secrets.token_hex(8)
+
+
+def log_request(
+    rid: str,
+    method: str | None,
+    path: str | None,
+    status: int,
+    started: float | None,
+    client_id: str | None = None,
+) -> None:
+    """The one line a request leaves, whoever answered it: the application, or the server
+    refusing it before the application ran (then the method or path may be unknown)."""
+    line = {
+        "request_id": rid,
+        "method": method,
+        "path": redact_path(path) if path is not None else None,
+        "status": status,
+        "ms": round((time.perf_counter() - started) * 1000, 1) if started else None,
+        "client_id": client_id,
+    }
+    access_logger.info("%s %s %s", method, line["path"], status, extra={"fields": line})
+
+
+def _start() -> None:
+    g.request_id = new_request_id()
     g.request_started = time.perf_counter()
 
 
 def _finish(response: Response) -> Response:
     response.headers[REQUEST_ID_HEADER] = request_id()
-    started = g.get("request_started")
     principal = g.get("principal")
-    line = {
-        "request_id": request_id(),
-        "method": request.method,
-        "path": redact_path(request.path),
-        "status": response.status_code,
-        "ms": round((time.perf_counter() - started) * 1000, 1) if started else None,
-        "client_id": getattr(principal, "client_id", None),
-    }
-    access_logger.info(
-        "%s %s %s", request.method, line["path"], response.status_code, extra={"fields": line}
+    log_request(
+        request_id(),
+        request.method,
+        request.path,
+        response.status_code,
+        g.get("request_started"),
+        getattr(principal, "client_id", None),
     )
     return response
 
@@ -76,7 +100,10 @@ class JsonFormatter(logging.Formatter):
                 out["request_id"] = request_id()
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, separators=(",", ":"))
+        # Messages and traces can quote a request (a path, a value): no NHS number leaves.
+        # The request and client ids are the service's own, and must match X-Request-Id.
+        ours = {k: out.pop(k) for k in ("request_id", "client_id") if k in out}
+        return json.dumps({**redact_json(out), **ours}, separators=(",", ":"))
 
 
 def configure_server_logging() -> None:

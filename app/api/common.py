@@ -16,11 +16,12 @@ from flask.json.provider import DefaultJSONProvider
 from flask_smorest import Api
 from flask_smorest.utils import prepare_response
 from webargs.flaskparser import FlaskParser
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from app import get_ledger
 from app.api.schemas import Integer
 from app.errors import (
+    MAX_FIELD_ERRORS,
     PROBLEM_CONTENT_TYPE,
     DomainError,
     FieldError,
@@ -30,6 +31,7 @@ from app.errors import (
     problem_body,
 )
 from app.logs import redact_path
+from app.redaction import redact_json
 from app.services.clients import Principal, authenticate
 from app.services.container import Ledger
 from app.services.idempotency import HEADER, WriteResult, idempotency_key
@@ -99,16 +101,65 @@ class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]
     ARGUMENTS_PARSER = BoundedFlaskParser()
 
 
-class ProblemSchema(ma.Schema):
-    """RFC 9457 problem details, as this API renders them."""
+class ProblemFieldSchema(ma.Schema):
+    field = ma.fields.String(
+        required=True,
+        metadata={"description": 'dotted path into the request; "(body)" for the body itself'},
+    )
+    message = ma.fields.String(required=True, metadata={"description": "why it is refused"})
+    location = ma.fields.String(
+        metadata={"description": "where the field is: json, query, view_args or headers"}
+    )
 
-    type = ma.fields.String(metadata={"description": "Stable problem type URI (/problems/<slug>)"})
-    title = ma.fields.String()
-    status = Integer()
+
+class ProblemReasonSchema(ma.Schema):
+    code = ma.fields.String()
+    rule = ma.fields.String()
+    message = ma.fields.String()
+
+
+class ProblemDeniedCategorySchema(ma.Schema):
+    category = ma.fields.String()
+    reason = ma.fields.String()
+
+
+class ProblemSchema(ma.Schema):
+    """RFC 9457 problem details, as this API renders them: the five standard members and
+    every extension member some problem type carries (closed, so a new one must be documented
+    here before it is served)."""
+
+    type = ma.fields.String(
+        required=True, metadata={"description": "Stable problem type URI (/problems/<slug>)"}
+    )
+    title = ma.fields.String(required=True)
+    status = Integer(required=True)
     detail = ma.fields.String()
     errors = ma.fields.List(
-        ma.fields.Dict(),
-        metadata={"description": "Fields at fault: [{field, message, location}]"},
+        ma.fields.Nested(ProblemFieldSchema),
+        validate=ma.validate.Length(max=MAX_FIELD_ERRORS),
+        metadata={"description": f"Fields at fault, at most {MAX_FIELD_ERRORS}"},
+    )
+    errors_not_shown = Integer(
+        validate=ma.validate.Range(min=1),
+        metadata={"description": "how many more fields are at fault than `errors` lists"},
+    )
+    retry_after = Integer(metadata={"description": "rate-limited: seconds to wait"})
+    objection_id = ma.fields.String(
+        metadata={"description": "already-objected: the active objection"}
+    )
+    decision_id = ma.fields.String(
+        allow_none=True, metadata={"description": "consent-withdrawn: the earlier decision"}
+    )
+    consents = ma.fields.List(
+        ma.fields.String(), metadata={"description": "consent-withdrawn: the consents withdrawn"}
+    )
+    reasons = ma.fields.List(
+        ma.fields.Nested(ProblemReasonSchema),
+        metadata={"description": "decision-denied, objection-recorded: why, with rule ids"},
+    )
+    denied_categories = ma.fields.List(
+        ma.fields.Nested(ProblemDeniedCategorySchema),
+        metadata={"description": "decision-denied, objection-recorded: each category refused"},
     )
 
 
@@ -121,7 +172,8 @@ def problem_response(
     extra: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    body = problem_body(status, slug, detail, errors=errors, extra=extra)
+    # Refusals name what was wrong, and the caller may have put an NHS number there.
+    body = redact_json(problem_body(status, slug, detail, errors=errors, extra=extra))
     resp = Response(json.dumps(body), status=status, mimetype=PROBLEM_CONTENT_TYPE)
     for k, v in (headers or {}).items():
         resp.headers[k] = v
@@ -180,13 +232,18 @@ class LedgerApi(Api):  # type: ignore[misc]
 
     def handle_http_exception(self, error: HTTPException) -> Response:
         status = error.code or 500
+        data = getattr(error, "data", None)
+        headers = dict((data or {}).get("headers") or {})
+        # RFC 9110 §15.5.6: a 405 says which methods the resource does take, page or API.
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            headers["Allow"] = ", ".join(sorted(error.valid_methods))
         if is_page(request.path):
-            return error_page(status)
+            page = error_page(status)
+            page.headers.update(headers)
+            return page
         if status >= 500:
             return problem_response(500, "internal-error", "the service failed")
-        data = getattr(error, "data", None)
         errors = field_errors_from_webargs(data)
-        headers = dict((data or {}).get("headers") or {})
         if status == 401:
             headers.setdefault("WWW-Authenticate", 'Bearer realm="consent-ledger"')
         detail = error.description
@@ -293,7 +350,8 @@ IDEMPOTENCY_DOC = {
             "in": "header",
             "name": HEADER,
             "required": False,
-            "schema": {"type": "string", "maxLength": 200},
+            # As idempotency_key checks it: 1-200 visible ASCII characters.
+            "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[!-~]*$"},
             "description": "retrying with the same key returns the first response and writes "
             "nothing new; the same key with a different body is a 422",
         }

@@ -20,10 +20,24 @@ from app.vocabulary import (
 ORG_ID_PATTERN = r"[a-z0-9][a-z0-9-]{1,62}[a-z0-9]"
 
 
+# The constraints below that a validator function enforces, stated in the OpenAPI document
+# too (a client, or schemathesis, reads only the document). JSON Schema patterns are ECMA-262.
+NO_CONTROL_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+NHS_NUMBER_PATTERN = r"^(?: *[0-9]){10} *$"
+# Years 1900 to 9000, the range every database stores.
+TIMESTAMP_PATTERN = r"^(?:19[0-9]{2}|[2-8][0-9]{3}|9000)-"
+
+
 class Text(ma.fields.String):
     """A line of visible text (:func:`app.text.line_problem`): no controls, no bidirectional
     or other invisible formatting characters, and no lone surrogates (which no database or
     canonical JSON encoder accepts)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not any(isinstance(v, ma.validate.Regexp) for v in self.validators):
+            # A field with its own pattern states a stricter one; otherwise state this one.
+            self.metadata = {"pattern": NO_CONTROL_PATTERN, **self.metadata}
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
@@ -82,6 +96,10 @@ def org_id(**kwargs: Any) -> ma.fields.String:
 class Timestamp(ma.fields.AwareDateTime):
     """RFC 3339 with an offset, in a range every database stores (years 1900 to 9000)."""
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.metadata = {"pattern": TIMESTAMP_PATTERN, **self.metadata}
+
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
         parsed = super()._deserialize(value, attr, data, **kwargs)
         if not 1900 <= parsed.year <= 9000:
@@ -99,6 +117,16 @@ def _nhs_number(value: str) -> None:
         raise ma.ValidationError(str(exc)) from None
 
 
+def nhs_number(**kwargs: Any) -> ma.fields.String:
+    """An NHS number: the document states its shape; the check digit only the server knows."""
+    metadata = {
+        "pattern": NHS_NUMBER_PATTERN,
+        "description": "10 digits (spaces allowed) with a valid modulus-11 check digit",
+        **kwargs.pop("metadata", {}),
+    }
+    return ma.fields.String(validate=_nhs_number, metadata=metadata, **kwargs)
+
+
 class LocalIdSchema(ma.Schema):
     system = org_id(
         required=True,
@@ -111,7 +139,7 @@ class SubjectSchema(ma.Schema):
     """A person: an NHS number (10 digits, modulus-11 check digit, spaces allowed) or a local
     identifier. Exactly one of the two."""
 
-    nhs_number = ma.fields.String(validate=_nhs_number, metadata={"example": "943 476 5919"})
+    nhs_number = nhs_number(metadata={"example": "943 476 5919"})
     local_id = ma.fields.Nested(LocalIdSchema)
 
     @ma.validates_schema
@@ -230,7 +258,7 @@ class ObjectionReceiptSchema(ObjectionSchema):
 
 
 class SubjectQuerySchema(QuerySchema):
-    nhs_number = ma.fields.String(validate=_nhs_number)
+    nhs_number = nhs_number()
     local_system = org_id()
     local_value = Text(validate=ma.validate.Length(min=1, max=100))
 
@@ -373,7 +401,7 @@ class DisclosureSchema(ma.Schema):
 
 
 class DisclosureQuerySchema(QuerySchema):
-    nhs_number = ma.fields.String(validate=_nhs_number)
+    nhs_number = nhs_number()
     from_org = org_id()
     to_org = org_id()
     purpose = ma.fields.String(validate=ma.validate.OneOf(PURPOSES))
