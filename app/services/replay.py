@@ -250,6 +250,8 @@ def _differences(logged: dict[str, Any], replayed: Decision, keys: Sequence[str]
     again = replayed.as_json()
     found = []
     for key in keys:
+        if logged.get(key) == again[key]:
+            continue  # the usual case, without building the comparable forms
         was, now = _comparable(key, logged.get(key)), _comparable(key, again[key])
         if was != now:
             found.append(f"{key} {was!r} in the log but {now!r} on replay")
