@@ -39,6 +39,7 @@ from app.policy import (
     evaluate,
 )
 from app.services import policies
+from app.services.rebuild import RESULT_KEYS
 
 
 @dataclass(frozen=True)
@@ -223,19 +224,9 @@ class Unfounded:
         return f"entry {self.index} ({self.what}): {self.problem}"
 
 
-# The fields of a logged answer, as :meth:`Decision.as_json` gives them. Reasons are compared by
-# code and rule: their messages are prose from the policy and the engine, and a reworded
+# A logged answer's fields (those of :meth:`Decision.as_json`) are compared whole, but reasons
+# by code and rule: their messages are prose from the policy and the engine, and a reworded
 # message is not a different answer.
-_ANSWER = (
-    "decision",
-    "permitted_categories",
-    "denied_categories",
-    "reasons",
-    "consents",
-    "obligations",
-    "policy_version",
-    "basis",
-)
 
 
 def _comparable(key: str, value: Any) -> Any:
@@ -339,7 +330,7 @@ class AnswerAudit:
             self.state.facts(d["subject_ref"]),
             time,
         )
-        return _differences(d, replayed, _ANSWER)
+        return _differences(d, replayed, RESULT_KEYS)
 
     def _disclosure(self, time: datetime, d: dict[str, Any]) -> str | None:
         self.disclosures += 1

@@ -428,7 +428,8 @@ def verify_answers(session: Session, size: int, progress: Progress | None = None
 
     The projections are what the service decides from, and no trigger guards them: an edited
     row yields answers that the log's own facts do not support. Run on a log
-    :func:`verify_log` has passed, in the same read transaction (one snapshot)."""
+    :func:`verify_log` has passed, in the same read transaction (one snapshot). Memory is
+    that of ``rebuild --check``, every projection row the log implies (BENCHMARKS.md)."""
     audit = AnswerAudit()
     try:
         # verify_log has just proved every leaf canonical JSON in this snapshot; checking it
