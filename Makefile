@@ -44,6 +44,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/bench_appends.py
 	$(BIN)/python bench/bench_http.py
 	$(BIN)/python bench/bench_log.py
+	$(BIN)/python bench/bench_verify.py
 	$(BIN)/python bench/bench_record.py
 	$(BIN)/python bench/bench_scale.py --sizes 10000,100000,1000000 --memory
 

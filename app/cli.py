@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from app.services import clients, dashboard, keys, organisations, policies
 from app.services.container import Ledger
 from app.services.log_store import LogInconsistent, RollbackDetected
 from app.services.published import check_contains_published
-from app.services.verify import verify_log
+from app.services.verify import AnswersResult, verify_answers, verify_log
 from app.vocabulary import ROLES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -268,15 +269,6 @@ def verify_command(vkey: str | None, quiet: bool) -> None:
         verifier = CheckpointVerifier.from_verifier_key(vkey) if vkey else ledger.log_store.verifier
     except (VerificationError, keys.KeyFileError) as exc:
         _fail(f"cannot load the verifier key: {exc or 'malformed key'}")
-    last_pct = -1
-
-    def progress(done: int, total: int) -> None:
-        nonlocal last_pct
-        pct = 100 * done // total if total else 100
-        if not quiet and total >= 10_000 and pct // 5 != last_pct // 5:
-            last_pct = pct
-            click.echo(f"verified {done}/{total} entries ({pct}%)", err=True)
-
     # The log must also contain the newest checkpoint this instance published; the record is
     # read before the snapshot (see check_database_against_record) and judged after the log.
     record_problem: RollbackDetected | None = None
@@ -285,24 +277,66 @@ def verify_command(vkey: str | None, quiet: bool) -> None:
         recorded = ledger.published.read(verifier)
     except RollbackDetected as exc:
         recorded, record_problem = None, exc
+    answers: AnswersResult | None = None
     with ledger.db.read() as session:
-        result = verify_log(session, verifier, progress)
+        result = verify_log(session, verifier, _progress_lines("verified", quiet))
         if result.ok and recorded is not None:
             try:
                 check_contains_published(session, recorded.checkpoint, result.size)
             except RollbackDetected as exc:
                 record_problem = exc
-    if result.ok and record_problem is not None:
-        result = dataclasses.replace(result, ok=False, problem=str(record_problem))
+        if result.ok and record_problem is not None:
+            result = dataclasses.replace(result, ok=False, problem=str(record_problem))
+        # In the same snapshot, and only on a log whose bytes are sound.
+        if result.ok:
+            answers = verify_answers(session, result.size, _progress_lines("replayed", quiet))
+    problem = answers.problem if answers is not None else result.problem
     # The IG dashboard shows the outcome of the last run.
-    dashboard.record_verification(
-        ledger, result.ok, result.size, result.checkpoints, result.problem
-    )
+    dashboard.record_verification(ledger, problem is None, result.size, result.checkpoints, problem)
     if not result.ok:
         _fail(f"log verification FAILED: {result.problem}")
     click.echo(
         f"log verified: {result.size} entries re-hashed, tree rebuilt, "
         f"{result.checkpoints} signed checkpoints checked"
+    )
+    assert answers is not None
+    _report_answers(answers)
+
+
+def _progress_lines(verb: str, quiet: bool) -> Callable[[int, int], None]:
+    """A progress callback printing a line per 5% on long runs (10,000 entries or more)."""
+    last_pct = -1
+
+    def progress(done: int, total: int) -> None:
+        nonlocal last_pct
+        pct = 100 * done // total if total else 100
+        if not quiet and total >= 10_000 and pct // 5 != last_pct // 5:
+            last_pct = pct
+            click.echo(f"{verb} {done}/{total} entries ({pct}%)", err=True)
+
+    return progress
+
+
+def _report_answers(answers: AnswersResult) -> None:
+    if answers.unfounded_count:
+        click.echo(f"entries that do not follow from the log: {answers.unfounded_count}", err=True)
+        for unfounded in answers.unfounded:
+            click.echo(f"  - {unfounded}", err=True)
+        if answers.unfounded_count > len(answers.unfounded):
+            click.echo(
+                f"  ... and {answers.unfounded_count - len(answers.unfounded)} more", err=True
+            )
+    if answers.differences:
+        click.echo(
+            f"projections differ from the log in {len(answers.differences)} places:", err=True
+        )
+        for line in answers.differences:
+            click.echo(f"  - {line}", err=True)
+    if not answers.ok:
+        _fail(f"log verification FAILED: {answers.problem}")
+    click.echo(
+        f"{answers.decisions} decisions and {answers.disclosures} disclosures re-evaluated "
+        "from the log; projections match the log"
     )
 
 
@@ -322,7 +356,10 @@ def rebuild_command(check_only: bool) -> None:
     if check_only:
         with ledger.db.read() as session:
             total = ledger.log_store.size(session)
-            report = rebuild.check(session, total, progress)
+            try:
+                report = rebuild.check(session, total, progress)
+            except rebuild.Unreplayable as exc:
+                _fail(str(exc))
         if report.differences:
             click.echo(
                 f"projections differ from the log in {len(report.differences)} places:", err=True

@@ -13,6 +13,7 @@ import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 from sqlalchemy import select
@@ -116,11 +117,21 @@ def policy_from_row(row: PolicyVersion) -> Policy:
         cached = _cache.get(row.version)
     if cached is not None:
         return cached
-    policy = load_policy(json.loads(row.document), f"policy {row.version}")
-    if policy.version != row.version:
-        raise LogUnavailable(f"stored policy {row.version} does not hash to its version")
+    return policy_from_document(row.version, json.loads(row.document))
+
+
+def policy_from_document(version: str, document: dict[str, Any]) -> Policy:
+    """The policy published as ``version`` (from its row or its log entry), parsed once per
+    process; refused unless the document hashes to that version."""
     with _cache_lock:
-        _cache[row.version] = policy
+        cached = _cache.get(version)
+    if cached is not None:
+        return cached
+    policy = load_policy(document, f"policy {version}")
+    if policy.version != version:
+        raise LogUnavailable(f"stored policy {version} does not hash to its version")
+    with _cache_lock:
+        _cache[version] = policy
     return policy
 
 

@@ -36,6 +36,8 @@ from app.ledger.checkpoint import CheckpointVerifier
 from app.ledger.entry import MAX_DEPTH, MAX_LEAF_BYTES, decode_entry
 from app.ledger.errors import EntryError, VerificationError
 from app.models import LogCheckpoint, LogEntry, LogHead, LogNode
+from app.services import rebuild
+from app.services.replay import AnswerAudit, Unfounded
 
 BATCH = 5_000
 Progress = Callable[[int, int], None]
@@ -388,3 +390,62 @@ def _check_checkpoint(
             f"signed checkpoint for size {row.tree_size}",
             good_through,
         )
+
+
+# -- every logged answer follows from the log, and the projections match it ---------------------
+
+
+@dataclass(frozen=True)
+class AnswersResult:
+    """What :func:`verify_answers` found: the first logged decisions and disclosures that do not
+    follow from the log (up to a few, with the full count) and the projection differences."""
+
+    decisions: int
+    disclosures: int
+    unfounded: list[Unfounded]
+    unfounded_count: int
+    differences: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.unfounded_count and not self.differences
+
+    @property
+    def problem(self) -> str | None:
+        """One line naming the first failure of each kind."""
+        parts = []
+        if self.unfounded:
+            parts.append(f"{self.unfounded[0]}")
+        if self.differences:
+            parts.append(f"projections differ from the log: {self.differences[0]}")
+        return "; ".join(parts) or None
+
+
+def verify_answers(session: Session, size: int, progress: Progress | None = None) -> AnswersResult:
+    """Re-evaluate every logged decision and disclosure against the facts the log states just
+    before it, under the policy the log had in force there, and compare the projection tables
+    with the log (``rebuild --check``'s comparison), in one pass over the log.
+
+    The projections are what the service decides from, and no trigger guards them: an edited
+    row yields answers that the log's own facts do not support. Run on a log
+    :func:`verify_log` has passed, in the same read transaction (one snapshot). Memory is
+    that of ``rebuild --check``, every projection row the log implies (BENCHMARKS.md)."""
+    audit = AnswerAudit()
+    try:
+        # verify_log has just proved every leaf canonical JSON in this snapshot; checking it
+        # again (re-encoding each leaf to RFC 8785) was two thirds of this pass.
+        expected = rebuild.replay(session, size, progress, also=audit.see, decode=json.loads)
+    except rebuild.Unreplayable as exc:
+        # The pass stops here. The audit has seen this entry too and names it, unless only a
+        # projection needed what is missing (a client's row, say).
+        unfounded, count = audit.unfounded, audit.unfounded_count
+        if not any(u.index == exc.index for u in unfounded):
+            unfounded, count = [*unfounded, Unfounded(exc.index, "entry", exc.reason)], count + 1
+        return AnswersResult(audit.decisions, audit.disclosures, unfounded, count, [])
+    return AnswersResult(
+        audit.decisions,
+        audit.disclosures,
+        audit.unfounded,
+        audit.unfounded_count,
+        rebuild.differences(session, expected),
+    )

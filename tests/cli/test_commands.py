@@ -314,6 +314,9 @@ def test_verify_prints_progress_on_a_large_log(runner: FlaskCliRunner, ledger: L
     assert result.exit_code == 0, result.output
     assert "verified 5000/12000 entries" in result.output
     assert "log verified: 12000 entries" in result.output
+    # the second pass: decisions re-evaluated and projections rebuilt from the log
+    assert "replayed 5000/12000 entries" in result.output
+    assert "projections match the log" in result.output
 
 
 def test_demo_is_repeatable(runner: FlaskCliRunner, ledger: Ledger) -> None:
