@@ -367,6 +367,11 @@ def withdraw_consent(
         )
         session.flush()
         view = consent_view(consent, _events(session, consent.id))
+        # The log names every organisation to tell; a caller that is neither the recorder nor
+        # sees all (the person through a recipient's link) learns only of shares to its own.
+        org = principal.organisation_id
+        if not (sees_all_of_a_person(principal) or consent.recorded_by == org):
+            notify = [n for n in notify if n["organisation"] == org]
         return 200, {**view, "notify": notify, "ledger": receipt.as_json()}
 
     return run_write(ledger, idem, use_case)

@@ -209,3 +209,47 @@ def test_revoking_or_rotating_the_issuer_ends_its_links(
     if action == "rotate":
         # The client's new token issues links that work.
         assert client.get(f"/p/{_link(client, new_token)}").status_code == 200
+
+
+def test_a_recipients_link_tells_of_shares_to_it_only(
+    client: FlaskClient, policy: Policy, make_token: Callable[..., str]
+) -> None:
+    """Withdrawing through a recipient's link: the receipt names the organisations to tell
+    that the recipient could see (itself), not the recorder's shares to others."""
+    owner = make_token(OWNER, "case_system")
+    recipients = [RECIPIENT, STRANGER]
+    consent = _post(
+        client,
+        owner,
+        "/v1/consents",
+        {
+            "subject": {"nhs_number": PERSON},
+            "purpose": "referral",
+            "recipients": recipients,
+            "data_categories": ["identity"],
+            "form": "verbal",
+        },
+    )
+    for to in recipients:
+        decided = _post(
+            client,
+            owner,
+            "/v1/decisions",
+            {
+                "subject": {"nhs_number": PERSON},
+                "from": OWNER,
+                "to": to,
+                "purpose": "referral",
+                "data_categories": ["identity"],
+            },
+        )
+        body = {"decision_id": decided["id"], "data_categories": ["identity"]}
+        _post(client, owner, "/v1/disclosures", body)
+    link = _link(client, make_token(RECIPIENT, "case_system"))
+    receipt = client.post(
+        f"/p/{link}/consents/{consent['id']}/withdraw", data={"csrf_token": _csrf(client, link)}
+    )
+    assert receipt.status_code == 200
+    told = receipt.text.split("will be told:", 1)[1].split("</ul>", 1)[0]
+    assert NAMES[RECIPIENT] in told
+    assert NAMES[STRANGER] not in told
