@@ -17,7 +17,7 @@ from sqlalchemy import delete, select
 
 from app.errors import Conflict, Forbidden, NotFound
 from app.models import AccessLink, ApiClient, Consent, Objection, Organisation, WebSession
-from app.services import subjects
+from app.services import consents, subjects
 from app.services.clients import Principal, authenticate
 from app.services.container import Ledger
 from app.services.log_store import make_entry
@@ -155,7 +155,7 @@ def create_access_link(
             # knows. A stranger is checked like a known person, under a reference nobody has,
             # so the refusal's timing does not say whether the service knows them (issue 12).
             ref = subjects.resolve(ledger, session, subject, create=False)
-            related = _has_relationship(session, principal.organisation_id, ref or subjects.NOBODY)
+            related = _has_relationship(session, principal, ref or subjects.NOBODY)
             if ref is None or not related:
                 raise Forbidden(
                     "a case system may issue a link only to a person its organisation has "
@@ -195,21 +195,24 @@ def create_access_link(
     return CreatedLink(link_id, token, expires, receipt.index)
 
 
-def _has_relationship(session: Any, organisation_id: str, subject_ref: str) -> bool:
-    # Both questions are always asked, so the statements do not depend on the answer.
-    consents = session.execute(
-        select(Consent.recorded_by, Consent.recipients).where(Consent.subject_ref == subject_ref)
-    ).all()
-    objection = session.execute(
-        select(Objection.id).where(
-            Objection.subject_ref == subject_ref, Objection.recorded_by == organisation_id
-        )
+def _has_relationship(session: Any, principal: Principal, subject_ref: str) -> bool:
+    """A consent the organisation sees (recorded or is named in), or an objection it recorded.
+    Both questions are always asked, and answered by the database, so the work does not depend
+    on what is stored about the person."""
+    consent = session.execute(
+        select(Consent.id)
+        .where(Consent.subject_ref == subject_ref, consents.visible_consents(principal))
+        .limit(1)
     ).first()
-    named = any(
-        recorded_by == organisation_id or organisation_id in recipients
-        for recorded_by, recipients in consents
-    )
-    return named or objection is not None
+    objection = session.execute(
+        select(Objection.id)
+        .where(
+            Objection.subject_ref == subject_ref,
+            Objection.recorded_by == principal.organisation_id,
+        )
+        .limit(1)
+    ).first()
+    return consent is not None or objection is not None
 
 
 LINK_ID = "acl_"

@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 from app.policy import Policy
 from app.services import clients
 from app.services.container import Ledger
-from tests.helpers import bearer
+from tests.helpers import BOTH, bearer
 from tests.nhs import valid_nhs_numbers
 
 PERSON = valid_nhs_numbers(1, start=943_478_000)[0]
@@ -114,6 +114,7 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
 @pytest.mark.parametrize(("issuer", "role", "sees", "view"), CASES)
 def test_a_link_shows_and_acts_on_what_its_issuer_may_see(
     client: FlaskClient,
