@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, cast, insert, or_, select, true
+from sqlalchemy import String, bindparam, cast, insert, or_, select
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, FieldError, Forbidden, InvalidRequest, NotFound, listed_twice
@@ -291,18 +291,44 @@ def sees_consent(principal: Principal, recorded_by: str, recipients: Sequence[st
     return sees_all_of_a_person(principal) or recorded_by == org or org in recipients
 
 
-def visible_consents(principal: Principal) -> ColumnElement[bool]:
-    """``sees_consent`` as SQL. The database drops the consents the caller may not see: loading
-    and decoding them only to drop them in Python made a person the service knows measurably
-    slower to answer than a stranger (issue 12; bench/bench_timing.py)."""
-    if sees_all_of_a_person(principal):
-        return true()
+# What a client that does not see all of a person sees: consents its organisation recorded or is
+# named in. The database drops the others: loading and decoding them only to drop them in Python
+# made a person the service knows measurably slower to answer than a stranger (issue 12;
+# bench/bench_timing.py). ``recipients`` is a JSON array of organisation ids (lower-case letters,
+# digits and hyphens: no quote, escape or LIKE wildcard), so the quoted id occurs in its text
+# exactly when the id is an element, on SQLite and PostgreSQL alike.
+_SEEN_BY_ORG = or_(
+    Consent.recorded_by == bindparam("org"),
+    cast(Consent.recipients, String).like(bindparam("named")),
+)
+# The reads of a person's history, built once (building them per call cost more than running
+# them); each is run whether or not the person is known.
+_CONSENTS = (
+    select(Consent).where(Consent.subject_ref == bindparam("ref")).order_by(Consent.ledger_index)
+)
+_CONSENTS_SEEN = _CONSENTS.where(_SEEN_BY_ORG)
+_EVENTS = (
+    select(ConsentEvent)
+    .join(Consent, Consent.id == ConsentEvent.consent_id)
+    .where(Consent.subject_ref == bindparam("ref"))
+)
+_EVENTS_SEEN = _EVENTS.where(_SEEN_BY_ORG)
+_OBJECTIONS = (
+    select(Objection)
+    .where(Objection.subject_ref == bindparam("ref"))
+    .order_by(Objection.ledger_index)
+)
+_ONE_SEEN = select(Consent.id).where(Consent.subject_ref == bindparam("ref"), _SEEN_BY_ORG).limit(1)
+
+
+def _seen_by(principal: Principal) -> dict[str, str]:
     org = principal.organisation_id
-    # ``recipients`` is a JSON array of organisation ids (lower-case letters, digits and
-    # hyphens: no quote, escape or LIKE wildcard), so the quoted id occurs in its text exactly
-    # when the id is an element, on SQLite and PostgreSQL alike.
-    named = cast(Consent.recipients, String).contains(f'"{org}"', autoescape=True)
-    return or_(Consent.recorded_by == org, named)
+    return {"org": org, "named": f'%"{org}"%'}
+
+
+def organisation_sees_a_consent(session: Session, principal: Principal, ref: str) -> bool:
+    """Whether the principal's organisation recorded, or is named in, a consent of ``ref``."""
+    return session.execute(_ONE_SEEN, {"ref": ref, **_seen_by(principal)}).first() is not None
 
 
 def may_withdraw(principal: Principal, consent: Consent) -> bool:
@@ -588,23 +614,13 @@ def subject_history(
 
 def history_for_ref(session: Session, principal: Principal, ref: str) -> dict[str, Any]:
     all_of_them = sees_all_of_a_person(principal)
-    consents = list(
-        session.execute(
-            select(Consent)
-            .where(Consent.subject_ref == ref, visible_consents(principal))
-            .order_by(Consent.ledger_index)
-        ).scalars()
-    )
+    params = {"ref": ref} if all_of_them else {"ref": ref, **_seen_by(principal)}
+    consents = list(session.execute(_CONSENTS if all_of_them else _CONSENTS_SEEN, params).scalars())
     org = principal.organisation_id
     events: dict[str, list[ConsentEvent]] = {c.id: [] for c in consents}
-    # Asked even when there are none, so the statements do not depend on what is stored.
-    for e in session.execute(
-        select(ConsentEvent).where(ConsentEvent.consent_id.in_(list(events)))
-    ).scalars():
+    for e in session.execute(_EVENTS if all_of_them else _EVENTS_SEEN, params).scalars():
         events[e.consent_id].append(e)
-    objections = session.execute(
-        select(Objection).where(Objection.subject_ref == ref).order_by(Objection.ledger_index)
-    ).scalars()
+    objections = session.execute(_OBJECTIONS, {"ref": ref}).scalars()
     # Every client deciding about a share must know of objections (G3), but only portals,
     # auditors and the recording organisation learn who recorded one. The person's subject_ref
     # goes only to those who see all of their record, so the shape of the answer does not tell

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 
 from app.errors import Conflict, Forbidden, NotFound
-from app.models import AccessLink, ApiClient, Consent, Objection, Organisation, WebSession
+from app.models import AccessLink, ApiClient, Objection, Organisation, WebSession
 from app.services import consents, subjects
 from app.services.clients import Principal, authenticate
 from app.services.container import Ledger
@@ -195,24 +195,22 @@ def create_access_link(
     return CreatedLink(link_id, token, expires, receipt.index)
 
 
+_OWN_OBJECTION = (
+    select(Objection.id)
+    .where(Objection.subject_ref == bindparam("ref"), Objection.recorded_by == bindparam("org"))
+    .limit(1)
+)
+
+
 def _has_relationship(session: Any, principal: Principal, subject_ref: str) -> bool:
     """A consent the organisation sees (recorded or is named in), or an objection it recorded.
     Both questions are always asked, and answered by the database, so the work does not depend
     on what is stored about the person."""
-    consent = session.execute(
-        select(Consent.id)
-        .where(Consent.subject_ref == subject_ref, consents.visible_consents(principal))
-        .limit(1)
-    ).first()
+    consent = consents.organisation_sees_a_consent(session, principal, subject_ref)
     objection = session.execute(
-        select(Objection.id)
-        .where(
-            Objection.subject_ref == subject_ref,
-            Objection.recorded_by == principal.organisation_id,
-        )
-        .limit(1)
+        _OWN_OBJECTION, {"ref": subject_ref, "org": principal.organisation_id}
     ).first()
-    return consent is not None or objection is not None
+    return consent or objection is not None
 
 
 LINK_ID = "acl_"
