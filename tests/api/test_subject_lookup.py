@@ -9,17 +9,15 @@ service knows them (bench/bench_timing.py measures the timing).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import event
 
 from app.policy import Policy
 from app.services.container import Ledger
-from tests.helpers import bearer
+from tests.helpers import bearer, recorded_statements
 from tests.nhs import valid_nhs_numbers
 
 CALLER = "tt-leeds"
@@ -124,23 +122,6 @@ def test_only_whole_record_roles_read_by_another_organisations_local_id(
     assert resp.status_code == status
 
 
-@contextmanager
-def _statements(ledger: Ledger) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        seen.append(statement)
-
-    engines = {id(e): e for e in (ledger.db.read_engine, ledger.db.write_engine)}.values()
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", record)
-
-
 # endpoint -> (method, path, request about the person)
 PROBES = {
     "GET /v1/consents": ("GET", "/v1/consents", lambda nhs: {"query_string": {"nhs_number": nhs}}),
@@ -205,7 +186,7 @@ def test_a_known_person_and_a_stranger_run_the_same_statements(
     answers, statements = {}, {}
     for _ in range(2):  # the first round warms caches; the second is compared
         for who, nhs in (("known", known), ("stranger", stranger)):
-            with _statements(ledger) as seen:
+            with recorded_statements(ledger) as seen:
                 resp = client.open(path, method=method, headers=prober, **request(nhs))
             answers[who] = (resp.status_code, resp.get_json())
             statements[who] = seen

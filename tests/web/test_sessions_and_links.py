@@ -15,7 +15,7 @@ from app.models import AccessLink, LogEntry, WebSession
 from app.policy import Policy
 from app.services.container import Ledger
 from app.services.web_sessions import IDLE_TIMEOUT
-from tests.helpers import bearer
+from tests.helpers import bearer, recorded_statements
 from tests.nhs import valid_nhs_numbers
 
 NHS = valid_nhs_numbers(1, start=943_477_000)[0]
@@ -310,3 +310,21 @@ def test_a_patient_sees_plain_words_not_system_messages(
     assert again.status_code == 409
     assert "You had already withdrawn this agreement" in again.text
     assert given["id"] not in again.text
+
+
+def test_the_subject_access_report_looks_up_a_stranger_like_a_known_person(
+    client: FlaskClient, policy: Policy, ledger: Ledger, make_token: Callable[..., str]
+) -> None:
+    """Another organisation's IG lead gets the same empty report, by the same statements, for
+    a person the service knows through tt-leeds as for one it has never seen (issue 12)."""
+    _referral_consent(client, make_token("tt-leeds", "case_system"), NHS)
+    stranger = valid_nhs_numbers(1, start=943_477_300)[0]
+    _login(client, make_token("cmht-leeds-west", "ig_lead"))
+    statements: dict[str, list[str]] = {}
+    for _ in range(2):  # the first round warms caches; the second is compared
+        for who, nhs in (("known", NHS), ("stranger", stranger)):
+            with recorded_statements(ledger) as seen:
+                page = client.get(f"/ig/report?nhs_number={nhs}")
+            assert page.status_code == 200
+            statements[who] = seen
+    assert statements["known"] == statements["stranger"]
