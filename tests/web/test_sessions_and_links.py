@@ -194,8 +194,9 @@ def test_a_link_cannot_act_on_someone_elses_consent(
 def test_a_case_system_cannot_issue_a_link_for_a_stranger(
     client: FlaskClient, policy: Policy, make_token: Callable[..., str]
 ) -> None:
-    """A link acts as the person on their whole record: an organisation with no consent or
-    objection of theirs must not be able to give itself one."""
+    """An organisation with no consent or objection of theirs cannot give itself a link (it
+    would show nothing, but would plant a link and a log entry for anyone whose NHS number it
+    knows); the refusal is the same for a person the service knows and one it does not."""
     tt = make_token("tt-leeds", "case_system")
     _referral_consent(client, tt, NHS)
     stranger = make_token("cmht-leeds-west", "case_system")
