@@ -15,7 +15,7 @@ from app.models import AccessLink, LogEntry, WebSession
 from app.policy import Policy
 from app.services.container import Ledger
 from app.services.web_sessions import IDLE_TIMEOUT
-from tests.helpers import bearer, recorded_statements
+from tests.helpers import bearer
 from tests.nhs import valid_nhs_numbers
 
 NHS = valid_nhs_numbers(1, start=943_477_000)[0]
@@ -318,6 +318,8 @@ def test_the_subject_access_report_looks_up_a_stranger_like_a_known_person(
 ) -> None:
     """Another organisation's IG lead gets the same empty report, by the same statements, for
     a person the service knows through tt-leeds as for one it has never seen (issue 12)."""
+    from tests.helpers import recorded_statements
+
     _referral_consent(client, make_token("tt-leeds", "case_system"), NHS)
     stranger = valid_nhs_numbers(1, start=943_477_300)[0]
     _login(client, make_token("cmht-leeds-west", "ig_lead"))
