@@ -369,8 +369,8 @@ def withdraw_consent(
         consent = _consent_for_update(session, consent_id)
         if not may_withdraw(principal, consent):
             raise Forbidden(
-                "only the recording organisation's clients or a patient portal may withdraw "
-                "this consent"
+                "only the recording organisation's clients, a patient portal, or the person "
+                "through a link that shows the consent may withdraw this consent"
             )
         if consent.status == WITHDRAWN:
             raise AlreadyWithdrawn(
