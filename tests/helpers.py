@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from app.services.container import Ledger
 
@@ -38,3 +40,22 @@ def tamper(ledger: Ledger, sql: str, **params: Any) -> None:
         conn.execute(text(sql), params)
         for _, ddl in saved:
             conn.execute(text(ddl))
+
+
+@contextmanager
+def recorded_statements(ledger: Ledger) -> Iterator[list[str]]:
+    """The SQL statements run inside the block, in order (for SQLite, whose read and write
+    engines are separate)."""
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    engines = {id(e): e for e in (ledger.db.read_engine, ledger.db.write_engine)}.values()
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)

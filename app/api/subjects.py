@@ -50,7 +50,11 @@ def _base_url() -> str:
 @blp.alt_response(403, response="FORBIDDEN")
 def create(data: dict[str, Any]) -> Any:
     """An unguessable, single-person link to the patient page, which expires (default 7 days).
-    Only its hash is stored; issuing it is a log entry (never the token)."""
+    Only its hash is stored; issuing it is a log entry (never the token). A patient portal's
+    link shows the person's whole record; a case system's shows what its organisation sees
+    (consents it recorded or is named in, objections, shares from or to it), and may be issued
+    only to a person it has a consent or objection with. Revoking or rotating the issuing
+    client ends its links."""
     link = create_access_link(
         ledger(), current_principal(), data["subject"], data["expires_in_days"]
     )

@@ -54,6 +54,11 @@ class Principal:
     organisation_id: str
     organisation_kind: str
     role: str
+    # The person themselves, acting through an access link this client's organisation issued
+    # (``client_id`` is then the link's id, which its ``access_link.created`` entry ties to the
+    # issuing client). Such a principal sees what the issuer sees, and may also withdraw the
+    # consents among them that name the issuer (Art 7(3): the person's own choice).
+    via_link: bool = False
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import String, bindparam, cast, insert, or_, select
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, FieldError, Forbidden, InvalidRequest, NotFound, listed_twice
@@ -169,7 +169,7 @@ _INSERT_CONSENT = insert(table(Consent))
 _INSERT_CONSENT_EVENT = insert(table(ConsentEvent))
 
 
-def _validate(session: Session, inp: ConsentInput, now: datetime) -> None:
+def _validate(session: Session, principal: Principal, inp: ConsentInput, now: datetime) -> None:
     errors = listed_twice("recipients", inp.recipients)
     errors += listed_twice("data_categories", inp.data_categories)
     known = organisations.registered_kinds(session, inp.recipients)
@@ -190,7 +190,7 @@ def _validate(session: Session, inp: ConsentInput, now: datetime) -> None:
         errors.append(FieldError("expires_at", "must be later than valid_from", "json"))
     if inp.expires_at and inp.expires_at <= now:
         errors.append(FieldError("expires_at", "is in the past", "json"))
-    if (problem := subjects.local_system_problem(session, inp.subject)) is not None:
+    if (problem := subjects.local_system_problem(session, inp.subject, principal)) is not None:
         errors.append(problem)
     if errors:
         raise InvalidRequest.from_fields("the consent is not valid", errors)
@@ -203,7 +203,7 @@ def record_consent(
 
     def use_case(session: Session) -> tuple[int, dict[str, Any]]:
         now = ledger.clock()
-        _validate(session, inp, now)
+        _validate(session, principal, inp, now)
         subject_ref = subjects.resolve(ledger, session, inp.subject, create=True)
         assert subject_ref is not None
         consent_id = "cns_" + secrets.token_hex(16)
@@ -284,6 +284,62 @@ def may_act_for_recorder(principal: Principal, recorded_by: str) -> bool:
     return principal.organisation_id == recorded_by and principal.role in RECORDER_ROLES
 
 
+def sees_consent(principal: Principal, recorded_by: str, recipients: Sequence[str]) -> bool:
+    """Whether a client sees a consent: its organisation recorded it or is named in it; portals
+    and auditors see all of a person's consents."""
+    org = principal.organisation_id
+    return sees_all_of_a_person(principal) or recorded_by == org or org in recipients
+
+
+# What a client that does not see all of a person sees: consents its organisation recorded or is
+# named in. The database drops the others: loading and decoding them only to drop them in Python
+# made a person the service knows measurably slower to answer than a stranger (issue 12;
+# bench/bench_timing.py). ``recipients`` is a JSON array of organisation ids (lower-case letters,
+# digits and hyphens: no quote, escape or LIKE wildcard), so the quoted id occurs in its text
+# exactly when the id is an element, on SQLite and PostgreSQL alike.
+_SEEN_BY_ORG = or_(
+    Consent.recorded_by == bindparam("org"),
+    cast(Consent.recipients, String).like(bindparam("named")),
+)
+# The reads of a person's history, built once (building them per call cost more than running
+# them); each is run whether or not the person is known.
+_CONSENTS = (
+    select(Consent).where(Consent.subject_ref == bindparam("ref")).order_by(Consent.ledger_index)
+)
+_CONSENTS_SEEN = _CONSENTS.where(_SEEN_BY_ORG)
+_EVENTS = (
+    select(ConsentEvent)
+    .join(Consent, Consent.id == ConsentEvent.consent_id)
+    .where(Consent.subject_ref == bindparam("ref"))
+)
+_EVENTS_SEEN = _EVENTS.where(_SEEN_BY_ORG)
+_OBJECTIONS = (
+    select(Objection)
+    .where(Objection.subject_ref == bindparam("ref"))
+    .order_by(Objection.ledger_index)
+)
+_ONE_SEEN = select(Consent.id).where(Consent.subject_ref == bindparam("ref"), _SEEN_BY_ORG).limit(1)
+
+
+def _seen_by(principal: Principal) -> dict[str, str]:
+    org = principal.organisation_id
+    return {"org": org, "named": f'%"{org}"%'}
+
+
+def organisation_sees_a_consent(session: Session, principal: Principal, ref: str) -> bool:
+    """Whether the principal's organisation recorded, or is named in, a consent of ``ref``."""
+    return session.execute(_ONE_SEEN, {"ref": ref, **_seen_by(principal)}).first() is not None
+
+
+def may_withdraw(principal: Principal, consent: Consent) -> bool:
+    """The recorder's clients and portals; and the person through a case system's link, for any
+    consent that link shows them (one naming the issuer too): withdrawing is the person's own
+    choice, and must be as easy as giving it (UK GDPR Art 7(3))."""
+    if may_act_for_recorder(principal, consent.recorded_by):
+        return True
+    return principal.via_link and sees_consent(principal, consent.recorded_by, consent.recipients)
+
+
 def recipients_to_notify(session: Session, consent: Consent) -> list[dict[str, str]]:
     """Organisations that received data under ``consent`` (one query), each with the
     obligation the policy in force attaches to a withdrawal for its purpose (G5)."""
@@ -311,10 +367,10 @@ def withdraw_consent(
 ) -> WriteResult:
     def use_case(session: Session) -> tuple[int, dict[str, Any]]:
         consent = _consent_for_update(session, consent_id)
-        if not may_act_for_recorder(principal, consent.recorded_by):
+        if not may_withdraw(principal, consent):
             raise Forbidden(
-                "only the recording organisation's clients or a patient portal may withdraw "
-                "this consent"
+                "only the recording organisation's clients, a patient portal, or the person "
+                "through a link that shows the consent may withdraw this consent"
             )
         if consent.status == WITHDRAWN:
             raise AlreadyWithdrawn(
@@ -351,6 +407,11 @@ def withdraw_consent(
         )
         session.flush()
         view = consent_view(consent, _events(session, consent.id))
+        # The log names every organisation to tell; a caller that is neither the recorder nor
+        # sees all (the person through a recipient's link) learns only of shares to its own.
+        org = principal.organisation_id
+        if not (sees_all_of_a_person(principal) or consent.recorded_by == org):
+            notify = [n for n in notify if n["organisation"] == org]
         return 200, {**view, "notify": notify, "ledger": receipt.as_json()}
 
     return run_write(ledger, idem, use_case)
@@ -432,7 +493,7 @@ def record_objection(
     idem: IdempotencyKey | None,
 ) -> WriteResult:
     def resolve(session: Session) -> str:
-        subjects.check_local_system(session, subject)
+        subjects.check_local_system(session, subject, principal)
         ref = subjects.resolve(ledger, session, subject, create=True)
         assert ref is not None
         return ref
@@ -545,7 +606,7 @@ def withdraw_objection(
 
 
 def sees_all_of_a_person(principal: Principal) -> bool:
-    return principal.role in ("patient_portal", "auditor")
+    return principal.role in subjects.WHOLE_RECORD_ROLES
 
 
 def subject_history(
@@ -554,31 +615,22 @@ def subject_history(
     """A person's consents (with their history) and objections, as this client may see them:
     its organisation's consents and those naming it; everything for portals and auditors."""
     with ledger.db.read() as session:
+        subjects.check_local_system(session, subject, principal, subjects.QUERY_SYSTEM)
+        # A stranger is looked up like a known person, under a reference nobody has: stopping
+        # early made an unknown NHS number answer measurably faster (issue 12).
         ref = subjects.resolve(ledger, session, subject, create=False)
-        if ref is None:
-            return {"consents": [], "objections": []}
-        return history_for_ref(session, principal, ref)
+        return history_for_ref(session, principal, ref or subjects.NOBODY)
 
 
 def history_for_ref(session: Session, principal: Principal, ref: str) -> dict[str, Any]:
     all_of_them = sees_all_of_a_person(principal)
-    consents = list(
-        session.execute(
-            select(Consent).where(Consent.subject_ref == ref).order_by(Consent.ledger_index)
-        ).scalars()
-    )
+    params = {"ref": ref} if all_of_them else {"ref": ref, **_seen_by(principal)}
+    consents = list(session.execute(_CONSENTS if all_of_them else _CONSENTS_SEEN, params).scalars())
     org = principal.organisation_id
-    if not all_of_them:
-        consents = [c for c in consents if c.recorded_by == org or org in c.recipients]
     events: dict[str, list[ConsentEvent]] = {c.id: [] for c in consents}
-    if consents:
-        for e in session.execute(
-            select(ConsentEvent).where(ConsentEvent.consent_id.in_(list(events)))
-        ).scalars():
-            events[e.consent_id].append(e)
-    objections = session.execute(
-        select(Objection).where(Objection.subject_ref == ref).order_by(Objection.ledger_index)
-    ).scalars()
+    for e in session.execute(_EVENTS if all_of_them else _EVENTS_SEEN, params).scalars():
+        events[e.consent_id].append(e)
+    objections = session.execute(_OBJECTIONS, {"ref": ref}).scalars()
     # Every client deciding about a share must know of objections (G3), but only portals,
     # auditors and the recording organisation learn who recorded one. The person's subject_ref
     # goes only to those who see all of their record, so the shape of the answer does not tell
@@ -590,6 +642,6 @@ def history_for_ref(session: Session, principal: Principal, ref: str) -> dict[st
             for o in objections
         ],
     }
-    if all_of_them:
+    if all_of_them and ref != subjects.NOBODY:
         body["subject_ref"] = ref
     return body

@@ -170,7 +170,7 @@ def _validate(
                 "json",
             )
         )
-    if (problem := subjects.local_system_problem(session, inp.subject)) is not None:
+    if (problem := subjects.local_system_problem(session, inp.subject, principal)) is not None:
         errors.append(problem)
     if errors:
         raise InvalidRequest.from_fields("the decision request is not valid", errors)
@@ -481,10 +481,9 @@ def list_disclosures(
     with ledger.db.read() as session:
         q = _visible(principal, select(Disclosure))
         if query.subject is not None:
+            # A stranger is looked up like a known person (see subjects.NOBODY).
             ref = subjects.resolve(ledger, session, query.subject, create=False)
-            if ref is None:
-                return {"items": [], "page": query.page, "page_size": query.page_size, "total": 0}
-            q = q.where(Disclosure.subject_ref == ref)
+            q = q.where(Disclosure.subject_ref == (ref or subjects.NOBODY))
         if query.subject_ref is not None:
             q = q.where(Disclosure.subject_ref == query.subject_ref)
         if query.organisation:

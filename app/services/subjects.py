@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from app.errors import FieldError, InvalidRequest
 from app.models import Subject, table
 from app.services import organisations
+from app.services.clients import Principal
 from app.services.container import Ledger
 
 # NHS number check digit: modulus 11 over the first nine digits, weights 10 down to 2
@@ -81,19 +82,55 @@ _SUBJECT_REF = select(Subject.subject_ref).where(Subject.lookup == bindparam("lo
 _INSERT_SUBJECT = insert(table(Subject))
 
 
-def local_system_problem(session: Session, identifier: SubjectIdentifier) -> FieldError | None:
-    """A local identifier's system must be a registered organisation."""
+# A subject_ref no person has (real ones are "sub_" and 32 hex digits): a request about a person
+# the service has never seen runs its queries with it, so it does the same work as one about a
+# known person and its timing does not tell the caller whether the service knows them.
+NOBODY = "sub_nobody"
+
+# Roles that see the whole of a person's record (consents.sees_all_of_a_person).
+WHOLE_RECORD_ROLES = ("patient_portal", "auditor")
+
+# Where a request names the person's local identifier system: a JSON body, or a query string.
+JSON_SYSTEM = ("subject.local_id.system", "json")
+QUERY_SYSTEM = ("local_system", "query")
+
+
+def local_system_problem(
+    session: Session,
+    identifier: SubjectIdentifier,
+    principal: Principal,
+    where: tuple[str, str] = JSON_SYSTEM,
+) -> FieldError | None:
+    """A local identifier's system must be a registered organisation and, for a client that
+    sees only its organisation's part of a person's record (a case system, an IG lead), its
+    own: another organisation's hospital numbers are not its to look up (walking them would
+    tell it whom that organisation treats). Portals and auditors, who see the whole record,
+    may name any system."""
     if identifier.kind != "local_id":
         return None
+    field, location = where
     if identifier.system is None or not organisations.registered_kinds(
         session, [identifier.system]
     ):
-        return FieldError("subject.local_id.system", "is not a registered organisation id", "json")
+        return FieldError(field, "is not a registered organisation id", location)
+    if principal.role not in WHOLE_RECORD_ROLES and identifier.system != principal.organisation_id:
+        return FieldError(
+            field,
+            f"a {principal.role} client may name a person by its own organisation's local "
+            f"identifier only (system {principal.organisation_id!r}); use the NHS number "
+            "otherwise",
+            location,
+        )
     return None
 
 
-def check_local_system(session: Session, identifier: SubjectIdentifier) -> None:
-    problem = local_system_problem(session, identifier)
+def check_local_system(
+    session: Session,
+    identifier: SubjectIdentifier,
+    principal: Principal,
+    where: tuple[str, str] = JSON_SYSTEM,
+) -> None:
+    problem = local_system_problem(session, identifier, principal, where)
     if problem is not None:
         raise InvalidRequest.from_fields("the subject is not valid", [problem])
 

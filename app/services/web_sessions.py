@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 
 from app.errors import Conflict, Forbidden, NotFound
-from app.models import AccessLink, ApiClient, Consent, Objection, Organisation, WebSession
-from app.services import subjects
+from app.models import AccessLink, ApiClient, Objection, Organisation, WebSession
+from app.services import consents, subjects
 from app.services.clients import Principal, authenticate
 from app.services.container import Ledger
 from app.services.log_store import make_entry
@@ -120,10 +120,20 @@ class CreatedLink:
     ledger_index: int
 
 
+# What a link shows. A patient portal authenticated the person (NHS login, say), so its links
+# show the whole record; a case system's links show what its organisation sees through the API.
+WHOLE_RECORD = "whole_record"
+ORGANISATION_VIEW = "organisation"
+
+
 @dataclass(frozen=True)
 class PatientAccess:
     link: AccessLink
-    principal: Principal  # acts as the person's own portal, on behalf of the link's issuer
+    # The person, scoped like the issuing client (its organisation, and a portal's whole-record
+    # view or a case system's organisation view); its client_id is the link's id.
+    principal: Principal
+    view: str  # WHOLE_RECORD or ORGANISATION_VIEW
+    issuer_name: str  # the issuing organisation, named on the page
 
 
 def create_access_link(
@@ -135,15 +145,18 @@ def create_access_link(
     expires = now + timedelta(days=days)
     with ledger.db.write() as session:
         ledger.log_store.lock_head(session)
-        subjects.check_local_system(session, subject)
+        subjects.check_local_system(session, subject, principal)
         if principal.role == "patient_portal":
             ref = subjects.resolve(ledger, session, subject, create=True)
         else:
-            # A link acts as the person on their whole record, so a case system may issue one
-            # only to someone its organisation already has a consent or objection with: not
-            # to anyone whose NHS number it happens to know.
+            # A case system's link shows only what its organisation sees, and it may issue one
+            # only to a person it has a consent or objection with (or is named in a consent
+            # of), so it cannot plant links and log entries for anyone whose NHS number it
+            # knows. A stranger is checked like a known person, under a reference nobody has,
+            # so the refusal's timing does not say whether the service knows them (issue 12).
             ref = subjects.resolve(ledger, session, subject, create=False)
-            if ref is None or not _has_relationship(session, principal.organisation_id, ref):
+            related = _has_relationship(session, principal, ref or subjects.NOBODY)
+            if ref is None or not related:
                 raise Forbidden(
                     "a case system may issue a link only to a person its organisation has "
                     "recorded a consent or objection for, or is named in a consent of"
@@ -182,18 +195,22 @@ def create_access_link(
     return CreatedLink(link_id, token, expires, receipt.index)
 
 
-def _has_relationship(session: Any, organisation_id: str, subject_ref: str) -> bool:
-    for consent in session.execute(
-        select(Consent).where(Consent.subject_ref == subject_ref)
-    ).scalars():
-        if consent.recorded_by == organisation_id or organisation_id in consent.recipients:
-            return True
+_OWN_OBJECTION = (
+    select(Objection.id)
+    .where(Objection.subject_ref == bindparam("ref"), Objection.recorded_by == bindparam("org"))
+    .limit(1)
+)
+
+
+def _has_relationship(session: Any, principal: Principal, subject_ref: str) -> bool:
+    """A consent the organisation sees (recorded or is named in), or an objection it recorded.
+    Both questions are always asked, and answered by the database, so the work does not depend
+    on what is stored about the person."""
+    consent = consents.organisation_sees_a_consent(session, principal, subject_ref)
     objection = session.execute(
-        select(Objection.id).where(
-            Objection.subject_ref == subject_ref, Objection.recorded_by == organisation_id
-        )
+        _OWN_OBJECTION, {"ref": subject_ref, "org": principal.organisation_id}
     ).first()
-    return objection is not None
+    return consent or objection is not None
 
 
 LINK_ID = "acl_"
@@ -233,20 +250,35 @@ def revoke_access_link(ledger: Ledger, principal: Principal, link_id: str) -> in
 
 
 def resolve_access_link(ledger: Ledger, token: str) -> PatientAccess | None:
-    """The link and the principal it acts as, or None for an unknown, tampered or expired
-    token (the caller shows one page for all three, revealing nothing)."""
+    """The link and the principal it acts as, or None for an unknown, tampered, expired or
+    revoked token, or one whose issuing client has since been revoked or rotated (the caller
+    shows one page for all, revealing nothing). The issuing client is read on every request,
+    so revoking or rotating it ends its links at once in every worker."""
     if not token or len(token) > 100:
         return None
     now = ledger.clock()
     with ledger.db.read() as session:
-        link = session.execute(
-            select(AccessLink).where(AccessLink.token_hash == _hash(token))
-        ).scalar_one_or_none()
-        if link is None or now >= link.expires_at:
+        row = session.execute(
+            select(AccessLink, ApiClient, Organisation)
+            .join(ApiClient, ApiClient.id == AccessLink.created_by_client)
+            .join(Organisation, Organisation.id == AccessLink.organisation_id)
+            .where(AccessLink.token_hash == _hash(token))
+        ).one_or_none()
+        if row is None:
             return None
-        org = session.get(Organisation, link.organisation_id)
-        assert org is not None
-        return PatientAccess(link, Principal(link.id, org.id, org.kind, "patient_portal"))
+        link, client, org = row
+        if (
+            now >= link.expires_at
+            or client.revoked_at is not None
+            or (client.rotated_at is not None and link.created_at <= client.rotated_at)
+            or client.role not in LINK_ROLES
+        ):
+            return None
+        # The person acts as the issuing client would: a portal's link on the whole record, a
+        # case system's on what its organisation sees.
+        view = WHOLE_RECORD if client.role == "patient_portal" else ORGANISATION_VIEW
+        principal = Principal(link.id, org.id, org.kind, client.role, via_link=True)
+        return PatientAccess(link, principal, view, org.name)
 
 
 def patient_csrf_token(ledger: Ledger, link_id: str) -> str:

@@ -285,27 +285,23 @@ def report_page() -> str:
     principal = identity().principal
     led = ledger()
     with led.db.read() as session:
-        ref = subjects.resolve(led, session, subject, create=False)
         # A person this service does not know gets the same empty report as one known only to
-        # other organisations: the report must not tell who the service holds data about.
-        history = (
-            consents.history_for_ref(session, principal, ref)
-            if ref
-            else {"consents": [], "objections": []}
-        )
+        # other organisations, by the same queries (under a reference nobody has), so neither
+        # the report nor its timing tells who the service holds data about (issue 12).
+        ref = subjects.resolve(led, session, subject, create=False) or subjects.NOBODY
+        history = consents.history_for_ref(session, principal, ref)
     shares: list[dict[str, Any]] = []
-    if ref:
-        page = 1
-        while True:
-            chunk = decisions.list_disclosures(
-                led,
-                principal,
-                decisions.DisclosureQuery(subject_ref=ref, page=page, page_size=500),
-            )
-            shares.extend(chunk["items"])
-            if page * 500 >= chunk["total"]:
-                break
-            page += 1
+    page = 1
+    while True:
+        chunk = decisions.list_disclosures(
+            led,
+            principal,
+            decisions.DisclosureQuery(subject_ref=ref, page=page, page_size=500),
+        )
+        shares.extend(chunk["items"])
+        if page * 500 >= chunk["total"]:
+            break
+        page += 1
     names = {o.id: o.name for o in _organisations()}
     return _page(
         "ig/report.html",

@@ -12,6 +12,7 @@ from app.errors import DomainError
 from app.models import Organisation
 from app.services import consents, decisions
 from app.services.web_sessions import (
+    WHOLE_RECORD,
     PatientAccess,
     csrf_ok,
     patient_csrf_token,
@@ -81,6 +82,8 @@ def _render(template: str, access: PatientAccess, token: str, **context: Any) ->
         names=_names(),
         csrf_token=patient_csrf_token(ledger(), access.link.id),
         expires_at=access.link.expires_at,
+        whole_record=access.view == WHOLE_RECORD,
+        issuer=access.issuer_name,
         **context,
     )
 

@@ -264,24 +264,32 @@ def test_a_person_named_by_a_local_identifier_is_read_the_same_way(
     body = {**consent_body(["ea-tt-leeds"]), "subject": local}
     cid = post(client, "/v1/consents", recorder, body)["id"]
     query = {"local_system": RECORDER, "local_value": "WHP-000123"}
+    # Only the recorder's own clients, portals and auditors may name a person by the
+    # recorder's local identifier; another organisation, even one named in the consent, uses
+    # the NHS number (else it could enumerate the recorder's numbers).
     expected = {
-        ("ea-tt-leeds", "case_system"): [cid],
-        ("asc-leeds", "case_system"): [],
+        (RECORDER, "case_system"): [cid],
+        ("ea-tt-leeds", "case_system"): 422,
+        ("asc-leeds", "ig_lead"): 422,
         ("asc-leeds", "patient_portal"): [cid],
         ("tt-leeds", "auditor"): [cid],
     }
-    seen = {}
+    seen: dict[tuple[str, str], Any] = {}
     for org, role in expected:
         resp = client.get("/v1/consents", query_string=query, headers=bearer(make_token(org, role)))
-        assert resp.status_code == 200, resp.text
-        seen[org, role] = [c["id"] for c in resp.get_json()["consents"]]
+        if resp.status_code == 200:
+            seen[org, role] = [c["id"] for c in resp.get_json()["consents"]]
+        else:
+            seen[org, role] = resp.status_code
+            assert resp.get_json()["errors"][0]["field"] == "local_system"
     assert seen == expected
     # the same value under another system, or an NHS number, is another person
+    portal = bearer(make_token("asc-leeds", "patient_portal"))
     for other in (
         {"local_system": "jcp-leeds-city", "local_value": "WHP-000123"},
         {"nhs_number": PERSON},
     ):
-        resp = client.get("/v1/consents", query_string=other, headers=recorder)
+        resp = client.get("/v1/consents", query_string=other, headers=portal)
         assert resp.get_json()["consents"] == []
 
 

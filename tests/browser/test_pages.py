@@ -232,6 +232,51 @@ def test_a_patient_objects_to_direct_care_sharing(page: Any, live: Live) -> None
     assert decision["denied_categories"][0]["reason"] == "objection_direct_care"
 
 
+def test_a_case_systems_link_shows_only_its_organisations_part(page: Any, live: Live) -> None:
+    """A Jobcentre work coach's link (its organisation only recorded an objection) does not
+    show or offer to withdraw the therapy service's consent; the person's portal link does."""
+    nhs = valid_nhs_numbers(1, start=943_476_700)[0]
+    subject = {"nhs_number": nhs}
+    given = live.api(
+        "POST",
+        "/v1/consents",
+        "case_system:tt-leeds",
+        json={
+            "subject": subject,
+            "purpose": "referral",
+            "recipients": ["ea-tt-leeds"],
+            "data_categories": ["identity"],
+            "form": "verbal",
+        },
+    )
+    assert given.status_code == 201, given.text
+    objected = live.api(
+        "POST",
+        "/v1/objections",
+        "case_system:jcp-leeds-city",
+        json={"subject": subject, "scope": "direct_care"},
+    )
+    assert objected.status_code == 201, objected.text
+    made = live.api(
+        "POST", "/v1/subjects/access-links", "case_system:jcp-leeds-city", json={"subject": subject}
+    )
+    assert made.status_code == 201, made.text
+
+    page.goto(made.json()["url"])
+    main = page.locator("main").inner_text()
+    assert "given to you by Jobcentre Plus Leeds City (example)" in main
+    assert "It shows only what Jobcentre Plus Leeds City (example) can see" in main
+    assert "Talking Therapies" not in main
+    assert page.get_by_role("link", name="Withdraw this agreement").count() == 0
+    assert page.get_by_text("You have objected").is_visible()
+    screenshot(page, "11-patient-page-case-system-link")
+
+    page.goto(_access_link(live, nhs))
+    main = page.locator("main").inner_text()
+    assert "It shows your whole record" in main
+    assert page.get_by_role("link", name="Withdraw this agreement").count() == 1
+
+
 def test_expired_and_tampered_links_show_a_clear_page(page: Any, live: Live) -> None:
     url = _access_link(live, NHS[2])
     tampered = url[:-3] + ("aaa" if not url.endswith("aaa") else "bbb")

@@ -237,8 +237,9 @@ def test_a_link_cannot_act_on_someone_elses_consent(
 def test_a_case_system_cannot_issue_a_link_for_a_stranger(
     client: FlaskClient, policy: Policy, make_token: Callable[..., str]
 ) -> None:
-    """A link acts as the person on their whole record: an organisation with no consent or
-    objection of theirs must not be able to give itself one."""
+    """An organisation with no consent or objection of theirs cannot give itself a link (it
+    would show nothing, but would plant a link and a log entry for anyone whose NHS number it
+    knows); the refusal is the same for a person the service knows and one it does not."""
     tt = make_token("tt-leeds", "case_system")
     _referral_consent(client, tt, NHS)
     stranger = make_token("cmht-leeds-west", "case_system")
@@ -353,3 +354,23 @@ def test_a_patient_sees_plain_words_not_system_messages(
     assert again.status_code == 409
     assert "You had already withdrawn this agreement" in again.text
     assert given["id"] not in again.text
+
+
+def test_the_subject_access_report_looks_up_a_stranger_like_a_known_person(
+    client: FlaskClient, policy: Policy, ledger: Ledger, make_token: Callable[..., str]
+) -> None:
+    """Another organisation's IG lead gets the same empty report, by the same statements, for
+    a person the service knows through tt-leeds as for one it has never seen (issue 12)."""
+    from tests.helpers import recorded_statements
+
+    _referral_consent(client, make_token("tt-leeds", "case_system"), NHS)
+    stranger = valid_nhs_numbers(1, start=943_477_300)[0]
+    _login(client, make_token("cmht-leeds-west", "ig_lead"))
+    statements: dict[str, list[str]] = {}
+    for _ in range(2):  # the first round warms caches; the second is compared
+        for who, nhs in (("known", NHS), ("stranger", stranger)):
+            with recorded_statements(ledger) as seen:
+                page = client.get(f"/ig/report?nhs_number={nhs}")
+            assert page.status_code == 200
+            statements[who] = seen
+    assert statements["known"] == statements["stranger"]
