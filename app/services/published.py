@@ -115,12 +115,13 @@ class PublishedRecord:
         if getattr(self._holder, "held", False):
             yield  # this thread holds it exclusively already (publishing)
             return
-        with self._lock_path.open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        # os-level calls, not a file object: every write takes this lock twice.
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
 
     @contextmanager
     def publishing(self) -> Iterator[None]:
@@ -139,9 +140,13 @@ class PublishedRecord:
         """The notes in the slots, as stored (unverified; empty if there is no record)."""
         with self._locked(shared=True):
             try:
-                data = self.path.read_bytes()
+                fd = os.open(self.path, os.O_RDONLY)
             except FileNotFoundError:
                 return []
+            try:
+                data = os.pread(fd, 2 * SLOT, 0)
+            finally:
+                os.close(fd)
         return _notes(data)
 
     @property
