@@ -28,11 +28,14 @@ from app import create_app, get_ledger
 from app.errors import DomainError
 from app.models import LogHead, PolicyVersion
 from app.policy import Policy, PolicyError
-from app.services import clients, dashboard, keys, organisations, policies
+from app.services import organisations
+from app.services.access import clients
 from app.services.container import Ledger
-from app.services.log_store import LogInconsistent, RollbackDetected
-from app.services.published import check_contains_published
-from app.services.verify import AnswersResult, verify_answers, verify_log
+from app.services.decisions import dashboard, policies
+from app.services.log import keys
+from app.services.log.log_store import LogInconsistent, RollbackDetected
+from app.services.log.published import check_contains_published
+from app.services.log.verify import AnswersResult, verify_answers, verify_log
 from app.vocabulary import ROLES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -345,7 +348,7 @@ def _report_answers(answers: AnswersResult) -> None:
 @with_appcontext
 def rebuild_command(check_only: bool) -> None:
     """Re-derive the projections from the log; with --check, report any difference."""
-    from app.services import rebuild
+    from app.services.log import rebuild
 
     ledger = _ledger()
 
@@ -458,7 +461,7 @@ def policy_test_command(file: Path | None, scenario_dir: Path | None) -> None:
 @with_appcontext
 def policy_replay_command(file: Path) -> None:
     """Re-evaluate every logged decision under the candidate policy FILE; report changes."""
-    from app.services.replay import replay_decisions
+    from app.services.log.replay import replay_decisions
 
     candidate = _load_policy_or_exit(file)
     ledger = _ledger()
@@ -544,7 +547,7 @@ def _copy_progress(done: int, total: int) -> None:
 def backup_command(dest: Path) -> None:
     """Copy the SQLite database to DEST (online, consistent) and check the copy.
     For PostgreSQL use pg_dump (see the README)."""
-    from app.services import backup
+    from app.services.log import backup
 
     try:
         state = backup.backup(_ledger(), dest, _copy_progress)
@@ -564,7 +567,7 @@ def backup_command(dest: Path) -> None:
 def restore_command(source: Path, accept_rollback: bool) -> None:
     """Replace the SQLite database with SOURCE, after checking that it contains the newest
     checkpoint this instance published. Stop the service first."""
-    from app.services import backup
+    from app.services.log import backup
 
     try:
         done = backup.restore(
@@ -582,7 +585,7 @@ def restore_command(source: Path, accept_rollback: bool) -> None:
 def accept_rollback_command() -> None:
     """Record in the log that the database (restored by other means, e.g. pg_restore) lacks
     the newest checkpoint this instance published, so the service can serve again."""
-    from app.services import backup
+    from app.services.log import backup
 
     try:
         index = backup.accept_rollback_now(_ledger())

@@ -17,8 +17,8 @@ from sqlalchemy.engine import make_url
 
 from app import create_app, get_ledger
 from app.models import LogEntry
-from app.services import clients
-from app.services.published import RECORD_FILE, SLOT
+from app.services.access import clients
+from app.services.log.published import RECORD_FILE, SLOT
 from tests.conftest import PostgresServer
 from tests.helpers import BOTH
 

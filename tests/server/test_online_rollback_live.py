@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from app.ledger.checkpoint import CheckpointVerifier
-from app.services.published import RECORD_FILE
+from app.services.log.published import RECORD_FILE
 from tests.nhs import valid_nhs_numbers
 from tests.server.conftest import Server
 
