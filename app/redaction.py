@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from app.services.subjects import InvalidNhsNumber, normalise_nhs_number
+from app.services.consents.subjects import InvalidNhsNumber, normalise_nhs_number
 
 REDACTED = "[redacted]"
 _HEX_ID_OR_DIGIT_RUN = re.compile(

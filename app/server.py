@@ -22,7 +22,7 @@ from app.headers import security_headers
 from app.limits import MAX_HEADER_FIELD_SIZE, MAX_HEADER_FIELDS, MAX_REQUEST_LINE
 from app.logs import REQUEST_ID_HEADER, configure_server_logging, log_request, new_request_id
 from app.redaction import redact_json
-from app.services import keys
+from app.services.log import keys
 
 logger = logging.getLogger("consent_ledger.server")
 

@@ -34,11 +34,13 @@ from pymerkle import SqliteTree
 from app.cli import alembic_config
 from app.config import Settings
 from app.ledger.entry import encode_entry
-from app.services import clients, keys, organisations
-from app.services.consents import ConsentInput, record_consent
+from app.services import organisations
+from app.services.access import clients
+from app.services.consents.consents import ConsentInput, record_consent
+from app.services.consents.subjects import InvalidNhsNumber, SubjectIdentifier, normalise_nhs_number
 from app.services.container import Ledger
-from app.services.log_store import make_entry
-from app.services.subjects import InvalidNhsNumber, SubjectIdentifier, normalise_nhs_number
+from app.services.log import keys
+from app.services.log.log_store import make_entry
 
 REPO = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)

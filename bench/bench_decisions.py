@@ -22,7 +22,10 @@ from alembic import command as alembic_command
 from app import create_app, get_ledger
 from app.cli import alembic_config
 from app.policy import ConsentFact, Facts, Party, Request, evaluate
-from app.services import clients, keys, organisations, policies
+from app.services import organisations
+from app.services.access import clients
+from app.services.decisions import policies
+from app.services.log import keys
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 

@@ -29,10 +29,10 @@ from app.cli import alembic_config
 from app.config import Settings
 from app.ledger import merkle
 from app.models import LogEntry
-from app.services import keys
 from app.services.container import Ledger
-from app.services.log_store import make_entry
-from app.services.verify import verify_log
+from app.services.log import keys
+from app.services.log.log_store import make_entry
+from app.services.log.verify import verify_log
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 

@@ -1,7 +1,7 @@
 """Benchmark (not a test): the two ways to keep the published-checkpoint record durable.
 
-- **replace** (what ``app.services.published`` does): write a temporary file, fsync it, rename it
-  over the record. The record is never seen torn, and it stays a plain signed note.
+- **replace** (what ``app.services.log.published`` does): write a temporary file, fsync it,
+  rename it over the record. The record is never seen torn, and it stays a plain signed note.
 - **slot**: overwrite one of two fixed slots of a file kept open, then ``fdatasync``. No new
   inode, no rename, no size change, so only the data is flushed; a torn slot leaves the other.
 

@@ -57,10 +57,12 @@ from app.cli import alembic_config
 from app.config import Settings, default_database_url
 from app.ledger import merkle
 from app.models import LogCheckpoint, LogEntry, LogHead
-from app.services import clients, keys, organisations
+from app.services import organisations
+from app.services.access import clients
 from app.services.container import Ledger
-from app.services.log_store import make_entry
-from app.services.verify import verify_log
+from app.services.log import keys
+from app.services.log.log_store import make_entry
+from app.services.log.verify import verify_log
 from app.vocabulary import CONSENT_FORMS, DATA_CATEGORIES, PURPOSES, SIGNED_FORMS
 
 REPO = Path(__file__).resolve().parent.parent

@@ -34,8 +34,11 @@ from alembic import command as alembic_command
 
 from app import create_app, get_ledger
 from app.cli import alembic_config
-from app.services import clients, keys, organisations, policies
-from app.services.subjects import InvalidNhsNumber, normalise_nhs_number
+from app.services import organisations
+from app.services.access import clients
+from app.services.consents.subjects import InvalidNhsNumber, normalise_nhs_number
+from app.services.decisions import policies
+from app.services.log import keys
 
 OWNER = "tt-leeds"  # holds the known people's records
 RECIPIENT = "ea-tt-leeds"

@@ -31,10 +31,14 @@ from sqlalchemy.orm import Session
 
 from app import create_app, get_ledger
 from app.cli import alembic_config
-from app.services import clients, consents, decisions, keys, organisations, policies, rebuild
+from app.services import organisations
+from app.services.access import clients
+from app.services.consents import consents
+from app.services.consents.subjects import SubjectIdentifier
 from app.services.container import Ledger
-from app.services.subjects import SubjectIdentifier
-from app.services.verify import verify_answers, verify_log
+from app.services.decisions import decisions, policies
+from app.services.log import keys, rebuild
+from app.services.log.verify import verify_answers, verify_log
 
 REFERRAL = ("identity", "service_status")
 T = TypeVar("T")

@@ -29,8 +29,11 @@ from app import create_app, get_ledger
 from app.cli import alembic_config
 from app.config import Settings
 from app.policy import Policy
-from app.services import clients, keys, organisations, policies
+from app.services import organisations
+from app.services.access import clients
 from app.services.container import Ledger
+from app.services.decisions import policies
+from app.services.log import keys
 
 REPO = Path(__file__).resolve().parent.parent
 PG_BIN = Path(os.environ.get("CONSENT_LEDGER_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))

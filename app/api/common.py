@@ -32,10 +32,10 @@ from app.errors import (
 )
 from app.logs import redact_path
 from app.redaction import redact_json
-from app.services.clients import Principal, authenticate
+from app.services.access.clients import Principal, authenticate
+from app.services.access.idempotency import HEADER, WriteResult, idempotency_key
 from app.services.container import Ledger
-from app.services.idempotency import HEADER, WriteResult, idempotency_key
-from app.services.log_store import LogInconsistent
+from app.services.log.log_store import LogInconsistent
 from app.web.errors import error_page, is_page
 
 logger = logging.getLogger("consent_ledger.api")

@@ -17,8 +17,8 @@ from app.api.common import (
     ledger,
     render,
 )
-from app.services import consents
-from app.services.consents import ConsentInput
+from app.services.consents import consents
+from app.services.consents.consents import ConsentInput
 
 blp = Blueprint(
     "consents", __name__, url_prefix="/v1/consents", description="Consents and their history"

@@ -18,7 +18,7 @@ from app.api.common import (
     render,
 )
 from app.policy import LegalBasis
-from app.services import decisions
+from app.services.decisions import decisions
 
 blp = Blueprint(
     "decisions",

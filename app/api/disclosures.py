@@ -19,8 +19,8 @@ from app.api.common import (
     ledger,
     render,
 )
-from app.services import decisions
-from app.services.subjects import SubjectIdentifier
+from app.services.consents.subjects import SubjectIdentifier
+from app.services.decisions import decisions
 
 blp = Blueprint(
     "disclosures",

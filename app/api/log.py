@@ -15,7 +15,7 @@ from flask import Response
 from app.api.common import BEARER, Blueprint, authenticated, current_principal, ledger
 from app.api.schemas import Integer, QuerySchema
 from app.errors import NotFound
-from app.services import log_entries
+from app.services.log import log_entries
 
 blp = Blueprint(
     "log",

@@ -17,7 +17,7 @@ from app.api.common import (
     ledger,
     render,
 )
-from app.services import consents
+from app.services.consents import consents
 
 blp = Blueprint(
     "objections",

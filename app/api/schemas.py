@@ -7,7 +7,7 @@ from typing import Any
 
 import marshmallow as ma
 
-from app.services.subjects import InvalidNhsNumber, SubjectIdentifier, normalise_nhs_number
+from app.services.consents.subjects import InvalidNhsNumber, SubjectIdentifier, normalise_nhs_number
 from app.text import line_problem
 from app.vocabulary import (
     CONSENT_FORMS,

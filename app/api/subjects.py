@@ -9,7 +9,7 @@ from flask import request
 
 from app.api import schemas
 from app.api.common import BEARER, Blueprint, authenticated, current_principal, ledger
-from app.services.web_sessions import (
+from app.services.access.web_sessions import (
     DEFAULT_LINK_DAYS,
     LINK_ROLES,
     MAX_LINK_DAYS,

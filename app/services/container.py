@@ -12,11 +12,11 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.db import Database
-from app.services import keys
-from app.services.health import HealthState, check_log
-from app.services.log_store import PUBLISHED, LogStore, Publication, RollbackDetected
-from app.services.published import PublishedRecord
-from app.services.rate_limits import RateLimits, parse_limit
+from app.services.access.rate_limits import RateLimits, parse_limit
+from app.services.log import keys
+from app.services.log.health import HealthState, check_log
+from app.services.log.log_store import PUBLISHED, LogStore, Publication, RollbackDetected
+from app.services.log.published import PublishedRecord
 
 logger = logging.getLogger("consent_ledger.ledger")
 
@@ -59,7 +59,7 @@ class Ledger:
 
     def _hold_record(self, session: Session) -> AbstractContextManager[None]:
         # A write that signed a checkpoint holds the record from just before its commit until
-        # the checkpoint is recorded, so the next writer reads it (app.services.published).
+        # the checkpoint is recorded, so the next writer reads it (app.services.log.published).
         return self.published.publishing() if PUBLISHED in session.info else nullcontext()
 
     def _publish(self, session: Session) -> None:

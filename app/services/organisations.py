@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from app.errors import DomainError
 from app.models import Organisation, table
 from app.services.container import Ledger
-from app.services.log_store import make_entry
+from app.services.log.log_store import make_entry
 from app.text import line_problem
 from app.vocabulary import FUNDERS, ORGANISATION_KINDS
 

@@ -29,9 +29,16 @@ from app.api.disclosures import csv_cell
 from app.api.schemas import parse_whole_number
 from app.errors import DomainError
 from app.models import Organisation
-from app.services import consents, dashboard, decisions, subjects
-from app.services.subjects import InvalidNhsNumber, SubjectIdentifier
-from app.services.web_sessions import WebIdentity, csrf_ok, resolve_session, sign_in, sign_out
+from app.services.access.web_sessions import (
+    WebIdentity,
+    csrf_ok,
+    resolve_session,
+    sign_in,
+    sign_out,
+)
+from app.services.consents import consents, subjects
+from app.services.consents.subjects import InvalidNhsNumber, SubjectIdentifier
+from app.services.decisions import dashboard, decisions
 from app.vocabulary import PURPOSES
 from app.web.charts import horizontal_bars, stacked_bars
 from app.web.common import ledger, when

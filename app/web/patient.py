@@ -10,14 +10,15 @@ from sqlalchemy import select
 
 from app.errors import DomainError
 from app.models import Organisation
-from app.services import consents, decisions
-from app.services.web_sessions import (
+from app.services.access.web_sessions import (
     WHOLE_RECORD,
     PatientAccess,
     csrf_ok,
     patient_csrf_token,
     resolve_access_link,
 )
+from app.services.consents import consents
+from app.services.decisions import decisions
 from app.web.common import ledger
 
 bp = Blueprint("patient", __name__, url_prefix="/p")

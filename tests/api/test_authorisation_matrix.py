@@ -41,8 +41,11 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from app import create_app, get_ledger, vocabulary
-from app.services import clients, keys, organisations, policies
+from app.services import organisations
+from app.services.access import clients
 from app.services.container import Ledger
+from app.services.decisions import policies
+from app.services.log import keys
 from tests.conftest import ORGS_FILE
 from tests.helpers import bearer
 from tests.nhs import with_check_digit

@@ -14,8 +14,8 @@ import yaml
 from flask.testing import FlaskClient
 
 from app.policy import Policy
-from app.services import policies
 from app.services.container import Ledger
+from app.services.decisions import policies
 from tests.helpers import BOTH, bearer
 from tests.nhs import valid_nhs_numbers
 

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from app import create_app, get_ledger
 from app.models import LogEntry
 from app.policy import Policy
-from app.services.rate_limits import parse_limit
+from app.services.access.rate_limits import parse_limit
 from tests.helpers import bearer
 from tests.nhs import valid_nhs_numbers
 

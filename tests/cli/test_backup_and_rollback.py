@@ -17,8 +17,8 @@ from sqlalchemy.engine import make_url
 
 from app import create_app, get_ledger
 from app.models import LogEntry
-from app.services import clients
-from app.services.published import RECORD_FILE, SLOT
+from app.services.access import clients
+from app.services.log.published import RECORD_FILE, SLOT
 from tests.conftest import PostgresServer
 from tests.helpers import BOTH
 
@@ -206,7 +206,7 @@ def test_another_history_of_the_same_size_is_refused(
     _add_client(app)
     _put_back(app, old, database_url)
     # Someone with the signing key writes to the old copy behind the service's back, without
-    # its record (the service itself would refuse: tests/services/test_online_rollback.py):
+    # its record (the service itself would refuse: tests/services/log/test_online_rollback.py):
     # the same size, another root.
     record = instance_path / RECORD_FILE
     kept = record.rename(record.with_name("kept-aside"))

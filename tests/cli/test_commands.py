@@ -13,7 +13,7 @@ from flask.testing import FlaskCliRunner
 from sqlalchemy import func, select
 
 from app.models import ApiClient, LogEntry, Organisation
-from app.services.clients import hash_token
+from app.services.access.clients import hash_token
 from app.services.container import Ledger
 from tests.helpers import BOTH, bearer, tamper
 
@@ -300,7 +300,7 @@ def test_verify_against_another_key_fails(runner: FlaskCliRunner, orgs: list[str
 def test_verify_prints_progress_on_a_large_log(runner: FlaskCliRunner, ledger: Ledger) -> None:
     from datetime import UTC, datetime
 
-    from app.services.log_store import make_entry
+    from app.services.log.log_store import make_entry
 
     now = datetime(2026, 1, 1, tzinfo=UTC)
     with ledger.db.write() as session:

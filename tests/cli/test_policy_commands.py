@@ -11,7 +11,7 @@ from flask.testing import FlaskClient, FlaskCliRunner
 
 from app.policy import Policy
 from app.services.container import Ledger
-from app.services.policies import DEFAULT_POLICY_FILE
+from app.services.decisions.policies import DEFAULT_POLICY_FILE
 from tests.helpers import bearer
 from tests.nhs import valid_nhs_numbers
 

@@ -22,11 +22,13 @@ from app.errors import Conflict
 from app.ledger.entry import decode_entry
 from app.models import LogEntry
 from app.policy import LegalBasis, Policy, load_policy
-from app.services import clients, consents, decisions, policies
-from app.services.clients import Principal
+from app.services.access import clients
+from app.services.access.clients import Principal
+from app.services.consents import consents
+from app.services.consents.subjects import SubjectIdentifier
 from app.services.container import Ledger
-from app.services.log_store import make_entry
-from app.services.subjects import SubjectIdentifier
+from app.services.decisions import decisions, policies
+from app.services.log.log_store import make_entry
 from tests.helpers import BOTH
 from tests.nhs import valid_nhs_numbers
 

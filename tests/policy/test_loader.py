@@ -11,7 +11,7 @@ import yaml
 
 from app.policy import PolicyError, load_policy
 from app.policy.loader import policy_version
-from app.services.policies import DEFAULT_POLICY_FILE, parse_policy_file
+from app.services.decisions.policies import DEFAULT_POLICY_FILE, parse_policy_file
 
 DOC: dict[str, Any] = yaml.safe_load(DEFAULT_POLICY_FILE.read_text())
 

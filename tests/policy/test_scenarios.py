@@ -9,7 +9,7 @@ import yaml
 
 from app.policy import Policy
 from app.policy.scenarios import Scenario, coverage, parse_scenario_file, run_scenario
-from app.services.policies import DEFAULT_POLICY_FILE, REPO_POLICIES, parse_policy_file
+from app.services.decisions.policies import DEFAULT_POLICY_FILE, REPO_POLICIES, parse_policy_file
 
 SHIPPED: Policy = parse_policy_file(DEFAULT_POLICY_FILE)
 SCENARIOS: list[Scenario] = [

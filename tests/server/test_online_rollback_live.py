@@ -1,6 +1,6 @@
 """A database restored under the real server (gunicorn, three workers): no worker signs a fork.
 
-The in-process tests (``tests/services/test_online_rollback.py``) cover SQLite and PostgreSQL
+The in-process tests (``tests/services/log/test_online_rollback.py``) cover SQLite and PostgreSQL
 with two application objects; this one runs the service as deployed, where the workers are
 forked processes that each remember what they saw published.
 """
@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from app.ledger.checkpoint import CheckpointVerifier
-from app.services.published import RECORD_FILE
+from app.services.log.published import RECORD_FILE
 from tests.nhs import valid_nhs_numbers
 from tests.server.conftest import Server
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from app.services import clients
+from app.services.access import clients
 from app.services.container import Ledger
 
 

@@ -17,7 +17,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from app.policy import Policy
-from app.services import clients
+from app.services.access import clients
 from app.services.container import Ledger
 from tests.helpers import BOTH, bearer
 from tests.nhs import valid_nhs_numbers

@@ -13,8 +13,8 @@ from sqlalchemy import select
 
 from app.models import AccessLink, LogEntry, WebSession
 from app.policy import Policy
+from app.services.access.web_sessions import IDLE_TIMEOUT
 from app.services.container import Ledger
-from app.services.web_sessions import IDLE_TIMEOUT
 from tests.helpers import BOTH, bearer
 from tests.nhs import valid_nhs_numbers
 
@@ -281,7 +281,7 @@ def test_pages_answer_errors_with_pages(
 def test_revoking_a_client_ends_its_browser_sessions(
     client: FlaskClient, ledger: Ledger, make_token: Callable[..., str]
 ) -> None:
-    from app.services.clients import revoke_client
+    from app.services.access.clients import revoke_client
 
     token = make_token("tt-leeds", "ig_lead")
     _login(client, token)

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from app.errors import Forbidden
 from app.models import Organisation
-from app.services.clients import Principal
+from app.services.access.clients import Principal
 from app.services.container import Ledger
 
 # Entries about the service itself: every IG lead may read them.

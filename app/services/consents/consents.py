@@ -28,11 +28,13 @@ from app.models import (
     Organisation,
     table,
 )
-from app.services import organisations, policies, subjects
-from app.services.clients import Principal
+from app.services import organisations
+from app.services.access.clients import Principal
+from app.services.access.idempotency import IdempotencyKey, WriteResult, run_write
+from app.services.consents import subjects
 from app.services.container import Ledger
-from app.services.idempotency import IdempotencyKey, WriteResult, run_write
-from app.services.log_store import Receipt, make_entry
+from app.services.decisions import policies
+from app.services.log.log_store import Receipt, make_entry
 from app.vocabulary import SIGNED_FORMS
 
 ACTIVE = "active"

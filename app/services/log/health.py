@@ -9,9 +9,13 @@ from dataclasses import dataclass
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.db import Database
-from app.services.keys import KeyFileError
-from app.services.log_store import LogInconsistent, LogStore
-from app.services.published import PublishedRecord, RollbackDetected, check_database_against_record
+from app.services.log.keys import KeyFileError
+from app.services.log.log_store import LogInconsistent, LogStore
+from app.services.log.published import (
+    PublishedRecord,
+    RollbackDetected,
+    check_database_against_record,
+)
 
 logger = logging.getLogger("consent_ledger.health")
 

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from app.errors import FieldError, InvalidRequest
 from app.models import Subject, table
 from app.services import organisations
-from app.services.clients import Principal
+from app.services.access.clients import Principal
 from app.services.container import Ledger
 
 # NHS number check digit: modulus 11 over the first nine digits, weights 10 down to 2

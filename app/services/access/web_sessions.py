@@ -17,10 +17,10 @@ from sqlalchemy import bindparam, delete, select
 
 from app.errors import Conflict, Forbidden, NotFound
 from app.models import AccessLink, ApiClient, Objection, Organisation, WebSession
-from app.services import consents, subjects
-from app.services.clients import Principal, authenticate
+from app.services.access.clients import Principal, authenticate
+from app.services.consents import consents, subjects
 from app.services.container import Ledger
-from app.services.log_store import make_entry
+from app.services.log.log_store import make_entry
 
 WEB_ROLES = ("ig_lead", "auditor")
 IDLE_TIMEOUT = timedelta(minutes=30)

@@ -32,7 +32,7 @@ from app import create_app, get_ledger
 from app.ledger.checkpoint import Checkpoint, CheckpointVerifier
 from app.models import LogCheckpoint, LogEntry
 from app.services.container import Ledger
-from app.services.log_store import PUBLISHED, Publication, RollbackDetected
+from app.services.log.log_store import PUBLISHED, Publication, RollbackDetected
 from tests.conftest import PG_BIN, PostgresServer
 from tests.helpers import BOTH, bearer
 from tests.nhs import valid_nhs_numbers

@@ -38,12 +38,14 @@ from app.policy import (
     Request,
     evaluate,
 )
-from app.services import organisations, policies, subjects
-from app.services.clients import Principal
-from app.services.consents import iso
+from app.services import organisations
+from app.services.access.clients import Principal
+from app.services.access.idempotency import IdempotencyKey, WriteResult, run_write
+from app.services.consents import subjects
+from app.services.consents.consents import iso
 from app.services.container import Ledger
-from app.services.idempotency import IdempotencyKey, WriteResult, run_write
-from app.services.log_store import make_entry
+from app.services.decisions import policies
+from app.services.log.log_store import make_entry
 
 # Roles that may assert a legal basis instead of consent (ig-rules: "only accepted from a client
 # with the ig_lead role").

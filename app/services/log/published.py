@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from app.ledger import merkle
 from app.ledger.checkpoint import Checkpoint, CheckpointVerifier
 from app.ledger.errors import VerificationError
-from app.services.log_store import (
+from app.services.log.log_store import (
     LogStore,
     Publication,
     RollbackDetected,

@@ -26,7 +26,7 @@ from app.ledger.errors import EntryError, VerificationError
 from app.models import LogCheckpoint, LogEntry, LogHead, LogNode, table
 
 if TYPE_CHECKING:
-    from app.services.published import PublishedRecord
+    from app.services.log.published import PublishedRecord
 
 logger = logging.getLogger(__name__)
 
@@ -312,7 +312,7 @@ class LogStore:
         head.size = new_size
         head.root_hash = new_root
         self._last_signed = (new_size, new_root)
-        # Recorded once the transaction commits (app.services.published), never before; the
+        # Recorded once the transaction commits (app.services.log.published), never before; the
         # trees this write found inside its own need no proof when the record is advanced.
         prefixes = [(size, root)]
         if published is not None:

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from sqlalchemy import or_, select
 
 from app.models import DecisionRecord, Disclosure, LogCheckpoint, Organisation, VerificationRun
-from app.services.clients import Principal
+from app.services.access.clients import Principal
 from app.services.container import Ledger
 
 DAYS = 14

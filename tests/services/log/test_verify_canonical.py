@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from app.ledger.entry import MAX_DEPTH, decode_entry
 from app.ledger.errors import EntryError
-from app.services.verify import _surely_canonical
+from app.services.log.verify import _surely_canonical
 
 TRICKY = [
     "\x00", "\x08", "\x0c", "\x1f", "\x7f", '"', "\\", "/", "\u2028", "\ud7ff", "\ue000",

@@ -24,10 +24,10 @@ from app.ledger.entry import encode_entry
 from app.models import PolicyVersion
 from app.policy import Policy, PolicyError, load_policy
 from app.services.container import Ledger
-from app.services.log_store import make_entry
+from app.services.log.log_store import make_entry
 from app.vocabulary import ORGANISATION_KINDS
 
-REPO_POLICIES = Path(__file__).resolve().parent.parent.parent / "policies"
+REPO_POLICIES = Path(__file__).resolve().parent.parent.parent.parent / "policies"
 DEFAULT_POLICY_FILE = REPO_POLICIES / "default.yaml"
 
 _cache: dict[str, Policy] = {}

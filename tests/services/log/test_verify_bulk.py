@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import select
 
 from app.models import LogCheckpoint
-from app.services import verify
 from app.services.container import Ledger
-from app.services.log_store import make_entry
-from app.services.verify import verify_log
+from app.services.log import verify
+from app.services.log.log_store import make_entry
+from app.services.log.verify import verify_log
 from tests.helpers import BOTH, tamper
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

@@ -20,7 +20,7 @@ from sqlalchemy import bindparam, select
 from app.errors import DomainError, Unauthenticated
 from app.models import ApiClient, Organisation
 from app.services.container import Ledger
-from app.services.log_store import make_entry
+from app.services.log.log_store import make_entry
 from app.text import line_problem
 from app.vocabulary import ROLES
 

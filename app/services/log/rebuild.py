@@ -32,7 +32,7 @@ from app.models import (
     Organisation,
     PolicyVersion,
 )
-from app.services.consents import ACTIVE, WITHDRAWN, iso
+from app.services.consents.consents import ACTIVE, WITHDRAWN, iso
 
 Row = dict[str, Any]
 Progress = Callable[[int, int], None]

@@ -11,8 +11,8 @@ from sqlalchemy import select
 from app.ledger import merkle
 from app.models import LogCheckpoint, LogEntry
 from app.services.container import Ledger
-from app.services.log_store import LogInconsistent, make_entry
-from app.services.verify import verify_log
+from app.services.log.log_store import LogInconsistent, make_entry
+from app.services.log.verify import verify_log
 from tests.helpers import BOTH, tamper
 from tests.support import rfc9162_verifier as rfc
 

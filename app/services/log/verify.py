@@ -36,8 +36,8 @@ from app.ledger.checkpoint import CheckpointVerifier
 from app.ledger.entry import MAX_DEPTH, MAX_LEAF_BYTES, decode_entry
 from app.ledger.errors import EntryError, VerificationError
 from app.models import LogCheckpoint, LogEntry, LogHead, LogNode
-from app.services import rebuild
-from app.services.replay import AnswerAudit, Unfounded
+from app.services.log import rebuild
+from app.services.log.replay import AnswerAudit, Unfounded
 
 BATCH = 5_000
 Progress = Callable[[int, int], None]

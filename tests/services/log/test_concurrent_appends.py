@@ -24,7 +24,7 @@ from sqlalchemy import select
 
 from app.models import LogCheckpoint, LogEntry, LogHead
 from app.services.container import Ledger
-from app.services.verify import verify_log
+from app.services.log.verify import verify_log
 from tests.helpers import BOTH
 from tests.nhs import valid_nhs_numbers
 from tests.support import rfc9162_verifier as rfc
@@ -56,8 +56,9 @@ def _append_consents(
     for the others, record ``APPENDS_EACH`` consents, and write the receipts to ``out``."""
     try:
         from app import create_app, get_ledger
-        from app.services import clients, consents, subjects
-        from app.services.consents import ConsentInput
+        from app.services.access import clients
+        from app.services.consents import consents, subjects
+        from app.services.consents.consents import ConsentInput
 
         app = create_app({"INSTANCE_PATH": instance_path, "DATABASE_URL": database_url})
         ledger = get_ledger(app)

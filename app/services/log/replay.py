@@ -38,8 +38,8 @@ from app.policy import (
     Request,
     evaluate,
 )
-from app.services import policies
-from app.services.rebuild import RESULT_KEYS
+from app.services.decisions import policies
+from app.services.log.rebuild import RESULT_KEYS
 
 
 @dataclass(frozen=True)

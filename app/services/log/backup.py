@@ -3,7 +3,7 @@
 A SQLite backup uses SQLite's online backup API, so it is one consistent snapshot even while
 the service writes; the copy is then checked against its own newest signed checkpoint. A
 restore checks the copy the same way and then against the newest checkpoint this instance has
-published (``app.services.published``): a copy that lacks it would silently undo receipts that
+published (``app.services.log.published``): a copy that lacks it would silently undo receipts that
 callers hold, so it is refused unless the operator accepts the loss, which is logged. PostgreSQL
 is backed up and restored with ``pg_dump`` / ``pg_restore`` (see the README); after such a
 restore the service's start-up check finds any rollback, and ``accept_rollback`` records it.
@@ -23,8 +23,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.db import Database
 from app.errors import DomainError
 from app.services.container import Ledger
-from app.services.log_store import LogInconsistent, make_entry
-from app.services.published import RollbackDetected, check_database_against_record
+from app.services.log.log_store import LogInconsistent, make_entry
+from app.services.log.published import RollbackDetected, check_database_against_record
 
 Progress = Callable[[int, int], None]
 PAGES_PER_STEP = 4096

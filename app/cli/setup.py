@@ -1,0 +1,161 @@
+"""Setting up and running an instance: ``init``, ``demo`` and ``serve``."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import click
+from alembic import command as alembic_command
+from flask.cli import with_appcontext
+from sqlalchemy import select
+
+from app.cli.common import (
+    REPO_ROOT,
+    _fail,
+    _ledger,
+    alembic_config,
+)
+from app.models import LogHead, PolicyVersion
+from app.services import organisations
+from app.services.access import clients
+from app.services.decisions import policies
+from app.services.log import keys
+
+DEMO_ORGANISATIONS = REPO_ROOT / "policies" / "organisations.example.yaml"
+DEMO_TOKENS_FILE = "demo-tokens.json"
+DEMO_CLIENTS = (
+    ("tt-leeds", "case_system", "Talking Therapies record system (demo)"),
+    ("jcp-leeds-city", "case_system", "Jobcentre work coach tool (demo)"),
+    ("ea-tt-leeds", "case_system", "Employment Adviser caseload tool (demo)"),
+    ("tt-leeds", "ig_lead", "Talking Therapies IG lead (demo)"),
+    ("tt-leeds", "patient_portal", "Patient portal (demo)"),
+    ("tt-leeds", "auditor", "Auditor (demo)"),
+)
+
+
+@click.command("init")
+@click.option(
+    "--new-identity",
+    is_flag=True,
+    help="allow creating keys for a database that already holds entries (a new log identity)",
+)
+@with_appcontext
+def init_command(new_identity: bool) -> None:
+    """Create or upgrade the database and create missing keys."""
+    ledger = _ledger()
+    settings = ledger.settings
+    try:
+        keys.validate_origin(settings.log_origin)
+        keys.ensure_instance_folder(settings)
+    except keys.KeyFileError as exc:
+        _fail(str(exc))
+    alembic_command.upgrade(alembic_config(ledger), "head")
+    with ledger.db.read() as session:
+        size = session.execute(select(LogHead.size)).scalar_one()
+    missing = [
+        p for p in (settings.signing_key_path, settings.identifier_key_path) if not p.exists()
+    ]
+    if size and missing and not new_identity:
+        # A key gone from a database that holds entries is a wrong instance path or a lost
+        # backup, not a first run: a new signing key is a new log identity, and a new
+        # identifier key makes every stored subject unreachable.
+        _fail(
+            f"the database holds {size} log entries but {', '.join(map(str, missing))} "
+            "is missing. Restore it from backup, or check CONSENT_LEDGER_INSTANCE_PATH. "
+            "To start a new log identity anyway, run `consent-ledger init --new-identity`."
+        )
+    try:
+        created = keys.ensure_keys(settings)
+    except keys.KeyFileError as exc:
+        _fail(str(exc))
+    for warning in keys.permission_warnings(settings):
+        click.echo(f"Warning: {warning}", err=True)
+    click.echo(f"Instance folder: {settings.instance_path}")
+    click.echo(f"Database: {_safe_url(settings.database_url)} (at the newest migration)")
+    click.echo(
+        ("Created" if created.signing_key_created else "Kept")
+        + f" the signing key {settings.signing_key_path}"
+    )
+    click.echo(
+        ("Created" if created.identifier_key_created else "Kept")
+        + f" the identifier key {settings.identifier_key_path}"
+    )
+    click.echo(f"Log origin and verifier key: {ledger.log_store.signer.verifier_key()}")
+    with ledger.db.read() as session:
+        has_policy = session.execute(select(PolicyVersion.version).limit(1)).first() is not None
+    if not has_policy:
+        shipped = policies.parse_policy_file(policies.DEFAULT_POLICY_FILE)
+        published = policies.publish(ledger, shipped)
+        click.echo(
+            f"Published the shipped policy {shipped.version[:16]}... at log index "
+            f"{published.ledger_index}"
+        )
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
+def serve_command(host: str, port: int, workers: int) -> None:
+    """Run the production WSGI server (gunicorn)."""
+    from app.server import serve
+
+    serve(host, port, workers)
+
+
+@click.command("demo")
+@click.option(
+    "--url",
+    default="http://127.0.0.1:8000",
+    show_default=True,
+    help="where the service will be served, for the lines to try",
+)
+@with_appcontext
+def demo_command(url: str) -> None:
+    """Load example organisations and clients for a first look (used by `make run`)."""
+    ledger = _ledger()
+    data = organisations.read_organisation_file(DEMO_ORGANISATIONS)
+    organisations.import_organisations(ledger, data, str(DEMO_ORGANISATIONS))
+    tokens_path = ledger.settings.instance_path / DEMO_TOKENS_FILE
+    if tokens_path.exists():
+        tokens = json.loads(tokens_path.read_text())
+    else:
+        tokens = []
+        for org, role, name in DEMO_CLIENTS:
+            created = clients.create_client(ledger, org, role, name)
+            tokens.append(
+                {
+                    "organisation": org,
+                    "role": role,
+                    "client_id": created.client_id,
+                    "token": created.token,
+                }
+            )
+        # Demo only: a real deployment never keeps tokens. 0600, beside the keys.
+        fd = os.open(tokens_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(tokens, fh, indent=2)
+    click.echo(f"Demo organisations loaded from {DEMO_ORGANISATIONS.name}.")
+    click.echo(f"Demo clients (tokens kept in {tokens_path} for the demo only):")
+    for t in tokens:
+        click.echo(f"  {t['role']:<15} {t['organisation']:<16} {t['token']}")
+    auditor = next(t["token"] for t in tokens if t["role"] == "auditor")
+    click.echo("")
+    click.echo("Try, once the server below is up:")
+    click.echo(f"  curl {url}/healthz")
+    click.echo(f"  curl {url}/v1/log/checkpoint")
+    click.echo(f"  curl {url}/v1/log/key")
+    click.echo(f"  curl -H 'Authorization: Bearer {auditor}' {url}/v1/organisations")
+    click.echo(
+        f"  curl -H 'Authorization: Bearer {auditor}' '{url}/v1/log/proof/inclusion?index=0'"
+    )
+    click.echo(f"  OpenAPI document: {url}/openapi.json")
+    click.echo(f"  IG pages: {url}/ig/ (sign in with the ig_lead or auditor token above)")
+    click.echo("")

@@ -1,0 +1,1 @@
+"""Access: API clients, web sessions and access links, rate limits, idempotency."""

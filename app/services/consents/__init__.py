@@ -1,0 +1,1 @@
+"""Consents and objections, and the people they are about."""
