@@ -45,6 +45,10 @@ CATEGORY_TEXT = {
 PLAIN_ERRORS = {
     "already-withdrawn": "You had already withdrawn this agreement. Nothing else was changed.",
     "already-objected": "You have already objected to sharing for your care.",
+    "forbidden": (
+        "This link cannot withdraw this agreement, because the service that gave you the link "
+        "did not record it. Ask the service that recorded it, or use your patient portal."
+    ),
 }
 GENERIC_ERROR = (
     "Something stopped this from going through, so nothing was changed. Please try again later."
@@ -108,6 +112,11 @@ def home(token: str) -> str:
         access,
         token,
         history=history,
+        withdrawable={
+            c["id"]
+            for c in history["consents"]
+            if consents.may_withdraw(access.principal, c["recorded_by"])
+        },
         disclosures=shares["items"],
         total_disclosures=shares["total"],
         objected=objected,
@@ -124,12 +133,16 @@ def _consent_of(access: PatientAccess, consent_id: str) -> dict[str, Any]:
 
 
 @bp.get("/<token>/consents/<consent_id>/withdraw")
-def confirm_withdrawal(token: str, consent_id: str) -> str:
+def confirm_withdrawal(token: str, consent_id: str) -> Response | str:
     access = _access(token)
     consent = _consent_of(access, consent_id)
     if consent["status"] != "active":
         return _render(
             "patient/problem.html", access, token, message=PLAIN_ERRORS["already-withdrawn"]
+        )
+    if not consents.may_withdraw(access.principal, consent["recorded_by"]):
+        return make_response(
+            _render("patient/problem.html", access, token, message=PLAIN_ERRORS["forbidden"]), 403
         )
     return _render("patient/confirm_withdraw.html", access, token, consent=consent)
 

@@ -104,18 +104,19 @@ def _status(client: FlaskClient, token: str, consent_id: str) -> str:
     return str(consent["status"])
 
 
-# issuer organisation, issuer role -> sees the owner's consent and the share, may withdraw it,
-# words that say which view the page is
+# issuer organisation, issuer role -> sees the owner's consent and the share, may withdraw it
+# (only as the issuer may through the API: the organisation holds the link it issues), words
+# that say which view the page is
 CASES = [
-    pytest.param(STRANGER, "case_system", False, "only what", id="stranger-case-system"),
-    pytest.param(RECIPIENT, "case_system", True, "only what", id="named-case-system"),
-    pytest.param(OWNER, "case_system", True, "only what", id="recording-case-system"),
-    pytest.param(STRANGER, "patient_portal", True, "whole record", id="portal"),
+    pytest.param(STRANGER, "case_system", False, False, "only what", id="stranger-case-system"),
+    pytest.param(RECIPIENT, "case_system", True, False, "only what", id="named-case-system"),
+    pytest.param(OWNER, "case_system", True, True, "only what", id="recording-case-system"),
+    pytest.param(STRANGER, "patient_portal", True, True, "whole record", id="portal"),
 ]
 
 
 @pytest.mark.parametrize("backend", BOTH, indirect=True)
-@pytest.mark.parametrize(("issuer", "role", "sees", "view"), CASES)
+@pytest.mark.parametrize(("issuer", "role", "sees", "withdraws", "view"), CASES)
 def test_a_link_shows_and_acts_on_what_its_issuer_may_see(
     client: FlaskClient,
     policy: Policy,
@@ -123,6 +124,7 @@ def test_a_link_shows_and_acts_on_what_its_issuer_may_see(
     issuer: str,
     role: str,
     sees: bool,
+    withdraws: bool,
     view: str,
 ) -> None:
     record = _record(client, make_token)
@@ -132,9 +134,10 @@ def test_a_link_shows_and_acts_on_what_its_issuer_may_see(
     # The page says who gave the person the link, and which view it is.
     assert f"given to you by {NAMES[issuer]}" in page.text
     assert view in page.text
-    # The owner's consent (and its withdraw button), and the share to the recipient.
-    assert (record.consent_id in page.text) == sees
+    # The owner's consent and the share to the recipient; the withdraw button (the only place
+    # the consent's id appears) only where the link may withdraw it.
     assert (NAMES[RECIPIENT] in page.text) == sees
+    assert (record.consent_id in page.text) == withdraws
     # Every link shows the person's objections (every organisation must know of them, G3).
     assert "You have objected" in page.text
 
@@ -142,10 +145,20 @@ def test_a_link_shows_and_acts_on_what_its_issuer_may_see(
         f"/p/{link}/consents/{record.consent_id}/withdraw", data={"csrf_token": _csrf(client, link)}
     )
     owner_view = make_token(OWNER, "case_system")
-    if sees:
+    withdraw_page = f"/p/{link}/consents/{record.consent_id}/withdraw"
+    if withdraws:
+        assert withdraw_page in page.text
         assert withdrawn.status_code == 200
         assert "You have withdrawn your agreement" in withdrawn.text
         assert _status(client, owner_view, record.consent_id) == "withdrawn"
+    elif sees:
+        # Shown, but not offered: the page says whom to ask; the service refuses it too.
+        assert withdraw_page not in page.text
+        assert f"To withdraw this agreement, ask {NAMES[OWNER]}" in page.text
+        assert withdrawn.status_code == 403
+        assert "cannot withdraw this agreement" in withdrawn.text
+        assert client.get(withdraw_page).status_code == 403
+        assert _status(client, owner_view, record.consent_id) == "active"
     else:
         assert withdrawn.status_code == 404
         assert _status(client, owner_view, record.consent_id) == "active"
@@ -156,7 +169,7 @@ def test_a_withdrawal_through_a_link_is_traceable_to_the_issuing_client(
     client: FlaskClient, policy: Policy, ledger: Ledger, make_token: Callable[..., str]
 ) -> None:
     record = _record(client, make_token)
-    issuer = make_token(RECIPIENT, "case_system")
+    issuer = make_token(OWNER, "case_system")
     made = _post(client, issuer, "/v1/subjects/access-links", {"subject": {"nhs_number": PERSON}})
     link, link_index = made["url"].rsplit("/p/", 1)[1], made["ledger_index"]
     client.post(
@@ -168,7 +181,7 @@ def test_a_withdrawal_through_a_link_is_traceable_to_the_issuing_client(
     (consent,) = body["consents"]
     withdrawal = consent["history"][-1]
     assert withdrawal["event"] == "withdrawn"
-    assert withdrawal["organisation"] == RECIPIENT
+    assert withdrawal["organisation"] == OWNER
     auditor = bearer(make_token(OWNER, "auditor"))
 
     def entry(index: int) -> dict[str, Any]:
@@ -212,11 +225,12 @@ def test_revoking_or_rotating_the_issuer_ends_its_links(
         assert client.get(f"/p/{_link(client, new_token)}").status_code == 200
 
 
-def test_a_recipients_link_tells_of_shares_to_it_only(
+def test_a_recipient_cannot_withdraw_through_a_link_what_the_api_refuses_it(
     client: FlaskClient, policy: Policy, make_token: Callable[..., str]
 ) -> None:
-    """Withdrawing through a recipient's link: the receipt names the organisations to tell
-    that the recipient could see (itself), not the recorder's shares to others."""
+    """A recipient holds the link it issues: through it, it may not withdraw a consent that
+    another organisation recorded and others received data under (which would end their
+    shares with nobody told), any more than through the API."""
     owner = make_token(OWNER, "case_system")
     recipients = [RECIPIENT, STRANGER]
     consent = _post(
@@ -246,11 +260,16 @@ def test_a_recipients_link_tells_of_shares_to_it_only(
         )
         body = {"decision_id": decided["id"], "data_categories": ["identity"]}
         _post(client, owner, "/v1/disclosures", body)
-    link = _link(client, make_token(RECIPIENT, "case_system"))
-    receipt = client.post(
+    recipient = make_token(RECIPIENT, "case_system")
+    through_api = client.post(
+        f"/v1/consents/{consent['id']}/withdraw",
+        headers=bearer(recipient),
+        json={"reason": "person_withdrew"},
+    )
+    assert through_api.status_code == 403
+    link = _link(client, recipient)
+    through_link = client.post(
         f"/p/{link}/consents/{consent['id']}/withdraw", data={"csrf_token": _csrf(client, link)}
     )
-    assert receipt.status_code == 200
-    told = receipt.text.split("will be told:", 1)[1].split("</ul>", 1)[0]
-    assert NAMES[RECIPIENT] in told
-    assert NAMES[STRANGER] not in told
+    assert through_link.status_code == 403
+    assert _status(client, owner, consent["id"]) == "active"

@@ -286,13 +286,6 @@ def may_act_for_recorder(principal: Principal, recorded_by: str) -> bool:
     return principal.organisation_id == recorded_by and principal.role in RECORDER_ROLES
 
 
-def sees_consent(principal: Principal, recorded_by: str, recipients: Sequence[str]) -> bool:
-    """Whether a client sees a consent: its organisation recorded it or is named in it; portals
-    and auditors see all of a person's consents."""
-    org = principal.organisation_id
-    return sees_all_of_a_person(principal) or recorded_by == org or org in recipients
-
-
 # What a client that does not see all of a person sees: consents its organisation recorded or is
 # named in. The database drops the others: loading and decoding them only to drop them in Python
 # made a person the service knows measurably slower to answer than a stranger (issue 12;
@@ -333,13 +326,13 @@ def organisation_sees_a_consent(session: Session, principal: Principal, ref: str
     return session.execute(_ONE_SEEN, {"ref": ref, **_seen_by(principal)}).first() is not None
 
 
-def may_withdraw(principal: Principal, consent: Consent) -> bool:
-    """The recorder's clients and portals; and the person through a case system's link, for any
-    consent that link shows them (one naming the issuer too): withdrawing is the person's own
-    choice, and must be as easy as giving it (UK GDPR Art 7(3))."""
-    if may_act_for_recorder(principal, consent.recorded_by):
-        return True
-    return principal.via_link and sees_consent(principal, consent.recorded_by, consent.recipients)
+def may_withdraw(principal: Principal, recorded_by: str) -> bool:
+    """The recording organisation's clients, and portals, as for any act on a consent. A link
+    acts as the client that issued it, no more: the organisation holds the token it issues, so
+    a link that could withdraw a consent which merely names it would let the organisation do
+    through the link what the API refuses it. The person withdraws the rest through the
+    recorder or a patient portal, which the page says."""
+    return may_act_for_recorder(principal, recorded_by)
 
 
 def recipients_to_notify(session: Session, consent: Consent) -> list[dict[str, str]]:
@@ -369,7 +362,7 @@ def withdraw_consent(
 ) -> WriteResult:
     def use_case(session: Session) -> tuple[int, dict[str, Any]]:
         consent = _consent_for_update(session, consent_id)
-        if not may_withdraw(principal, consent):
+        if not may_withdraw(principal, consent.recorded_by):
             raise Forbidden(
                 "only the recording organisation's clients, a patient portal, or the person "
                 "through a link that shows the consent may withdraw this consent"
@@ -409,11 +402,6 @@ def withdraw_consent(
         )
         session.flush()
         view = consent_view(consent, _events(session, consent.id))
-        # The log names every organisation to tell; a caller that is neither the recorder nor
-        # sees all (the person through a recipient's link) learns only of shares to its own.
-        org = principal.organisation_id
-        if not (sees_all_of_a_person(principal) or consent.recorded_by == org):
-            notify = [n for n in notify if n["organisation"] == org]
         return 200, {**view, "notify": notify, "ledger": receipt.as_json()}
 
     return run_write(ledger, idem, use_case)
