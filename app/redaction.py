@@ -8,10 +8,11 @@ the API accepts NHS numbers with spaces) that pass :func:`normalise_nhs_number`;
 stretch becomes ``[redacted]``. A tenth of random ten-digit strings pass the check, so a
 long number may be redacted by chance: hiding too much is the safe side.
 
-One exception: a run of 16 or more hex digits with a letter among them is a random
-identifier (the service's own ids are 16 or 32: ``cns_<32 hex>``, a request id), not a number
-anyone typed, and is left whole. Searched, 1.7% of 32-hex-digit ids would hold a stretch that
-passes by chance, and an id with ``[redacted]`` in it names nothing.
+There is no exception for identifiers. A caller can shape an id around an NHS number
+(``cns_<NHS number>abcdef...``), so the service's own random ids are searched too: about 1.7%
+of 32-hex-digit ids hold a stretch that passes by chance and are shown partly redacted in an
+error or a log line (the prefix still says what they are, and the request id, never redacted,
+finds the request).
 """
 
 from __future__ import annotations
@@ -22,10 +23,7 @@ from typing import Any
 from app.services.consents.subjects import InvalidNhsNumber, normalise_nhs_number
 
 REDACTED = "[redacted]"
-_HEX_ID_OR_DIGIT_RUN = re.compile(
-    r"(?P<hex_id>(?<![0-9A-Za-z])(?=[0-9]*[a-fA-F])[0-9a-fA-F]{16,}(?![0-9A-Za-z]))"
-    r"|[0-9](?:[0-9 ]*[0-9])?"
-)
+_DIGIT_RUN = re.compile(r"[0-9](?:[0-9 ]*[0-9])?")
 # A run with more digits than this is hidden whole rather than searched window by window, so a
 # megabyte of digits in a field name costs no more than a short one.
 _LONGEST_SEARCHED = 64
@@ -33,8 +31,6 @@ _LONGEST_SEARCHED = 64
 
 def _redact_run(match: re.Match[str]) -> str:
     run = match.group()
-    if match.group("hex_id"):
-        return run
     digits = [i for i, c in enumerate(run) if c != " "]
     if len(digits) < 10:
         return run
@@ -58,7 +54,7 @@ def _redact_run(match: re.Match[str]) -> str:
 
 def redact(text: str) -> str:
     """``text`` with every stretch that passes the NHS-number check replaced by ``[redacted]``."""
-    return _HEX_ID_OR_DIGIT_RUN.sub(_redact_run, text)
+    return _DIGIT_RUN.sub(_redact_run, text)
 
 
 def redact_json(value: Any) -> Any:

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import time
+import urllib.parse
 from typing import Any
 
 from flask import Flask
@@ -79,6 +80,12 @@ class ProblemWorker(SyncWorker):  # type: ignore[misc]
     id, and one JSON log line: not gunicorn's HTML page and free-text warning."""
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        if isinstance(exc, SystemExit):
+            # gunicorn aborting a worker that overran its timeout (a client sending its body
+            # slowly): no answer to make, and the worker must go. A buffering proxy in front
+            # keeps slow clients away from sync workers (SECURITY.md).
+            logger.warning("a request overran the worker timeout; the worker restarts")
+            raise exc
         started = time.perf_counter()
         status, slug, detail = _refusal(exc)
         req = req or getattr(exc, "req", None)  # headers gunicorn refused belong to a request
@@ -97,7 +104,11 @@ class ProblemWorker(SyncWorker):  # type: ignore[misc]
         head = f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\n" + "".join(
             f"{name}: {value}\r\n" for name, value in headers.items()
         )
-        log_request(rid, getattr(req, "method", None), getattr(req, "path", None), status, started)
+        # gunicorn's path is still percent-encoded: decode it as the application would, so the
+        # log's redaction (NHS numbers, patient-link tokens) sees what the application sees.
+        path = getattr(req, "path", None)
+        path = None if path is None else urllib.parse.unquote(path, errors="replace")
+        log_request(rid, getattr(req, "method", None), path, status, started)
         try:
             util.write_nonblock(client, head.encode("latin-1") + b"\r\n" + body)
         except OSError:

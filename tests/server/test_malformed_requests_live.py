@@ -163,9 +163,20 @@ def test_an_nhs_number_in_a_path_is_redacted_in_the_servers_log(live: tuple[Serv
         assert b"[redacted]" in body
         (line,) = _log_lines(srv, headers["x-request-id"])
         assert line["path"] == "/v1/consents/[redacted]/withdraw"
+    # A request the server refuses itself (a bad Content-Length) is logged by ProblemWorker,
+    # from gunicorn's undecoded path: redacted all the same, as is a patient link's token.
+    for path in (f"/v1/consents/{NHS[:3]}%20{NHS[3:6]}%20{NHS[6:]}/withdraw", "/%70/secrettoken"):
+        got, headers, _ = _send(
+            srv, f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n".encode()
+        )
+        assert got == 400
+        (line,) = _log_lines(srv, headers["x-request-id"])
+        assert line["path"] in ("/v1/consents/[redacted]/withdraw", "/p/[link]")
     log = srv.log.read_text()
     assert NHS not in log
     assert f"{NHS[:3]} {NHS[3:6]} {NHS[6:]}" not in log
+    assert f"{NHS[:3]}%20{NHS[3:6]}" not in log
+    assert "secrettoken" not in log
 
 
 def test_a_chunked_body_within_the_limit_is_read_whole(live: tuple[Server, str]) -> None:
