@@ -16,8 +16,11 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from app.errors import Unauthenticated
 from app.policy import Policy
 from app.services.access import clients
+from app.services.access.web_sessions import create_access_link
+from app.services.consents.subjects import SubjectIdentifier
 from app.services.container import Ledger
 from tests.helpers import BOTH, bearer
 from tests.nhs import valid_nhs_numbers
@@ -273,3 +276,22 @@ def test_a_recipient_cannot_withdraw_through_a_link_what_the_api_refuses_it(
     )
     assert through_link.status_code == 403
     assert _status(client, owner, consent["id"]) == "active"
+
+
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
+@pytest.mark.parametrize("action", ["revoke", "rotate"])
+def test_a_link_asked_for_with_a_token_revoked_or_rotated_meanwhile_is_refused(
+    client: FlaskClient, policy: Policy, ledger: Ledger, make_token: Callable[..., str], action: str
+) -> None:
+    """The request authenticated, then the token was rotated or revoked before the link was
+    written: the link must not be issued, since it would outlive the token."""
+    _record(client, make_token)
+    token = make_token(OWNER, "case_system")
+    principal = clients.authenticate(ledger, f"Bearer {token}")
+    client_id = token.split(".", 1)[0]
+    if action == "rotate":
+        clients.rotate_token(ledger, client_id)
+    else:
+        clients.revoke_client(ledger, client_id)
+    with pytest.raises(Unauthenticated):
+        create_access_link(ledger, principal, SubjectIdentifier.nhs_number(PERSON), 7)

@@ -56,9 +56,12 @@ class Principal:
     role: str
     # The person themselves, acting through an access link this client's organisation issued
     # (``client_id`` is then the link's id, which its ``access_link.created`` entry ties to the
-    # issuing client). Such a principal sees what the issuer sees, and may also withdraw the
-    # consents among them that name the issuer (Art 7(3): the person's own choice).
+    # issuing client). Such a principal sees and acts on what the issuer may, no more.
     via_link: bool = False
+    # The stored hash of the token this request authenticated with: a write that hands out a
+    # credential of its own (an access link) checks it again under the log-head lock, so a
+    # token rotated or revoked meanwhile cannot mint one that outlives it.
+    token_hash: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,9 @@ def authenticate(ledger: Ledger, authorization: str | None) -> Principal:
     if row is None or not ok or row.revoked_at is not None:
         raise refused
     assert match is not None
-    return Principal(match.group(1), row.organisation_id, row.kind, row.role)
+    return Principal(
+        match.group(1), row.organisation_id, row.kind, row.role, token_hash=row.token_hash
+    )
 
 
 def revoke_client(ledger: Ledger, client_id: str) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, delete, select
 
-from app.errors import Conflict, Forbidden, NotFound
+from app.errors import Conflict, Forbidden, NotFound, Unauthenticated
 from app.models import AccessLink, ApiClient, Objection, Organisation, WebSession
 from app.services.access.clients import Principal, authenticate
 from app.services.consents import consents, subjects
@@ -145,6 +145,15 @@ def create_access_link(
     expires = now + timedelta(days=days)
     with ledger.db.write() as session:
         ledger.log_store.lock_head(session)
+        # Authentication ran before the lock: a rotation or revocation may have committed
+        # since, and a link issued now would outlive the token that asked for it.
+        issuer = session.get(ApiClient, principal.client_id)
+        if (
+            issuer is None
+            or issuer.revoked_at is not None
+            or (principal.token_hash is not None and issuer.token_hash != principal.token_hash)
+        ):
+            raise Unauthenticated("a valid bearer token is required")
         subjects.check_local_system(session, subject, principal)
         if principal.role == "patient_portal":
             ref = subjects.resolve(ledger, session, subject, create=True)
@@ -270,7 +279,8 @@ def resolve_access_link(ledger: Ledger, token: str) -> PatientAccess | None:
         if (
             now >= link.expires_at
             or client.revoked_at is not None
-            or (client.rotated_at is not None and link.created_at <= client.rotated_at)
+            # By log position, not the clock: the link was issued before the rotation.
+            or (client.rotated_index is not None and link.ledger_index < client.rotated_index)
             or client.role not in LINK_ROLES
         ):
             return None
