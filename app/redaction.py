@@ -8,11 +8,10 @@ the API accepts NHS numbers with spaces) that pass :func:`normalise_nhs_number`;
 stretch becomes ``[redacted]``. A tenth of random ten-digit strings pass the check, so a
 long number may be redacted by chance: hiding too much is the safe side.
 
-There is no exception for identifiers. A caller can shape an id around an NHS number
-(``cns_<NHS number>abcdef...``), so the service's own random ids are searched too: about 1.7%
-of 32-hex-digit ids hold a stretch that passes by chance and are shown partly redacted in an
-error or a log line (the prefix still says what they are, and the request id, never redacted,
-finds the request).
+There is no exception for identifiers: a caller can shape an id around an NHS number
+(``cns_<NHS number>abcdef...``), so ids are searched too. The service's own ids never hold ten
+decimal digits in a row (:func:`app.ids.new_id` draws them so), so they are never redacted by
+chance; ids made before that rule hold such a run about once in sixty.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, select
 
 from app.errors import DomainError, Unauthenticated
+from app.ids import new_id
 from app.models import ApiClient, Organisation
 from app.services.container import Ledger
 from app.services.log.log_store import make_entry
@@ -88,7 +89,7 @@ def create_client(
         raise ClientError("name must be 1-200 characters")
     if (problem := line_problem(name)) is not None:
         raise ClientError(f"name {problem}")
-    client_id = "cl_" + secrets.token_hex(8)
+    client_id = new_id("cl", 8)
     token = f"{client_id}.{secrets.token_urlsafe(32)}"
     now = ledger.clock()
     with ledger.db.write() as session:

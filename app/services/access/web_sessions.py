@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, select
 
 from app.errors import Conflict, Forbidden, NotFound, Unauthenticated
+from app.ids import new_id
 from app.models import AccessLink, ApiClient, Objection, Organisation, WebSession
 from app.services.access.clients import Principal, authenticate
 from app.services.consents import consents, subjects
@@ -140,7 +141,7 @@ def create_access_link(
     ledger: Ledger, principal: Principal, subject: subjects.SubjectIdentifier, days: int
 ) -> CreatedLink:
     token = secrets.token_urlsafe(32)
-    link_id = "acl_" + secrets.token_hex(16)
+    link_id = new_id("acl")
     now = ledger.clock()
     expires = now + timedelta(days=days)
     with ledger.db.write() as session:

@@ -9,7 +9,6 @@ never the person's identifier.
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from sqlalchemy import String, bindparam, cast, insert, or_, select
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, FieldError, Forbidden, InvalidRequest, NotFound, listed_twice
+from app.ids import new_id
 from app.models import (
     Consent,
     ConsentEvent,
@@ -208,7 +208,7 @@ def record_consent(
         _validate(session, principal, inp, now)
         subject_ref = subjects.resolve(ledger, session, inp.subject, create=True)
         assert subject_ref is not None
-        consent_id = "cns_" + secrets.token_hex(16)
+        consent_id = new_id("cns")
         receipt = _append_one(
             ledger,
             session,
@@ -523,7 +523,7 @@ def _record_objection(
                 f"an active {scope} objection is already recorded ({existing.id})",
                 extra={"objection_id": existing.id},
             )
-        objection_id = "obj_" + secrets.token_hex(16)
+        objection_id = new_id("obj")
         now = ledger.clock()
         receipt = _append_one(
             ledger,

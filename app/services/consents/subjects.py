@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from app.errors import FieldError, InvalidRequest
+from app.ids import new_id
 from app.models import Subject, table
 from app.services import organisations
 from app.services.access.clients import Principal
@@ -147,7 +147,7 @@ def resolve(
     ref: str | None = session.execute(_SUBJECT_REF, {"lookup": key}).scalar()
     if ref is not None or not create:
         return ref
-    ref = "sub_" + secrets.token_hex(16)
+    ref = new_id("sub")
     session.connection().execute(
         _INSERT_SUBJECT, {"lookup": key, "subject_ref": ref, "created_at": ledger.clock()}
     )

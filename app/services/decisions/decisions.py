@@ -8,7 +8,6 @@ A disclosure re-evaluates now: a share is recorded only if it is still permitted
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +17,7 @@ from sqlalchemy import Select, bindparam, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, FieldError, Forbidden, InvalidRequest, NotFound, listed_twice
+from app.ids import new_id
 from app.models import (
     Consent,
     DecisionRecord,
@@ -210,7 +210,7 @@ def decide(
             inp.legal_basis,
         )
         decision = evaluate(policy, request, load_facts(session, subject_ref), now)
-        decision_id = "dec_" + secrets.token_hex(16)
+        decision_id = new_id("dec")
         result = decision.as_json()
         legal = (
             {"type": inp.legal_basis.type, "reference": inp.legal_basis.reference}
@@ -399,7 +399,7 @@ def record_disclosure(
             )
         now = ledger.clock()
         decision, _ = _still_permitted(session, record, categories, now)
-        disclosure_id = "dis_" + secrets.token_hex(16)
+        disclosure_id = new_id("dis")
         (receipt,) = ledger.log_store.append(
             session,
             [
