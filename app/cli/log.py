@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,11 +11,9 @@ from flask.cli import with_appcontext
 
 from app.cli.common import _fail, _ledger
 from app.errors import DomainError
-from app.services.decisions import dashboard
 from app.services.log import keys
-from app.services.log.log_store import LogInconsistent, RollbackDetected
-from app.services.log.published import check_contains_published
-from app.services.log.verify import AnswersResult, verify_answers, verify_log
+from app.services.log.log_store import LogInconsistent
+from app.services.log.verify import AnswersResult, verify_instance
 
 
 @click.command("verify")
@@ -38,30 +35,10 @@ def verify_command(vkey: str | None, quiet: bool) -> None:
         verifier = CheckpointVerifier.from_verifier_key(vkey) if vkey else ledger.log_store.verifier
     except (VerificationError, keys.KeyFileError) as exc:
         _fail(f"cannot load the verifier key: {exc or 'malformed key'}")
-    # The log must also contain the newest checkpoint this instance published; the record is
-    # read before the snapshot (see check_database_against_record) and judged after the log.
-    record_problem: RollbackDetected | None = None
-    try:
-        ledger.published.refuse_if_fork_detected()
-        recorded = ledger.published.read(verifier)
-    except RollbackDetected as exc:
-        recorded, record_problem = None, exc
-    answers: AnswersResult | None = None
-    with ledger.db.read() as session:
-        result = verify_log(session, verifier, _progress_lines("verified", quiet))
-        if result.ok and recorded is not None:
-            try:
-                check_contains_published(session, recorded.checkpoint, result.size)
-            except RollbackDetected as exc:
-                record_problem = exc
-        if result.ok and record_problem is not None:
-            result = dataclasses.replace(result, ok=False, problem=str(record_problem))
-        # In the same snapshot, and only on a log whose bytes are sound.
-        if result.ok:
-            answers = verify_answers(session, result.size, _progress_lines("replayed", quiet))
-    problem = answers.problem if answers is not None else result.problem
-    # The IG dashboard shows the outcome of the last run.
-    dashboard.record_verification(ledger, problem is None, result.size, result.checkpoints, problem)
+    verified = verify_instance(
+        ledger, verifier, _progress_lines("verified", quiet), _progress_lines("replayed", quiet)
+    )
+    result, answers = verified.log, verified.answers
     if not result.ok:
         _fail(f"log verification FAILED: {result.problem}")
     click.echo(

@@ -19,6 +19,7 @@ first bad entry; so a damaged log gets the same report either way.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -36,7 +37,11 @@ from app.ledger.checkpoint import CheckpointVerifier
 from app.ledger.entry import MAX_DEPTH, MAX_LEAF_BYTES, decode_entry
 from app.ledger.errors import EntryError, VerificationError
 from app.models import LogCheckpoint, LogEntry, LogHead, LogNode
+from app.services.container import Ledger
+from app.services.decisions import dashboard
 from app.services.log import rebuild
+from app.services.log.log_store import RollbackDetected
+from app.services.log.published import check_contains_published
 from app.services.log.replay import AnswerAudit, Unfounded
 
 BATCH = 5_000
@@ -449,3 +454,54 @@ def verify_answers(session: Session, size: int, progress: Progress | None = None
         audit.unfounded_count,
         rebuild.differences(session, expected),
     )
+
+
+@dataclass(frozen=True)
+class InstanceVerified:
+    """What ``consent-ledger verify`` found: the log's bytes, then (only if they are sound)
+    the answers and projections."""
+
+    log: VerifyResult
+    answers: AnswersResult | None
+
+    @property
+    def problem(self) -> str | None:
+        return self.answers.problem if self.answers is not None else self.log.problem
+
+
+def verify_instance(
+    ledger: Ledger,
+    verifier: CheckpointVerifier,
+    progress_verified: Progress | None = None,
+    progress_replayed: Progress | None = None,
+) -> InstanceVerified:
+    """Verify an instance's whole log: the bytes (:func:`verify_log`), that the log contains
+    the newest checkpoint the instance published (the published-checkpoint record), then every
+    logged answer and the projections (:func:`verify_answers`), all in one read snapshot. The
+    outcome is recorded for the IG dashboard."""
+    # The record is read before the snapshot (see check_database_against_record) and judged
+    # after the log's bytes, so a bad entry is still named first.
+    record_problem: RollbackDetected | None = None
+    try:
+        ledger.published.refuse_if_fork_detected()
+        recorded = ledger.published.read(verifier)
+    except RollbackDetected as exc:
+        recorded, record_problem = None, exc
+    answers: AnswersResult | None = None
+    with ledger.db.read() as session:
+        result = verify_log(session, verifier, progress_verified)
+        if result.ok and recorded is not None:
+            try:
+                check_contains_published(session, recorded.checkpoint, result.size)
+            except RollbackDetected as exc:
+                record_problem = exc
+        if result.ok and record_problem is not None:
+            result = dataclasses.replace(result, ok=False, problem=str(record_problem))
+        # In the same snapshot, and only on a log whose bytes are sound.
+        if result.ok:
+            answers = verify_answers(session, result.size, progress_replayed)
+    verified = InstanceVerified(result, answers)
+    dashboard.record_verification(
+        ledger, verified.problem is None, result.size, result.checkpoints, verified.problem
+    )
+    return verified
