@@ -156,6 +156,7 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.url = settings.database_url
         self.dialect = make_url(self.url).get_backend_name()
+        self._before_commit: list[Callable[[Session], None]] = []
         self._after_commit: list[Callable[[Session], None]] = []
         self._held_over_commit: list[Callable[[Session], AbstractContextManager[None]]] = []
         self._writers: WriterQueue | None = None
@@ -181,6 +182,11 @@ class Database:
         self._read = sessionmaker(self.read_engine, expire_on_commit=False)
         self._write = sessionmaker(self.write_engine, expire_on_commit=False)
         event.listen(self._write, "after_commit", _mark_committed)
+
+    def before_commit(self, callback: Callable[[Session], None]) -> None:
+        """Run ``callback`` at the end of each write transaction's body, before it commits (an
+        error it raises rolls the transaction back)."""
+        self._before_commit.append(callback)
 
     def after_commit(self, callback: Callable[[Session], None]) -> None:
         """Run ``callback`` after each write transaction commits (never after a rollback),
@@ -213,6 +219,8 @@ class Database:
         with self._write() as session, contextlib.ExitStack() as held:
             with turn, session.begin():
                 yield session
+                for callback in self._before_commit:
+                    callback(session)
                 for hold in self._held_over_commit:
                     held.enter_context(hold(session))
             if session.info.pop(_COMMITTED, False):

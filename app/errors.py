@@ -111,6 +111,17 @@ PROBLEM_TYPES: dict[str, tuple[str, str]] = {
         "the database is not initialised, and refuses to serve until an operator intervenes. "
         "Run `consent-ledger verify` for details.",
     ),
+    "busy": (
+        "Busy",
+        "More writes are waiting than this instance queues; nothing was recorded. Send the "
+        "request again shortly (with the same Idempotency-Key, if it had one).",
+    ),
+    "batch-failed": (
+        "Batch failed",
+        "Writes are recorded in batches, one transaction each, and the batch this request was "
+        "in failed as a whole (the database, not the request): nothing of it was recorded. Send "
+        "the request again (with the same Idempotency-Key, if it had one).",
+    ),
     "rate-limited": (
         "Too many requests",
         "This client has sent more writes or decisions than its limit allows in the current "

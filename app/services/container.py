@@ -15,8 +15,15 @@ from app.db import Database
 from app.services.access.rate_limits import RateLimits, parse_limit
 from app.services.log import keys
 from app.services.log.health import HealthState, check_log
-from app.services.log.log_store import PUBLISHED, LogStore, Publication, RollbackDetected
+from app.services.log.log_store import (
+    PUBLISHED,
+    LogStore,
+    Publication,
+    RollbackDetected,
+    has_appends,
+)
 from app.services.log.published import PublishedRecord
+from app.services.log.sequencer import Sequencer
 
 logger = logging.getLogger("consent_ledger.ledger")
 
@@ -37,6 +44,9 @@ class Ledger:
         self._health: HealthState | None = None
         self._lock = threading.Lock()
         self.published = PublishedRecord(settings.instance_path)
+        # Every write use case runs through it (app.services.access.idempotency.run_write).
+        self.sequencer = Sequencer(self.db, lambda: self.log_store, lambda: self.clock())
+        self.db.before_commit(self._seal)
         self.db.hold_over_commit(self._hold_record)
         self.db.after_commit(self._publish)
         self.rate_limits = RateLimits(
@@ -56,6 +66,11 @@ class Ledger:
         if self._identifier_key is None:
             self._identifier_key = keys.load_identifier_key(self.settings)
         return self._identifier_key
+
+    def _seal(self, session: Session) -> None:
+        # Whatever a transaction appended is signed once, as it commits.
+        if has_appends(session):
+            self.log_store.seal(session, self.clock())
 
     def _hold_record(self, session: Session) -> AbstractContextManager[None]:
         # A write that signed a checkpoint holds the record from just before its commit until

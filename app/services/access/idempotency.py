@@ -1,7 +1,8 @@
 """Safe retries: a POST with an ``Idempotency-Key`` header returns its first response again.
 
-The record is written in the same transaction as the change, after the log head is locked, so a
-retry racing the original waits for it and then finds its record. Only successful responses are
+The record is written in the same transaction (batch) as the change, after the log head is
+locked, so a retry racing the original waits for it and then finds its record, or, in the same
+batch, the original's response. Only successful responses are
 kept: a refused request changed nothing, so repeating it is already safe. The request is
 remembered as HMAC-SHA-256 under the identifier key, because a body may hold an NHS number and a
 plain hash of ten digits is easily reversed.
@@ -17,11 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from app.errors import DomainError, FieldError, InvalidArgument
-from app.models import IdempotencyRecord
+from app.models import IdempotencyRecord, table
 from app.services.container import Ledger
+from app.services.log.log_store import Receipt
+from app.services.log.sequencer import Batch
 
 HEADER = "Idempotency-Key"
 _KEY = re.compile(r"[\x21-\x7e]{1,200}")
@@ -67,36 +71,87 @@ def run_write(
     use_case: Callable[[Session], tuple[int, dict[str, Any]]],
     check_replay: Callable[[Session, dict[str, Any]], None] | None = None,
 ) -> WriteResult:
-    """Run one write use case in one transaction, replaying a recorded response if any.
+    """Run one write use case in the sequencer's next batch, replaying a recorded response if
+    there is one; answered once the batch has committed.
 
     ``check_replay`` may refuse to replay a response that is no longer true (a permit whose
-    consent has since been withdrawn) by raising; nothing is written either way.
+    consent has since been withdrawn) by raising; nothing is written either way. A body may
+    hold the use case's :class:`Receipt` as is: its checkpoint is signed when the batch is
+    sealed, and the body is rendered (and recorded for retries) after that.
     """
-    with ledger.db.write() as session:
-        ledger.log_store.lock_head(session)
+
+    def in_batch(batch: Batch) -> WriteResult:
+        session = batch.session
+        responses = _responses(batch, ledger)
         if idem is not None:
-            record = session.get(IdempotencyRecord, (idem.client_id, idem.key))
-            if record is not None:
-                if not hmac.compare_digest(record.fingerprint, idem.fingerprint):
+            recorded = responses.get((idem.client_id, idem.key)) or _recorded(session, idem)
+            if recorded is not None:
+                fingerprint, status, body = recorded
+                if not hmac.compare_digest(fingerprint, idem.fingerprint):
                     raise IdempotencyKeyReused(
                         f"this {HEADER} was used for a different request; "
                         "use a new key for a new request",
                         errors=[FieldError(HEADER, "already used with another body", "headers")],
                     )
-                body = json.loads(record.body)
                 if check_replay is not None:
                     check_replay(session, body)
-                return WriteResult(record.status_code, body, replayed=True)
+                return WriteResult(status, body, replayed=True)
         status, body = use_case(session)
         if idem is not None:
-            session.add(
-                IdempotencyRecord(
-                    client_id=idem.client_id,
-                    key=idem.key,
-                    fingerprint=idem.fingerprint,
-                    status_code=status,
-                    body=json.dumps(body),
-                    created_at=ledger.clock(),
-                )
-            )
+            # Last, so a use case that fails leaves nothing staged for its key.
+            responses[(idem.client_id, idem.key)] = (idem.fingerprint, status, body)
         return WriteResult(status, body)
+
+    result = ledger.sequencer.run(in_batch)
+    return WriteResult(result.status, _rendered(result.body), result.replayed)
+
+
+# A recorded response: the request's fingerprint, the status and the body.
+_Response = tuple[bytes, int, dict[str, Any]]
+_RESPONSES = "idempotency_responses"
+_INSERT_RECORDS = insert(table(IdempotencyRecord))
+
+
+def _recorded(session: Session, idem: IdempotencyKey) -> _Response | None:
+    record = session.get(IdempotencyRecord, (idem.client_id, idem.key))
+    if record is None:
+        return None
+    return record.fingerprint, record.status_code, json.loads(record.body)
+
+
+def _responses(batch: Batch, ledger: Ledger) -> dict[tuple[str, str], _Response]:
+    """The responses this batch has made under an Idempotency-Key, stored together once the
+    batch is sealed (their bodies carry its checkpoint). A retry in the same batch as its
+    original finds the original's response here."""
+    responses: dict[tuple[str, str], _Response] | None = batch.state.get(_RESPONSES)
+    if responses is None:
+        responses = batch.state[_RESPONSES] = {}
+
+        def store(session: Session) -> None:
+            if not responses:
+                return
+            now = ledger.clock()
+            session.connection().execute(
+                _INSERT_RECORDS,
+                [
+                    {
+                        "client_id": client_id,
+                        "key": key,
+                        "fingerprint": fingerprint,
+                        "status_code": status,
+                        "body": json.dumps(_rendered(body)),
+                        "created_at": now,
+                    }
+                    for (client_id, key), (fingerprint, status, body) in responses.items()
+                ],
+            )
+
+        batch.when_sealed.append(store)
+    return responses
+
+
+def _rendered(body: dict[str, Any]) -> dict[str, Any]:
+    """The body with its receipt, if it holds one, in its JSON form."""
+    if not any(isinstance(value, Receipt) for value in body.values()):
+        return body
+    return {k: v.as_json() if isinstance(v, Receipt) else v for k, v in body.items()}

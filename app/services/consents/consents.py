@@ -260,7 +260,7 @@ def record_consent(
         connection.execute(_INSERT_CONSENT, consent)
         connection.execute(_INSERT_CONSENT_EVENT, event)
         view = consent_view(Consent(**consent), [ConsentEvent(**event)])
-        return 201, {**view, "ledger": receipt.as_json()}
+        return 201, {**view, "ledger": receipt}
 
     return run_write(ledger, idem, use_case)
 
@@ -402,7 +402,7 @@ def withdraw_consent(
         )
         session.flush()
         view = consent_view(consent, _events(session, consent.id))
-        return 200, {**view, "notify": notify, "ledger": receipt.as_json()}
+        return 200, {**view, "notify": notify, "ledger": receipt}
 
     return run_write(ledger, idem, use_case)
 
@@ -467,7 +467,7 @@ def confirm_consent(
         )
         session.flush()
         view = consent_view(consent, _events(session, consent.id))
-        return 200, {**view, "ledger": receipt.as_json()}
+        return 200, {**view, "ledger": receipt}
 
     return run_write(ledger, idem, use_case)
 
@@ -549,7 +549,7 @@ def _record_objection(
             ledger_index=receipt.index,
         )
         session.add(objection)
-        return 201, {**objection_view(objection), "ledger": receipt.as_json()}
+        return 201, {**objection_view(objection), "ledger": receipt}
 
     return run_write(ledger, idem, use_case)
 
@@ -587,7 +587,7 @@ def withdraw_objection(
         objection.withdrawn_at = now
         objection.withdrawn_by = principal.organisation_id
         objection.withdrawn_index = receipt.index
-        return 200, {**objection_view(objection), "ledger": receipt.as_json()}
+        return 200, {**objection_view(objection), "ledger": receipt}
 
     return run_write(ledger, idem, use_case)
 

@@ -1,8 +1,10 @@
 """The log in the database: appends, proofs and the start-up consistency check.
 
-An append runs inside the caller's write transaction (one use case = one transaction): lock the
-log head, assign dense indexes, write leaves and the new perfect-subtree nodes, sign a checkpoint
-over the new root and store it. The caller commits; until then nothing is visible, and a
+Appends run inside a write transaction, which is one batch of the sequencer
+(app.services.log.sequencer) or one operator command: the first append locks the log head and
+checks the tree (:meth:`LogStore.open`), each append assigns dense indexes and computes the new
+perfect-subtree nodes in memory, and :meth:`LogStore.seal`, just before the commit, signs one
+checkpoint over the new root and writes everything. Until the commit nothing is visible, and a
 rollback leaves no gap because indexes come from the head row, not a sequence.
 """
 
@@ -102,11 +104,28 @@ class Publication:
     declares_fork: bool = False
 
 
+class Seal:
+    """The checkpoint that will cover a transaction's appends: signed once, when the transaction
+    is sealed (just before it commits), so every receipt of one batch shares it."""
+
+    __slots__ = ("note",)
+
+    def __init__(self) -> None:
+        self.note: str | None = None
+
+
 @dataclass(frozen=True)
 class Receipt:
     index: int
     leaf_hash: bytes
-    checkpoint: str
+    seal: Seal
+
+    @property
+    def checkpoint(self) -> str:
+        """The signed checkpoint covering this entry (known once its transaction is sealed)."""
+        if self.seal.note is None:
+            raise RuntimeError("the receipt's checkpoint is signed when its batch is sealed")
+        return self.seal.note
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -204,6 +223,84 @@ def fetch_nodes(session: Session, ids: Iterable[merkle.NodeId]) -> dict[merkle.N
     return {(level, idx): bytes(h) for level, idx, h in rows}
 
 
+_APPENDER = "log_appender"
+
+
+class Appender:
+    """A transaction's appends, held in memory until the transaction is sealed.
+
+    Indexes, leaf hashes and the new perfect-subtree nodes are computed as entries arrive (a
+    receipt is final at once); the rows are written, and one checkpoint signed, by
+    :meth:`LogStore.seal`. A batch of several use cases marks the appender before each and
+    resets it if that use case fails, so the rest of the batch goes on without its entries.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        nodes: dict[merkle.NodeId, bytes],
+        prefixes: tuple[tuple[int, bytes], ...],
+        declares_fork: bool,
+    ) -> None:
+        self.start_size = size
+        self.nodes = nodes
+        self.prefixes = prefixes
+        self.declares_fork = declares_fork
+        self.entry_rows: list[dict[str, Any]] = []
+        self.node_rows: list[dict[str, Any]] = []
+        self.seal = Seal()
+
+    @property
+    def size(self) -> int:
+        return self.start_size + len(self.entry_rows)
+
+    def add(self, entries: Sequence[Mapping[str, Any]], now: datetime) -> list[Receipt]:
+        if not entries:
+            raise ValueError("nothing to append")
+        receipts = []
+        for entry in entries:
+            leaf = encode_entry(entry)
+            index = self.size
+            lh = merkle.leaf_hash(leaf)
+            for (level, idx), h in merkle.nodes_after_append(index, lh, self.nodes):
+                self.nodes[(level, idx)] = h
+                self.node_rows.append({"level": level, "idx": idx, "hash": h})
+            self.entry_rows.append(
+                {
+                    "idx": index,
+                    "leaf": leaf,
+                    "leaf_hash": lh,
+                    "entry_type": str(entry["type"]),
+                    "created_at": now,
+                }
+            )
+            receipts.append(Receipt(index, lh, self.seal))
+        return receipts
+
+    def mark(self) -> tuple[int, int]:
+        return len(self.entry_rows), len(self.node_rows)
+
+    def reset(self, mark: tuple[int, int]) -> None:
+        """Forget what was appended since ``mark`` (nodes are only ever added, each once, so
+        dropping the ones added since restores the tree as it was)."""
+        entries, nodes = mark
+        for row in self.node_rows[nodes:]:
+            del self.nodes[(row["level"], row["idx"])]
+        del self.node_rows[nodes:]
+        del self.entry_rows[entries:]
+
+
+def has_appends(session: Session) -> bool:
+    """Whether this transaction has opened the log for appending (and must be sealed)."""
+    return _APPENDER in session.info
+
+
+def appended_count(session: Session) -> int:
+    """How many entries this transaction has appended so far."""
+    appender = session.info.get(_APPENDER)
+    return 0 if appender is None else len(appender.entry_rows)
+
+
 class LogStore:
     def __init__(self, signer: CheckpointSigner, published: PublishedRecord) -> None:
         """``published`` is the instance's published-checkpoint record, which every append
@@ -223,14 +320,29 @@ class LogStore:
         *,
         declare_fork: bool = False,
     ) -> list[Receipt]:
-        """Append ``entries`` (already in envelope form) and sign one checkpoint covering them.
+        """Append ``entries`` (already in envelope form) to this transaction's batch.
 
-        ``declare_fork`` is for the one entry that records an operator's acceptance of a
-        rollback: it is signed over a tree that does not contain the recorded checkpoint, and
-        replaces the record once committed."""
-        if not entries:
-            raise ValueError("nothing to append")
-        leaves = [encode_entry(e) for e in entries]
+        The first append of a transaction opens the batch (:meth:`open`); the batch is signed
+        once, by :meth:`seal`, just before the transaction commits, so the receipts' shared
+        checkpoint is known once the transaction is sealed. ``declare_fork`` is for the one
+        entry that records an operator's acceptance of a rollback (see :meth:`open`)."""
+        return self.open(session, declare_fork=declare_fork).add(entries, now)
+
+    def open(self, session: Session, *, declare_fork: bool = False) -> Appender:
+        """Lock the log head and check the tree, once per transaction, before anything is
+        appended: the head root is reproduced from the stored nodes, the tree must extend the
+        newest checkpoint this instance published, and the head must be the tree its stored,
+        signed note commits to.
+
+        ``declare_fork`` skips the published-record check: the entry that records an
+        operator's acceptance of a rollback is signed over a tree that does not contain the
+        recorded checkpoint, and replaces the record once committed."""
+        appender = session.info.get(_APPENDER)
+        if appender is not None:
+            assert isinstance(appender, Appender)
+            if appender.declares_fork != declare_fork:
+                raise RuntimeError("a declared fork is appended in a transaction of its own")
+            return appender
         head = self.lock_head(session)
         size = head.size
         connection = session.connection()
@@ -274,51 +386,48 @@ class LogStore:
                 raise LogInconsistent(f"the checkpoint for size {size} does not verify")
             if signed.size != size or signed.root_hash != root:
                 raise LogInconsistent(f"the tree at size {size} differs from its signed checkpoint")
+        # The trees this write found inside its own need no proof when the record is advanced.
+        prefixes = [(size, root)]
+        if published is not None:
+            prefixes.append((published.size, published.root_hash))
+        appender = Appender(size, nodes, tuple(prefixes), declare_fork)
+        session.info[_APPENDER] = appender
+        return appender
 
-        entry_rows: list[dict[str, Any]] = []
-        node_rows: list[dict[str, Any]] = []
-        receipts: list[tuple[int, bytes]] = []
-        for offset, (entry, leaf) in enumerate(zip(entries, leaves, strict=True)):
-            index = size + offset
-            lh = merkle.leaf_hash(leaf)
-            for (level, idx), h in merkle.nodes_after_append(index, lh, nodes):
-                nodes[(level, idx)] = h
-                node_rows.append({"level": level, "idx": idx, "hash": h})
-            entry_rows.append(
-                {
-                    "idx": index,
-                    "leaf": leaf,
-                    "leaf_hash": lh,
-                    "entry_type": str(entry["type"]),
-                    "created_at": now,
-                }
-            )
-            receipts.append((index, lh))
-
-        new_size = size + len(entries)
-        new_root = merkle.tree_root(new_size, nodes)
+    def seal(self, session: Session, now: datetime) -> None:
+        """Sign one checkpoint over everything this transaction appended and write the batch:
+        entries, new nodes, the checkpoint and the head, one statement each. Called just before
+        the transaction commits; the checkpoint is recorded once it has (PUBLISHED)."""
+        appender = session.info.pop(_APPENDER, None)
+        if appender is None:
+            return
+        assert isinstance(appender, Appender)
+        if not appender.entry_rows:
+            return
+        new_size = appender.size
+        new_root = merkle.tree_root(new_size, appender.nodes)
         checkpoint = Checkpoint(self.signer.name, new_size, new_root)
         note = self.signer.sign(checkpoint)
         self.published.remember(note, checkpoint, self.verifier)
         # Core statements, not ORM objects: an append is the hot path of every write, and the
         # unit of work's bookkeeping cost more than the statements themselves.
-        connection.execute(_INSERT_ENTRIES, entry_rows)
-        connection.execute(_INSERT_NODES, node_rows)
+        connection = session.connection()
+        connection.execute(_INSERT_ENTRIES, appender.entry_rows)
+        connection.execute(_INSERT_NODES, appender.node_rows)
         connection.execute(
             _INSERT_CHECKPOINT,
             {"tree_size": new_size, "root_hash": new_root, "note": note, "created_at": now},
         )
         connection.execute(_UPDATE_HEAD, {"new_size": new_size, "new_root": new_root, "now": now})
+        head = self.lock_head(session)
         head.size = new_size
         head.root_hash = new_root
         self._last_signed = (new_size, new_root)
-        # Recorded once the transaction commits (app.services.log.published), never before; the
-        # trees this write found inside its own need no proof when the record is advanced.
-        prefixes = [(size, root)]
-        if published is not None:
-            prefixes.append((published.size, published.root_hash))
-        session.info[PUBLISHED] = Publication(note, checkpoint, tuple(prefixes), declare_fork)
-        return [Receipt(index, lh, note) for index, lh in receipts]
+        appender.seal.note = note
+        # Recorded once the transaction commits (app.services.log.published), never before.
+        session.info[PUBLISHED] = Publication(
+            note, checkpoint, appender.prefixes, appender.declares_fork
+        )
 
     def lock_head(self, session: Session) -> LockedHead:
         """Lock the log head for the rest of the transaction; every write use case starts here,

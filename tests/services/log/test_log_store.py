@@ -39,6 +39,7 @@ def test_appends_are_dense_and_every_receipt_verifies(ledger: Ledger) -> None:
             (receipt,) = ledger.log_store.append(
                 session, [make_entry("test.entry", NOW, {"n": i})], NOW
             )
+        with ledger.db.read() as session:
             leaf = session.get(LogEntry, receipt.index).leaf  # type: ignore[union-attr]
         leaves.append(leaf)
         assert receipt.index == i

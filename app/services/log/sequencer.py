@@ -1,0 +1,242 @@
+"""The sequencer: every write use case runs in a batch, and a batch is one transaction.
+
+Requests that arrive while a batch is being written wait for it to end and then go together,
+as the next batch: one log-head lock, one check of the tree against the published record, one
+signed checkpoint, one commit (one fsync) and one record write for all of them, instead of one
+each. That is how Tessera and Sunlight sequence (`docs/design/sequencer.md`); unlike their
+timers, a batch here is cut by the previous one ending (group commit, as databases do it), so
+a request that arrives alone is written at once, and batches grow with the load by themselves.
+
+The batch is led by one of its own callers' threads (leader-follower): the first caller to find
+the sequencer idle writes a batch of everything pending (its own request first), answers the
+others, and hands the lead to the oldest request still pending, if any. No thread of its own,
+so nothing to start, stop or hand work over to when the load is light.
+
+Inside the batch the use cases run in arrival order, each seeing what the earlier ones wrote (a
+withdrawal earlier in a batch binds a decision later in it). A use case that fails is undone
+alone (a savepoint), and its caller gets its error; the rest of the batch goes on. A batch that
+fails as a whole (the database, the log's checks) records nothing, and every caller in it gets
+the error. Nobody is answered before the batch has committed and its checkpoint is recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session
+
+from app.db import Database
+from app.errors import DomainError
+from app.services.log.log_store import LogInconsistent, LogStore, appended_count
+
+logger = logging.getLogger("consent_ledger.sequencer")
+
+T = TypeVar("T")
+
+
+class SequencerBusy(DomainError):
+    """Too many writes are waiting: the caller should retry shortly (Sunlight's full pool)."""
+
+    status = 503
+    slug = "busy"
+
+
+class BatchFailed(DomainError):
+    """The batch a request was in failed as a whole; nothing of it was recorded."""
+
+    status = 503
+    slug = "batch-failed"
+
+
+@dataclass
+class Batch:
+    """What a use case sees of the batch it runs in: the transaction, and a place to keep
+    per-batch state (``state``) and work to do once the batch is sealed (``when_sealed``),
+    such as storing responses whose bodies carry the batch's checkpoint. A use case that fails
+    is undone in the database, not in ``state``: it changes ``state`` only as its last step."""
+
+    session: Session
+    state: dict[str, Any] = field(default_factory=dict)
+    when_sealed: list[Callable[[Session], None]] = field(default_factory=list)
+
+
+class _Request(Generic[T]):
+    """One caller's use case, waiting for its batch."""
+
+    __slots__ = ("done", "error", "leads", "result", "work")
+
+    def __init__(self, work: Callable[[Batch], T]) -> None:
+        self.work = work
+        self.done = threading.Event()
+        self.leads = False
+        self.result: T | None = None
+        self.error: BaseException | None = None
+
+
+@dataclass
+class SequencerStats:
+    """Counters for benchmarks: how batches form and how long the log head is held."""
+
+    batches: int = 0
+    requests: int = 0
+    entries: int = 0
+    largest: int = 0
+    # From the head locked to the commit returned (the published record's write included,
+    # since the next writer of this instance waits for it), summed over batches.
+    held_s: float = 0.0
+
+    def line(self) -> str:
+        per_batch = self.requests / self.batches if self.batches else 0.0
+        per_entry = self.held_s / self.entries * 1e6 if self.entries else 0.0
+        return (
+            f"{self.batches} batches, {self.requests} requests ({per_batch:.1f} a batch, at "
+            f"most {self.largest}), {self.entries} entries, log head held {self.held_s:.3f} s "
+            f"({per_entry:.0f} µs an entry)"
+        )
+
+
+class Sequencer:
+    def __init__(
+        self,
+        db: Database,
+        log_store: Callable[[], LogStore],
+        clock: Callable[[], datetime],
+        *,
+        max_batch: int = 64,
+        max_pending: int = 1024,
+    ) -> None:
+        self._db = db
+        self._log_store = log_store
+        self._clock = clock
+        self.max_batch = max_batch
+        self.max_pending = max_pending
+        self._mutex = threading.Lock()
+        self._pending: deque[_Request[Any]] = deque()
+        self._leading = False
+        self._in_batch = threading.local()
+        self.stats = SequencerStats()
+
+    @property
+    def waiting(self) -> int:
+        """Writes waiting for a batch (not those in the batch being written)."""
+        return len(self._pending)
+
+    def run(self, work: Callable[[Batch], T]) -> T:
+        """Run ``work`` in the next batch and return its result once the batch has committed
+        (or raise its error, or the batch's)."""
+        if getattr(self._in_batch, "active", False):
+            raise RuntimeError("a use case cannot wait for a batch from inside one")
+        request: _Request[T] = _Request(work)
+        with self._mutex:
+            if len(self._pending) >= self.max_pending:
+                raise SequencerBusy(
+                    "too many writes are waiting; nothing was recorded: retry shortly"
+                )
+            self._pending.append(request)
+            leads = not self._leading
+            self._leading = True
+        if not leads:
+            request.done.wait()
+            leads = request.leads
+        if leads:
+            self._lead()
+        if request.error is not None:
+            raise request.error
+        return request.result  # type: ignore[return-value]
+
+    def _lead(self) -> None:
+        with self._mutex:
+            count = min(len(self._pending), self.max_batch)
+            batch = [self._pending.popleft() for _ in range(count)]
+        try:
+            self._write(batch)
+        finally:
+            with self._mutex:
+                if self._pending:
+                    successor = self._pending[0]
+                    successor.leads = True
+                    successor.done.set()
+                else:
+                    self._leading = False
+            for request in batch:
+                request.done.set()
+
+    def _write(self, requests: list[_Request[Any]]) -> None:
+        """Write one batch; on return every request has its result or its error."""
+        self._in_batch.active = True
+        started = 0.0
+        try:
+            with self._db.write() as session:
+                batch = Batch(session)
+                started = time.perf_counter()
+                store = self._log_store()
+                store.lock_head(session)
+                if len(requests) == 1:
+                    # Alone, a failure is the transaction's: no savepoint needed.
+                    requests[0].result = requests[0].work(batch)
+                else:
+                    self._run_each(batch, store, requests)
+                entries = appended_count(session)
+                store.seal(session, self._clock())
+                for hook in batch.when_sealed:
+                    hook(session)
+        except BaseException as exc:
+            _fail(requests, exc)
+            if not isinstance(exc, Exception):
+                raise  # the leader's own thread is being stopped; its followers are answered
+            return
+        finally:
+            self._in_batch.active = False
+        held = time.perf_counter() - started
+        stats = self.stats
+        stats.batches += 1
+        stats.requests += len(requests)
+        stats.entries += entries
+        stats.largest = max(stats.largest, len(requests))
+        stats.held_s += held
+
+    def _run_each(self, batch: Batch, store: LogStore, requests: list[_Request[Any]]) -> None:
+        session = batch.session
+        appender = store.open(session)
+        for request in requests:
+            mark = appender.mark()
+            try:
+                with session.begin_nested():
+                    request.result = request.work(batch)
+            except Exception as exc:
+                if isinstance(exc, DBAPIError) and not isinstance(exc, IntegrityError):
+                    raise  # the connection or the transaction is gone: the batch fails
+                appender.reset(mark)
+                request.error = exc
+
+
+def _fail(requests: list[_Request[Any]], exc: BaseException) -> None:
+    """Give every request of a failed batch its error. Alone, a request gets the error as it
+    came (as if it had run by itself). In a batch, a log found inconsistent is every caller's
+    error (each stops serving); anything else is reported once here, and each caller is told
+    its batch failed and nothing of it was recorded."""
+    if len(requests) == 1 and isinstance(exc, Exception):
+        requests[0].error = exc
+        requests[0].result = None
+        return
+    if not isinstance(exc, LogInconsistent):
+        logger.error("a batch of %d writes failed", len(requests), exc_info=exc)
+    for request in requests:
+        request.result = None
+        if isinstance(exc, LogInconsistent):
+            request.error = exc
+        else:
+            failed = BatchFailed(
+                "the batch this write was in failed; nothing was recorded: retry (with the "
+                "same Idempotency-Key, if it had one)"
+            )
+            failed.__cause__ = exc
+            request.error = failed
