@@ -304,8 +304,9 @@ def refuse_when_unhealthy() -> Response | None:
     return None
 
 
-def authenticated(*roles: str) -> Callable[[F], F]:
-    """Require a valid bearer token; with ``roles``, require one of them."""
+def authenticated(*roles: str, cost: Callable[[], int] | None = None) -> Callable[[F], F]:
+    """Require a valid bearer token; with ``roles``, require one of them. A POST counts
+    against the client's rate limit: once, or ``cost()`` times (a list of decisions)."""
 
     def decorator(view: F) -> F:
         @functools.wraps(view)
@@ -318,7 +319,9 @@ def authenticated(*roles: str) -> Callable[[F], F]:
                 )
             g.principal = principal
             if request.method == "POST":
-                ledger().rate_limits.hit(principal.client_id, request.endpoint or "")
+                ledger().rate_limits.hit(
+                    principal.client_id, request.endpoint or "", cost() if cost else 1
+                )
             return view(*args, **kwargs)
 
         return cast(F, wrapper)
@@ -371,9 +374,11 @@ def idempotency() -> Any:
     )
 
 
-def render(result: WriteResult) -> Response:
-    """Written bodies are already JSON-ready (and stored verbatim for replays)."""
-    resp = Response(json.dumps(result.body), status=result.status, mimetype="application/json")
+def render(result: WriteResult, body: Any = None) -> Response:
+    """Written bodies are already JSON-ready (and stored verbatim for replays). ``body``, if
+    given, is the part of the result's body that is the answer (a list's decisions)."""
+    answer = result.body if body is None else body
+    resp = Response(json.dumps(answer), status=result.status, mimetype="application/json")
     if result.replayed:
         resp.headers["Idempotent-Replayed"] = "true"
     return resp

@@ -336,6 +336,29 @@ class DecisionRequestSchema(ma.Schema):
     legal_basis = ma.fields.Nested(LegalBasisSchema, load_default=None, allow_none=True)
 
 
+# The most decisions one request may ask for: a referral to several recipients, or a consult
+# over several categories, needs a handful; 64 is one batch of the write path (its largest
+# list still fits the body limit, app.limits.MAX_BODY, with every text at its longest).
+MAX_DECISIONS_PER_REQUEST = 64
+
+
+class DecisionRequestsSchema(DecisionRequestSchema):
+    """The body of ``POST /v1/decisions``: one decision request, or a list of 1 to
+    :data:`MAX_DECISIONS_PER_REQUEST` of them. A list's fields at fault are named with the
+    element's index first (``3.subject.nhs_number``)."""
+
+    def load(  # one request or a list, decided by the body itself
+        self, data: Any, *, many: bool | None = None, **kwargs: Any
+    ) -> dict[str, Any] | list[dict[str, Any]]:
+        if not isinstance(data, list):
+            return super().load(data, many=False, **kwargs)  # type: ignore[no-any-return]
+        if not 1 <= len(data) <= MAX_DECISIONS_PER_REQUEST:
+            raise ma.ValidationError(
+                f"a list holds 1 to {MAX_DECISIONS_PER_REQUEST} decision requests, not {len(data)}"
+            )
+        return super().load(data, many=True, **kwargs)  # type: ignore[no-any-return]
+
+
 class DeniedCategorySchema(ma.Schema):
     category = ma.fields.String()
     reason = ma.fields.String()

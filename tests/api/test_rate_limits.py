@@ -98,6 +98,24 @@ def test_decisions_have_their_own_limit(
         assert limited.post("/v1/consents", json=CONSENT, headers=bearer(tt)).status_code == 201
 
 
+def test_a_list_of_decisions_counts_each_decision_against_the_limit(
+    limited: FlaskClient, make_token: Callable[..., str], app: Flask
+) -> None:
+    tt = make_token("tt-leeds", "case_system")
+    size = _log_size(app)
+    # Three decisions are more than the whole limit (two a minute): never one request's worth.
+    refused = limited.post("/v1/decisions", json=[DECISION] * 3, headers=bearer(tt))
+    assert refused.status_code == 429
+    assert "3 decisions" in refused.get_json()["detail"]
+    assert _log_size(app) == size
+    assert limited.post("/v1/decisions", json=[DECISION] * 2, headers=bearer(tt)).status_code == 200
+    # The list of two used up the window: a single decision now waits too.
+    again = limited.post("/v1/decisions", json=DECISION, headers=bearer(tt))
+    assert again.status_code == 429
+    assert 50 <= int(again.headers["Retry-After"]) <= 60
+    assert _log_size(app) == size + 2
+
+
 def test_unauthenticated_requests_do_not_use_up_a_clients_limit(
     limited: FlaskClient, make_token: Callable[..., str]
 ) -> None:

@@ -147,6 +147,41 @@ def test_every_documented_operation_is_exercised() -> None:
     assert len(documented) >= 18
 
 
+def test_decisions_are_generated_and_answered_in_both_forms(
+    app: Flask, policy: Policy, make_token: Callable[..., str]
+) -> None:
+    """The document states one decision request or a list of them, so the runs above send
+    lists too, and check each list's answer against the documented list of decisions."""
+    document = app.test_client().get("/openapi.json").get_json()
+    body = document["paths"]["/v1/decisions"]["post"]["requestBody"]["content"]
+    forms = body["application/json"]["schema"]["oneOf"]
+    assert [f.get("type") for f in forms] == [None, "array"]
+    assert (forms[1]["minItems"], forms[1]["maxItems"]) == (1, 64)
+
+    operation = schemathesis.openapi.from_wsgi("/openapi.json", app)["/v1/decisions"]["POST"]
+    token = make_token("tt-leeds", ROLE_FOR[("POST", "/v1/decisions")])
+    answered: list[tuple[type, int]] = []
+
+    # The same generation as test_no_operation_fails_or_answers_off_its_schema's positive run.
+    @given(case=operation.as_strategy(generation_mode=GenerationMode.POSITIVE))
+    @settings(
+        max_examples=25,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    def check(case: Any) -> None:
+        response = case.call_and_validate(
+            headers={"Authorization": f"Bearer {token}"}, excluded_checks=EXCLUDED
+        )
+        answered.append((type(case.body), response.status_code))
+
+    check()
+    assert {kind for kind, _ in answered} == {dict, list}
+    assert (list, 422) in answered  # a list refused whole, as documented
+
+
 # Values the server refuses for a reason a JSON Schema can state: the document must say so too,
 # so a client (or schemathesis) reading it knows the rule.
 REFUSED = [

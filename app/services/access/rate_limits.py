@@ -1,8 +1,9 @@
 """Per-client limits on writes and on decisions, counted with the ``limits`` library.
 
 Every authenticated POST counts against its client: ``POST /v1/decisions`` in the decisions
-bucket, every other POST (consents, withdrawals, objections, disclosures, access links) in the
-writes bucket. A client over its limit gets 429 with ``Retry-After`` and nothing is recorded.
+bucket (a list once for each decision it asks for), every other POST (consents, withdrawals,
+objections, disclosures, access links) in the writes bucket. A client over its limit gets 429
+with ``Retry-After`` and nothing is recorded.
 
 The counters live in ``CONSENT_LEDGER_RATE_LIMIT_STORAGE`` (a ``limits`` storage URI). The
 default, ``memory://``, counts in each worker process alone, so with W workers a client can
@@ -44,12 +45,21 @@ class RateLimits:
         self._items = {"writes": writes, "decisions": decisions}
         self._limiter = MovingWindowRateLimiter(storage_from_string(storage_uri))
 
-    def hit(self, client_id: str, endpoint: str) -> None:
-        """Count one request; raise :class:`RateLimited` if the client is over its limit."""
+    def hit(self, client_id: str, endpoint: str, cost: int = 1) -> None:
+        """Count one request, as ``cost`` writes or decisions (a list of decisions counts each);
+        raise :class:`RateLimited` if that would take the client over its limit, counting
+        nothing."""
         bucket = "decisions" if endpoint in DECISION_ENDPOINTS else "writes"
         item = self._items[bucket]
-        if item is None or self._limiter.hit(item, bucket, client_id):
+        if item is None or self._limiter.hit(item, bucket, client_id, cost=cost):
             return
+        if cost > item.amount:
+            # No wait would let it through: say so rather than send the caller to retry.
+            raise RateLimited(
+                f"this request asks for {cost} {bucket}, more than this client's whole limit "
+                f"of {item}; nothing was recorded; send fewer at a time",
+                math.ceil(item.get_expiry()),
+            )
         reset_at = self._limiter.get_window_stats(item, bucket, client_id).reset_time
         retry_after = max(1, math.ceil(reset_at - time.time()))
         raise RateLimited(

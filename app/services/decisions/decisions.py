@@ -16,7 +16,15 @@ from typing import Any
 from sqlalchemy import Select, bindparam, func, insert, or_, select
 from sqlalchemy.orm import Session
 
-from app.errors import Conflict, FieldError, Forbidden, InvalidRequest, NotFound, listed_twice
+from app.errors import (
+    Conflict,
+    FieldError,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    describe,
+    listed_twice,
+)
 from app.ids import new_id
 from app.models import (
     Consent,
@@ -129,54 +137,85 @@ def load_facts(session: Session, subject_ref: str) -> Facts:
 
 
 def _validate(
-    session: Session, principal: Principal, inp: DecisionInput, policy: Policy
-) -> tuple[Party, Party]:
-    if principal.organisation_id != inp.from_org:
-        raise Forbidden(
-            f"a client may ask only about shares from its own organisation "
-            f"({principal.organisation_id})"
-        )
-    if inp.legal_basis is not None and principal.role not in LEGAL_BASIS_ROLES:
-        raise Forbidden("only an ig_lead client may assert a legal basis instead of consent")
-    errors: list[FieldError] = []
-    orgs = {
-        org_id: Party(org_id, kind)
-        for org_id, kind in organisations.registered_kinds(
-            session, [inp.from_org, inp.to_org]
-        ).items()
-    }
-    for field, org in (("from", inp.from_org), ("to", inp.to_org)):
-        if org not in orgs:
-            errors.append(FieldError(field, "is not a registered organisation id", "json"))
-    if inp.purpose not in policy.purposes:
-        errors.append(
-            FieldError(
-                "purpose", f"{inp.purpose!r} is not a purpose of the policy in force", "json"
-            )
-        )
-    for n, cat in enumerate(inp.data_categories):
-        if cat not in policy.categories:
-            errors.append(
+    session: Session,
+    principal: Principal,
+    inputs: Sequence[DecisionInput],
+    policy: Policy,
+    prefixes: Sequence[str],
+) -> list[tuple[Party, Party]]:
+    """Every request checked before anything is written, each field at fault named with its
+    request's prefix (``""`` alone, ``"3."`` in a list); one refusal for them all."""
+    forbidden: list[FieldError] = []
+    for at, inp in zip(prefixes, inputs, strict=True):
+        if principal.organisation_id != inp.from_org:
+            forbidden.append(
                 FieldError(
-                    f"data_categories.{n}",
-                    f"{cat!r} is not a data category of the policy in force",
+                    f"{at}from",
+                    "a client may ask only about shares from its own organisation "
+                    f"({principal.organisation_id})",
                     "json",
                 )
             )
-    errors += listed_twice("data_categories", inp.data_categories)
-    if inp.legal_basis is not None and inp.legal_basis.type not in policy.legal_bases:
-        errors.append(
-            FieldError(
-                "legal_basis.type",
-                f"{inp.legal_basis.type!r} is not a legal basis of the policy in force",
-                "json",
+        if inp.legal_basis is not None and principal.role not in LEGAL_BASIS_ROLES:
+            forbidden.append(
+                FieldError(
+                    f"{at}legal_basis",
+                    "only an ig_lead client may assert a legal basis instead of consent",
+                    "json",
+                )
             )
+    if forbidden:
+        raise Forbidden(
+            f"this client may not ask for this decision: {describe(forbidden)}",
+            errors=forbidden,
         )
-    if (problem := subjects.local_system_problem(session, inp.subject, principal)) is not None:
-        errors.append(problem)
+    # One query for every organisation the requests name.
+    kinds = organisations.registered_kinds(
+        session, sorted({org for inp in inputs for org in (inp.from_org, inp.to_org)})
+    )
+    errors: list[FieldError] = []
+    for at, inp in zip(prefixes, inputs, strict=True):
+        for field, org in (("from", inp.from_org), ("to", inp.to_org)):
+            if org not in kinds:
+                errors.append(
+                    FieldError(f"{at}{field}", "is not a registered organisation id", "json")
+                )
+        if inp.purpose not in policy.purposes:
+            errors.append(
+                FieldError(
+                    f"{at}purpose",
+                    f"{inp.purpose!r} is not a purpose of the policy in force",
+                    "json",
+                )
+            )
+        for n, cat in enumerate(inp.data_categories):
+            if cat not in policy.categories:
+                errors.append(
+                    FieldError(
+                        f"{at}data_categories.{n}",
+                        f"{cat!r} is not a data category of the policy in force",
+                        "json",
+                    )
+                )
+        errors += listed_twice(f"{at}data_categories", inp.data_categories)
+        if inp.legal_basis is not None and inp.legal_basis.type not in policy.legal_bases:
+            errors.append(
+                FieldError(
+                    f"{at}legal_basis.type",
+                    f"{inp.legal_basis.type!r} is not a legal basis of the policy in force",
+                    "json",
+                )
+            )
+        where = (f"{at}{subjects.JSON_SYSTEM[0]}", subjects.JSON_SYSTEM[1])
+        problem = subjects.local_system_problem(session, inp.subject, principal, where)
+        if problem is not None:
+            errors.append(problem)
     if errors:
         raise InvalidRequest.from_fields("the decision request is not valid", errors)
-    return orgs[inp.from_org], orgs[inp.to_org]
+    return [
+        (Party(inp.from_org, kinds[inp.from_org]), Party(inp.to_org, kinds[inp.to_org]))
+        for inp in inputs
+    ]
 
 
 def decision_view(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -193,15 +232,34 @@ def decision_view(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def decide(
-    ledger: Ledger, principal: Principal, inp: DecisionInput, idem: IdempotencyKey | None
-) -> WriteResult:
-    def use_case(session: Session) -> tuple[int, dict[str, Any]]:
-        policy = policies.current_policy(session)
-        sender, recipient = _validate(session, principal, inp, policy)
-        subject_ref = subjects.resolve(ledger, session, inp.subject, create=True)
-        assert subject_ref is not None
-        now = ledger.clock()
+def _record_decisions(
+    ledger: Ledger,
+    session: Session,
+    principal: Principal,
+    inputs: Sequence[DecisionInput],
+    prefixes: Sequence[str],
+) -> list[dict[str, Any]]:
+    """Decide each request and record it, all in the caller's transaction: every request is
+    validated first, then all are appended at once, so they take consecutive log indexes
+    under one signed checkpoint, and a refusal anywhere records nothing."""
+    policy = policies.current_policy(session)
+    parties = _validate(session, principal, inputs, policy, prefixes)
+    now = ledger.clock()
+    # A person named twice (a referral to several recipients) is resolved, and created if new,
+    # once. Their facts are loaded once too: a decision changes no consent or objection, so
+    # each request in the list sees exactly what the first one does.
+    refs: dict[subjects.SubjectIdentifier, str] = {}
+    facts: dict[str, Facts] = {}
+    entries: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    for inp, (sender, recipient) in zip(inputs, parties, strict=True):
+        subject_ref = refs.get(inp.subject)
+        if subject_ref is None:
+            subject_ref = subjects.resolve(ledger, session, inp.subject, create=True)
+            assert subject_ref is not None
+            refs[inp.subject] = subject_ref
+        if subject_ref not in facts:
+            facts[subject_ref] = load_facts(session, subject_ref)
         request = Request(
             sender,
             recipient,
@@ -209,7 +267,7 @@ def decide(
             tuple(inp.data_categories),
             inp.legal_basis,
         )
-        decision = evaluate(policy, request, load_facts(session, subject_ref), now)
+        decision = evaluate(policy, request, facts[subject_ref], now)
         decision_id = new_id("dec")
         result = decision.as_json()
         legal = (
@@ -217,69 +275,115 @@ def decide(
             if inp.legal_basis
             else None
         )
-        (receipt,) = ledger.log_store.append(
-            session,
-            [
-                make_entry(
-                    "decision.made",
-                    now,
-                    {
-                        "decision_id": decision_id,
-                        "subject_ref": subject_ref,
-                        "from": sender.id,
-                        "to": recipient.id,
-                        "purpose": inp.purpose,
-                        "data_categories": list(inp.data_categories),
-                        "legal_basis": legal,
-                        "client_id": principal.client_id,
-                        **result,
-                    },
-                )
-            ],
-            now,
+        entries.append(
+            make_entry(
+                "decision.made",
+                now,
+                {
+                    "decision_id": decision_id,
+                    "subject_ref": subject_ref,
+                    "from": sender.id,
+                    "to": recipient.id,
+                    "purpose": inp.purpose,
+                    "data_categories": list(inp.data_categories),
+                    "legal_basis": legal,
+                    "client_id": principal.client_id,
+                    **result,
+                },
+            )
         )
-        row = {
-            "id": decision_id,
-            "subject_ref": subject_ref,
-            "from_org": sender.id,
-            "to_org": recipient.id,
-            "purpose": inp.purpose,
-            "data_categories": list(inp.data_categories),
-            "legal_basis_type": inp.legal_basis.type if inp.legal_basis else None,
-            "legal_basis_reference": inp.legal_basis.reference if inp.legal_basis else None,
-            "decision": decision.decision,
-            "basis": decision.basis,
-            "result": result,
-            "policy_version": policy.version,
-            "client_id": principal.client_id,
-            "made_at": now,
-            "ledger_index": receipt.index,
+        rows.append(
+            {
+                "id": decision_id,
+                "subject_ref": subject_ref,
+                "from_org": sender.id,
+                "to_org": recipient.id,
+                "purpose": inp.purpose,
+                "data_categories": list(inp.data_categories),
+                "legal_basis_type": inp.legal_basis.type if inp.legal_basis else None,
+                "legal_basis_reference": inp.legal_basis.reference if inp.legal_basis else None,
+                "decision": decision.decision,
+                "basis": decision.basis,
+                "result": result,
+                "policy_version": policy.version,
+                "client_id": principal.client_id,
+                "made_at": now,
+            }
+        )
+    receipts = ledger.log_store.append(session, entries, now)
+    for row, receipt in zip(rows, receipts, strict=True):
+        row["ledger_index"] = receipt.index
+    session.connection().execute(_INSERT_DECISION, rows)
+    return [
+        {
+            **decision_view(row),
+            "ledger": {"index": receipt.index, "leaf_hash": receipt.leaf_hash.hex()},
         }
-        session.connection().execute(_INSERT_DECISION, row)
-        ledger_ref = {"index": receipt.index, "leaf_hash": receipt.leaf_hash.hex()}
-        return 200, {**decision_view(row), "ledger": ledger_ref}
+        for row, receipt in zip(rows, receipts, strict=True)
+    ]
+
+
+def _check_replayed_permit(ledger: Ledger, session: Session, body: Mapping[str, Any]) -> None:
+    # A retried request gets its first answer, but never a permit that is no longer true
+    # (a withdrawal, objection or expiry since, or a stricter policy): the caller might act
+    # on it. It is re-evaluated now as a disclosure under it would be.
+    if body.get("decision") != "permit":
+        return
+    record = session.get(DecisionRecord, body["id"])
+    assert record is not None  # recorded in the same transaction as the replayed body
+    _, facts = _still_permitted(
+        session, record, record.result["permitted_categories"], ledger.clock()
+    )
+    # Still permitted, perhaps under another consent: the first answer names the consents
+    # it relied on, so it is not replayed if one of them has been withdrawn (G5).
+    relied_on = record.result["consents"]
+    withdrawn = [c.id for c in facts.consents if c.id in relied_on and c.status != "active"]
+    if withdrawn:
+        raise ConsentWithdrawn(
+            f"this request's earlier permit relied on consent {', '.join(withdrawn)}, "
+            "which has since been withdrawn; ask again without the Idempotency-Key",
+            extra={"consents": withdrawn, "decision_id": record.id},
+        )
+
+
+def decide(
+    ledger: Ledger, principal: Principal, inp: DecisionInput, idem: IdempotencyKey | None
+) -> WriteResult:
+    """One decision; the answer's body is the decision."""
+
+    def use_case(session: Session) -> tuple[int, dict[str, Any]]:
+        (body,) = _record_decisions(ledger, session, principal, [inp], [""])
+        return 200, body
 
     def check_replay(session: Session, body: dict[str, Any]) -> None:
-        # A retried request gets its first answer, but never a permit that is no longer true
-        # (a withdrawal, objection or expiry since, or a stricter policy): the caller might act
-        # on it. It is re-evaluated now as a disclosure under it would be.
-        if body.get("decision") != "permit":
-            return
-        record = session.get(DecisionRecord, body["id"])
-        assert record is not None  # recorded in the same transaction as the replayed body
-        _, facts = _still_permitted(
-            session, record, record.result["permitted_categories"], ledger.clock()
-        )
-        # Still permitted, perhaps under another consent: the first answer names the consents
-        # it relied on, so it is not replayed if one of them has been withdrawn (G5).
-        relied_on = record.result["consents"]
-        withdrawn = [c.id for c in facts.consents if c.id in relied_on and c.status != "active"]
-        if withdrawn:
-            raise ConsentWithdrawn(
-                f"this request's earlier permit relied on consent {', '.join(withdrawn)}, "
-                "which has since been withdrawn; ask again without the Idempotency-Key",
-                extra={"consents": withdrawn, "decision_id": record.id},
-            )
+        _check_replayed_permit(ledger, session, body)
+
+    return run_write(ledger, idem, use_case, check_replay)
+
+
+# The key of a list's answer in a WriteResult's body (and in its Idempotency-Key record).
+LISTED = "decisions"
+
+
+def decide_all(
+    ledger: Ledger,
+    principal: Principal,
+    inputs: Sequence[DecisionInput],
+    idem: IdempotencyKey | None,
+) -> WriteResult:
+    """Many decisions asked in one request (a referral to several recipients, a consult over
+    several categories): each its own logged decision, all in one write use case, so all or
+    none are recorded. The body holds them in order under :data:`LISTED`; a field at fault
+    is named with its request's index (``3.purpose``)."""
+
+    def use_case(session: Session) -> tuple[int, dict[str, Any]]:
+        prefixes = [f"{n}." for n in range(len(inputs))]
+        return 200, {LISTED: _record_decisions(ledger, session, principal, inputs, prefixes)}
+
+    def check_replay(session: Session, body: dict[str, Any]) -> None:
+        # Every permit in the list is re-checked, as the single form checks its one.
+        for decision in body[LISTED]:
+            _check_replayed_permit(ledger, session, decision)
 
     return run_write(ledger, idem, use_case, check_replay)
 
