@@ -74,7 +74,11 @@ def run(ledger: Ledger, threads: int, seconds: float, max_batch: int) -> dict[st
             ledger,
             principal,
             consents.ConsentInput(
-                SubjectIdentifier.nhs_number(nhs), "referral", ("ea-tt-leeds",), CATEGORIES, "verbal"
+                SubjectIdentifier.nhs_number(nhs),
+                "referral",
+                ("ea-tt-leeds",),
+                CATEGORIES,
+                "verbal",
             ),
             None,
         )
@@ -137,9 +141,7 @@ def main() -> None:
     args = parser.parse_args()
     ledger = set_up(args.database_url)
     print(f"database: {ledger.db.dialect}")
-    print(
-        "threads  batches      decisions/s   p50 ms   p99 ms  mean batch  head held/entry  ratio"
-    )
+    print("threads  batches      decisions/s   p50 ms   p99 ms  mean batch  head held/entry  ratio")
     for threads in (int(t) for t in args.threads.split(",")):
         for _ in range(args.runs):
             one = run(ledger, threads, args.seconds, max_batch=1)

@@ -180,6 +180,7 @@ def import_organisations(ledger: Ledger, data: Any, source: str) -> ImportResult
     with ledger.db.write() as session:
         # Lock first, then read: two imports of the same new id must not both see it absent.
         ledger.log_store.lock_head(session)
+        session.info.pop(_KNOWN_KINDS, None)
         existing = _existing(session, [r.id for r in records])
         problems: list[str] = []
         new: list[OrganisationRecord] = []
@@ -230,9 +231,20 @@ _KINDS = select(table(Organisation).c.id, table(Organisation).c.kind).where(
 )
 
 
+# Kinds already read in this transaction (None: not registered), kept for the rest of it: a batch
+# of writes asks for the same few organisations over and over, and only an import changes them
+# (and drops this).
+_KNOWN_KINDS = "organisation_kinds"
+
+
 def registered_kinds(session: Session, ids: Sequence[str]) -> dict[str, str]:
     """The kind of each of ``ids`` that is a registered organisation (the rest are absent)."""
-    return {org_id: kind for org_id, kind in session.execute(_KINDS, {"ids": list(ids)})}
+    known: dict[str, str | None] = session.info.setdefault(_KNOWN_KINDS, {})
+    missing = [org_id for org_id in ids if org_id not in known]
+    if missing:
+        found = {org_id: kind for org_id, kind in session.execute(_KINDS, {"ids": missing})}
+        known.update({org_id: found.get(org_id) for org_id in missing})
+    return {org_id: kind for org_id in ids if (kind := known[org_id]) is not None}
 
 
 def list_organisations(ledger: Ledger) -> list[Organisation]:

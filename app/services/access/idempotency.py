@@ -70,6 +70,7 @@ def run_write(
     idem: IdempotencyKey | None,
     use_case: Callable[[Session], tuple[int, dict[str, Any]]],
     check_replay: Callable[[Session, dict[str, Any]], None] | None = None,
+    prepare: Callable[[Batch], None] | None = None,
 ) -> WriteResult:
     """Run one write use case in the sequencer's next batch, replaying a recorded response if
     there is one; answered once the batch has committed.
@@ -77,7 +78,8 @@ def run_write(
     ``check_replay`` may refuse to replay a response that is no longer true (a permit whose
     consent has since been withdrawn) by raising; nothing is written either way. A body may
     hold the use case's :class:`Receipt` as is: its checkpoint is signed when the batch is
-    sealed, and the body is rendered (and recorded for retries) after that.
+    sealed, and the body is rendered (and recorded for retries) after that. ``prepare`` is
+    the sequencer's (:meth:`Sequencer.run`).
     """
 
     def in_batch(batch: Batch) -> WriteResult:
@@ -102,7 +104,7 @@ def run_write(
             responses[(idem.client_id, idem.key)] = (idem.fingerprint, status, body)
         return WriteResult(status, body)
 
-    result = ledger.sequencer.run(in_batch)
+    result = ledger.sequencer.run(in_batch, prepare)
     return WriteResult(result.status, _rendered(result.body), result.replayed)
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, insert, or_, select
+from sqlalchemy import Select, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from app.errors import (
@@ -27,20 +27,16 @@ from app.errors import (
 )
 from app.ids import new_id
 from app.models import (
-    Consent,
     DecisionRecord,
     Disclosure,
     DisclosureConsent,
-    Objection,
     Organisation,
     table,
 )
 from app.policy import (
-    ConsentFact,
     Decision,
     Facts,
     LegalBasis,
-    ObjectionFact,
     Party,
     Policy,
     Request,
@@ -52,8 +48,10 @@ from app.services.access.idempotency import IdempotencyKey, WriteResult, run_wri
 from app.services.consents import subjects
 from app.services.consents.consents import iso
 from app.services.container import Ledger
+from app.services.decisions import facts as subject_facts
 from app.services.decisions import policies
 from app.services.log.log_store import make_entry
+from app.services.log.sequencer import Batch
 
 # Roles that may assert a legal basis instead of consent (ig-rules: "only accepted from a client
 # with the ig_lead role").
@@ -82,58 +80,7 @@ class DecisionInput:
     legal_basis: LegalBasis | None = None
 
 
-# The statements every decision runs under the log-head lock, built once: building a select
-# per call (coercing columns, computing its cache key) cost more than running it.
-_CONSENT_FACTS = (
-    select(
-        Consent.id,
-        Consent.purpose,
-        Consent.recipients,
-        Consent.data_categories,
-        Consent.form,
-        Consent.status,
-        Consent.recorded_at,
-        Organisation.kind,
-        Consent.confirmed_by,
-        Consent.valid_from,
-        Consent.expires_at,
-        Consent.recorded_by,
-        Consent.ledger_index,
-    )
-    .join(Organisation, Organisation.id == Consent.recorded_by)
-    .where(Consent.subject_ref == bindparam("ref"))
-)
-_OBJECTION_FACTS = select(
-    Objection.id, Objection.scope, Objection.status, Objection.recorded_at, Objection.ledger_index
-).where(Objection.subject_ref == bindparam("ref"))
 _INSERT_DECISION = insert(table(DecisionRecord))
-
-
-def load_facts(session: Session, subject_ref: str) -> Facts:
-    """The person's consents and objections as they stand in this transaction (as rows, not
-    ORM objects: nothing here is changed, and loading entities cost more than the query)."""
-    consents = tuple(
-        ConsentFact(
-            id=c.id,
-            purpose=c.purpose,
-            recipients=frozenset(c.recipients),
-            categories=frozenset(c.data_categories),
-            form=c.form,
-            status=c.status,
-            recorded_at=c.recorded_at,
-            recorded_by_kind=c.kind,
-            confirmed=c.confirmed_by is not None,
-            valid_from=c.valid_from,
-            expires_at=c.expires_at,
-            recorded_by=c.recorded_by,
-            sequence=c.ledger_index,
-        )
-        for c in session.execute(_CONSENT_FACTS, {"ref": subject_ref})
-    )
-    objections = tuple(
-        ObjectionFact(*row) for row in session.execute(_OBJECTION_FACTS, {"ref": subject_ref})
-    )
-    return Facts(consents, objections)
 
 
 def _validate(
@@ -255,11 +202,10 @@ def _record_decisions(
     for inp, (sender, recipient) in zip(inputs, parties, strict=True):
         subject_ref = refs.get(inp.subject)
         if subject_ref is None:
-            subject_ref = subjects.resolve(ledger, session, inp.subject, create=True)
-            assert subject_ref is not None
+            subject_ref = subject_facts.subject_ref(ledger, session, inp.subject)
             refs[inp.subject] = subject_ref
         if subject_ref not in facts:
-            facts[subject_ref] = load_facts(session, subject_ref)
+            facts[subject_ref] = subject_facts.load_facts(session, subject_ref)
         request = Request(
             sender,
             recipient,
@@ -358,7 +304,10 @@ def decide(
     def check_replay(session: Session, body: dict[str, Any]) -> None:
         _check_replayed_permit(ledger, session, body)
 
-    return run_write(ledger, idem, use_case, check_replay)
+    def prepare(batch: Batch) -> None:
+        subject_facts.want(ledger, batch, [inp.subject])
+
+    return run_write(ledger, idem, use_case, check_replay, prepare)
 
 
 # The key of a list's answer in a WriteResult's body (and in its Idempotency-Key record).
@@ -385,7 +334,10 @@ def decide_all(
         for decision in body[LISTED]:
             _check_replayed_permit(ledger, session, decision)
 
-    return run_write(ledger, idem, use_case, check_replay)
+    def prepare(batch: Batch) -> None:
+        subject_facts.want(ledger, batch, [inp.subject for inp in inputs])
+
+    return run_write(ledger, idem, use_case, check_replay, prepare)
 
 
 # -- disclosures ----------------------------------------------------------------------------------
@@ -436,7 +388,7 @@ def _still_permitted(
         if record.legal_basis_type
         else None
     )
-    facts = load_facts(session, record.subject_ref)
+    facts = subject_facts.load_facts(session, record.subject_ref)
     decision = evaluate(
         policies.current_policy(session),
         Request(

@@ -75,6 +75,7 @@ def publish(ledger: Ledger, policy: Policy) -> Published:
     now = ledger.clock()
     with ledger.db.write() as session:
         ledger.log_store.lock_head(session)
+        session.info.pop(_IN_FORCE, None)
         current = _current_row(session)
         if current is not None and current.version == policy.version:
             return Published(policy.version, current.ledger_index, True)
@@ -140,16 +141,25 @@ _CURRENT_VERSION = (
 )
 
 
+# The policy in force, kept for the rest of the transaction (a batch of writes asks it once per
+# decision): only a publish changes it, and a publish drops it.
+_IN_FORCE = "policy_in_force"
+
+
 def current_policy(session: Session) -> Policy:
     # Every decision asks this: read the version alone (a statement built once), and the
     # document only on a cache miss.
+    in_force = session.info.get(_IN_FORCE)
+    if isinstance(in_force, Policy):
+        return in_force
     version = session.execute(_CURRENT_VERSION).scalar_one_or_none()
     if version is None:
         raise LogUnavailable("no policy is published: run `consent-ledger init`")
     with _cache_lock:
         cached = _cache.get(version)
-    if cached is not None:
-        return cached
-    row = session.get(PolicyVersion, version)
-    assert row is not None  # read in the same transaction
-    return policy_from_row(row)
+    if cached is None:
+        row = session.get(PolicyVersion, version)
+        assert row is not None  # read in the same transaction
+        cached = policy_from_row(row)
+    session.info[_IN_FORCE] = cached
+    return cached

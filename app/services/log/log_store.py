@@ -224,6 +224,9 @@ def fetch_nodes(session: Session, ids: Iterable[merkle.NodeId]) -> dict[merkle.N
 
 
 _APPENDER = "log_appender"
+# Entry types that record what was asked or done and change no consent or objection: a cache of
+# a person's facts stays true across them (app.services.decisions.facts).
+FACTS_UNCHANGED = frozenset({"decision.made", "disclosure.recorded"})
 
 
 class Appender:
@@ -249,6 +252,9 @@ class Appender:
         self.entry_rows: list[dict[str, Any]] = []
         self.node_rows: list[dict[str, Any]] = []
         self.seal = Seal()
+        # People whose consents or objections this transaction has changed (never forgotten on
+        # a reset: treating a person as changed is always safe).
+        self.changed_subjects: set[str] = set()
 
     @property
     def size(self) -> int:
@@ -275,6 +281,10 @@ class Appender:
                 }
             )
             receipts.append(Receipt(index, lh, self.seal))
+            if entry["type"] not in FACTS_UNCHANGED:
+                subject_ref = entry["data"].get("subject_ref")
+                if subject_ref is not None:
+                    self.changed_subjects.add(subject_ref)
         return receipts
 
     def mark(self) -> tuple[int, int]:
@@ -293,6 +303,12 @@ class Appender:
 def has_appends(session: Session) -> bool:
     """Whether this transaction has opened the log for appending (and must be sealed)."""
     return _APPENDER in session.info
+
+
+def changed_subjects(session: Session) -> set[str]:
+    """The people whose consents or objections this transaction has changed so far."""
+    appender = session.info.get(_APPENDER)
+    return set() if appender is None else appender.changed_subjects
 
 
 def appended_count(session: Session) -> int:

@@ -65,16 +65,20 @@ class Batch:
 
     session: Session
     state: dict[str, Any] = field(default_factory=dict)
+    # Run once, after every use case's ``prepare`` and before the first use case: loads what
+    # the prepares asked for, in one query per table rather than one per use case.
+    when_prepared: list[Callable[[Session], None]] = field(default_factory=list)
     when_sealed: list[Callable[[Session], None]] = field(default_factory=list)
 
 
 class _Request(Generic[T]):
     """One caller's use case, waiting for its batch."""
 
-    __slots__ = ("done", "error", "leads", "result", "work")
+    __slots__ = ("done", "error", "leads", "prepare", "result", "work")
 
-    def __init__(self, work: Callable[[Batch], T]) -> None:
+    def __init__(self, work: Callable[[Batch], T], prepare: Callable[[Batch], None] | None) -> None:
         self.work = work
+        self.prepare = prepare
         self.done = threading.Event()
         self.leads = False
         self.result: T | None = None
@@ -129,12 +133,16 @@ class Sequencer:
         """Writes waiting for a batch (not those in the batch being written)."""
         return len(self._pending)
 
-    def run(self, work: Callable[[Batch], T]) -> T:
+    def run(self, work: Callable[[Batch], T], prepare: Callable[[Batch], None] | None = None) -> T:
         """Run ``work`` in the next batch and return its result once the batch has committed
-        (or raise its error, or the batch's)."""
+        (or raise its error, or the batch's).
+
+        ``prepare``, if given, runs before any use case of a batch of several, to say what
+        ``work`` will read (the people it decides about), so the batch loads it for everyone
+        at once (:attr:`Batch.when_prepared`). It must not fail or write."""
         if getattr(self._in_batch, "active", False):
             raise RuntimeError("a use case cannot wait for a batch from inside one")
-        request: _Request[T] = _Request(work)
+        request: _Request[T] = _Request(work, prepare)
         with self._mutex:
             if len(self._pending) >= self.max_pending:
                 raise SequencerBusy(
@@ -206,6 +214,11 @@ class Sequencer:
     def _run_each(self, batch: Batch, store: LogStore, requests: list[_Request[Any]]) -> None:
         session = batch.session
         appender = store.open(session)
+        for request in requests:
+            if request.prepare is not None:
+                request.prepare(batch)
+        for hook in batch.when_prepared:
+            hook(session)
         for request in requests:
             mark = appender.mark()
             try:

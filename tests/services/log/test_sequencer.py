@@ -171,6 +171,24 @@ def test_a_withdrawal_earlier_in_a_batch_binds_a_decision_later_in_it(
 
 
 @pytest.mark.parametrize("backend", BOTH, indirect=True)
+def test_a_consent_for_a_new_person_earlier_in_a_batch_is_seen_by_a_decision_later_in_it(
+    ledger: Ledger, people: dict[str, Principal]
+) -> None:
+    """The batch loads everyone it decides about before its first write: a person it does
+    not know yet, and one whose facts it has loaded, are read again once a write of the same
+    batch has changed them."""
+    with held(ledger) as queue:
+        unknown_before = queue(lambda: _decide(ledger, people["tt"], NHS[7]))
+        consent = queue(lambda: _consent(ledger, people["tt"], NHS[7]))
+        known_after = queue(lambda: _decide(ledger, people["tt"], NHS[7]))
+    before, recorded, after = unknown_before.get().body, consent.get().body, known_after.get().body
+    assert before["decision"] == "deny"
+    assert after["decision"] == "permit"
+    assert after["consents"] == [recorded["id"]]
+    assert before["subject_ref"] == recorded["subject_ref"] == after["subject_ref"]
+
+
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
 def test_a_failing_use_case_is_undone_alone_and_the_rest_of_its_batch_is_recorded(
     ledger: Ledger, people: dict[str, Principal]
 ) -> None:
