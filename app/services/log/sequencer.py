@@ -13,10 +13,10 @@ others, and hands the lead to the oldest request still pending, if any. No threa
 so nothing to start, stop or hand work over to when the load is light.
 
 Inside the batch the use cases run in arrival order, each seeing what the earlier ones wrote (a
-withdrawal earlier in a batch binds a decision later in it). A use case that fails is undone
-alone (a savepoint), and its caller gets its error; the rest of the batch goes on. A batch that
-fails as a whole (the database, the log's checks) records nothing, and every caller in it gets
-the error. Nobody is answered before the batch has committed and its checkpoint is recorded.
+withdrawal earlier in a batch binds a decision later in it). A use case that fails gets its
+error, and the batch is written again without it (:meth:`Sequencer._write`). A batch that fails
+as a whole (the database, the log's checks) records nothing, and every caller in it is told.
+Nobody is answered before the batch has committed and its checkpoint is recorded.
 """
 
 from __future__ import annotations
@@ -96,6 +96,10 @@ class SequencerStats:
     # From the head locked to the commit returned (the published record's write included,
     # since the next writer of this instance waits for it), summed over batches.
     held_s: float = 0.0
+    # Waiting for the head lock (another instance's or worker's batch), summed over batches.
+    waited_s: float = 0.0
+    # Batches written again without a use case that failed on its own.
+    run_again: int = 0
 
     def line(self) -> str:
         per_batch = self.requests / self.batches if self.batches else 0.0
@@ -103,7 +107,8 @@ class SequencerStats:
         return (
             f"{self.batches} batches, {self.requests} requests ({per_batch:.1f} a batch, at "
             f"most {self.largest}), {self.entries} entries, log head held {self.held_s:.3f} s "
-            f"({per_entry:.0f} µs an entry)"
+            f"({per_entry:.0f} µs an entry), waited for {self.waited_s:.3f} s, "
+            f"{self.run_again} written again"
         )
 
 
@@ -178,57 +183,90 @@ class Sequencer:
                 request.done.set()
 
     def _write(self, requests: list[_Request[Any]]) -> None:
-        """Write one batch; on return every request has its result or its error."""
+        """Write one batch; on return every request has its result or its error.
+
+        The use cases run one after another in one transaction, without a savepoint each: a
+        use case that fails (a refusal, mostly, found before it writes anything) rolls the
+        transaction back, keeps its error, and the batch is written again without it: the
+        others run again from the start, under the head lock taken anew, on the log as it
+        stands then. A batch with no failure, the usual case, pays nothing for being able to
+        undo one (a savepoint per use case cost two statements each, round trips on
+        PostgreSQL, all inside the head lock)."""
         self._in_batch.active = True
-        started = 0.0
         try:
-            with self._db.write() as session:
-                batch = Batch(session)
-                started = time.perf_counter()
-                store = self._log_store()
-                store.lock_head(session)
-                if len(requests) == 1:
-                    # Alone, a failure is the transaction's: no savepoint needed.
-                    requests[0].result = requests[0].work(batch)
-                else:
-                    self._run_each(batch, store, requests)
-                entries = appended_count(session)
-                store.seal(session, self._clock())
-                for hook in batch.when_sealed:
-                    hook(session)
+            pending = requests
+            while pending:
+                pending = self._attempt(pending)
         except BaseException as exc:
-            _fail(requests, exc)
+            _fail([r for r in requests if r.error is None or len(requests) == 1], exc)
             if not isinstance(exc, Exception):
                 raise  # the leader's own thread is being stopped; its followers are answered
-            return
         finally:
             self._in_batch.active = False
-        held = time.perf_counter() - started
+
+    def _attempt(self, requests: list[_Request[Any]]) -> list[_Request[Any]]:
+        """Run ``requests`` in one transaction and commit it. Returns the requests to run
+        again (in a new transaction) if one of them failed on its own, else nothing."""
+        started = time.perf_counter()
+        try:
+            return self._commit(requests, started)
+        except _RunAgain as again:
+            self.stats.run_again += 1
+            for request in again.requests:
+                request.result = None
+            return again.requests
+
+    def _commit(self, requests: list[_Request[Any]], started: float) -> list[_Request[Any]]:
+        with self._db.write() as session:
+            batch = Batch(session)
+            store = self._log_store()
+            store.lock_head(session)
+            locked = time.perf_counter()
+            if len(requests) > 1:
+                # The tree is checked once, before any use case: a log found inconsistent is
+                # the batch's failure, not one use case's.
+                store.open(session)
+                for request in requests:
+                    if request.prepare is not None:
+                        request.prepare(batch)
+                for hook in batch.when_prepared:
+                    hook(session)
+            for n, request in enumerate(requests):
+                try:
+                    request.result = request.work(batch)
+                except Exception as exc:
+                    if len(requests) == 1 or _fails_the_batch(exc):
+                        raise
+                    request.error = exc
+                    raise _RunAgain(requests[:n] + requests[n + 1 :]) from None
+            entries = appended_count(session)
+            store.seal(session, self._clock())
+            for hook in batch.when_sealed:
+                hook(session)
         stats = self.stats
         stats.batches += 1
         stats.requests += len(requests)
         stats.entries += entries
         stats.largest = max(stats.largest, len(requests))
-        stats.held_s += held
+        stats.held_s += time.perf_counter() - locked
+        stats.waited_s += locked - started
+        return []
 
-    def _run_each(self, batch: Batch, store: LogStore, requests: list[_Request[Any]]) -> None:
-        session = batch.session
-        appender = store.open(session)
-        for request in requests:
-            if request.prepare is not None:
-                request.prepare(batch)
-        for hook in batch.when_prepared:
-            hook(session)
-        for request in requests:
-            mark = appender.mark()
-            try:
-                with session.begin_nested():
-                    request.result = request.work(batch)
-            except Exception as exc:
-                if isinstance(exc, DBAPIError) and not isinstance(exc, IntegrityError):
-                    raise  # the connection or the transaction is gone: the batch fails
-                appender.reset(mark)
-                request.error = exc
+
+class _RunAgain(Exception):
+    """One use case of a batch failed on its own: roll back, and write the others again."""
+
+    def __init__(self, requests: list[_Request[Any]]) -> None:
+        super().__init__("a use case failed; the rest of its batch is written again")
+        self.requests = requests
+
+
+def _fails_the_batch(exc: Exception) -> bool:
+    # The database refused something other than a constraint (the connection, a timeout): the
+    # transaction cannot go on, and running the batch again would not help.
+    return isinstance(exc, LogInconsistent) or (
+        isinstance(exc, DBAPIError) and not isinstance(exc, IntegrityError)
+    )
 
 
 def _fail(requests: list[_Request[Any]], exc: BaseException) -> None:
