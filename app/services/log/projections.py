@@ -346,12 +346,18 @@ class Written:
     def __init__(self, session: Session, extra: Mapping[type[Base], Row] | None = None) -> None:
         self.session = session
         self.extra = extra or {}
+        # What was inserted, for the writer's answer (it shows the rows it stored).
+        self.inserted: dict[type[Base], list[Row]] = {}
 
     def insert(self, model: type[Base], row: Row) -> None:
         statement = _INSERTS.get(model)
         if statement is None:
             statement = _INSERTS[model] = insert(table(model))
-        self.session.connection().execute(statement, {**row, **self.extra.get(model, {})})
+        extra = self.extra.get(model)
+        if extra:
+            row = {**row, **extra}
+        self.session.connection().execute(statement, row)
+        self.inserted.setdefault(model, []).append(row)
 
     def update(self, model: type[Base], key: Any, changes: Row) -> None:
         obj = self.session.get(model, key)
