@@ -27,7 +27,6 @@ from app.ledger.events import (
     Notify,
     ObjectionRecorded,
     ObjectionWithdrawn,
-    envelope,
 )
 from app.models import (
     Consent,
@@ -44,7 +43,7 @@ from app.services.consents import subjects
 from app.services.container import Ledger
 from app.services.decisions import policies
 from app.services.log.log_store import Receipt
-from app.services.log.projections import ACTIVE, WITHDRAWN, Written, project
+from app.services.log.projections import ACTIVE, WITHDRAWN, Written, append_events
 from app.vocabulary import SIGNED_FORMS
 
 # Who may act on a consent their organisation recorded (auditors and admins only read).
@@ -164,11 +163,8 @@ def _events(session: Session, consent_id: str) -> list[ConsentEvent]:
 def _append_one(
     ledger: Ledger, session: Session, now: datetime, event: Event
 ) -> tuple[Receipt, Written]:
-    """Log ``event`` and apply it to the projections with the function ``rebuild`` uses; the
-    entry's time and the projection's are one value, so a rebuild reproduces the rows."""
-    (receipt,) = ledger.log_store.append(session, [envelope(event, now)], now)
     written = Written(session)
-    project(written, receipt.index, now, event)
+    (receipt,) = append_events(ledger.log_store, session, now, [event], written)
     return receipt, written
 
 

@@ -14,9 +14,9 @@ link's row holds its token's hash, which the log never sees).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from sqlalchemy import Insert, insert, inspect
 from sqlalchemy.orm import Session
@@ -36,6 +36,7 @@ from app.ledger.events import (
     ObjectionWithdrawn,
     OrganisationRegistered,
     PolicyPublished,
+    envelope,
 )
 from app.models import (
     ApiClient,
@@ -50,6 +51,9 @@ from app.models import (
     PolicyVersion,
     table,
 )
+
+if TYPE_CHECKING:
+    from app.services.log.log_store import LogStore, Receipt
 
 Row = dict[str, Any]
 
@@ -372,3 +376,20 @@ class Written:
             self.session.delete(existing)
             self.session.flush()
         self.insert(model, row)
+
+
+def append_events(
+    log_store: LogStore,
+    session: Session,
+    now: datetime,
+    events: Sequence[Event],
+    written: Written | None = None,
+) -> list[Receipt]:
+    """Log ``events`` at ``now`` and apply each to the projections with the function
+    ``rebuild`` uses, in the caller's transaction: the entry's time and index and the rows'
+    are one value, so a rebuild reproduces the rows."""
+    receipts = log_store.append(session, [envelope(e, now) for e in events], now)
+    written = written or Written(session)
+    for event, receipt in zip(events, receipts, strict=True):
+        project(written, receipt.index, now, event)
+    return receipts
