@@ -82,54 +82,61 @@ def _time_text(value: datetime, timespec: str) -> str:
 
 
 # -- the codec: derived once per class from its fields' types --------------------------------
+#
+# Every entry of a log is parsed on each ``verify`` and ``rebuild``, so the path named in an
+# error is only built when there is one: a decoder raises :class:`_Problem`, and each level it
+# passes through adds its own key on the way out.
 
-Decode = Callable[[object, str], Any]
+
+class _Problem(Exception):
+    def __init__(self, problem: str, *where: str) -> None:
+        self.problem = problem
+        self.where = list(where)  # innermost first
+
+    def named(self, path: str) -> EntryError:
+        return EntryError(f"{path}{''.join(reversed(self.where))} {self.problem}")
+
+
+Decode = Callable[[Any], Any]
 Encode = Callable[[Any], Any]
 
 
-def _fail(path: str, problem: str) -> EntryError:
-    return EntryError(f"{path} {problem}")
-
-
-def _decode_str(value: object, path: str) -> str:
+def _decode_str(value: object) -> str:
     if type(value) is not str:
-        raise _fail(path, "must be a string")
+        raise _Problem("must be a string")
     return value
 
 
-def _decode_int(value: object, path: str) -> int:
+def _decode_int(value: object) -> int:
     if type(value) is not int:
-        raise _fail(path, "must be an integer")
+        raise _Problem("must be an integer")
     return value
 
 
-def _decode_object(value: object, path: str) -> dict[str, Any]:
+def _decode_object(value: object) -> dict[str, Any]:
     if type(value) is not dict:
-        raise _fail(path, "must be an object")
+        raise _Problem("must be an object")
     return value
 
 
-def _time_decoder(timespec: str) -> Decode:
-    def decode(value: object, path: str) -> datetime:
-        if type(value) is not str:
-            raise _fail(path, "must be an RFC 3339 time in UTC")
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise _fail(path, f"must be an RFC 3339 time in UTC, not {value[:40]!r}") from None
-        if parsed.utcoffset() is None:
-            raise _fail(path, "must be an RFC 3339 time in UTC (it has no offset)")
-        return parsed
-
-    return decode
+def _decode_time(value: object) -> datetime:
+    if type(value) is not str:
+        raise _Problem("must be an RFC 3339 time in UTC")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise _Problem(f"must be an RFC 3339 time in UTC, not {value[:40]!r}") from None
+    if parsed.utcoffset() is None:
+        raise _Problem("must be an RFC 3339 time in UTC (it has no offset)")
+    return parsed
 
 
 def _identity(value: Any) -> Any:
     return value
 
 
-def _undecodable(value: object, path: str) -> Any:
-    raise AssertionError(f"{path}: a flattened record is parsed from the payload itself")
+def _undecodable(value: object) -> Any:
+    raise AssertionError("a flattened record is parsed from the payload itself")
 
 
 def _codec_for(hint: Any, meta: Mapping[str, Any]) -> tuple[Decode, Encode]:
@@ -138,8 +145,8 @@ def _codec_for(hint: Any, meta: Mapping[str, Any]) -> tuple[Decode, Encode]:
         (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
         decode, encode = _codec_for(inner, meta)
 
-        def decode_optional(value: object, path: str) -> Any:
-            return None if value is None else decode(value, path)
+        def decode_optional(value: object) -> Any:
+            return None if value is None else decode(value)
 
         def encode_optional(value: Any) -> Any:
             return None if value is None else encode(value)
@@ -151,26 +158,36 @@ def _codec_for(hint: Any, meta: Mapping[str, Any]) -> tuple[Decode, Encode]:
         return _decode_int, _identity
     if hint is datetime:
         timespec = meta.get("timespec", "microseconds")
-        return _time_decoder(timespec), lambda value: _time_text(value, timespec)
+        return _decode_time, lambda value: _time_text(value, timespec)
     if typing.get_origin(hint) is dict:
         return _decode_object, _identity
     if typing.get_origin(hint) is tuple:
         item, _ = typing.get_args(hint)
         decode_item, encode_item = _codec_for(item, {})
 
-        def decode_list(value: object, path: str) -> tuple[Any, ...]:
+        def decode_list(value: object) -> tuple[Any, ...]:
             if type(value) is not list:
-                raise _fail(path, "must be an array")
-            return tuple(decode_item(v, f"{path}[{n}]") for n, v in enumerate(value))
+                raise _Problem("must be an array")
+            # The usual list, of strings, checked without a call per item.
+            if decode_item is _decode_str and all(type(v) is str for v in value):
+                return tuple(value)
+            out = []
+            for n, v in enumerate(value):
+                try:
+                    out.append(decode_item(v))
+                except _Problem as problem:
+                    problem.where.append(f"[{n}]")
+                    raise
+            return tuple(out)
 
         return decode_list, lambda value: [encode_item(v) for v in value]
     if isinstance(hint, type) and issubclass(hint, Record):
         record = hint
 
-        def decode_record(value: object, path: str) -> Any:
+        def decode_record(value: object) -> Any:
             if type(value) is not dict:
-                raise _fail(path, "must be an object")
-            return record._parse_at(value, path)
+                raise _Problem("must be an object")
+            return record._decode(value, exact=True)
 
         return decode_record, lambda value: value.data()
     raise TypeError(f"no JSON form for {hint!r}")  # a mistake in this module, found at import
@@ -232,29 +249,37 @@ class Record:
     def parse(cls, data: Mapping[str, Any]) -> Self:
         """Read the JSON form back; :class:`EntryError` names the first field that is
         missing, extra, or of the wrong type."""
-        return cls._parse_at(data, f"{cls._where()} data")
+        try:
+            return cls._decode(data, exact=True)
+        except _Problem as problem:
+            raise problem.named(f"{cls._where()} data") from None
 
     @classmethod
     def _where(cls) -> str:
         return cls.__name__
 
     @classmethod
-    def _parse_at(cls, data: Mapping[str, Any], path: str, *, exact: bool = True) -> Self:
+    def _decode(cls, data: Mapping[str, Any], *, exact: bool) -> Self:
         if not isinstance(data, Mapping):
-            raise _fail(path, "must be an object")
+            raise _Problem("must be an object")
         fields, keys = _fields(cls)
-        if exact:
-            for key in data:
-                if key not in keys:
-                    raise _fail(f"{path}.{key}", "is not a field of this entry")
+        if exact and not keys.issuperset(data):
+            extra = next(key for key in data if key not in keys)
+            raise _Problem("is not a field of this entry", f".{extra}")
         values: dict[str, Any] = {}
         for f in fields:
             if f.flatten is not None:
-                values[f.name] = f.flatten._parse_at(data, path, exact=False)
+                values[f.name] = f.flatten._decode(data, exact=False)
                 continue
-            if f.key not in data:
-                raise _fail(f"{path}.{f.key}", "is missing")
-            values[f.name] = f.decode(data[f.key], f"{path}.{f.key}")
+            try:
+                value = data[f.key]
+            except KeyError:
+                raise _Problem("is missing", f".{f.key}") from None
+            try:
+                values[f.name] = f.decode(value)
+            except _Problem as problem:
+                problem.where.append(f".{f.key}")
+                raise
         return cls(**values)
 
 
@@ -526,9 +551,6 @@ class Logged:
     event: Event
 
 
-_parse_time = _time_decoder("microseconds")
-
-
 def parse_entry(entry: Mapping[str, Any]) -> Logged:
     """Read a decoded entry: :class:`UnknownEntryType` for a type no class declares,
     :class:`EntryError` naming the field for anything else that is not as written."""
@@ -545,7 +567,10 @@ def parse_entry(entry: Mapping[str, Any]) -> Logged:
             raise EntryError(f"{kind} {key} is not a field of an entry")
     if "time" not in entry:
         raise EntryError(f"{kind} time is missing")
-    time = _parse_time(entry["time"], f"{kind} time")
+    try:
+        time = _decode_time(entry["time"])
+    except _Problem as problem:
+        raise problem.named(f"{kind} time") from None
     if "data" not in entry:
         raise EntryError(f"{kind} data is missing")
     return Logged(time, cls.parse(entry["data"]))
