@@ -45,6 +45,7 @@ __all__ = [
     "Event",
     "LegalBasisRef",
     "Logged",
+    "MalformedEntry",
     "Notify",
     "ObjectionRecorded",
     "ObjectionWithdrawn",
@@ -61,6 +62,14 @@ __all__ = [
 
 FORMAT_VERSION = 1
 """The envelope's ``v``: every entry written so far is format 1."""
+
+
+class MalformedEntry(EntryError):
+    """An entry of a known type that is not as its event class declares."""
+
+    def __init__(self, entry_type: str, problem: str) -> None:
+        super().__init__(f"{entry_type} {problem}")
+        self.entry_type = entry_type
 
 
 class UnknownEntryType(EntryError):
@@ -93,8 +102,8 @@ class _Problem(Exception):
         self.problem = problem
         self.where = list(where)  # innermost first
 
-    def named(self, path: str) -> EntryError:
-        return EntryError(f"{path}{''.join(reversed(self.where))} {self.problem}")
+    def text(self) -> str:
+        return f"{''.join(reversed(self.where))} {self.problem}"
 
 
 Decode = Callable[[Any], Any]
@@ -252,7 +261,7 @@ class Record:
         try:
             return cls._decode(data, exact=True)
         except _Problem as problem:
-            raise problem.named(f"{cls._where()} data") from None
+            raise EntryError(f"{cls._where()} data{problem.text()}") from None
 
     @classmethod
     def _where(cls) -> str:
@@ -551,29 +560,39 @@ class Logged:
     event: Event
 
 
+_ENVELOPE = frozenset({"v", "type", "time", "data"})
+
+
 def parse_entry(entry: Mapping[str, Any]) -> Logged:
     """Read a decoded entry: :class:`UnknownEntryType` for a type no class declares,
-    :class:`EntryError` naming the field for anything else that is not as written."""
+    :class:`MalformedEntry` naming the field for anything else that is not as written."""
     if not isinstance(entry, Mapping):
         raise EntryError("an entry must be an object")
     kind = entry.get("type")
     cls = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise UnknownEntryType(f"type {str(kind)[:60]!r} is not an entry type of this log")
-    if entry.get("v") != FORMAT_VERSION:
-        raise EntryError(f"{kind} v must be {FORMAT_VERSION}")
-    for key in entry:
-        if key not in ("v", "type", "time", "data"):
-            raise EntryError(f"{kind} {key} is not a field of an entry")
-    if "time" not in entry:
-        raise EntryError(f"{kind} time is missing")
     try:
-        time = _decode_time(entry["time"])
+        if entry.get("v") != FORMAT_VERSION:
+            raise _Problem(f"must be {FORMAT_VERSION}", "v")
+        if not _ENVELOPE.issuperset(entry):
+            raise _Problem("is not a field of an entry", min(set(entry) - _ENVELOPE))
+        for key in ("time", "data"):
+            if key not in entry:
+                raise _Problem("is missing", key)
+        try:
+            time = _decode_time(entry["time"])
+        except _Problem as problem:
+            problem.where.append("time")
+            raise
+        try:
+            event = cls._decode(entry["data"], exact=True)
+        except _Problem as problem:
+            problem.where.append("data")
+            raise
     except _Problem as problem:
-        raise problem.named(f"{kind} time") from None
-    if "data" not in entry:
-        raise EntryError(f"{kind} data is missing")
-    return Logged(time, cls.parse(entry["data"]))
+        raise MalformedEntry(cls.TYPE, problem.text()) from None
+    return Logged(time, event)
 
 
 def parse_event(entry: Mapping[str, Any]) -> Event:

@@ -20,8 +20,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.ledger.entry import decode_entry
-from app.ledger.errors import EntryError
-from app.ledger.events import Logged, UnknownEntryType, parse_entry
+from app.ledger.events import Logged, MalformedEntry, UnknownEntryType, parse_entry
 from app.models import (
     ApiClient,
     Base,
@@ -56,7 +55,11 @@ class Unreplayable(Exception):
 
     def __init__(self, index: int, exc: Exception) -> None:
         self.index = index
-        self.reason = f"cannot be replayed: {type(exc).__name__} {exc}"
+        self.reason = (
+            f"is not a well-formed entry: {exc}"
+            if isinstance(exc, MalformedEntry)
+            else f"cannot be replayed: {type(exc).__name__} {exc}"
+        )
         super().__init__(f"entry {index} {self.reason}")
 
 
@@ -64,24 +67,24 @@ def replay(
     session: Session,
     total: int,
     progress: Progress | None = None,
-    also: Callable[[int, Logged | EntryError], None] | None = None,
+    also: Callable[[int, Logged | MalformedEntry], None] | None = None,
     decode: Callable[[bytes], dict[str, Any]] = decode_entry,
 ) -> Expected:
     """The rows the projections should hold. ``also`` is shown each entry of a known type in
-    the same pass, as its event or the error that says why it cannot be read (``verify``
+    the same pass, as its event or the error that says what is wrong with it (``verify``
     re-evaluates the logged decisions with it); ``decode`` may skip the canonical-form check
     where the caller has just made it in the same snapshot."""
     exp = Expected()
     for n, (idx, entry) in enumerate(_entries(session, decode), start=1):
         try:
-            logged: Logged | EntryError | None = parse_entry(entry)
+            logged: Logged | MalformedEntry | None = parse_entry(entry)
         except UnknownEntryType:
             logged = None  # in no projection, and states no fact a decision reads
-        except EntryError as exc:
+        except MalformedEntry as exc:
             logged = exc
         if also is not None and logged is not None:
             also(idx, logged)
-        if isinstance(logged, EntryError):
+        if isinstance(logged, MalformedEntry):
             raise Unreplayable(idx, logged)
         if logged is not None:
             try:

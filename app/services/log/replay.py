@@ -25,7 +25,6 @@ from sqlalchemy.orm import Session
 
 from app.errors import LogUnavailable
 from app.ledger.entry import decode_entry
-from app.ledger.errors import EntryError
 from app.ledger.events import (
     ConsentConfirmed,
     ConsentGranted,
@@ -34,6 +33,7 @@ from app.ledger.events import (
     DisclosureRecorded,
     Event,
     Logged,
+    MalformedEntry,
     ObjectionRecorded,
     ObjectionWithdrawn,
     OrganisationRegistered,
@@ -301,11 +301,13 @@ class AnswerAudit:
         self._keep = keep
         self._made: dict[str, _Made] = {}
 
-    def see(self, idx: int, logged: Logged | EntryError) -> None:
+    def see(self, idx: int, logged: Logged | MalformedEntry) -> None:
+        if isinstance(logged, MalformedEntry):
+            # Signed, but not what the service writes: a field missing, extra or mistyped.
+            self._unfounded(idx, logged.entry_type, f"is not a well-formed entry: {logged}")
+            return
         what = "entry"
         try:
-            if isinstance(logged, EntryError):
-                raise logged
             event, time = logged.event, logged.time
             what = event.TYPE
             if isinstance(event, DecisionMade):
@@ -323,12 +325,15 @@ class AnswerAudit:
             problem = str(exc)
         except (PolicyError, LogUnavailable) as exc:
             problem = f"its policy cannot be used: {exc}"
-        except (EntryError, LookupError, TypeError, ValueError, AttributeError) as exc:
+        except (LookupError, TypeError, ValueError, AttributeError) as exc:
             problem = f"cannot be replayed: {type(exc).__name__} {exc}"
         if problem is not None:
-            self.unfounded_count += 1
-            if len(self.unfounded) < self._keep:
-                self.unfounded.append(Unfounded(idx, what, problem))
+            self._unfounded(idx, what, problem)
+
+    def _unfounded(self, idx: int, what: str, problem: str) -> None:
+        self.unfounded_count += 1
+        if len(self.unfounded) < self._keep:
+            self.unfounded.append(Unfounded(idx, what, problem))
 
     def _decision(self, time: datetime, made: DecisionMade) -> str | None:
         self.decisions += 1
