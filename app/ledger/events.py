@@ -58,6 +58,7 @@ __all__ = [
     "envelope",
     "parse_entry",
     "parse_event",
+    "time_text",
 ]
 
 FORMAT_VERSION = 1
@@ -86,7 +87,8 @@ _FLATTEN: Mapping[str, Any] = {"flatten": True}
 _SECONDS: Mapping[str, Any] = {"timespec": "seconds"}
 
 
-def _time_text(value: datetime, timespec: str) -> str:
+def time_text(value: datetime, timespec: str = "microseconds") -> str:
+    """A time as the log spells it: RFC 3339 in UTC, with ``Z``."""
     return value.astimezone(UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
@@ -167,7 +169,7 @@ def _codec_for(hint: Any, meta: Mapping[str, Any]) -> tuple[Decode, Encode]:
         return _decode_int, _identity
     if hint is datetime:
         timespec = meta.get("timespec", "microseconds")
-        return _decode_time, lambda value: _time_text(value, timespec)
+        return _decode_time, lambda value: time_text(value, timespec)
     if typing.get_origin(hint) is dict:
         return _decode_object, _identity
     if typing.get_origin(hint) is tuple:

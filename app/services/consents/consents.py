@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import String, bindparam, cast, or_, select
@@ -27,6 +27,7 @@ from app.ledger.events import (
     Notify,
     ObjectionRecorded,
     ObjectionWithdrawn,
+    time_text,
 )
 from app.models import (
     Consent,
@@ -80,9 +81,7 @@ class ConsentInput:
 
 def iso(value: datetime | None) -> str | None:
     """RFC 3339 in UTC: the one spelling used in the log, the projections and responses."""
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return None if value is None else time_text(value)
 
 
 def consent_view(consent: Consent, events: Sequence[ConsentEvent]) -> dict[str, Any]:

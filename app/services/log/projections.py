@@ -8,15 +8,16 @@ them. ``rebuild`` (and ``verify``) apply every entry to :class:`InMemory` and co
 apply the event they append to :class:`Written`, in its transaction, so the row a writer stores
 is by construction the row a rebuild expects.
 
-Access links and accepted rollbacks are logged but in no projection the log can rebuild (a
-link's row holds its token's hash, which the log never sees).
+Access links and accepted rollbacks are logged but not projected: a rollback changes no table,
+and ``rebuild`` has never compared ``access_links`` (the log records a link's expiry to the
+second, the row to the microsecond, and a revocation moves the row's expiry).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Insert, insert, inspect
 from sqlalchemy.orm import Session
@@ -51,9 +52,7 @@ from app.models import (
     PolicyVersion,
     table,
 )
-
-if TYPE_CHECKING:
-    from app.services.log.log_store import LogStore, Receipt
+from app.services.log.log_store import LogStore, Receipt
 
 Row = dict[str, Any]
 

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.ledger.entry import decode_entry
-from app.ledger.events import Logged, MalformedEntry, UnknownEntryType, parse_entry
+from app.ledger.events import Logged, MalformedEntry, UnknownEntryType, parse_entry, time_text
 from app.models import (
     ApiClient,
     Base,
@@ -96,13 +96,8 @@ def replay(
     return exp
 
 
-def iso(value: datetime) -> str:
-    """A time as the log spells it (RFC 3339, UTC, microseconds)."""
-    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
 def _plain(value: Any) -> Any:
-    return iso(value) if isinstance(value, datetime) else value
+    return time_text(value) if isinstance(value, datetime) else value
 
 
 def _stored(session: Session, model: type[Base], columns: list[str]) -> dict[Any, Row]:
