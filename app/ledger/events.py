@@ -213,32 +213,59 @@ class _Field:
     flatten: type[Record] | None
 
 
-_FIELDS: dict[type[Record], tuple[tuple[_Field, ...], frozenset[str]]] = {}
+@dataclass(frozen=True, slots=True)
+class _Codec:
+    """A class's fields, split so the common ones cost no call: strings are checked inline,
+    and values JSON holds as they are (strings, integers, objects, null) are written as
+    they are."""
+
+    keys: frozenset[str]  # every JSON key of the payload, flattened records' included
+    strings: tuple[tuple[str, str], ...]  # (name, key) of the fields that are str
+    decoded: tuple[_Field, ...]  # the other fields
+    as_is: tuple[tuple[str, str], ...]  # (name, key) of the fields written as they are
+    encoded: tuple[_Field, ...]  # the other fields
 
 
-def _fields(cls: type[Record]) -> tuple[tuple[_Field, ...], frozenset[str]]:
-    """The class's fields and every JSON key its payload holds (flattened records' included)."""
-    known = _FIELDS.get(cls)
+_CODECS: dict[type[Record], _Codec] = {}
+
+
+def _codec(cls: type[Record]) -> _Codec:
+    known = _CODECS.get(cls)
     if known is not None:
         return known
     hints = typing.get_type_hints(cls)
-    out: list[_Field] = []
     keys: set[str] = set()
+    strings, decoded, as_is, encoded = [], [], [], []
     for f in dataclasses.fields(cls):
         hint = hints[f.name]
         if f.metadata.get("flatten"):
             assert isinstance(hint, type)
             assert issubclass(hint, Record)
-            out.append(_Field(f.name, f.name, _undecodable, _identity, hint))
-            keys |= _fields(hint)[1]
+            field_ = _Field(f.name, f.name, _undecodable, _identity, hint)
+            decoded.append(field_)
+            encoded.append(field_)
+            keys |= _codec(hint).keys
             continue
         decode, encode = _codec_for(hint, f.metadata)
         key = f.metadata.get("key", f.name)
-        out.append(_Field(f.name, key, decode, encode, None))
         keys.add(key)
-    result = (tuple(out), frozenset(keys))
-    _FIELDS[cls] = result
-    return result
+        field_ = _Field(f.name, key, decode, encode, None)
+        if decode is _decode_str:
+            strings.append((f.name, key))
+        else:
+            decoded.append(field_)
+        if encode is _identity or hint in _AS_IS:
+            as_is.append((f.name, key))
+        else:
+            encoded.append(field_)
+    codec = _Codec(frozenset(keys), tuple(strings), tuple(decoded), tuple(as_is), tuple(encoded))
+    _CODECS[cls] = codec
+    return codec
+
+
+# Optional values whose JSON form is the value itself.
+_AS_IS = (str | None, int | None)
+_MISSING = object()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -247,8 +274,9 @@ class Record:
 
     def data(self) -> dict[str, Any]:
         """The JSON form, as written into the log."""
-        out: dict[str, Any] = {}
-        for f in _fields(type(self))[0]:
+        codec = _CODECS.get(type(self)) or _codec(type(self))
+        out = {key: getattr(self, name) for name, key in codec.as_is}
+        for f in codec.encoded:
             value = getattr(self, f.name)
             if f.flatten is not None:
                 out.update(value.data())
@@ -271,14 +299,20 @@ class Record:
 
     @classmethod
     def _decode(cls, data: Mapping[str, Any], *, exact: bool) -> Self:
-        if not isinstance(data, Mapping):
+        # A parsed payload is a dict: the ABC check (slow) only for any other mapping.
+        if type(data) is not dict and not isinstance(data, Mapping):
             raise _Problem("must be an object")
-        fields, keys = _fields(cls)
-        if exact and not keys.issuperset(data):
-            extra = next(key for key in data if key not in keys)
+        codec = _CODECS.get(cls) or _codec(cls)
+        if exact and not codec.keys.issuperset(data):
+            extra = next(key for key in data if key not in codec.keys)
             raise _Problem("is not a field of this entry", f".{extra}")
         values: dict[str, Any] = {}
-        for f in fields:
+        for name, key in codec.strings:
+            value = data.get(key, _MISSING)
+            if type(value) is not str:
+                raise _Problem("is missing" if value is _MISSING else "must be a string", f".{key}")
+            values[name] = value
+        for f in codec.decoded:
             if f.flatten is not None:
                 values[f.name] = f.flatten._decode(data, exact=False)
                 continue
@@ -537,7 +571,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     )
 }
 for _cls in EVENT_TYPES.values():  # a field type without a JSON form fails here, at import
-    _fields(_cls)
+    _codec(_cls)
 
 
 # -- the envelope -----------------------------------------------------------------------------
