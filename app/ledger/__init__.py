@@ -5,6 +5,8 @@ Everything that decides whether the consent log can be trusted lives here, in pu
 no clock):
 
 * :mod:`app.ledger.entry` — an entry's leaf bytes are its RFC 8785 (JCS) canonical JSON.
+* :mod:`app.ledger.events` — one typed event per entry type: each payload's fields, written
+  and parsed in one place.
 * :mod:`app.ledger.merkle` — the RFC 6962 / RFC 9162 §2.1 Merkle tree over those leaves:
   roots, inclusion and consistency proofs, and their verification.
 * :mod:`app.ledger.checkpoint` — signed tree heads as C2SP tlog-checkpoint bodies in

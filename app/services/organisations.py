@@ -15,9 +15,10 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.errors import DomainError
+from app.ledger.events import OrganisationRegistered
 from app.models import Organisation, table
 from app.services.container import Ledger
-from app.services.log.log_store import make_entry
+from app.services.log.projections import append_events
 from app.text import line_problem
 from app.vocabulary import FUNDERS, ORGANISATION_KINDS
 
@@ -200,23 +201,12 @@ def import_organisations(ledger: Ledger, data: Any, source: str) -> ImportResult
             raise OrganisationImportRefused(source, problems)
         if not new:
             return ImportResult([], unchanged)
-        receipts = ledger.log_store.append(
+        receipts = append_events(
+            ledger.log_store,
             session,
-            [make_entry("organisation.registered", now, rec.as_json()) for rec in new],
             now,
+            [OrganisationRegistered(**rec.as_json()) for rec in new],
         )
-        for rec, receipt in zip(new, receipts, strict=True):
-            session.add(
-                Organisation(
-                    id=rec.id,
-                    name=rec.name,
-                    kind=rec.kind,
-                    funder=rec.funder,
-                    ods_code=rec.ods_code,
-                    registered_at=now,
-                    ledger_index=receipt.index,
-                )
-            )
     return ImportResult([(r, rc.index) for r, rc in zip(new, receipts, strict=True)], unchanged)
 
 

@@ -294,6 +294,23 @@ def _logged(ledger: Ledger, index: int) -> dict[str, Any]:
             lambda d: {**d, "disclosure_id": "dis_forged", "decision_id": "dec_nowhere"},
             "names decision dec_nowhere, which the log does not hold before it",
         ),
+        # Payloads the service never writes, though nothing replayed reads the field: each is
+        # read against its entry type's declared fields (app/ledger/events.py).
+        (
+            "consent.withdrawn",
+            lambda d: {k: v for k, v in d.items() if k != "notify"},
+            "is not a well-formed entry: consent.withdrawn data.notify is missing",
+        ),
+        (
+            "consent.granted",
+            lambda d: {**d, "consent_id": "cns_forged", "name": "Ann Example"},
+            "is not a well-formed entry: consent.granted data.name is not a field of this entry",
+        ),
+        (
+            "decision.made",
+            lambda d: {**d, "decision_id": "dec_forged", "obligations": "none"},
+            "is not a well-formed entry: decision.made data.obligations must be an array",
+        ),
     ],
 )
 def test_verify_names_a_signed_entry_the_log_before_it_does_not_support(

@@ -19,9 +19,10 @@ from sqlalchemy import bindparam, select
 
 from app.errors import DomainError, Unauthenticated
 from app.ids import new_id
+from app.ledger.events import ClientCreated, ClientRevoked, ClientTokenRotated
 from app.models import ApiClient, Organisation
 from app.services.container import Ledger
-from app.services.log.log_store import make_entry
+from app.services.log.projections import Written, append_events
 from app.text import line_problem
 from app.vocabulary import ROLES
 
@@ -99,32 +100,16 @@ def create_client(
                 "import it first with `consent-ledger orgs import FILE`"
             )
         # The token never enters the log; the entry records who can act, and as what.
-        (receipt,) = ledger.log_store.append(
+        (receipt,) = append_events(
+            ledger.log_store,
             session,
+            now,
             [
-                make_entry(
-                    "client.created",
-                    now,
-                    {
-                        "client_id": client_id,
-                        "organisation": organisation_id,
-                        "role": role,
-                        "name": name,
-                    },
+                ClientCreated(
+                    client_id=client_id, organisation=organisation_id, role=role, name=name
                 )
             ],
-            now,
-        )
-        session.add(
-            ApiClient(
-                id=client_id,
-                name=name,
-                organisation_id=organisation_id,
-                role=role,
-                token_hash=hash_token(token),
-                created_at=now,
-                ledger_index=receipt.index,
-            )
+            Written(session, extra={ApiClient: {"token_hash": hash_token(token)}}),
         )
     return CreatedClient(client_id, token, organisation_id, role, name, receipt.index)
 
@@ -163,11 +148,9 @@ def revoke_client(ledger: Ledger, client_id: str) -> int:
             raise ClientError(f"there is no client {client_id!r}")
         if row.revoked_at is not None:
             raise ClientError(f"client {client_id} was revoked at log index {row.revoked_index}")
-        (receipt,) = ledger.log_store.append(
-            session, [make_entry("client.revoked", now, {"client_id": client_id})], now
+        (receipt,) = append_events(
+            ledger.log_store, session, now, [ClientRevoked(client_id=client_id)]
         )
-        row.revoked_at = now
-        row.revoked_index = receipt.index
     return receipt.index
 
 
@@ -191,12 +174,10 @@ def rotate_token(ledger: Ledger, client_id: str) -> RotatedToken:
             raise ClientError(f"there is no client {client_id!r}")
         if row.revoked_at is not None:
             raise ClientError(f"client {client_id} was revoked at log index {row.revoked_index}")
-        (receipt,) = ledger.log_store.append(
-            session, [make_entry("client.token_rotated", now, {"client_id": client_id})], now
+        (receipt,) = append_events(
+            ledger.log_store, session, now, [ClientTokenRotated(client_id=client_id)]
         )
-        row.token_hash = hash_token(token)
-        row.rotated_at = now
-        row.rotated_index = receipt.index
+        row.token_hash = hash_token(token)  # the one column the log does not hold
     return RotatedToken(client_id, token, receipt.index)
 
 

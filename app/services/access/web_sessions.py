@@ -17,11 +17,12 @@ from sqlalchemy import bindparam, delete, select
 
 from app.errors import Conflict, Forbidden, NotFound, Unauthenticated
 from app.ids import new_id
+from app.ledger.events import AccessLinkCreated, AccessLinkRevoked
 from app.models import AccessLink, ApiClient, Objection, Organisation, WebSession
 from app.services.access.clients import Principal, authenticate
 from app.services.consents import consents, subjects
 from app.services.container import Ledger
-from app.services.log.log_store import make_entry
+from app.services.log.projections import append_events
 
 WEB_ROLES = ("ig_lead", "auditor")
 IDLE_TIMEOUT = timedelta(minutes=30)
@@ -173,23 +174,14 @@ def create_access_link(
                 )
         assert ref is not None
         # Issuing a link is logged: who gave whom a way in, and until when (never the token).
-        (receipt,) = ledger.log_store.append(
-            session,
-            [
-                make_entry(
-                    "access_link.created",
-                    now,
-                    {
-                        "link_id": link_id,
-                        "subject_ref": ref,
-                        "organisation": principal.organisation_id,
-                        "client_id": principal.client_id,
-                        "expires_at": expires.isoformat(timespec="seconds").replace("+00:00", "Z"),
-                    },
-                )
-            ],
-            now,
+        event = AccessLinkCreated(
+            link_id=link_id,
+            subject_ref=ref,
+            organisation=principal.organisation_id,
+            client_id=principal.client_id,
+            expires_at=expires,
         )
+        (receipt,) = append_events(ledger.log_store, session, now, [event])
         session.add(
             AccessLink(
                 id=link_id,
@@ -239,22 +231,13 @@ def revoke_access_link(ledger: Ledger, principal: Principal, link_id: str) -> in
             raise Forbidden("only the issuing organisation or a patient portal may revoke a link")
         if link.expires_at <= now:
             raise Conflict(f"access link {link_id} has already ended")
-        (receipt,) = ledger.log_store.append(
-            session,
-            [
-                make_entry(
-                    "access_link.revoked",
-                    now,
-                    {
-                        "link_id": link_id,
-                        "subject_ref": link.subject_ref,
-                        "organisation": principal.organisation_id,
-                        "client_id": principal.client_id,
-                    },
-                )
-            ],
-            now,
+        event = AccessLinkRevoked(
+            link_id=link_id,
+            subject_ref=link.subject_ref,
+            organisation=principal.organisation_id,
+            client_id=principal.client_id,
         )
+        (receipt,) = append_events(ledger.log_store, session, now, [event])
         link.expires_at = now
     return receipt.index
 

@@ -11,14 +11,24 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, bindparam, cast, insert, or_, select
+from sqlalchemy import String, bindparam, cast, or_, select
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, FieldError, Forbidden, InvalidRequest, NotFound, listed_twice
 from app.ids import new_id
+from app.ledger.events import (
+    ConsentConfirmed,
+    ConsentGranted,
+    ConsentWithdrawn,
+    Event,
+    Notify,
+    ObjectionRecorded,
+    ObjectionWithdrawn,
+    time_text,
+)
 from app.models import (
     Consent,
     ConsentEvent,
@@ -26,7 +36,6 @@ from app.models import (
     DisclosureConsent,
     Objection,
     Organisation,
-    table,
 )
 from app.services import organisations
 from app.services.access.clients import Principal
@@ -34,11 +43,10 @@ from app.services.access.idempotency import IdempotencyKey, WriteResult, run_wri
 from app.services.consents import subjects
 from app.services.container import Ledger
 from app.services.decisions import policies
-from app.services.log.log_store import Receipt, make_entry
+from app.services.log.log_store import Receipt
+from app.services.log.projections import ACTIVE, WITHDRAWN, Written, append_events
 from app.vocabulary import SIGNED_FORMS
 
-ACTIVE = "active"
-WITHDRAWN = "withdrawn"
 # Who may act on a consent their organisation recorded (auditors and admins only read).
 RECORDER_ROLES = ("case_system", "ig_lead", "patient_portal")
 
@@ -73,9 +81,7 @@ class ConsentInput:
 
 def iso(value: datetime | None) -> str | None:
     """RFC 3339 in UTC: the one spelling used in the log, the projections and responses."""
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return None if value is None else time_text(value)
 
 
 def consent_view(consent: Consent, events: Sequence[ConsentEvent]) -> dict[str, Any]:
@@ -154,21 +160,14 @@ def _events(session: Session, consent_id: str) -> list[ConsentEvent]:
 
 
 def _append_one(
-    ledger: Ledger, session: Session, now: datetime, entry_type: str, data: dict[str, Any]
-) -> Receipt:
-    # The entry's time and the projection's time are one value, so a rebuild from the log
-    # reproduces the projection exactly.
-    (receipt,) = ledger.log_store.append(session, [make_entry(entry_type, now, data)], now)
-    return receipt
+    ledger: Ledger, session: Session, now: datetime, event: Event
+) -> tuple[Receipt, Written]:
+    written = Written(session)
+    (receipt,) = append_events(ledger.log_store, session, now, [event], written)
+    return receipt, written
 
 
 # -- recording ------------------------------------------------------------------------------------
-
-
-# Recording a consent is the busiest write after decisions: its rows are inserted as Core, with
-# statements built once (the ORM's unit of work cost more than the inserts).
-_INSERT_CONSENT = insert(table(Consent))
-_INSERT_CONSENT_EVENT = insert(table(ConsentEvent))
 
 
 def _validate(session: Session, principal: Principal, inp: ConsentInput, now: datetime) -> None:
@@ -208,57 +207,26 @@ def record_consent(
         _validate(session, principal, inp, now)
         subject_ref = subjects.resolve(ledger, session, inp.subject, create=True)
         assert subject_ref is not None
-        consent_id = new_id("cns")
-        receipt = _append_one(
+        receipt, written = _append_one(
             ledger,
             session,
             now,
-            "consent.granted",
-            {
-                "consent_id": consent_id,
-                "subject_ref": subject_ref,
-                "purpose": inp.purpose,
-                "recipients": list(inp.recipients),
-                "data_categories": list(inp.data_categories),
-                "form": inp.form,
-                "evidence_sha256": inp.evidence_sha256,
-                "valid_from": iso(inp.valid_from),
-                "expires_at": iso(inp.expires_at),
-                "recorded_by": principal.organisation_id,
-                "client_id": principal.client_id,
-            },
+            ConsentGranted(
+                consent_id=new_id("cns"),
+                subject_ref=subject_ref,
+                purpose=inp.purpose,
+                recipients=tuple(inp.recipients),
+                data_categories=tuple(inp.data_categories),
+                form=inp.form,
+                evidence_sha256=inp.evidence_sha256,
+                valid_from=inp.valid_from,
+                expires_at=inp.expires_at,
+                recorded_by=principal.organisation_id,
+                client_id=principal.client_id,
+            ),
         )
-        consent = {
-            "id": consent_id,
-            "subject_ref": subject_ref,
-            "purpose": inp.purpose,
-            "recipients": list(inp.recipients),
-            "data_categories": list(inp.data_categories),
-            "form": inp.form,
-            "evidence_sha256": inp.evidence_sha256,
-            "valid_from": inp.valid_from,
-            "expires_at": inp.expires_at,
-            "recorded_by": principal.organisation_id,
-            "recorded_by_client": principal.client_id,
-            "recorded_at": now,
-            "status": ACTIVE,
-            "ledger_index": receipt.index,
-            "confirmed_by": None,
-            "confirmed_at": None,
-            "withdrawn_at": None,
-        }
-        event = {
-            "ledger_index": receipt.index,
-            "consent_id": consent_id,
-            "event": "granted",
-            "at": now,
-            "organisation_id": principal.organisation_id,
-            "client_id": principal.client_id,
-            "reason": None,
-        }
-        connection = session.connection()
-        connection.execute(_INSERT_CONSENT, consent)
-        connection.execute(_INSERT_CONSENT_EVENT, event)
+        (consent,) = written.inserted[Consent]
+        (event,) = written.inserted[ConsentEvent]
         view = consent_view(Consent(**consent), [ConsentEvent(**event)])
         return 201, {**view, "ledger": receipt}
 
@@ -373,32 +341,18 @@ def withdraw_consent(
             )
         notify = recipients_to_notify(session, consent)
         now = ledger.clock()
-        receipt = _append_one(
+        receipt, _ = _append_one(
             ledger,
             session,
             now,
-            "consent.withdrawn",
-            {
-                "consent_id": consent.id,
-                "subject_ref": consent.subject_ref,
-                "reason": reason,
-                "by": principal.organisation_id,
-                "client_id": principal.client_id,
-                "notify": notify,
-            },
-        )
-        consent.status = WITHDRAWN
-        consent.withdrawn_at = now
-        session.add(
-            ConsentEvent(
-                ledger_index=receipt.index,
+            ConsentWithdrawn(
                 consent_id=consent.id,
-                event="withdrawn",
-                at=now,
-                organisation_id=principal.organisation_id,
-                client_id=principal.client_id,
+                subject_ref=consent.subject_ref,
                 reason=reason,
-            )
+                by=principal.organisation_id,
+                client_id=principal.client_id,
+                notify=tuple(Notify(**n) for n in notify),
+            ),
         )
         session.flush()
         view = consent_view(consent, _events(session, consent.id))
@@ -441,29 +395,16 @@ def confirm_consent(
                 f"{iso(consent.confirmed_at)}"
             )
         now = ledger.clock()
-        receipt = _append_one(
+        receipt, _ = _append_one(
             ledger,
             session,
             now,
-            "consent.confirmed",
-            {
-                "consent_id": consent.id,
-                "subject_ref": consent.subject_ref,
-                "by": principal.organisation_id,
-                "client_id": principal.client_id,
-            },
-        )
-        consent.confirmed_by = principal.organisation_id
-        consent.confirmed_at = now
-        session.add(
-            ConsentEvent(
-                ledger_index=receipt.index,
+            ConsentConfirmed(
                 consent_id=consent.id,
-                event="confirmed",
-                at=now,
-                organisation_id=principal.organisation_id,
+                subject_ref=consent.subject_ref,
+                by=principal.organisation_id,
                 client_id=principal.client_id,
-            )
+            ),
         )
         session.flush()
         view = consent_view(consent, _events(session, consent.id))
@@ -523,32 +464,21 @@ def _record_objection(
                 f"an active {scope} objection is already recorded ({existing.id})",
                 extra={"objection_id": existing.id},
             )
-        objection_id = new_id("obj")
         now = ledger.clock()
-        receipt = _append_one(
+        receipt, written = _append_one(
             ledger,
             session,
             now,
-            "objection.recorded",
-            {
-                "objection_id": objection_id,
-                "subject_ref": subject_ref,
-                "scope": scope,
-                "recorded_by": principal.organisation_id,
-                "client_id": principal.client_id,
-            },
+            ObjectionRecorded(
+                objection_id=new_id("obj"),
+                subject_ref=subject_ref,
+                scope=scope,
+                recorded_by=principal.organisation_id,
+                client_id=principal.client_id,
+            ),
         )
-        objection = Objection(
-            id=objection_id,
-            subject_ref=subject_ref,
-            scope=scope,
-            status=ACTIVE,
-            recorded_by=principal.organisation_id,
-            recorded_by_client=principal.client_id,
-            recorded_at=now,
-            ledger_index=receipt.index,
-        )
-        session.add(objection)
+        (row,) = written.inserted[Objection]
+        objection = Objection(**row)
         return 201, {**objection_view(objection), "ledger": receipt}
 
     return run_write(ledger, idem, use_case)
@@ -571,22 +501,17 @@ def withdraw_objection(
         if objection.status == WITHDRAWN:
             raise AlreadyWithdrawn(f"objection {objection_id} was withdrawn before")
         now = ledger.clock()
-        receipt = _append_one(
+        receipt, _ = _append_one(
             ledger,
             session,
             now,
-            "objection.withdrawn",
-            {
-                "objection_id": objection.id,
-                "subject_ref": objection.subject_ref,
-                "by": principal.organisation_id,
-                "client_id": principal.client_id,
-            },
+            ObjectionWithdrawn(
+                objection_id=objection.id,
+                subject_ref=objection.subject_ref,
+                by=principal.organisation_id,
+                client_id=principal.client_id,
+            ),
         )
-        objection.status = WITHDRAWN
-        objection.withdrawn_at = now
-        objection.withdrawn_by = principal.organisation_id
-        objection.withdrawn_index = receipt.index
         return 200, {**objection_view(objection), "ledger": receipt}
 
     return run_write(ledger, idem, use_case)

@@ -26,6 +26,7 @@ from app.errors import (
     listed_twice,
 )
 from app.ids import new_id
+from app.ledger.events import Answer, DecisionMade, DisclosureRecorded, LegalBasisRef, envelope
 from app.models import (
     DecisionRecord,
     Disclosure,
@@ -50,7 +51,6 @@ from app.services.consents.consents import iso
 from app.services.container import Ledger
 from app.services.decisions import facts as subject_facts
 from app.services.decisions import policies
-from app.services.log.log_store import make_entry
 from app.services.log.sequencer import Batch
 
 # Roles that may assert a legal basis instead of consent (ig-rules: "only accepted from a client
@@ -217,25 +217,24 @@ def _record_decisions(
         decision_id = new_id("dec")
         result = decision.as_json()
         legal = (
-            {"type": inp.legal_basis.type, "reference": inp.legal_basis.reference}
+            LegalBasisRef(type=inp.legal_basis.type, reference=inp.legal_basis.reference)
             if inp.legal_basis
             else None
         )
         entries.append(
-            make_entry(
-                "decision.made",
+            envelope(
+                DecisionMade(
+                    decision_id=decision_id,
+                    subject_ref=subject_ref,
+                    from_org=sender.id,
+                    to_org=recipient.id,
+                    purpose=inp.purpose,
+                    data_categories=tuple(inp.data_categories),
+                    legal_basis=legal,
+                    client_id=principal.client_id,
+                    answer=Answer.parse(result),
+                ),
                 now,
-                {
-                    "decision_id": decision_id,
-                    "subject_ref": subject_ref,
-                    "from": sender.id,
-                    "to": recipient.id,
-                    "purpose": inp.purpose,
-                    "data_categories": list(inp.data_categories),
-                    "legal_basis": legal,
-                    "client_id": principal.client_id,
-                    **result,
-                },
             )
         )
         rows.append(
@@ -459,23 +458,22 @@ def record_disclosure(
         (receipt,) = ledger.log_store.append(
             session,
             [
-                make_entry(
-                    "disclosure.recorded",
+                envelope(
+                    DisclosureRecorded(
+                        disclosure_id=disclosure_id,
+                        decision_id=decision_id,
+                        subject_ref=record.subject_ref,
+                        from_org=record.from_org,
+                        to_org=record.to_org,
+                        purpose=record.purpose,
+                        data_categories=tuple(categories),
+                        basis=decision.basis,
+                        legal_basis=record.legal_basis_type,
+                        consents=tuple(decision.consents),
+                        policy_version=decision.policy_version,
+                        client_id=principal.client_id,
+                    ),
                     now,
-                    {
-                        "disclosure_id": disclosure_id,
-                        "decision_id": decision_id,
-                        "subject_ref": record.subject_ref,
-                        "from": record.from_org,
-                        "to": record.to_org,
-                        "purpose": record.purpose,
-                        "data_categories": list(categories),
-                        "basis": decision.basis,
-                        "legal_basis": record.legal_basis_type,
-                        "consents": list(decision.consents),
-                        "policy_version": decision.policy_version,
-                        "client_id": principal.client_id,
-                    },
                 )
             ],
             now,

@@ -20,11 +20,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import LogUnavailable
-from app.ledger.entry import encode_entry
+from app.ledger.events import PolicyPublished
 from app.models import PolicyVersion
 from app.policy import Policy, PolicyError, load_policy
 from app.services.container import Ledger
-from app.services.log.log_store import make_entry
+from app.services.log.projections import append_events
 from app.vocabulary import ORGANISATION_KINDS
 
 REPO_POLICIES = Path(__file__).resolve().parent.parent.parent.parent / "policies"
@@ -67,10 +67,6 @@ def parse_policy_file(path: Path) -> Policy:
     return policy
 
 
-def canonical_document(policy: Policy) -> str:
-    return encode_entry(policy.document).decode("utf-8")
-
-
 def publish(ledger: Ledger, policy: Policy) -> Published:
     now = ledger.clock()
     with ledger.db.write() as session:
@@ -79,31 +75,9 @@ def publish(ledger: Ledger, policy: Policy) -> Published:
         current = _current_row(session)
         if current is not None and current.version == policy.version:
             return Published(policy.version, current.ledger_index, True)
-        (receipt,) = ledger.log_store.append(
-            session,
-            [
-                make_entry(
-                    "policy.published",
-                    now,
-                    {"version": policy.version, "name": policy.name, "policy": policy.document},
-                )
-            ],
-            now,
-        )
-        existing = session.get(PolicyVersion, policy.version)
-        if existing is not None:
-            # Re-publishing an earlier version makes it current again: a new entry, new index.
-            session.delete(existing)
-            session.flush()
-        session.add(
-            PolicyVersion(
-                version=policy.version,
-                name=policy.name,
-                document=canonical_document(policy),
-                published_at=now,
-                ledger_index=receipt.index,
-            )
-        )
+        # Re-publishing an earlier version makes it current again: a new entry, new index.
+        event = PolicyPublished(version=policy.version, name=policy.name, policy=policy.document)
+        (receipt,) = append_events(ledger.log_store, session, now, [event])
     return Published(policy.version, receipt.index, False)
 
 

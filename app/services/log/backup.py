@@ -22,8 +22,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.db import Database
 from app.errors import DomainError
+from app.ledger.events import RollbackAccepted, envelope
 from app.services.container import Ledger
-from app.services.log.log_store import LogInconsistent, make_entry
+from app.services.log.log_store import LogInconsistent
 from app.services.log.published import RollbackDetected, check_database_against_record
 
 Progress = Callable[[int, int], None]
@@ -162,21 +163,13 @@ def accept_rollback_now(ledger: Ledger) -> int | None:
             return None
         assert recorded is not None or fork_detected  # a missing record is never a rollback
         published = recorded.checkpoint if recorded is not None else None
+        event = RollbackAccepted(
+            published_size=published.size if published else None,
+            published_root=published.root_hash.hex() if published else None,
+            database_size=size,
+        )
         (receipt,) = ledger.log_store.append(
-            session,
-            [
-                make_entry(
-                    "log.rollback_accepted",
-                    now,
-                    {
-                        "published_size": published.size if published else None,
-                        "published_root": published.root_hash.hex() if published else None,
-                        "database_size": size,
-                    },
-                )
-            ],
-            now,
-            declare_fork=True,
+            session, [envelope(event, now)], now, declare_fork=True
         )
     ledger.recheck_health()
     return receipt.index

@@ -25,6 +25,7 @@ from app.ledger import merkle
 from app.ledger.checkpoint import Checkpoint, CheckpointSigner, CheckpointVerifier
 from app.ledger.entry import decode_entry, encode_entry
 from app.ledger.errors import EntryError, VerificationError
+from app.ledger.events import DecisionMade, DisclosureRecorded
 from app.models import LogCheckpoint, LogEntry, LogHead, LogNode, table
 
 if TYPE_CHECKING:
@@ -226,7 +227,7 @@ def fetch_nodes(session: Session, ids: Iterable[merkle.NodeId]) -> dict[merkle.N
 _APPENDER = "log_appender"
 # Entry types that record what was asked or done and change no consent or objection: a cache of
 # a person's facts stays true across them (app.services.decisions.facts).
-FACTS_UNCHANGED = frozenset({"decision.made", "disclosure.recorded"})
+FACTS_UNCHANGED = frozenset({DecisionMade.TYPE, DisclosureRecorded.TYPE})
 
 
 class Appender:

@@ -15,7 +15,7 @@ trigger guards.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,6 +25,22 @@ from sqlalchemy.orm import Session
 
 from app.errors import LogUnavailable
 from app.ledger.entry import decode_entry
+from app.ledger.events import (
+    ConsentConfirmed,
+    ConsentGranted,
+    ConsentWithdrawn,
+    DecisionMade,
+    DisclosureRecorded,
+    Event,
+    Logged,
+    MalformedEntry,
+    ObjectionRecorded,
+    ObjectionWithdrawn,
+    OrganisationRegistered,
+    PolicyPublished,
+    UnknownEntryType,
+    parse_entry,
+)
 from app.models import LogEntry
 from app.policy import (
     ConsentFact,
@@ -39,7 +55,6 @@ from app.policy import (
     evaluate,
 )
 from app.services.decisions import policies
-from app.services.log.rebuild import RESULT_KEYS
 
 
 @dataclass(frozen=True)
@@ -57,10 +72,6 @@ class ReplayReport:
     changes: list[Change]
 
 
-def _t(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
-
-
 class NotFromLog(Exception):
     """An entry refers to something the log before it does not hold."""
 
@@ -76,50 +87,55 @@ class LogFacts:
         self._documents: dict[str, dict[str, Any]] = {}
         self.in_force: str | None = None
 
-    def apply(self, idx: int, kind: str, time: datetime, d: dict[str, Any]) -> None:
+    def apply(self, idx: int, time: datetime, event: Event) -> None:
         """Take in one entry; entries that state no fact a decision reads are ignored."""
-        if kind == "organisation.registered":
-            self.kinds[d["id"]] = d["kind"]
-        elif kind == "consent.granted":
-            self._consents.setdefault(d["subject_ref"], {})[d["consent_id"]] = ConsentFact(
-                id=d["consent_id"],
-                purpose=d["purpose"],
-                recipients=frozenset(d["recipients"]),
-                categories=frozenset(d["data_categories"]),
-                form=d["form"],
-                status="active",
-                recorded_at=time,
-                recorded_by_kind=self.party(d["recorded_by"]).kind,
-                recorded_by=d["recorded_by"],
-                sequence=idx,
-                valid_from=_t(d["valid_from"]),
-                expires_at=_t(d["expires_at"]),
-            )
-        elif kind in ("consent.confirmed", "consent.withdrawn"):
-            person = self._consents.get(d["subject_ref"], {})
-            if d["consent_id"] not in person:
-                raise NotFromLog(
-                    f"refers to consent {d['consent_id']}, which the log does not hold"
+        match event:
+            case OrganisationRegistered():
+                self.kinds[event.id] = event.kind
+            case ConsentGranted():
+                self._consents.setdefault(event.subject_ref, {})[event.consent_id] = ConsentFact(
+                    id=event.consent_id,
+                    purpose=event.purpose,
+                    recipients=frozenset(event.recipients),
+                    categories=frozenset(event.data_categories),
+                    form=event.form,
+                    status="active",
+                    recorded_at=time,
+                    recorded_by_kind=self.party(event.recorded_by).kind,
+                    recorded_by=event.recorded_by,
+                    sequence=idx,
+                    valid_from=event.valid_from,
+                    expires_at=event.expires_at,
                 )
-            change = {"confirmed": True} if kind == "consent.confirmed" else {"status": "withdrawn"}
-            person[d["consent_id"]] = dataclasses.replace(person[d["consent_id"]], **change)
-        elif kind == "objection.recorded":
-            self._objections.setdefault(d["subject_ref"], {})[d["objection_id"]] = ObjectionFact(
-                d["objection_id"], d["scope"], "active", time, idx
-            )
-        elif kind == "objection.withdrawn":
-            held = self._objections.get(d["subject_ref"], {})
-            if d["objection_id"] not in held:
-                raise NotFromLog(
-                    f"refers to objection {d['objection_id']}, which the log does not hold"
+            case ConsentConfirmed() | ConsentWithdrawn():
+                person = self._consents.get(event.subject_ref, {})
+                if event.consent_id not in person:
+                    raise NotFromLog(
+                        f"refers to consent {event.consent_id}, which the log does not hold"
+                    )
+                change = (
+                    {"confirmed": True}
+                    if isinstance(event, ConsentConfirmed)
+                    else {"status": "withdrawn"}
                 )
-            held[d["objection_id"]] = dataclasses.replace(
-                held[d["objection_id"]], status="withdrawn"
-            )
-        elif kind == "policy.published":
-            # The newest publication is in force, a re-published older version included.
-            self._documents[d["version"]] = d["policy"]
-            self.in_force = d["version"]
+                person[event.consent_id] = dataclasses.replace(person[event.consent_id], **change)
+            case ObjectionRecorded():
+                self._objections.setdefault(event.subject_ref, {})[event.objection_id] = (
+                    ObjectionFact(event.objection_id, event.scope, "active", time, idx)
+                )
+            case ObjectionWithdrawn():
+                held = self._objections.get(event.subject_ref, {})
+                if event.objection_id not in held:
+                    raise NotFromLog(
+                        f"refers to objection {event.objection_id}, which the log does not hold"
+                    )
+                held[event.objection_id] = dataclasses.replace(
+                    held[event.objection_id], status="withdrawn"
+                )
+            case PolicyPublished():
+                # The newest publication is in force, a re-published older version included.
+                self._documents[event.version] = event.policy
+                self.in_force = event.version
 
     def party(self, org_id: str) -> Party:
         kind = self.kinds.get(org_id)
@@ -133,15 +149,15 @@ class LogFacts:
             tuple(self._objections.get(subject_ref, {}).values()),
         )
 
-    def request(self, d: dict[str, Any], categories: Sequence[str]) -> Request:
+    def request(self, made: DecisionMade, categories: Sequence[str]) -> Request:
         """The question a ``decision.made`` entry answered, for ``categories``."""
-        basis = d.get("legal_basis")
+        basis = made.legal_basis
         return Request(
-            self.party(d["from"]),
-            self.party(d["to"]),
-            d["purpose"],
+            self.party(made.from_org),
+            self.party(made.to_org),
+            made.purpose,
             tuple(categories),
-            LegalBasis(basis["type"], basis["reference"]) if basis else None,
+            LegalBasis(basis.type, basis.reference) if basis else None,
         )
 
     def policy_in_force(self, named: str) -> Policy:
@@ -155,10 +171,16 @@ class LogFacts:
         return policies.policy_from_document(named, self._documents[named])
 
 
-def _entries(session: Session) -> Any:
-    return session.execute(
+def _entries(session: Session) -> Iterator[tuple[int, Logged]]:
+    """Every entry of a known type, read as its event (an unknown type states no fact)."""
+    rows = session.execute(
         select(LogEntry.idx, LogEntry.leaf).order_by(LogEntry.idx).execution_options(yield_per=2000)
     )
+    for idx, leaf in rows:
+        try:
+            yield idx, parse_entry(decode_entry(leaf))
+        except UnknownEntryType:
+            continue
 
 
 def replay_decisions(
@@ -167,25 +189,27 @@ def replay_decisions(
     state = LogFacts()
     changes: list[Change] = []
     count = 0
-    for idx, leaf in _entries(session):
-        entry = decode_entry(leaf)
-        kind, d = entry["type"], entry["data"]
-        time = datetime.fromisoformat(entry["time"])
-        if kind != "decision.made":
-            state.apply(idx, kind, time, d)
+    for idx, logged in _entries(session):
+        made, time = logged.event, logged.time
+        if not isinstance(made, DecisionMade):
+            state.apply(idx, time, made)
             continue
         count += 1
         candidate_decision = evaluate(
-            candidate, state.request(d, d["data_categories"]), state.facts(d["subject_ref"]), time
+            candidate,
+            state.request(made, made.data_categories),
+            state.facts(made.subject_ref),
+            time,
         )
-        was = _outcome(d)
+        was = _outcome(made.answer.data())
         would_be = _outcome(candidate_decision.as_json())
         if was != would_be:
             changes.append(
                 Change(
                     idx,
-                    d["decision_id"],
-                    f"{d['from']} -> {d['to']} {d['purpose']} {','.join(d['data_categories'])}",
+                    made.decision_id,
+                    f"{made.from_org} -> {made.to_org} {made.purpose} "
+                    f"{','.join(made.data_categories)}",
                     was,
                     {
                         **would_be,
@@ -237,13 +261,14 @@ def _comparable(key: str, value: Any) -> Any:
     return value
 
 
-def _differences(logged: dict[str, Any], replayed: Decision, keys: Sequence[str]) -> str | None:
+def _differences(logged: Mapping[str, Any], replayed: Decision) -> str | None:
+    """How the logged answer fields (those of ``logged``) differ from the replayed ones."""
     again = replayed.as_json()
     found = []
-    for key in keys:
-        if logged.get(key) == again[key]:
+    for key, value in logged.items():
+        if value == again[key]:
             continue  # the usual case, without building the comparable forms
-        was, now = _comparable(key, logged.get(key)), _comparable(key, again[key])
+        was, now = _comparable(key, value), _comparable(key, again[key])
         if was != now:
             found.append(f"{key} {was!r} in the log but {now!r} on replay")
     if not found:
@@ -255,31 +280,16 @@ def _differences(logged: dict[str, Any], replayed: Decision, keys: Sequence[str]
 class _Made:
     """What a disclosure under a logged decision is checked against."""
 
-    entry: dict[str, Any]
+    event: DecisionMade
     permitted: frozenset[str]
-
-
-# The entries the audit reads: the facts a decision rests on, and the answers.
-_READ = frozenset(
-    {
-        "organisation.registered",
-        "consent.granted",
-        "consent.confirmed",
-        "consent.withdrawn",
-        "objection.recorded",
-        "objection.withdrawn",
-        "policy.published",
-        "decision.made",
-        "disclosure.recorded",
-    }
-)
 
 
 class AnswerAudit:
     """Re-evaluates each logged decision and disclosure against the log before it.
 
-    Fed every entry in index order through :meth:`see` (one pass, shared with the projection
-    rebuild); keeps the first ``keep`` answers that do not follow, and counts them all.
+    Fed every entry of a known type in index order through :meth:`see` (one pass, shared with
+    the projection rebuild); keeps the first ``keep`` answers that do not follow, and counts
+    them all.
     """
 
     def __init__(self, keep: int = 20) -> None:
@@ -291,23 +301,25 @@ class AnswerAudit:
         self._keep = keep
         self._made: dict[str, _Made] = {}
 
-    def see(self, idx: int, entry: dict[str, Any]) -> None:
-        kind = entry.get("type")
-        if kind not in _READ:
+    def see(self, idx: int, logged: Logged | MalformedEntry) -> None:
+        if isinstance(logged, MalformedEntry):
+            # Signed, but not what the service writes: a field missing, extra or mistyped.
+            self._unfounded(idx, logged.entry_type, f"is not a well-formed entry: {logged}")
             return
-        what = str(kind)
+        what = "entry"
         try:
-            d, time = entry["data"], datetime.fromisoformat(entry["time"])
-            if kind == "decision.made":
-                what = f"decision {d['decision_id']}"
-                problem = self._decision(time, d)
-            elif kind == "disclosure.recorded":
-                what = f"disclosure {d['disclosure_id']}"
-                problem = self._disclosure(time, d)
+            event, time = logged.event, logged.time
+            what = event.TYPE
+            if isinstance(event, DecisionMade):
+                what = f"decision {event.decision_id}"
+                problem = self._decision(time, event)
+            elif isinstance(event, DisclosureRecorded):
+                what = f"disclosure {event.disclosure_id}"
+                problem = self._disclosure(time, event)
             else:
-                self.state.apply(idx, str(kind), time, d)
-                if kind == "policy.published":
-                    self.state.policy_in_force(d["version"])  # the document must parse
+                self.state.apply(idx, time, event)
+                if isinstance(event, PolicyPublished):
+                    self.state.policy_in_force(event.version)  # the document must parse
                 problem = None
         except NotFromLog as exc:
             problem = str(exc)
@@ -316,54 +328,60 @@ class AnswerAudit:
         except (LookupError, TypeError, ValueError, AttributeError) as exc:
             problem = f"cannot be replayed: {type(exc).__name__} {exc}"
         if problem is not None:
-            self.unfounded_count += 1
-            if len(self.unfounded) < self._keep:
-                self.unfounded.append(Unfounded(idx, what, problem))
+            self._unfounded(idx, what, problem)
 
-    def _decision(self, time: datetime, d: dict[str, Any]) -> str | None:
+    def _unfounded(self, idx: int, what: str, problem: str) -> None:
+        self.unfounded_count += 1
+        if len(self.unfounded) < self._keep:
+            self.unfounded.append(Unfounded(idx, what, problem))
+
+    def _decision(self, time: datetime, made: DecisionMade) -> str | None:
         self.decisions += 1
-        self._made[d["decision_id"]] = _Made(d, frozenset(d["permitted_categories"]))
-        policy = self.state.policy_in_force(d["policy_version"])
+        self._made[made.decision_id] = _Made(made, frozenset(made.answer.permitted_categories))
+        policy = self.state.policy_in_force(made.answer.policy_version)
         replayed = evaluate(
             policy,
-            self.state.request(d, d["data_categories"]),
-            self.state.facts(d["subject_ref"]),
+            self.state.request(made, made.data_categories),
+            self.state.facts(made.subject_ref),
             time,
         )
-        return _differences(d, replayed, RESULT_KEYS)
+        return _differences(made.answer.data(), replayed)
 
-    def _disclosure(self, time: datetime, d: dict[str, Any]) -> str | None:
+    def _disclosure(self, time: datetime, d: DisclosureRecorded) -> str | None:
         self.disclosures += 1
-        made = self._made.get(d["decision_id"])
+        made = self._made.get(d.decision_id)
         if made is None:
-            return f"names decision {d['decision_id']}, which the log does not hold before it"
-        decision = made.entry
-        if decision["decision"] != "permit":
-            return f"was recorded under decision {d['decision_id']}, which was a deny"
-        basis = decision.get("legal_basis")
-        for key, was in (
-            ("subject_ref", decision["subject_ref"]),
-            ("from", decision["from"]),
-            ("to", decision["to"]),
-            ("purpose", decision["purpose"]),
-            ("legal_basis", basis["type"] if basis else None),
+            return f"names decision {d.decision_id}, which the log does not hold before it"
+        decision = made.event
+        if decision.answer.decision != "permit":
+            return f"was recorded under decision {d.decision_id}, which was a deny"
+        basis = decision.legal_basis
+        for key, now, was in (
+            ("subject_ref", d.subject_ref, decision.subject_ref),
+            ("from", d.from_org, decision.from_org),
+            ("to", d.to_org, decision.to_org),
+            ("purpose", d.purpose, decision.purpose),
+            ("legal_basis", d.legal_basis, basis.type if basis else None),
         ):
-            if d[key] != was:
-                return f"its {key} differs from that of decision {d['decision_id']}"
-        beyond = [c for c in d["data_categories"] if c not in made.permitted]
+            if now != was:
+                return f"its {key} differs from that of decision {d.decision_id}"
+        beyond = [c for c in d.data_categories if c not in made.permitted]
         if beyond:
-            return (
-                f"discloses {', '.join(beyond)}, which decision {d['decision_id']} did not permit"
-            )
+            return f"discloses {', '.join(beyond)}, which decision {d.decision_id} did not permit"
         # Re-evaluated at the disclosure's own index, as the service must have done (G5).
-        policy = self.state.policy_in_force(d["policy_version"])
+        policy = self.state.policy_in_force(d.policy_version)
         replayed = evaluate(
             policy,
-            self.state.request(decision, d["data_categories"]),
-            self.state.facts(d["subject_ref"]),
+            self.state.request(decision, d.data_categories),
+            self.state.facts(d.subject_ref),
             time,
         )
         if replayed.decision != "permit":
             denied = ", ".join(f"{x.category} ({x.reason})" for x in replayed.denied_categories)
             return f"the share was not permitted at its time: {denied}"
-        return _differences(d, replayed, ("basis", "consents", "policy_version"))
+        logged = {
+            "basis": d.basis,
+            "consents": list(d.consents),
+            "policy_version": d.policy_version,
+        }
+        return _differences(logged, replayed)
