@@ -115,21 +115,17 @@ def rebuild_command(check_only: bool) -> None:
             sys.exit(1)
         click.echo(f"projections match the log ({report.entries} entries replayed)")
         return
-    with ledger.db.write() as session:
-        ledger.log_store.lock_head(session)
-        total = ledger.log_store.size(session)
-        expected = rebuild.replay(session, total, progress)
-        before = rebuild.differences(session, expected)
-        rebuild.rewrite_consent_projections(session, expected)
-        session.flush()
-        after = rebuild.differences(session, expected)
-    for line in before:
+    result = rebuild.repair(ledger, progress)
+    for line in result.repaired:
         click.echo(f"  repaired: {line}")
-    if after:
-        for line in after:
+    if result.still_differs:
+        for line in result.still_differs:
             click.echo(f"  still differs: {line}", err=True)
         sys.exit(1)
-    click.echo(f"consent projections rebuilt from {total} entries; {len(before)} differences fixed")
+    click.echo(
+        f"consent projections rebuilt from {result.entries} entries; "
+        f"{len(result.repaired)} differences fixed"
+    )
 
 
 def _copy_progress(done: int, total: int) -> None:

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -26,6 +27,8 @@ from app.services.log.published import PublishedRecord
 from app.services.log.sequencer import Sequencer
 
 logger = logging.getLogger("consent_ledger.ledger")
+
+T = TypeVar("T")
 
 
 def utc_now() -> datetime:
@@ -66,6 +69,12 @@ class Ledger:
         if self._identifier_key is None:
             self._identifier_key = keys.load_identifier_key(self.settings)
         return self._identifier_key
+
+    def write(self, work: Callable[[Session], T], *, alone: bool = False) -> T:
+        """Run a write use case in the sequencer's next batch (one transaction, under the
+        log-head lock) and return its result once the batch has committed. ``alone``: in a
+        batch of its own (:meth:`Sequencer.run`)."""
+        return self.sequencer.run(lambda batch: work(batch.session), alone=alone)
 
     def _seal(self, session: Session) -> None:
         # Whatever a transaction appended is signed once, as it commits.

@@ -178,9 +178,10 @@ def import_organisations(ledger: Ledger, data: Any, source: str) -> ImportResult
     """
     records = validate_records(data, source)
     now = ledger.clock()
-    with ledger.db.write() as session:
-        # Lock first, then read: two imports of the same new id must not both see it absent.
-        ledger.log_store.lock_head(session)
+
+    def register(session: Session) -> ImportResult:
+        # Read under the log-head lock (the sequencer's): two imports of the same new id must
+        # not both see it absent.
         session.info.pop(_KNOWN_KINDS, None)
         existing = _existing(session, [r.id for r in records])
         problems: list[str] = []
@@ -207,7 +208,9 @@ def import_organisations(ledger: Ledger, data: Any, source: str) -> ImportResult
             now,
             [OrganisationRegistered(**rec.as_json()) for rec in new],
         )
-    return ImportResult([(r, rc.index) for r, rc in zip(new, receipts, strict=True)], unchanged)
+        return ImportResult([(r, rc.index) for r, rc in zip(new, receipts, strict=True)], unchanged)
+
+    return ledger.write(register)
 
 
 def _existing(session: Session, ids: list[str]) -> dict[str, OrganisationRecord]:

@@ -16,6 +16,7 @@ import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
 
 from app.errors import DomainError, Unauthenticated
 from app.ids import new_id
@@ -93,7 +94,8 @@ def create_client(
     client_id = new_id("cl", 8)
     token = f"{client_id}.{secrets.token_urlsafe(32)}"
     now = ledger.clock()
-    with ledger.db.write() as session:
+
+    def create(session: Session) -> int:
         if session.get(Organisation, organisation_id) is None:
             raise ClientError(
                 f"organisation {organisation_id!r} is not registered: "
@@ -111,7 +113,10 @@ def create_client(
             ],
             Written(session, extra={ApiClient: {"token_hash": hash_token(token)}}),
         )
-    return CreatedClient(client_id, token, organisation_id, role, name, receipt.index)
+        return receipt.index
+
+    index = ledger.write(create)
+    return CreatedClient(client_id, token, organisation_id, role, name, index)
 
 
 def authenticate(ledger: Ledger, authorization: str | None) -> Principal:
@@ -141,17 +146,24 @@ def revoke_client(ledger: Ledger, client_id: str) -> int:
     """Revoke a client: its token stops working at once, everywhere (its browser sessions end
     with it). Logged; returns the log index. Revoking twice is refused."""
     now = ledger.clock()
-    with ledger.db.write() as session:
-        ledger.log_store.lock_head(session)
-        row = session.get(ApiClient, client_id)
-        if row is None:
-            raise ClientError(f"there is no client {client_id!r}")
-        if row.revoked_at is not None:
-            raise ClientError(f"client {client_id} was revoked at log index {row.revoked_index}")
+
+    def revoke(session: Session) -> int:
+        _live_client(session, client_id)
         (receipt,) = append_events(
             ledger.log_store, session, now, [ClientRevoked(client_id=client_id)]
         )
-    return receipt.index
+        return receipt.index
+
+    return ledger.write(revoke)
+
+
+def _live_client(session: Session, client_id: str) -> ApiClient:
+    row = session.get(ApiClient, client_id)
+    if row is None:
+        raise ClientError(f"there is no client {client_id!r}")
+    if row.revoked_at is not None:
+        raise ClientError(f"client {client_id} was revoked at log index {row.revoked_index}")
+    return row
 
 
 @dataclass(frozen=True)
@@ -167,18 +179,16 @@ def rotate_token(ledger: Ledger, client_id: str) -> RotatedToken:
     the token; returns the new token, shown once."""
     token = f"{client_id}.{secrets.token_urlsafe(32)}"
     now = ledger.clock()
-    with ledger.db.write() as session:
-        ledger.log_store.lock_head(session)
-        row = session.get(ApiClient, client_id)
-        if row is None:
-            raise ClientError(f"there is no client {client_id!r}")
-        if row.revoked_at is not None:
-            raise ClientError(f"client {client_id} was revoked at log index {row.revoked_index}")
+
+    def rotate(session: Session) -> int:
+        row = _live_client(session, client_id)
         (receipt,) = append_events(
             ledger.log_store, session, now, [ClientTokenRotated(client_id=client_id)]
         )
         row.token_hash = hash_token(token)  # the one column the log does not hold
-    return RotatedToken(client_id, token, receipt.index)
+        return receipt.index
+
+    return RotatedToken(client_id, token, ledger.write(rotate))
 
 
 def list_clients(ledger: Ledger) -> list[ApiClient]:

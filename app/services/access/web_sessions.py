@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, delete, select
+from sqlalchemy.orm import Session
 
 from app.errors import Conflict, Forbidden, NotFound, Unauthenticated
 from app.ids import new_id
@@ -145,8 +146,8 @@ def create_access_link(
     link_id = new_id("acl")
     now = ledger.clock()
     expires = now + timedelta(days=days)
-    with ledger.db.write() as session:
-        ledger.log_store.lock_head(session)
+
+    def create(session: Session) -> int:
         # Authentication ran before the lock: a rotation or revocation may have committed
         # since, and a link issued now would outlive the token that asked for it.
         issuer = session.get(ApiClient, principal.client_id)
@@ -194,7 +195,9 @@ def create_access_link(
                 ledger_index=receipt.index,
             )
         )
-    return CreatedLink(link_id, token, expires, receipt.index)
+        return receipt.index
+
+    return CreatedLink(link_id, token, expires, ledger.write(create))
 
 
 _OWN_OBJECTION = (
@@ -222,8 +225,8 @@ def revoke_access_link(ledger: Ledger, principal: Principal, link_id: str) -> in
     """End a link before it expires (lost phone, wrong person). Allowed to the issuing
     organisation's clients and to patient portals; logged; returns the log index."""
     now = ledger.clock()
-    with ledger.db.write() as session:
-        ledger.log_store.lock_head(session)
+
+    def revoke(session: Session) -> int:
         link = session.get(AccessLink, link_id) if link_id.startswith(LINK_ID) else None
         if link is None:
             raise NotFound(f"there is no access link {link_id!r}")
@@ -239,7 +242,9 @@ def revoke_access_link(ledger: Ledger, principal: Principal, link_id: str) -> in
         )
         (receipt,) = append_events(ledger.log_store, session, now, [event])
         link.expires_at = now
-    return receipt.index
+        return receipt.index
+
+    return ledger.write(revoke)
 
 
 def resolve_access_link(ledger: Ledger, token: str) -> PatientAccess | None:

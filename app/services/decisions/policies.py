@@ -69,8 +69,8 @@ def parse_policy_file(path: Path) -> Policy:
 
 def publish(ledger: Ledger, policy: Policy) -> Published:
     now = ledger.clock()
-    with ledger.db.write() as session:
-        ledger.log_store.lock_head(session)
+
+    def publish_in_batch(session: Session) -> Published:
         session.info.pop(_IN_FORCE, None)
         current = _current_row(session)
         if current is not None and current.version == policy.version:
@@ -78,7 +78,10 @@ def publish(ledger: Ledger, policy: Policy) -> Published:
         # Re-publishing an earlier version makes it current again: a new entry, new index.
         event = PolicyPublished(version=policy.version, name=policy.name, policy=policy.document)
         (receipt,) = append_events(ledger.log_store, session, now, [event])
-    return Published(policy.version, receipt.index, False)
+        return Published(policy.version, receipt.index, False)
+
+    # In a batch of its own: the writes in a batch share the policy in force (_IN_FORCE).
+    return ledger.write(publish_in_batch, alone=True)
 
 
 def _current_row(session: Session) -> PolicyVersion | None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from app.db import Database
 from app.errors import DomainError
@@ -150,8 +151,8 @@ def accept_rollback_now(ledger: Ledger) -> int | None:
     recorded = ledger.published.read(ledger.log_store.verifier)  # before the snapshot
     fork_detected = ledger.published.fork_path.exists()
     now = ledger.clock()
-    with ledger.db.write() as session:
-        ledger.log_store.lock_head(session)
+
+    def accept(session: Session) -> int | None:
         size = ledger.log_store.check_against_checkpoint(session)
         try:
             check_database_against_record(
@@ -171,5 +172,10 @@ def accept_rollback_now(ledger: Ledger) -> int | None:
         (receipt,) = ledger.log_store.append(
             session, [envelope(event, now)], now, declare_fork=True
         )
-    ledger.recheck_health()
-    return receipt.index
+        return receipt.index
+
+    # Alone: the others of a batch would be checked against the record this entry replaces.
+    index = ledger.write(accept, alone=True)
+    if index is not None:
+        ledger.recheck_health()
+    return index

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -34,6 +34,10 @@ from app.models import (
     Organisation,
     PolicyVersion,
 )
+
+if TYPE_CHECKING:
+    from app.services.container import Ledger
+
 from app.services.log.projections import InMemory, Row, key_columns, primary_key, project
 
 Progress = Callable[[int, int], None]
@@ -170,3 +174,24 @@ def rewrite_consent_projections(session: Session, exp: Expected) -> None:
         # Added as entities, flushed in dependency order by the unit of work.
         session.add_all(model(**row) for row in exp.of(model).values())
     session.flush()
+
+
+@dataclass(frozen=True)
+class RepairReport:
+    entries: int
+    repaired: list[str]
+    still_differs: list[str]
+
+
+def repair(ledger: Ledger, progress: Progress | None = None) -> RepairReport:
+    """Rewrite the consent projections from the log, in a batch of its own (so no write
+    interleaves between reading the log and rewriting the rows), and say what changed."""
+
+    def rewrite(session: Session) -> RepairReport:
+        total = ledger.log_store.size(session)
+        expected = replay(session, total, progress)
+        before = differences(session, expected)
+        rewrite_consent_projections(session, expected)
+        return RepairReport(total, before, differences(session, expected))
+
+    return ledger.write(rewrite, alone=True)

@@ -74,11 +74,14 @@ class Batch:
 class _Request(Generic[T]):
     """One caller's use case, waiting for its batch."""
 
-    __slots__ = ("done", "error", "leads", "prepare", "result", "work")
+    __slots__ = ("alone", "done", "error", "leads", "prepare", "result", "work")
 
-    def __init__(self, work: Callable[[Batch], T], prepare: Callable[[Batch], None] | None) -> None:
+    def __init__(
+        self, work: Callable[[Batch], T], prepare: Callable[[Batch], None] | None, alone: bool
+    ) -> None:
         self.work = work
         self.prepare = prepare
+        self.alone = alone
         self.done = threading.Event()
         self.leads = False
         self.result: T | None = None
@@ -138,16 +141,24 @@ class Sequencer:
         """Writes waiting for a batch (not those in the batch being written)."""
         return len(self._pending)
 
-    def run(self, work: Callable[[Batch], T], prepare: Callable[[Batch], None] | None = None) -> T:
+    def run(
+        self,
+        work: Callable[[Batch], T],
+        prepare: Callable[[Batch], None] | None = None,
+        *,
+        alone: bool = False,
+    ) -> T:
         """Run ``work`` in the next batch and return its result once the batch has committed
         (or raise its error, or the batch's).
 
         ``prepare``, if given, runs before any use case of a batch of several, to say what
         ``work`` will read (the people it decides about), so the batch loads it for everyone
-        at once (:attr:`Batch.when_prepared`). It must not fail or write."""
+        at once (:attr:`Batch.when_prepared`). It must not fail or write. ``alone`` writes
+        ``work`` in a batch of its own (an operator's command that must not be undone, or
+        refused, with others: accepting a rollback, a rebuild of the projections)."""
         if getattr(self._in_batch, "active", False):
             raise RuntimeError("a use case cannot wait for a batch from inside one")
-        request: _Request[T] = _Request(work, prepare)
+        request: _Request[T] = _Request(work, prepare, alone)
         with self._mutex:
             if len(self._pending) >= self.max_pending:
                 raise SequencerBusy(
@@ -167,8 +178,14 @@ class Sequencer:
 
     def _lead(self) -> None:
         with self._mutex:
-            count = min(len(self._pending), self.max_batch)
-            batch = [self._pending.popleft() for _ in range(count)]
+            batch = [self._pending.popleft()]
+            while (
+                not batch[0].alone
+                and len(batch) < self.max_batch
+                and self._pending
+                and not self._pending[0].alone
+            ):
+                batch.append(self._pending.popleft())
         try:
             self._write(batch)
         finally:
