@@ -26,7 +26,7 @@ import pytest
 import requests
 
 from tests.nhs import valid_nhs_numbers
-from tests.server.conftest import CLI, Server
+from tests.server.conftest import CLI, WORKER_THREADS, Server
 from tests.support import rfc9162_verifier as rfc
 
 pytestmark = pytest.mark.server
@@ -233,8 +233,9 @@ def _check_acknowledged(
     return newest
 
 
+@pytest.mark.parametrize("threads", WORKER_THREADS)
 def test_acknowledged_writes_survive_sigkill_of_the_whole_server(
-    demo_instance: Path, tmp_path: Path
+    demo_instance: Path, tmp_path: Path, threads: int
 ) -> None:
     tokens = {
         f"{t['role']}:{t['organisation']}": t["token"]
@@ -243,7 +244,7 @@ def test_acknowledged_writes_survive_sigkill_of_the_whole_server(
     auditor = tokens["auditor:tt-leeds"]
     acks: list[Ack] = []
     report: list[str] = []
-    srv = Server(demo_instance, workers=SERVER_WORKERS, new_session=True)
+    srv = Server(demo_instance, workers=SERVER_WORKERS, threads=threads, new_session=True)
     vkey = requests.get(srv.url + "/v1/log/key", timeout=10).text.strip()
     try:
         for cycle in range(CYCLES):
@@ -266,7 +267,7 @@ def test_acknowledged_writes_survive_sigkill_of_the_whole_server(
             _verify_cli(demo_instance)
 
             shutil.copyfile(srv.log, tmp_path / f"server-{cycle}.log")  # restarts truncate it
-            srv = Server(demo_instance, workers=SERVER_WORKERS, new_session=True)
+            srv = Server(demo_instance, workers=SERVER_WORKERS, threads=threads, new_session=True)
             with requests.Session() as http:
                 assert http.get(srv.url + "/v1/log/key", timeout=10).text.strip() == vkey
                 newest = _check_acknowledged(http, srv, auditor, vkey, acks)
