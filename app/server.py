@@ -16,6 +16,7 @@ import logging
 import os
 import time
 import urllib.parse
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
@@ -212,43 +213,62 @@ class BodyReadFirst:
             raise ClientStalled() from exc
 
 
+WORKER_CLASSES = {"sync": "ProblemWorker", "gthread": "ProblemThreadWorker"}
+
+
 class _Server(BaseApplication):  # type: ignore[misc]
-    def __init__(self, options: dict[str, Any]) -> None:
+    def __init__(self, options: dict[str, Any], load: Callable[[], Any]) -> None:
         self.options = options
+        self._load = load
         super().__init__()
 
     def load_config(self) -> None:
         for key, value in self.options.items():
             self.cfg.set(key, value)
 
-    def load(self) -> Flask:
-        app = create_checked_app()
-        app.wsgi_app = BodyReadFirst(app.wsgi_app, MAX_BODY)  # type: ignore[method-assign]
-        return app
+    def load(self) -> Any:
+        return self._load()
+
+
+def served_app() -> Flask:
+    app = create_checked_app()
+    app.wsgi_app = BodyReadFirst(app.wsgi_app, MAX_BODY)  # type: ignore[method-assign]
+    return app
+
+
+def gunicorn_options(
+    host: str, port: int, workers: int, threads: int, timeout: int, worker_class: str
+) -> dict[str, Any]:
+    return {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        # No gunicorn access log: the application writes one JSON line per request
+        # (app.logs), with its id and without query strings, headers or bodies.
+        "accesslog": None,
+        "graceful_timeout": 10,
+        # gunicorn's runtime control socket (one fixed path per user, shared by every
+        # server that user runs) is a management interface this service does not use.
+        "control_socket_disable": True,
+        # Requests gunicorn refuses before the application runs are answered like the
+        # application's own refusals (ProblemWorker), within these stated limits.
+        "worker_class": f"{__name__}.{WORKER_CLASSES[worker_class]}",
+        "threads": threads,
+        "timeout": timeout,
+        "keepalive": KEEPALIVE_SECONDS,
+        "worker_connections": WORKER_CONNECTIONS,
+        "limit_request_line": MAX_REQUEST_LINE,
+        "limit_request_fields": MAX_HEADER_FIELDS,
+        "limit_request_field_size": MAX_HEADER_FIELD_SIZE,
+    }
+
+
+def run(options: dict[str, Any], load: Callable[[], Any]) -> None:
+    """Serve the WSGI app ``load`` makes in each worker, under gunicorn with ``options``
+    (``bench/serve.py`` serves the benchmark's bare Flask app so, with the same options)."""
+    _Server(options, load).run()
 
 
 def serve(host: str, port: int, workers: int, threads: int = 1, timeout: int = 30) -> None:
-    worker = "ProblemThreadWorker" if threads > 1 else "ProblemWorker"
-    _Server(
-        {
-            "bind": f"{host}:{port}",
-            "workers": workers,
-            # No gunicorn access log: the application writes one JSON line per request
-            # (app.logs), with its id and without query strings, headers or bodies.
-            "accesslog": None,
-            "graceful_timeout": 10,
-            # gunicorn's runtime control socket (one fixed path per user, shared by every
-            # server that user runs) is a management interface this service does not use.
-            "control_socket_disable": True,
-            # Requests gunicorn refuses before the application runs are answered like the
-            # application's own refusals (ProblemWorker), within these stated limits.
-            "worker_class": f"{__name__}.{worker}",
-            "threads": threads,
-            "timeout": timeout,
-            "keepalive": KEEPALIVE_SECONDS,
-            "worker_connections": WORKER_CONNECTIONS,
-            "limit_request_line": MAX_REQUEST_LINE,
-            "limit_request_fields": MAX_HEADER_FIELDS,
-            "limit_request_field_size": MAX_HEADER_FIELD_SIZE,
-        }
-    ).run()
+    """``consent-ledger serve``: sync workers with one thread each, gthread with more."""
+    worker_class = "gthread" if threads > 1 else "sync"
+    run(gunicorn_options(host, port, workers, threads, timeout, worker_class), served_app)
