@@ -60,7 +60,6 @@ from raw_commits import PostgresCommits, RawCommits, SqliteCommits, rate_for
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PG_BIN = Path(os.environ.get("CONSENT_LEDGER_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
-PEOPLE = 16  # bodies rotate over this many people
 CATEGORIES = ["identity", "service_status"]
 
 
@@ -100,21 +99,29 @@ def consent(nhs: str) -> dict[str, object]:
 
 @dataclass(frozen=True)
 class Target:
-    """What wrk sends: ``path`` and one body per person; ``per_request`` writes each."""
+    """What wrk sends: ``path`` and one body per person of ``people``; ``per_request``
+    writes each."""
 
     path: str
     body: Callable[[str], object]
     baseline: str  # "bare" or "raw"
+    people: list[str]
     per_request: int = 1
 
 
+# Decisions are about 16 people, each with one consent recorded before the load (so they are
+# permits relying on it). Consents are recorded for 1,024 other people: a person's consents are
+# loaded by every decision and consent about them, so piling hundreds on 16 people would
+# measure that, not the write path.
+DECIDED = nhs_numbers(16)
+CONSENTING = nhs_numbers(1024, stem=943_500_000)
 LIST_SIZE = 4  # shares per request in the list form (a referral to several recipients)
 
 TARGETS = {
-    "decisions": Target("/v1/decisions", decision, "bare"),
-    "consents": Target("/v1/consents", consent, "raw"),
+    "decisions": Target("/v1/decisions", decision, "bare", DECIDED),
+    "consents": Target("/v1/consents", consent, "raw", CONSENTING),
     "decisions-list": Target(
-        "/v1/decisions", lambda nhs: [decision(nhs)] * LIST_SIZE, "bare", LIST_SIZE
+        "/v1/decisions", lambda nhs: [decision(nhs)] * LIST_SIZE, "bare", DECIDED, LIST_SIZE
     ),
 }
 
@@ -138,8 +145,8 @@ end
 """
 
 
-def lua_script(folder: Path, target: Target, token: str, people: list[str]) -> Path:
-    bodies = [json.dumps(target.body(nhs)) for nhs in people]
+def lua_script(folder: Path, target: Target, token: str) -> Path:
+    bodies = [json.dumps(target.body(nhs)) for nhs in target.people]
     # Lua long strings [==[...]==] hold JSON as it is.
     table = "{" + ", ".join(f"[==[{b}]==]" for b in bodies) + "}"
     path = folder / f"{target.path.strip('/').replace('/', '-')}-{target.per_request}.lua"
@@ -369,16 +376,15 @@ def bench_config(
     token = json.loads(
         cli(envs[0], "clients", "create", "--org", "tt-leeds", "--role", "case_system", "--json")
     )["token"]
-    people = nhs_numbers(PEOPLE)
     ledgers = [start("ledger", config, env, log) for env in envs]
     bares = [start("bare", config, envs[0], log) for _ in envs]
     results: dict[str, list[dict[str, float]]] = {}
     try:
-        for nhs in people:  # the decisions measured are permits relying on these
+        for nhs in DECIDED:  # the decisions measured are permits relying on these
             post(ledgers[0].url + "/v1/consents", token, consent(nhs))
         # The bare app always answers single decisions: the ceiling per request.
-        bare_script = lua_script(folder, TARGETS["decisions"], token, people)
-        scripts = {name: lua_script(folder, TARGETS[name], token, people) for name in args.targets}
+        bare_script = lua_script(folder, TARGETS["decisions"], token)
+        scripts = {name: lua_script(folder, TARGETS[name], token) for name in args.targets}
 
         def over_http(servers: list[Served], script: Path) -> dict[str, float]:
             load(servers, script, args.connections, min(2.0, args.seconds))  # warm-up
