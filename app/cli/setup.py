@@ -115,7 +115,8 @@ def _safe_url(url: str) -> str:
     "--timeout",
     default=30,
     show_default=True,
-    type=click.IntRange(1, 3600),
+    # At least 2: a gthread worker tells the arbiter it is alive about once a second.
+    type=click.IntRange(2, 3600),
     help="seconds a client may leave a request half sent (with threads, each read or write; "
     "with sync workers, the whole request, when the worker restarts)",
 )
