@@ -7,6 +7,8 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 2
+# Threads per worker: 1 serves with sync workers, more with gthread (README, Serving).
+THREADS ?= $(or $(CONSENT_LEDGER_THREADS),1)
 
 .PHONY: run test lint typecheck bench clean
 
@@ -25,7 +27,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed
 	$(BIN)/consent-ledger init
 	$(BIN)/consent-ledger demo --url http://$(HOST):$(PORT)
-	$(BIN)/consent-ledger serve --host $(HOST) --port $(PORT) --workers $(WORKERS)
+	$(BIN)/consent-ledger serve --host $(HOST) --port $(PORT) --workers $(WORKERS) --threads $(THREADS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
@@ -43,6 +45,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/bench_engine.py
 	$(BIN)/python bench/bench_appends.py
 	$(BIN)/python bench/bench_http.py
+	$(BIN)/python bench/bench_wrk.py
 	$(BIN)/python bench/bench_log.py
 	$(BIN)/python bench/bench_verify.py
 	$(BIN)/python bench/bench_record.py

@@ -66,6 +66,11 @@ PROBLEM_TYPES: dict[str, tuple[str, str]] = {
         "chunked body framing is broken (501: a transfer coding other than chunked). Nothing "
         "was recorded.",
     ),
+    "request-timeout": (
+        "Request timeout",
+        "The client sent part of a request, then nothing more for the server's timeout "
+        "(`consent-ledger serve --timeout`). Nothing was recorded; send the request again.",
+    ),
     "idempotency-key-reused": (
         "Idempotency key reused",
         "The Idempotency-Key was already used by this client for a request with a different "

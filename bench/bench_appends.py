@@ -30,6 +30,7 @@ from pathlib import Path
 
 from alembic import command as alembic_command
 from pymerkle import SqliteTree
+from raw_commits import SqliteCommits
 
 from app.cli import alembic_config
 from app.config import Settings
@@ -86,16 +87,11 @@ def one_run(run: int, leaves: list[bytes], people: list[str]) -> dict[str, float
     n = len(leaves)
     tmp = Path(tempfile.mkdtemp(prefix="bench-appends-"))
 
-    raw_db = sqlite3.connect(tmp / "raw.sqlite3", isolation_level=None)
-    raw_db.execute("PRAGMA journal_mode=WAL")
-    raw_db.execute("PRAGMA synchronous=FULL")
-    raw_db.execute("CREATE TABLE leaf (idx INTEGER PRIMARY KEY, leaf BLOB NOT NULL)")
+    raw_db = SqliteCommits(tmp / "raw.sqlite3")
 
     def raw() -> None:
         for i, leaf in enumerate(leaves):
-            raw_db.execute("BEGIN IMMEDIATE")
-            raw_db.execute("INSERT INTO leaf VALUES (?, ?)", (i, leaf))
-            raw_db.execute("COMMIT")
+            raw_db.commit(i, leaf)
 
     tree = SqliteTree(str(tmp / "pymerkle.sqlite3"))
     tree.con.execute("PRAGMA journal_mode=WAL")

@@ -103,11 +103,28 @@ def _safe_url(url: str) -> str:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
-def serve_command(host: str, port: int, workers: int) -> None:
+@click.option(
+    "--threads",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    envvar="CONSENT_LEDGER_THREADS",
+    help="threads per worker; more than one serves with gunicorn's gthread worker",
+)
+@click.option(
+    "--timeout",
+    default=30,
+    show_default=True,
+    # At least 2: a gthread worker tells the arbiter it is alive about once a second.
+    type=click.IntRange(2, 3600),
+    help="seconds a client may leave a request half sent (with threads, each read or write; "
+    "with sync workers, the whole request, when the worker restarts)",
+)
+def serve_command(host: str, port: int, workers: int, threads: int, timeout: int) -> None:
     """Run the production WSGI server (gunicorn)."""
     from app.server import serve
 
-    serve(host, port, workers)
+    serve(host, port, workers, threads, timeout)
 
 
 @click.command("demo")

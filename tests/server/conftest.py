@@ -47,18 +47,42 @@ def _group_members(pgid: int) -> list[int]:
     return members
 
 
+# ``serve`` with one thread per worker runs sync workers, with more the thread worker: the
+# live tests that matter run on both (``@pytest.mark.parametrize("threads", WORKER_THREADS)``).
+WORKER_THREADS = [pytest.param(1, id="sync"), pytest.param(4, id="gthread")]
+
+
 class Server:
     """``new_session=True`` starts gunicorn in a session of its own, so :meth:`kill` can
-    SIGKILL the master and every worker at once; the default keeps the test's own group."""
+    SIGKILL the master and every worker at once; the default keeps the test's own group.
+    ``options`` are further ``serve`` options (``--timeout``)."""
 
-    def __init__(self, instance: Path, workers: int = 3, *, new_session: bool = False) -> None:
+    def __init__(
+        self,
+        instance: Path,
+        workers: int = 3,
+        *,
+        threads: int = 1,
+        options: tuple[str, ...] = (),
+        new_session: bool = False,
+    ) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = instance / "server.log"
         self.new_session = new_session
         env = {**os.environ, "CONSENT_LEDGER_INSTANCE_PATH": str(instance)}
         self.proc = subprocess.Popen(
-            [CLI, "serve", "--port", str(self.port), "--workers", str(workers)],
+            [
+                CLI,
+                "serve",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(workers),
+                "--threads",
+                str(threads),
+                *options,
+            ],
             env=env,
             stdout=self.log.open("w"),
             stderr=subprocess.STDOUT,

@@ -11,19 +11,21 @@ import pytest
 import requests
 
 from tests.nhs import valid_nhs_numbers
-from tests.server.conftest import Server
+from tests.server.conftest import WORKER_THREADS, Server
 
 pytestmark = pytest.mark.server
 NHS = valid_nhs_numbers(1, start=943_476_700)[0]
 
 
-@pytest.fixture
-def live(demo_instance: Path) -> Iterator[tuple[Server, dict[str, str]]]:
+@pytest.fixture(params=WORKER_THREADS)
+def live(
+    demo_instance: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[Server, dict[str, str]]]:
     tokens = {
         f"{t['role']}:{t['organisation']}": t["token"]
         for t in json.loads((demo_instance / "demo-tokens.json").read_text())
     }
-    srv = Server(demo_instance, workers=3)
+    srv = Server(demo_instance, workers=3, threads=request.param)
     yield srv, tokens
     srv.stop()
 

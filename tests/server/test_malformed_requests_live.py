@@ -3,7 +3,8 @@
 A request line or headers too large, a broken chunked body: each answer is problem+json with
 the security headers and an ``X-Request-Id`` every other answer has, and leaves one JSON log
 line with that id. A chunked body over 1 MiB is 413, as a Content-Length one is. No NHS
-number sent in a request reaches the server's log.
+number sent in a request reaches the server's log. Every test runs on both worker classes
+(sync, and gthread with keep-alive).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 
 from app.headers import DATA_CSP
 from tests.nhs import valid_nhs_numbers
-from tests.server.conftest import Server, _run
+from tests.server.conftest import WORKER_THREADS, Server, _run
 
 pytestmark = pytest.mark.server
 
@@ -26,8 +27,10 @@ NHS = valid_nhs_numbers(1, start=943_476_700)[0]
 MIB = 1024 * 1024
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
+@pytest.fixture(scope="module", params=WORKER_THREADS)
+def live(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[tuple[Server, str]]:
     instance = tmp_path_factory.mktemp("malformed") / "instance"
     _run(instance, "init")
     _run(instance, "demo")
@@ -35,7 +38,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str
     (token,) = [
         t["token"] for t in tokens if t["role"] == "case_system" and t["organisation"] == "tt-leeds"
     ]
-    srv = Server(instance, workers=2)
+    srv = Server(instance, workers=2, threads=request.param)
     yield srv, token
     srv.stop()
 
@@ -74,9 +77,11 @@ def _log_lines(srv: Server, request_id: str) -> list[dict[str, object]]:
 
 
 def _post(path: str, token: str, extra: bytes) -> bytes:
+    # Connection: close, so that the thread worker, which keeps connections alive, closes
+    # after answering and _send can read to the end.
     return (
         f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
-        "Content-Type: application/json\r\n"
+        "Content-Type: application/json\r\nConnection: close\r\n"
     ).encode() + extra
 
 

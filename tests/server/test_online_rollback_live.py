@@ -18,7 +18,7 @@ import requests
 from app.ledger.checkpoint import CheckpointVerifier
 from app.services.log.published import RECORD_FILE
 from tests.nhs import valid_nhs_numbers
-from tests.server.conftest import Server
+from tests.server.conftest import WORKER_THREADS, Server
 
 pytestmark = pytest.mark.server
 NHS = valid_nhs_numbers(30, start=943_476_700)
@@ -51,8 +51,9 @@ def _backup(src: Path, dest: Path) -> None:
     target.close()
 
 
+@pytest.mark.parametrize("threads", WORKER_THREADS)
 def test_no_worker_signs_a_fork_after_an_online_restore(
-    demo_instance: Path, tmp_path: Path
+    demo_instance: Path, tmp_path: Path, threads: int
 ) -> None:
     token = next(
         t["token"]
@@ -60,7 +61,7 @@ def test_no_worker_signs_a_fork_after_an_online_restore(
         if t["role"] == "case_system" and t["organisation"] == "tt-leeds"
     )
     live_db, older = demo_instance / "consent-ledger.sqlite3", tmp_path / "older.sqlite3"
-    srv = Server(demo_instance, workers=3)
+    srv = Server(demo_instance, workers=3, threads=threads)
     try:
         verifier = CheckpointVerifier.from_verifier_key(
             requests.get(srv.url + "/v1/log/key", timeout=10).text.strip()

@@ -1,11 +1,12 @@
 """The log in the database: appends, proofs and the start-up consistency check.
 
 Appends run inside a write transaction, which is one batch of the sequencer
-(app.services.log.sequencer; every use case of the service writes through it): the first append locks the log head and
-checks the tree (:meth:`LogStore.open`), each append assigns dense indexes and computes the new
-perfect-subtree nodes in memory, and :meth:`LogStore.seal`, just before the commit, signs one
-checkpoint over the new root and writes everything. Until the commit nothing is visible, and a
-rollback leaves no gap because indexes come from the head row, not a sequence.
+(app.services.log.sequencer, through which every use case of the service writes): the first
+append locks the log head and checks the tree (:meth:`LogStore.open`), each append assigns dense
+indexes and computes the new perfect-subtree nodes in memory, and :meth:`LogStore.seal`, just
+before the commit, signs one checkpoint over the new root and writes everything. Until the
+commit nothing is visible, and a rollback leaves no gap because indexes come from the head row,
+not a sequence.
 """
 
 from __future__ import annotations
