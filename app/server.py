@@ -259,7 +259,17 @@ def gunicorn_options(
         "limit_request_line": MAX_REQUEST_LINE,
         "limit_request_fields": MAX_HEADER_FIELDS,
         "limit_request_field_size": MAX_HEADER_FIELD_SIZE,
+        "worker_exit": _report_batches,
     }
+
+
+def _report_batches(_server: Any, worker: Any) -> None:
+    """One line per worker as it exits: how its writes formed batches and how long it held
+    the log head (the figures a deployment tunes threads by; bench_wrk prints them)."""
+    extensions = getattr(getattr(worker, "wsgi", None), "extensions", {})
+    ledger = extensions.get("consent_ledger")
+    if ledger is not None and ledger.sequencer.stats.batches:
+        logger.info("worker %d wrote %s", os.getpid(), ledger.sequencer.stats.line())
 
 
 def run(options: dict[str, Any], load: Callable[[], Any]) -> None:
