@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 2
 # Threads per worker: 1 serves with sync workers, more with gthread (README, Serving).
-THREADS ?= $(or $(CONSENT_LEDGER_THREADS),1)
+THREADS ?= $(or $(CONSENT_LEDGER_THREADS),8)
 
 .PHONY: run test lint typecheck bench clean
 

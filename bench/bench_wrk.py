@@ -407,6 +407,10 @@ def bench_config(
             print_run(run, config, args, measured)
     finally:
         stop(ledgers + bares)
+    # Each ledger worker logs, as it exits, how its writes formed batches (app.server).
+    for line in log.read_text(errors="replace").splitlines():
+        if " batches, " in line:
+            print("  " + json.loads(line).get("message", line) if line.startswith("{") else line)
     return results
 
 

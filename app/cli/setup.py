@@ -105,7 +105,9 @@ def _safe_url(url: str) -> str:
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
 @click.option(
     "--threads",
-    default=1,
+    # Requests must be in flight together for the sequencer to batch them: 8 threads in each
+    # of 2 workers measured best on 2 cores (BENCHMARKS.md, "Batching").
+    default=8,
     show_default=True,
     type=click.IntRange(1, 64),
     envvar="CONSENT_LEDGER_THREADS",
