@@ -83,7 +83,7 @@ def _input(data: dict[str, Any]) -> decisions.DecisionInput:
         )
     },
 )
-@blp.arguments(schemas.DecisionRequestsSchema)
+@blp.arguments(schemas.DecisionRequestsSchema())
 @blp.response(200, schemas.DecisionSchema)
 @blp.alt_response(401, response="UNAUTHORIZED")
 @blp.alt_response(403, response="FORBIDDEN")

@@ -48,7 +48,7 @@ CSV_COLUMNS = (
 @blp.route("", methods=["POST"])
 @authenticated("case_system")
 @blp.doc(security=BEARER, **IDEMPOTENCY_DOC)
-@blp.arguments(schemas.DisclosureRequestSchema)
+@blp.arguments(schemas.DisclosureRequestSchema())
 @blp.response(201, schemas.DisclosureSchema)
 @blp.alt_response(401, response="UNAUTHORIZED")
 @blp.alt_response(403, response="FORBIDDEN")
@@ -99,7 +99,7 @@ def to_csv(items: list[dict[str, Any]]) -> str:
         }
     },
 )
-@blp.arguments(schemas.DisclosureQuerySchema, location="query", error_status_code=400)
+@blp.arguments(schemas.DisclosureQuerySchema(), location="query", error_status_code=400)
 @blp.response(200, schemas.DisclosurePageSchema)
 @blp.alt_response(401, response="UNAUTHORIZED")
 @blp.alt_response(403, response="FORBIDDEN")

@@ -103,7 +103,7 @@ def entry(index: int) -> Any:
 @blp.route("/proof/inclusion")
 @authenticated()
 @blp.doc(security=BEARER)
-@blp.arguments(InclusionArgs, location="query", error_status_code=400)
+@blp.arguments(InclusionArgs(), location="query", error_status_code=400)
 @blp.response(200, InclusionSchema)
 @blp.alt_response(401, response="UNAUTHORIZED")
 def inclusion(args: dict[str, Any]) -> Any:
@@ -122,7 +122,7 @@ def inclusion(args: dict[str, Any]) -> Any:
 @blp.route("/proof/consistency")
 @authenticated()
 @blp.doc(security=BEARER)
-@blp.arguments(ConsistencyArgs, location="query", error_status_code=400)
+@blp.arguments(ConsistencyArgs(), location="query", error_status_code=400)
 @blp.response(200, ConsistencySchema)
 @blp.alt_response(401, response="UNAUTHORIZED")
 def consistency(args: dict[str, Any]) -> Any:

@@ -30,7 +30,7 @@ blp = Blueprint(
 @blp.route("", methods=["POST"])
 @authenticated("case_system", "patient_portal")
 @blp.doc(security=BEARER, **IDEMPOTENCY_DOC)
-@blp.arguments(schemas.ObjectionCreateSchema)
+@blp.arguments(schemas.ObjectionCreateSchema())
 @blp.response(201, schemas.ObjectionReceiptSchema)
 @blp.alt_response(401, response="UNAUTHORIZED")
 @blp.alt_response(403, response="FORBIDDEN")

@@ -44,7 +44,7 @@ def _base_url() -> str:
 @blp.route("/access-links", methods=["POST"])
 @authenticated(*LINK_ROLES)
 @blp.doc(security=BEARER)
-@blp.arguments(AccessLinkRequestSchema)
+@blp.arguments(AccessLinkRequestSchema())
 @blp.response(201, AccessLinkSchema)
 @blp.alt_response(401, response="UNAUTHORIZED")
 @blp.alt_response(403, response="FORBIDDEN")
