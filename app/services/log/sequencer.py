@@ -177,6 +177,23 @@ class Sequencer:
         return request.result  # type: ignore[return-value]
 
     def _lead(self) -> None:
+        taken: list[_Request[Any]] = []
+        try:
+            self._write(taken)
+        finally:
+            with self._mutex:
+                if self._pending:
+                    successor = self._pending[0]
+                    successor.leads = True
+                    successor.done.set()
+                else:
+                    self._leading = False
+            for request in taken:
+                request.done.set()
+
+    def _take(self) -> list[_Request[Any]]:
+        """The next batch, in arrival order: everything pending up to ``max_batch``, or one
+        request that must be alone."""
         with self._mutex:
             batch = [self._pending.popleft()]
             while (
@@ -186,21 +203,15 @@ class Sequencer:
                 and not self._pending[0].alone
             ):
                 batch.append(self._pending.popleft())
-        try:
-            self._write(batch)
-        finally:
-            with self._mutex:
-                if self._pending:
-                    successor = self._pending[0]
-                    successor.leads = True
-                    successor.done.set()
-                else:
-                    self._leading = False
-            for request in batch:
-                request.done.set()
+        return batch
 
-    def _write(self, requests: list[_Request[Any]]) -> None:
-        """Write one batch; on return every request has its result or its error.
+    def _write(self, taken: list[_Request[Any]]) -> None:
+        """Write one batch into ``taken``; on return every request in it has its result or
+        its error.
+
+        The batch is taken once the log head is locked, not before: what arrives while the
+        leader waits for the lock (another worker's or instance's batch holds it) joins the
+        batch, so batches grow by themselves as writers contend.
 
         The use cases run one after another in one transaction, without a savepoint each: a
         use case that fails (a refusal, mostly, found before it writes anything) rolls the
@@ -211,34 +222,44 @@ class Sequencer:
         PostgreSQL, all inside the head lock)."""
         self._in_batch.active = True
         try:
-            pending = requests
-            while pending:
-                pending = self._attempt(pending)
+            pending: list[_Request[Any]] | None = None
+            while pending is None or pending:
+                pending = self._attempt(pending, taken)
         except BaseException as exc:
-            _fail([r for r in requests if r.error is None or len(requests) == 1], exc)
+            if not taken:  # the lock itself failed: the batch there would have been fails
+                taken.extend(self._take())
+            _fail([r for r in taken if r.error is None or len(taken) == 1], exc)
             if not isinstance(exc, Exception):
                 raise  # the leader's own thread is being stopped; its followers are answered
         finally:
             self._in_batch.active = False
 
-    def _attempt(self, requests: list[_Request[Any]]) -> list[_Request[Any]]:
-        """Run ``requests`` in one transaction and commit it. Returns the requests to run
-        again (in a new transaction) if one of them failed on its own, else nothing."""
+    def _attempt(
+        self, requests: list[_Request[Any]] | None, taken: list[_Request[Any]]
+    ) -> list[_Request[Any]]:
+        """Run ``requests`` (``None``: the next batch, taken into ``taken`` once the head is
+        locked) in one transaction and commit it. Returns the requests to run again (in a new
+        transaction) if one of them failed on its own, else nothing."""
         started = time.perf_counter()
         try:
-            return self._commit(requests, started)
+            return self._commit(requests, taken, started)
         except _RunAgain as again:
             self.stats.run_again += 1
             for request in again.requests:
                 request.result = None
             return again.requests
 
-    def _commit(self, requests: list[_Request[Any]], started: float) -> list[_Request[Any]]:
+    def _commit(
+        self, requests: list[_Request[Any]] | None, taken: list[_Request[Any]], started: float
+    ) -> list[_Request[Any]]:
         with self._db.write() as session:
             batch = Batch(session)
             store = self._log_store()
             store.lock_head(session)
             locked = time.perf_counter()
+            if requests is None:
+                requests = self._take()
+                taken.extend(requests)
             if len(requests) > 1:
                 # The tree is checked once, before any use case: a log found inconsistent is
                 # the batch's failure, not one use case's.
