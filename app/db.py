@@ -173,7 +173,12 @@ class Database:
                 self.url, settings.sqlite_busy_timeout_ms, immediate=True
             )
         else:
-            self.write_engine = create_engine(self.url, pool_pre_ping=True)
+            # A write waits at most 10 s for a lock (the log head, held by a batch or by an
+            # operator's session left open): the batch then fails (503, nothing recorded)
+            # instead of holding every writer of the instance for ever.
+            self.write_engine = create_engine(
+                self.url, pool_pre_ping=True, connect_args={"options": "-c lock_timeout=10s"}
+            )
             # One snapshot per read: a check or a verification that reads the head, then the
             # entries, then the checkpoints must see one state of the log, not three.
             self.read_engine = self.write_engine.execution_options(
@@ -197,6 +202,12 @@ class Database:
         """Enter ``hold(session)`` just before each write transaction commits and leave it
         after the after-commit callbacks have run (or at once if the commit fails)."""
         self._held_over_commit.append(hold)
+
+    @staticmethod
+    def committed(session: Session) -> bool:
+        """Whether a write session's transaction committed (so an error raised after it, by
+        what runs after the commit, is not the write's failure)."""
+        return bool(session.info.get(_COMMITTED, False))
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -223,7 +234,7 @@ class Database:
                     callback(session)
                 for hold in self._held_over_commit:
                     held.enter_context(hold(session))
-            if session.info.pop(_COMMITTED, False):
+            if session.info.get(_COMMITTED, False):
                 for callback in self._after_commit:
                     callback(session)
 

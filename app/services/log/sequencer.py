@@ -74,7 +74,7 @@ class Batch:
 class _Request(Generic[T]):
     """One caller's use case, waiting for its batch."""
 
-    __slots__ = ("alone", "done", "error", "leads", "prepare", "result", "work")
+    __slots__ = ("alone", "done", "error", "finished", "leads", "prepare", "result", "work")
 
     def __init__(
         self, work: Callable[[Batch], T], prepare: Callable[[Batch], None] | None, alone: bool
@@ -82,6 +82,8 @@ class _Request(Generic[T]):
         self.work = work
         self.prepare = prepare
         self.alone = alone
+        # Written in a committed batch, or refused on its own: its answer is final.
+        self.finished = False
         self.done = threading.Event()
         self.leads = False
         self.result: T | None = None
@@ -168,13 +170,31 @@ class Sequencer:
             leads = not self._leading
             self._leading = True
         if not leads:
-            request.done.wait()
+            try:
+                request.done.wait()
+            except BaseException:
+                self._abandon(request)
+                raise
             leads = request.leads
         if leads:
             self._lead()
         if request.error is not None:
             raise request.error
         return request.result  # type: ignore[return-value]
+
+    def _abandon(self, request: _Request[Any]) -> None:
+        """A waiting caller's thread was interrupted: take its write out of the queue if no
+        batch has taken it yet, and pass the lead on if it had just been handed it."""
+        with self._mutex:
+            if request not in self._pending:
+                return  # in a batch already: it is written, and nobody is told
+            self._pending.remove(request)
+            if request.leads:
+                if self._pending:
+                    self._pending[0].leads = True
+                    self._pending[0].done.set()
+                else:
+                    self._leading = False
 
     def _lead(self) -> None:
         taken: list[_Request[Any]] = []
@@ -213,22 +233,23 @@ class Sequencer:
         leader waits for the lock (another worker's or instance's batch holds it) joins the
         batch, so batches grow by themselves as writers contend.
 
-        The use cases run one after another in one transaction, without a savepoint each: a
+        The use cases run one after another in one transaction, without a savepoint each. A
         use case that fails (a refusal, mostly, found before it writes anything) rolls the
-        transaction back, keeps its error, and the batch is written again without it: the
-        others run again from the start, under the head lock taken anew, on the log as it
-        stands then. A batch with no failure, the usual case, pays nothing for being able to
+        transaction back. Its error is final only if nothing ran before it in the transaction:
+        otherwise it may rest on writes that are now undone, so the ones before it are written
+        first, as a batch of their own, and it runs again first in the next, on what they
+        committed. A batch with no failure, the usual case, pays nothing for being able to
         undo one (a savepoint per use case cost two statements each, round trips on
         PostgreSQL, all inside the head lock)."""
         self._in_batch.active = True
         try:
-            pending: list[_Request[Any]] | None = None
-            while pending is None or pending:
-                pending = self._attempt(pending, taken)
+            segments: deque[list[_Request[Any]] | None] = deque([None])
+            while segments:
+                segments.extendleft(reversed(self._attempt(segments.popleft(), taken)))
         except BaseException as exc:
             if not taken:  # the lock itself failed: the batch there would have been fails
                 taken.extend(self._take())
-            _fail([r for r in taken if r.error is None or len(taken) == 1], exc)
+            _fail(taken, exc)
             if not isinstance(exc, Exception):
                 raise  # the leader's own thread is being stopped; its followers are answered
         finally:
@@ -236,51 +257,72 @@ class Sequencer:
 
     def _attempt(
         self, requests: list[_Request[Any]] | None, taken: list[_Request[Any]]
-    ) -> list[_Request[Any]]:
+    ) -> list[list[_Request[Any]]]:
         """Run ``requests`` (``None``: the next batch, taken into ``taken`` once the head is
-        locked) in one transaction and commit it. Returns the requests to run again (in a new
-        transaction) if one of them failed on its own, else nothing."""
+        locked) in one transaction and commit it. Returns what is left to write, in order,
+        each part in a transaction of its own, if one of them failed."""
         started = time.perf_counter()
         try:
-            return self._commit(requests, taken, started)
+            self._commit(requests, taken, started)
         except _RunAgain as again:
             self.stats.run_again += 1
-            for request in again.requests:
+            for request in (r for part in again.parts for r in part):
                 request.result = None
-            return again.requests
+            return again.parts
+        return []
 
     def _commit(
         self, requests: list[_Request[Any]] | None, taken: list[_Request[Any]], started: float
-    ) -> list[_Request[Any]]:
-        with self._db.write() as session:
-            batch = Batch(session)
-            store = self._log_store()
-            store.lock_head(session)
-            locked = time.perf_counter()
-            if requests is None:
-                requests = self._take()
-                taken.extend(requests)
-            if len(requests) > 1:
-                # The tree is checked once, before any use case: a log found inconsistent is
-                # the batch's failure, not one use case's.
-                store.open(session)
-                for request in requests:
-                    if request.prepare is not None:
-                        request.prepare(batch)
-                for hook in batch.when_prepared:
+    ) -> None:
+        written: Session | None = None
+        try:
+            with self._db.write() as session:
+                written = session
+                batch = Batch(session)
+                store = self._log_store()
+                store.lock_head(session)
+                locked = time.perf_counter()
+                if requests is None:
+                    requests = self._take()
+                    taken.extend(requests)
+                if len(requests) > 1:
+                    # The tree is checked once, before any use case: a log found inconsistent
+                    # is the batch's failure, not one use case's.
+                    store.open(session)
+                    for n, request in enumerate(requests):
+                        if request.prepare is not None:
+                            try:
+                                request.prepare(batch)
+                            except Exception as exc:
+                                # Nothing is written yet: the error is its own, and final.
+                                _finish(request, error=exc)
+                                raise _RunAgain([requests[:n] + requests[n + 1 :]]) from None
+                    for hook in batch.when_prepared:
+                        hook(session)
+                for n, request in enumerate(requests):
+                    try:
+                        request.result = request.work(batch)
+                    except Exception as exc:
+                        if _fails_the_batch(exc) or len(taken) == 1:
+                            raise
+                        if n == 0:
+                            _finish(request, error=exc)
+                            raise _RunAgain([requests[1:]] if len(requests) > 1 else []) from None
+                        raise _RunAgain([requests[:n], requests[n:]]) from None
+                entries = appended_count(session)
+                store.seal(session, self._clock())
+                for hook in batch.when_sealed:
                     hook(session)
-            for n, request in enumerate(requests):
-                try:
-                    request.result = request.work(batch)
-                except Exception as exc:
-                    if len(requests) == 1 or _fails_the_batch(exc):
-                        raise
-                    request.error = exc
-                    raise _RunAgain(requests[:n] + requests[n + 1 :]) from None
-            entries = appended_count(session)
-            store.seal(session, self._clock())
-            for hook in batch.when_sealed:
-                hook(session)
+        except _RunAgain:
+            raise
+        except BaseException as exc:
+            if written is None or not Database.committed(written):
+                raise
+            # Committed: the receipts are the callers', whatever failed after the commit.
+            logger.error("after a batch of %d writes committed", len(requests or ()), exc_info=exc)
+        assert requests is not None
+        for request in requests:
+            _finish(request)
         stats = self.stats
         stats.batches += 1
         stats.requests += len(requests)
@@ -288,15 +330,22 @@ class Sequencer:
         stats.largest = max(stats.largest, len(requests))
         stats.held_s += time.perf_counter() - locked
         stats.waited_s += locked - started
-        return []
 
 
 class _RunAgain(Exception):
-    """One use case of a batch failed on its own: roll back, and write the others again."""
+    """A use case of a batch failed on its own: roll back, and write what is left in
+    ``parts``, in order, one transaction each."""
 
-    def __init__(self, requests: list[_Request[Any]]) -> None:
+    def __init__(self, parts: list[list[_Request[Any]]]) -> None:
         super().__init__("a use case failed; the rest of its batch is written again")
-        self.requests = requests
+        self.parts = [part for part in parts if part]
+
+
+def _finish(request: _Request[Any], error: BaseException | None = None) -> None:
+    request.finished = True
+    if error is not None:
+        request.error = error
+        request.result = None
 
 
 def _fails_the_batch(exc: Exception) -> bool:
@@ -307,12 +356,16 @@ def _fails_the_batch(exc: Exception) -> bool:
     )
 
 
-def _fail(requests: list[_Request[Any]], exc: BaseException) -> None:
-    """Give every request of a failed batch its error. Alone, a request gets the error as it
-    came (as if it had run by itself). In a batch, a log found inconsistent is every caller's
-    error (each stops serving); anything else is reported once here, and each caller is told
-    its batch failed and nothing of it was recorded."""
-    if len(requests) == 1 and isinstance(exc, Exception):
+def _fail(taken: list[_Request[Any]], exc: BaseException) -> None:
+    """Give every request of a failed batch that is not finished (written, or refused on its
+    own) its error. Alone, a request gets the error as it came (as if it had run by itself).
+    In a batch, a log found inconsistent is every caller's error (each stops serving);
+    anything else is reported once here, and each caller is told its batch failed and nothing
+    of it was recorded."""
+    requests = [r for r in taken if not r.finished]
+    if not requests:
+        return
+    if len(taken) == 1 and isinstance(exc, Exception):
         requests[0].error = exc
         requests[0].result = None
         return
