@@ -330,9 +330,13 @@ class Record:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Event(Record):
-    """A log entry's payload; ``TYPE`` is the envelope's ``type``."""
+    """A log entry's payload; ``TYPE`` is the envelope's ``type``. ``PERSONAL``: the entry is
+    about a person (it names their ``subject_ref``), so log format 2 commits to it rather than
+    holding it (app.ledger.commitment); the others (organisations, clients, policies, the
+    log's own) carry nothing personal and may stay in the clear."""
 
     TYPE: ClassVar[str]
+    PERSONAL: ClassVar[bool] = False
 
     @classmethod
     def _where(cls) -> str:
@@ -426,6 +430,7 @@ class ClientTokenRotated(Event):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConsentGranted(Event):
     TYPE: ClassVar[str] = "consent.granted"
+    PERSONAL: ClassVar[bool] = True
     consent_id: str
     subject_ref: str
     purpose: str
@@ -442,6 +447,7 @@ class ConsentGranted(Event):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConsentConfirmed(Event):
     TYPE: ClassVar[str] = "consent.confirmed"
+    PERSONAL: ClassVar[bool] = True
     consent_id: str
     subject_ref: str
     by: str
@@ -451,6 +457,7 @@ class ConsentConfirmed(Event):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConsentWithdrawn(Event):
     TYPE: ClassVar[str] = "consent.withdrawn"
+    PERSONAL: ClassVar[bool] = True
     consent_id: str
     subject_ref: str
     reason: str | None
@@ -462,6 +469,7 @@ class ConsentWithdrawn(Event):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ObjectionRecorded(Event):
     TYPE: ClassVar[str] = "objection.recorded"
+    PERSONAL: ClassVar[bool] = True
     objection_id: str
     subject_ref: str
     scope: str
@@ -472,6 +480,7 @@ class ObjectionRecorded(Event):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ObjectionWithdrawn(Event):
     TYPE: ClassVar[str] = "objection.withdrawn"
+    PERSONAL: ClassVar[bool] = True
     objection_id: str
     subject_ref: str
     by: str
@@ -491,6 +500,7 @@ class PolicyPublished(Event):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DecisionMade(Event):
     TYPE: ClassVar[str] = "decision.made"
+    PERSONAL: ClassVar[bool] = True
     decision_id: str
     subject_ref: str
     from_org: str = field(metadata=_FROM)
@@ -505,6 +515,7 @@ class DecisionMade(Event):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DisclosureRecorded(Event):
     TYPE: ClassVar[str] = "disclosure.recorded"
+    PERSONAL: ClassVar[bool] = True
     disclosure_id: str
     decision_id: str
     subject_ref: str
@@ -524,6 +535,7 @@ class AccessLinkCreated(Event):
     """Who gave whom a way in, and until when (never the token)."""
 
     TYPE: ClassVar[str] = "access_link.created"
+    PERSONAL: ClassVar[bool] = True
     link_id: str
     subject_ref: str
     organisation: str
@@ -534,6 +546,7 @@ class AccessLinkCreated(Event):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AccessLinkRevoked(Event):
     TYPE: ClassVar[str] = "access_link.revoked"
+    PERSONAL: ClassVar[bool] = True
     link_id: str
     subject_ref: str
     organisation: str
