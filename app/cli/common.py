@@ -7,7 +7,7 @@ import functools
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from alembic.config import Config as AlembicConfig
@@ -28,7 +28,7 @@ def _ledger() -> Ledger:
 logger = logging.getLogger("consent_ledger.cli")
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     click.echo(f"Error: {message}", err=True)
     sys.exit(1)
 

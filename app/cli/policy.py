@@ -85,14 +85,18 @@ def policy_test_command(file: Path | None, scenario_dir: Path | None) -> None:
 @with_appcontext
 def policy_replay_command(file: Path) -> None:
     """Re-evaluate every logged decision under the candidate policy FILE; report changes."""
+    from app.services.log.rebuild import Unreplayable
     from app.services.log.replay import replay_decisions
 
     candidate = _load_policy_or_exit(file)
     ledger = _ledger()
     with ledger.db.read() as session:
-        report = replay_decisions(
-            session, candidate, lambda n: click.echo(f"replayed {n} decisions", err=True)
-        )
+        try:
+            report = replay_decisions(
+                session, candidate, lambda n: click.echo(f"replayed {n} decisions", err=True)
+            )
+        except Unreplayable as exc:
+            _fail(f"{exc}; run `consent-ledger verify` for the whole log")
     click.echo(
         f"{report.decisions} decisions replayed under {candidate.version[:16]}...; "
         f"{len(report.changes)} would change"

@@ -12,7 +12,7 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from app.policy import Policy
 from app.services.container import Ledger
 from app.services.decisions.policies import DEFAULT_POLICY_FILE
-from tests.helpers import bearer
+from tests.helpers import bearer, tamper
 from tests.nhs import valid_nhs_numbers
 
 NHS = valid_nhs_numbers(2, start=943_476_800)
@@ -143,3 +143,23 @@ def test_replay_reports_the_decisions_a_candidate_would_change(
     assert "1 would change" in result.output
     assert permit["id"] in result.output
     assert "consent_not_signed" in result.output
+
+
+def test_replay_names_an_entry_it_cannot_read_instead_of_failing(
+    runner: FlaskCliRunner, ledger: Ledger, policy: Policy, tmp_path: Path
+) -> None:
+    """A signed entry whose payload is not as its type declares (here, a policy entry with a
+    field missing, as a tampered database could hold) stops the replay with a message naming
+    the entry and the field, exit 1, no traceback."""
+    tamper(
+        ledger,
+        "UPDATE log_entries SET leaf = :leaf WHERE idx = 0",
+        leaf=b'{"data":{"name":"x","version":"v"},"time":"2026-12-03T12:00:00.000000Z",'
+        b'"type":"policy.published","v":1}',
+    )
+    result = runner.invoke(args=["policy", "replay", str(_variant(tmp_path, lambda doc: None))])
+    assert result.exit_code == 1
+    assert "entry 0" in result.output
+    assert "policy" in result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import LogUnavailable
 from app.ledger.entry import decode_entry
+from app.ledger.errors import EntryError
 from app.ledger.events import (
     ConsentConfirmed,
     ConsentGranted,
@@ -55,6 +56,7 @@ from app.policy import (
     evaluate,
 )
 from app.services.decisions import policies
+from app.services.log.rebuild import Unreplayable
 
 
 @dataclass(frozen=True)
@@ -172,7 +174,10 @@ class LogFacts:
 
 
 def _entries(session: Session) -> Iterator[tuple[int, Logged]]:
-    """Every entry of a known type, read as its event (an unknown type states no fact)."""
+    """Every entry of a known type, read as its event (an unknown type states no fact). An
+    entry that cannot be read (not canonical JSON, or not as its type declares) stops the
+    replay with :class:`Unreplayable`, naming it: a decision after it cannot be replayed on
+    facts that are not known."""
     rows = session.execute(
         select(LogEntry.idx, LogEntry.leaf).order_by(LogEntry.idx).execution_options(yield_per=2000)
     )
@@ -181,6 +186,8 @@ def _entries(session: Session) -> Iterator[tuple[int, Logged]]:
             yield idx, parse_entry(decode_entry(leaf))
         except UnknownEntryType:
             continue
+        except EntryError as exc:
+            raise Unreplayable(idx, exc) from None
 
 
 def replay_decisions(
