@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, insert, or_, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.errors import (
@@ -26,13 +26,12 @@ from app.errors import (
     listed_twice,
 )
 from app.ids import new_id
-from app.ledger.events import Answer, DecisionMade, DisclosureRecorded, LegalBasisRef, envelope
+from app.ledger.events import Answer, DecisionMade, DisclosureRecorded, LegalBasisRef
 from app.models import (
     DecisionRecord,
     Disclosure,
     DisclosureConsent,
     Organisation,
-    table,
 )
 from app.policy import (
     Decision,
@@ -51,6 +50,7 @@ from app.services.consents.consents import iso
 from app.services.container import Ledger
 from app.services.decisions import facts as subject_facts
 from app.services.decisions import policies
+from app.services.log.projections import Written, append_events
 from app.services.log.sequencer import Batch
 
 # Roles that may assert a legal basis instead of consent (ig-rules: "only accepted from a client
@@ -78,9 +78,6 @@ class DecisionInput:
     purpose: str
     data_categories: Sequence[str]
     legal_basis: LegalBasis | None = None
-
-
-_INSERT_DECISION = insert(table(DecisionRecord))
 
 
 def _validate(
@@ -197,8 +194,7 @@ def _record_decisions(
     # each request in the list sees exactly what the first one does.
     refs: dict[subjects.SubjectIdentifier, str] = {}
     facts: dict[str, Facts] = {}
-    entries: list[dict[str, Any]] = []
-    rows: list[dict[str, Any]] = []
+    made: list[DecisionMade] = []
     for inp, (sender, recipient) in zip(inputs, parties, strict=True):
         subject_ref = refs.get(inp.subject)
         if subject_ref is None:
@@ -214,51 +210,28 @@ def _record_decisions(
             inp.legal_basis,
         )
         decision = evaluate(policy, request, facts[subject_ref], now)
-        decision_id = new_id("dec")
-        result = decision.as_json()
         legal = (
             LegalBasisRef(type=inp.legal_basis.type, reference=inp.legal_basis.reference)
             if inp.legal_basis
             else None
         )
-        entries.append(
-            envelope(
-                DecisionMade(
-                    decision_id=decision_id,
-                    subject_ref=subject_ref,
-                    from_org=sender.id,
-                    to_org=recipient.id,
-                    purpose=inp.purpose,
-                    data_categories=tuple(inp.data_categories),
-                    legal_basis=legal,
-                    client_id=principal.client_id,
-                    answer=Answer.parse(result),
-                ),
-                now,
+        made.append(
+            DecisionMade(
+                decision_id=new_id("dec"),
+                subject_ref=subject_ref,
+                from_org=sender.id,
+                to_org=recipient.id,
+                purpose=inp.purpose,
+                data_categories=tuple(inp.data_categories),
+                legal_basis=legal,
+                client_id=principal.client_id,
+                answer=Answer.parse(decision.as_json()),
             )
         )
-        rows.append(
-            {
-                "id": decision_id,
-                "subject_ref": subject_ref,
-                "from_org": sender.id,
-                "to_org": recipient.id,
-                "purpose": inp.purpose,
-                "data_categories": list(inp.data_categories),
-                "legal_basis_type": inp.legal_basis.type if inp.legal_basis else None,
-                "legal_basis_reference": inp.legal_basis.reference if inp.legal_basis else None,
-                "decision": decision.decision,
-                "basis": decision.basis,
-                "result": result,
-                "policy_version": policy.version,
-                "client_id": principal.client_id,
-                "made_at": now,
-            }
-        )
-    receipts = ledger.log_store.append(session, entries, now)
-    for row, receipt in zip(rows, receipts, strict=True):
-        row["ledger_index"] = receipt.index
-    session.connection().execute(_INSERT_DECISION, rows)
+    # Logged and projected as rebuild projects them: the rows of every decision in one insert.
+    written = Written(session)
+    receipts = append_events(ledger.log_store, session, now, made, written)
+    rows = written.inserted[DecisionRecord]
     return [
         {
             **decision_view(row),
@@ -454,49 +427,24 @@ def record_disclosure(
             )
         now = ledger.clock()
         decision, _ = _still_permitted(session, record, categories, now)
-        disclosure_id = new_id("dis")
-        (receipt,) = ledger.log_store.append(
-            session,
-            [
-                envelope(
-                    DisclosureRecorded(
-                        disclosure_id=disclosure_id,
-                        decision_id=decision_id,
-                        subject_ref=record.subject_ref,
-                        from_org=record.from_org,
-                        to_org=record.to_org,
-                        purpose=record.purpose,
-                        data_categories=tuple(categories),
-                        basis=decision.basis,
-                        legal_basis=record.legal_basis_type,
-                        consents=tuple(decision.consents),
-                        policy_version=decision.policy_version,
-                        client_id=principal.client_id,
-                    ),
-                    now,
-                )
-            ],
-            now,
-        )
-        disclosure = Disclosure(
-            id=disclosure_id,
+        event = DisclosureRecorded(
+            disclosure_id=new_id("dis"),
             decision_id=decision_id,
             subject_ref=record.subject_ref,
             from_org=record.from_org,
             to_org=record.to_org,
             purpose=record.purpose,
-            data_categories=list(categories),
+            data_categories=tuple(categories),
             basis=decision.basis,
-            legal_basis_type=record.legal_basis_type,
+            legal_basis=record.legal_basis_type,
+            consents=tuple(decision.consents),
+            policy_version=decision.policy_version,
             client_id=principal.client_id,
-            disclosed_at=now,
-            ledger_index=receipt.index,
         )
-        session.add(disclosure)
-        session.flush()
-        session.add_all(
-            DisclosureConsent(disclosure_id=disclosure_id, consent_id=c) for c in decision.consents
-        )
+        written = Written(session)
+        (receipt,) = append_events(ledger.log_store, session, now, [event], written)
+        (row,) = written.inserted[Disclosure]
+        disclosure = Disclosure(**row)
         body = disclosure_view(disclosure, decision.consents)
         body["ledger"] = {"index": receipt.index, "leaf_hash": receipt.leaf_hash.hex()}
         return 201, body

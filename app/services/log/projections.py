@@ -342,27 +342,38 @@ _INSERTS: dict[type[Base], Insert] = {}
 
 class Written:
     """The writer's transaction: inserts as Core statements built once (the ORM's unit of
-    work cost more than the inserts on the busy paths), updates on the ORM row the writer
-    loaded to check the change, which it goes on reading. ``extra`` adds columns the log
-    does not hold (a client's token hash)."""
+    work cost more than the inserts on the busy paths), one statement per table for all the
+    events of one :func:`append_events` (a list of decisions is one insert), in the order the
+    tables were first written, so a row goes in after the rows it refers to; updates on the
+    ORM row the writer loaded to check the change, which it goes on reading. ``extra`` adds
+    columns the log does not hold (a client's token hash)."""
 
     def __init__(self, session: Session, extra: Mapping[type[Base], Row] | None = None) -> None:
         self.session = session
         self.extra = extra or {}
         # What was inserted, for the writer's answer (it shows the rows it stored).
         self.inserted: dict[type[Base], list[Row]] = {}
+        self._pending: dict[type[Base], list[Row]] = {}
 
     def insert(self, model: type[Base], row: Row) -> None:
-        statement = _INSERTS.get(model)
-        if statement is None:
-            statement = _INSERTS[model] = insert(table(model))
         extra = self.extra.get(model)
         if extra:
             row = {**row, **extra}
-        self.session.connection().execute(statement, row)
+        self._pending.setdefault(model, []).append(row)
         self.inserted.setdefault(model, []).append(row)
 
+    def flush(self) -> None:
+        """Run the inserts collected so far."""
+        connection = self.session.connection()
+        for model, rows in self._pending.items():
+            statement = _INSERTS.get(model)
+            if statement is None:
+                statement = _INSERTS[model] = insert(table(model))
+            connection.execute(statement, rows)
+        self._pending.clear()
+
     def update(self, model: type[Base], key: Any, changes: Row) -> None:
+        self.flush()
         obj = self.session.get(model, key)
         if obj is None:
             raise LookupError(f"{model.__tablename__} {key} is not stored")
@@ -370,6 +381,7 @@ class Written:
             setattr(obj, name, value)
 
     def replace(self, model: type[Base], row: Row) -> None:
+        self.flush()
         existing = self.session.get(model, primary_key(model, row))
         if existing is not None:
             self.session.delete(existing)
@@ -391,4 +403,5 @@ def append_events(
     written = written or Written(session)
     for event, receipt in zip(events, receipts, strict=True):
         project(written, receipt.index, now, event)
+    written.flush()
     return receipts
