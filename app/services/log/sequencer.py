@@ -307,7 +307,7 @@ class Sequencer:
                             raise
                         if n == 0:
                             _finish(request, error=exc)
-                            raise _RunAgain([requests[1:]] if len(requests) > 1 else []) from None
+                            raise _RunAgain([requests[1:]]) from None
                         raise _RunAgain([requests[:n], requests[n:]]) from None
                 entries = appended_count(session)
                 store.seal(session, self._clock())
