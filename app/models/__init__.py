@@ -2,6 +2,7 @@
 
 The log tables (``log_entries``, ``log_nodes``, ``log_checkpoints``) are append-only; the
 migrations add triggers that refuse UPDATE and DELETE (and TRUNCATE on PostgreSQL).
+``log_openings`` refuses UPDATE only: deleting an opening is how a person is erased.
 """
 
 from __future__ import annotations
@@ -89,6 +90,20 @@ class LogEntry(Base):
     leaf_hash: Mapped[bytes] = mapped_column(LargeBinary(32), nullable=False)
     entry_type: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class LogOpening(Base):
+    """What a committed leaf (log format 2, :mod:`app.ledger.commitment`) commits to: the salt
+    and the entry's canonical bytes, stored apart from the tree so that they can be withheld
+    from readers not entitled to them and deleted when the person is erased, leaving every
+    leaf, checkpoint and proof as it was. ``subject_ref`` finds a person's openings at once."""
+
+    __tablename__ = "log_openings"
+
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    subject_ref: Mapped[str] = mapped_column(String(40), nullable=False, index=True)
+    salt: Mapped[bytes] = mapped_column(LargeBinary(32), nullable=False)
+    entry: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
 
 
 class LogNode(Base):

@@ -1,0 +1,75 @@
+"""log openings (log format 2)
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-12-03 14:40:00.000000
+
+A committed leaf's opening (salt and canonical entry) lives in ``log_openings``, apart from the
+tree. Rows may be deleted (that is how a person is erased) but never changed: a trigger refuses
+UPDATE, and on SQLite an insert onto an existing index (INSERT OR REPLACE would otherwise
+swap an opening without firing a trigger).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0007"
+down_revision: str | None = "0006"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+PG_GUARD_FUNCTION = """
+CREATE FUNCTION consent_ledger_no_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'consent-ledger: % on % refused: an opening is deleted, never changed',
+        TG_OP, TG_TABLE_NAME USING ERRCODE = 'insufficient_privilege';
+END
+$$
+"""
+
+
+def upgrade() -> None:
+    op.create_table(
+        "log_openings",
+        sa.Column("idx", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("subject_ref", sa.String(length=40), nullable=False),
+        sa.Column("salt", sa.LargeBinary(length=32), nullable=False),
+        sa.Column("entry", sa.LargeBinary(), nullable=False),
+        sa.PrimaryKeyConstraint("idx", name=op.f("pk_log_openings")),
+    )
+    op.create_index(
+        op.f("ix_log_openings_subject_ref"), "log_openings", ["subject_ref"], unique=False
+    )
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(PG_GUARD_FUNCTION)
+        op.execute(
+            "CREATE TRIGGER log_openings_no_update BEFORE UPDATE ON log_openings "
+            "FOR EACH ROW EXECUTE FUNCTION consent_ledger_no_update()"
+        )
+        return
+    op.execute(
+        "CREATE TRIGGER log_openings_no_update BEFORE UPDATE ON log_openings "
+        "BEGIN SELECT RAISE(ABORT, 'consent-ledger: UPDATE on log_openings refused: an "
+        "opening is deleted, never changed'); END"
+    )
+    op.execute(
+        "CREATE TRIGGER log_openings_no_replace BEFORE INSERT ON log_openings "
+        "WHEN EXISTS (SELECT 1 FROM log_openings WHERE idx = NEW.idx) "
+        "BEGIN SELECT RAISE(ABORT, 'consent-ledger: REPLACE on log_openings refused: an "
+        "opening is deleted, never changed'); END"
+    )
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER IF EXISTS log_openings_no_update ON log_openings")
+        op.execute("DROP FUNCTION IF EXISTS consent_ledger_no_update()")
+    else:
+        op.execute("DROP TRIGGER IF EXISTS log_openings_no_update")
+        op.execute("DROP TRIGGER IF EXISTS log_openings_no_replace")
+    op.drop_index(op.f("ix_log_openings_subject_ref"), table_name="log_openings")
+    op.drop_table("log_openings")
