@@ -2,9 +2,10 @@
 
 The document is the parsed YAML or JSON of a ``policies/*.yaml`` file. Validation is strict:
 unknown keys, unknown kinds, purposes, categories, tiers, forms, legal bases and objection
-scopes, duplicate rule ids and missing explanations or sources are all refused, each with its
-path inside the document (``rules[4].ceiling[2]``), so a bad file is never half-loaded. The
-version is the SHA-256 of the document's RFC 8785 canonical JSON.
+scopes, duplicate rule ids, missing explanations or sources, and a retention period missing,
+malformed, zero or negative are all refused, each with its path inside the document
+(``rules[4].ceiling[2]``, ``retention.by_purpose.referral.period``), so a bad file is never
+half-loaded. The version is the SHA-256 of the document's RFC 8785 canonical JSON.
 """
 
 from __future__ import annotations

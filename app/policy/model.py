@@ -144,8 +144,8 @@ class Policy:
     objection_scopes: tuple[str, ...]
     confirmation: Confirmation
     withdrawal: Withdrawal
-    # None only for a document published before the section existed: it states no period, so
-    # nothing is past it (see README, "Retention").
+    # None only for a document read back from the log that was published before the section
+    # existed: it states no period, so no record is known to be past one (README, "Retention").
     retention: Retention | None
     global_rules: tuple[GlobalRule, ...]
     rules: tuple[Rule, ...]
