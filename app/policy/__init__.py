@@ -2,7 +2,8 @@
 
 ``loader.load_policy`` turns a parsed policy document (``policies/*.yaml``) into a validated
 :class:`~app.policy.model.Policy`; ``engine.evaluate`` answers one request against one person's
-facts at one instant. Standard library only; time is passed in, never read.
+facts at one instant, and ``Policy.retention.kept_until`` how long their records are kept.
+Standard library only; time is passed in, never read.
 """
 
 from app.policy.engine import evaluate
@@ -15,8 +16,10 @@ from app.policy.model import (
     LegalBasis,
     ObjectionFact,
     Party,
+    Period,
     Policy,
     Request,
+    Retention,
 )
 
 __all__ = [
@@ -26,9 +29,11 @@ __all__ = [
     "LegalBasis",
     "ObjectionFact",
     "Party",
+    "Period",
     "Policy",
     "PolicyError",
     "Request",
+    "Retention",
     "evaluate",
     "load_policy",
 ]

@@ -2,9 +2,10 @@
 
 The document is the parsed YAML or JSON of a ``policies/*.yaml`` file. Validation is strict:
 unknown keys, unknown kinds, purposes, categories, tiers, forms, legal bases and objection
-scopes, duplicate rule ids and missing explanations or sources are all refused, each with its
-path inside the document (``rules[4].ceiling[2]``), so a bad file is never half-loaded. The
-version is the SHA-256 of the document's RFC 8785 canonical JSON.
+scopes, duplicate rule ids, missing explanations or sources, and a retention period missing,
+malformed, zero or negative are all refused, each with its path inside the document
+(``rules[4].ceiling[2]``, ``retention.by_purpose.referral.period``), so a bad file is never
+half-loaded. The version is the SHA-256 of the document's RFC 8785 canonical JSON.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from app.policy.model import (
     AlternativeBasis,
     Confirmation,
     GlobalRule,
+    Period,
     Policy,
+    Retention,
     Rule,
     RuleKind,
     Withdrawal,
@@ -31,6 +34,12 @@ RULE_KINDS: tuple[RuleKind, ...] = ("legal_basis", "implied", "consent", "deny")
 _TIER = re.compile(r"T[0-9]")
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
 _CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+# ISO 8601 durations in whole years, months and days only: a retention period is counted in
+# calendar units, never hours or weeks, and is never fractional. ASCII digits only.
+_PERIOD = re.compile(r"P(?!\Z)(?:([0-9]+)Y)?(?:([0-9]+)M)?(?:([0-9]+)D)?\Z", re.ASCII)
+# Longer than this is keeping forever: say so by not erasing, not by a period whose end lies
+# past what a date can hold.
+MAX_RETENTION_YEARS = 100
 
 TOP_KEYS = {
     "name",
@@ -43,9 +52,11 @@ TOP_KEYS = {
     "objection_scopes",
     "confirmation",
     "withdrawal",
+    "retention",
     "global_rules",
     "rules",
 }
+RETENTION_KEYS = {"rule", "explanation", "source", "by_purpose", "no_purpose"}
 RULE_KEYS = {
     "id",
     "kind",
@@ -130,7 +141,13 @@ def policy_version(document: Mapping[str, Any]) -> str:
     return hashlib.sha256(encode_entry(document)).hexdigest()
 
 
-def load_policy(document: Any, source: str = "policy") -> Policy:
+def load_policy(
+    document: Any, source: str = "policy", *, published_before_retention: bool = False
+) -> Policy:
+    """Validate ``document``. ``published_before_retention`` is for a document read back from
+    the log: one published before the ``retention`` section existed is loaded without it
+    (its version is the hash of exactly what was published); every new policy must state it.
+    """
     r = _Reader()
     doc = r.mapping(document, "(document)", TOP_KEYS)
     if r.problems:
@@ -203,6 +220,10 @@ def load_policy(document: Any, source: str = "policy") -> Policy:
         by_purpose=by_purpose,
     )
 
+    retention = None
+    if "retention" in doc or not published_before_retention:
+        retention = _retention(r, doc.get("retention"), purposes)
+
     global_rules: list[GlobalRule] = []
     raw_globals = doc.get("global_rules")
     if not isinstance(raw_globals, list):
@@ -230,6 +251,8 @@ def load_policy(document: Any, source: str = "policy") -> Policy:
         if rule.id in seen and rule.id:
             r.fail(f"rules[{n}].id", f"{rule.id!r} is used twice")
         seen[rule.id] = n
+    if retention is not None and retention.rule in seen:
+        r.fail("retention.rule", f"{retention.rule!r} is used twice")
 
     if r.problems:
         raise PolicyError(source, r.problems)
@@ -244,11 +267,90 @@ def load_policy(document: Any, source: str = "policy") -> Policy:
         objection_scopes=scopes,
         confirmation=confirmation,
         withdrawal=withdrawal,
+        retention=retention,
         global_rules=tuple(global_rules),
         rules=tuple(rules),
         document=doc,
         version=policy_version(doc),
     )
+
+
+def _retention(r: _Reader, raw: Any, purposes: tuple[str, ...]) -> Retention:
+    path = "retention"
+    if raw is None:
+        r.fail(path, "is required (how long a person's records are kept, per purpose)")
+        return Retention("", "", "", {}, _UNSET)
+    m = r.mapping(raw, path, RETENTION_KEYS)
+    if not isinstance(raw, Mapping):
+        return Retention("", "", "", {}, _UNSET)
+    rule = r.text(m, "rule", path)
+    if rule and not _ID.fullmatch(rule):
+        r.fail(f"{path}.rule", f"{rule!r} must be a short identifier")
+    by_purpose: dict[str, Period] = {}
+    raw_periods = m.get("by_purpose")
+    if raw_periods is None:
+        r.fail(f"{path}.by_purpose", "is required")
+    elif not isinstance(raw_periods, Mapping):
+        r.fail(f"{path}.by_purpose", "must be a mapping of purpose to period")
+    else:
+        for purpose, spec in raw_periods.items():
+            here = f"{path}.by_purpose.{purpose}"
+            if purpose in purposes:
+                by_purpose[purpose] = _period(r, spec, here)
+            else:
+                r.fail(here, f"{purpose!r} is not a declared purpose ({', '.join(purposes)})")
+        for purpose in purposes:
+            if purpose not in raw_periods:
+                r.fail(
+                    f"{path}.by_purpose.{purpose}",
+                    "is required (every purpose the policy declares states its period)",
+                )
+    no_purpose = _UNSET
+    if m.get("no_purpose") is None:
+        r.fail(f"{path}.no_purpose", "is required (objections, opt-outs, portal links)")
+    else:
+        no_purpose = _period(r, m["no_purpose"], f"{path}.no_purpose")
+    return Retention(
+        rule=rule,
+        explanation=r.text(m, "explanation", path),
+        source=r.text(m, "source", path),
+        by_purpose=by_purpose,
+        no_purpose=no_purpose,
+    )
+
+
+# Stands in for a period that failed validation; a policy with a problem is never returned.
+_UNSET = Period(0, 0, 0, "")
+
+
+def _period(r: _Reader, raw: Any, path: str) -> Period:
+    m = r.mapping(raw, path, {"period", "source"})
+    if not isinstance(raw, Mapping):
+        return _UNSET
+    source = r.text(m, "source", path)
+    value = m.get("period")
+    if value is None:
+        r.fail(f"{path}.period", "is required (an ISO 8601 duration: P8Y, P6M, P30D)")
+        return _UNSET
+    if isinstance(value, str) and value.startswith("-P"):
+        r.fail(f"{path}.period", f"{value!r} must not be negative")
+        return _UNSET
+    match = _PERIOD.match(value) if isinstance(value, str) else None
+    if match is None:
+        r.fail(
+            f"{path}.period",
+            f"{value!r} is not an ISO 8601 duration in whole years, months and days "
+            "(P8Y, P6M, P30D, P1Y6M)",
+        )
+        return _UNSET
+    years, months, days = (int(n or 0) for n in match.groups())
+    if not (years or months or days):
+        r.fail(f"{path}.period", f"{value!r} must be longer than zero")
+        return _UNSET
+    if years * 12 + months + days * 12 / 365.25 > MAX_RETENTION_YEARS * 12:
+        r.fail(f"{path}.period", f"{value!r} must be at most {MAX_RETENTION_YEARS} years")
+        return _UNSET
+    return Period(years, months, days, source)
 
 
 class _Context:

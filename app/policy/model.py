@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import calendar
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 RuleKind = Literal["legal_basis", "implied", "consent", "deny"]
@@ -68,6 +70,69 @@ class Withdrawal:
 
 
 @dataclass(frozen=True)
+class Period:
+    """A retention period in whole years, months and days (ISO 8601 ``PnYnMnD``), with the
+    retention schedule entry it follows."""
+
+    years: int
+    months: int
+    days: int
+    source: str
+
+    def __str__(self) -> str:
+        parts = zip((self.years, self.months, self.days), "YMD", strict=True)
+        return "P" + "".join(f"{n}{unit}" for n, unit in parts if n)
+
+    def after(self, instant: datetime) -> datetime:
+        """``instant`` plus the period, by the calendar: years and months first, then days (the
+        ISO 8601 order), a day past the end of the month becoming its last day (29 February
+        + P1Y is 28 February; 31 January + P1M is the last day of February). The time of day
+        and the zone are kept."""
+        month0 = instant.month - 1 + self.months + 12 * self.years
+        year, month = instant.year + month0 // 12, month0 % 12 + 1
+        day = min(instant.day, calendar.monthrange(year, month)[1])
+        return instant.replace(year=year, month=month, day=day) + timedelta(days=self.days)
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long a person's records are kept after their last event (UK GDPR Art 5(1)(e)), and
+    the rule an erasure refused before then names (Art 5(2), 17(3)(b) and (e))."""
+
+    rule: str
+    explanation: str
+    source: str
+    by_purpose: dict[str, Period]
+    # Records that have no purpose: objections, national data opt-outs, patient portal links.
+    no_purpose: Period
+
+    def period_for(self, purpose: str | None) -> Period:
+        """The period of ``purpose`` (``None``: records without one); ``KeyError`` for a
+        purpose this policy does not declare."""
+        return self.no_purpose if purpose is None else self.by_purpose[purpose]
+
+    def kept_until(self, last_events: Mapping[str | None, datetime]) -> datetime:
+        """The instant before which the records must be kept, given the time of the person's
+        last event for each purpose (``None``: their records without a purpose): the latest of
+        last event + period. At or after it, the records may be erased.
+
+        A purpose this policy does not declare (records made under an earlier version) is kept
+        for whichever period ends last, so that dropping a purpose never makes its records
+        erasable early."""
+        if not last_events:
+            raise ValueError("no last event: a person without records has nothing to keep")
+        return max(self._after(purpose, t) for purpose, t in last_events.items())
+
+    def _after(self, purpose: str | None, instant: datetime) -> datetime:
+        if purpose is None or purpose in self.by_purpose:
+            return self.period_for(purpose).after(instant)
+        # Periods have no order of their own (P12M and P365D differ by the calendar): compare
+        # their ends from this instant.
+        periods = [*self.by_purpose.values(), self.no_purpose]
+        return max(p.after(instant) for p in periods)
+
+
+@dataclass(frozen=True)
 class Policy:
     name: str
     description: str
@@ -79,6 +144,9 @@ class Policy:
     objection_scopes: tuple[str, ...]
     confirmation: Confirmation
     withdrawal: Withdrawal
+    # None only for a document read back from the log that was published before the section
+    # existed: it states no period, so no record is known to be past one (README, "Retention").
+    retention: Retention | None
     global_rules: tuple[GlobalRule, ...]
     rules: tuple[Rule, ...]
     # The validated document as parsed; its canonical JSON is what gets published and hashed.

@@ -105,7 +105,8 @@ def policy_from_document(version: str, document: dict[str, Any]) -> Policy:
         cached = _cache.get(version)
     if cached is not None:
         return cached
-    policy = load_policy(document, f"policy {version}")
+    # A document from the log may predate the retention section; it is loaded as published.
+    policy = load_policy(document, f"policy {version}", published_before_retention=True)
     if policy.version != version:
         raise LogUnavailable(f"stored policy {version} does not hash to its version")
     with _cache_lock:
