@@ -81,6 +81,18 @@ PROBLEM_TYPES: dict[str, tuple[str, str]] = {
         "The consent or objection was withdrawn before; nothing was changed.",
     ),
     "already-confirmed": ("Already confirmed", "The consent was confirmed before."),
+    "retention-applies": (
+        "Records still kept",
+        "The person's records are within the retention period the policy in force sets (its "
+        "`retention` rule, named in `rule`, with the time in `kept_until`): they are kept to "
+        "show compliance (UK GDPR Art 5(2), 17(3)(b) and (e)) and cannot be erased yet, unless "
+        "they were recorded in error (`reason` `recorded_in_error`). Nothing was changed.",
+    ),
+    "erased": (
+        "Erased",
+        "The response recorded for this Idempotency-Key described a person who has since been "
+        "erased; it is no longer kept, and the request is not run again.",
+    ),
     "not-confirmable": (
         "Consent does not need confirmation",
         "Only consents recorded by a dwp or employment_dwp organisation need confirmation by a "
@@ -234,6 +246,11 @@ class NotFound(DomainError):
 class Conflict(DomainError):
     status = 409
     slug = "conflict"
+
+
+class Gone(DomainError):
+    status = 410
+    slug = "erased"
 
 
 class RateLimited(DomainError):

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import event, text
 
 from app.services.container import Ledger
+from app.services.log import openings
 
 # Parametrise a test with ``@pytest.mark.parametrize("backend", BOTH, indirect=True)`` to run it
 # on SQLite and on the real PostgreSQL server.
@@ -25,7 +26,7 @@ def tamper(ledger: Ledger, sql: str, **params: Any) -> None:
     engine = ledger.db.write_engine
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
-            tables = ("log_entries", "log_nodes", "log_checkpoints")
+            tables = ("log_entries", "log_nodes", "log_checkpoints", "log_openings")
             for t in tables:
                 conn.execute(text(f"ALTER TABLE {t} DISABLE TRIGGER USER"))
             conn.execute(text(sql), params)
@@ -40,6 +41,21 @@ def tamper(ledger: Ledger, sql: str, **params: Any) -> None:
         conn.execute(text(sql), params)
         for _, ddl in saved:
             conn.execute(text(ddl))
+
+
+def logged_entry(ledger: Ledger, index: int) -> dict[str, Any]:
+    """The entry at ``index`` as the service reads it: the leaf decoded, or, for a committed
+    leaf (log format 2), the entry its opening holds (checked against the commitment)."""
+    with ledger.db.read() as session:
+        entry = ledger.log_store.entry(session, index).entry
+    assert entry is not None, f"entry {index} cannot be read"
+    return entry
+
+
+def logged_entries(ledger: Ledger) -> list[dict[str, Any]]:
+    """Every readable entry in index order (erased ones are left out)."""
+    with ledger.db.read() as session:
+        return [entry for _, entry in openings.entries(session)]
 
 
 @contextmanager

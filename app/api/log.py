@@ -1,8 +1,8 @@
 """The log's public face: checkpoint, verifier key, entries and proofs (RFC 9162, C2SP).
 
 The checkpoint and key need no token, so a witness or auditor can fetch them anonymously; the
-proofs need any client; entries (whose payloads describe consents) need an auditor, or an IG
-lead of an organisation the entry names.
+proofs need any client; entries need an auditor or an IG lead, and what an entry about a person
+says (its opening) only an auditor or an IG lead of an organisation the entry names.
 """
 
 from __future__ import annotations
@@ -27,11 +27,37 @@ blp = Blueprint(
 TEXT = {"text/plain": {"schema": {"type": "string"}}}
 
 
+class OpeningSchema(ma.Schema):
+    salt = ma.fields.String(metadata={"description": "hex of the 32 bytes of salt"})
+    entry = ma.fields.String(metadata={"description": "base64 of the entry's canonical bytes"})
+
+
 class EntrySchema(ma.Schema):
     index = Integer()
     leaf_hash = ma.fields.String(metadata={"description": "hex SHA-256(0x00 || leaf)"})
     leaf = ma.fields.String(metadata={"description": "base64 of the exact leaf bytes"})
-    entry = ma.fields.Dict(metadata={"description": "the leaf decoded (RFC 8785 JSON)"})
+    state = ma.fields.String(
+        metadata={
+            "description": "clear: the leaf is the entry; opened: the leaf commits to the entry "
+            "(log format 2) and the opening is given; withheld: it commits to an entry this "
+            "reader may not read; erased: its opening was deleted by the subject.erased entry "
+            "at erased_by; unreadable: damaged (run consent-ledger verify)",
+            "enum": ["clear", "opened", "withheld", "erased", "unreadable"],
+        }
+    )
+    entry = ma.fields.Dict(
+        allow_none=True,
+        metadata={"description": "the entry (RFC 8785 JSON), decoded from the leaf or opening"},
+    )
+    opening = ma.fields.Nested(
+        OpeningSchema,
+        allow_none=True,
+        metadata={
+            "description": "what a committed leaf commits to: its commitment is "
+            'SHA-256("consent-ledger entry commitment v2\\0" || salt || entry)'
+        },
+    )
+    erased_by = Integer(allow_none=True)
 
 
 class InclusionArgs(QuerySchema):

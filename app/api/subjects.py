@@ -1,4 +1,5 @@
-"""``POST /v1/subjects/access-links``: a link to the person's own page."""
+"""People: ``POST /v1/subjects/access-links`` (a link to the person's own page) and
+``POST /v1/subjects/erasures`` (erase a person, UK GDPR Art 17)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,13 @@ from app.services.access.web_sessions import (
     create_access_link,
     revoke_access_link,
 )
+from app.services.consents import erasure
 
 blp = Blueprint(
-    "subjects", __name__, url_prefix="/v1/subjects", description="People: links to their own page"
+    "subjects",
+    __name__,
+    url_prefix="/v1/subjects",
+    description="People: links to their own page, and erasure",
 )
 
 
@@ -84,3 +89,61 @@ def revoke(link_id: str) -> Any:
     """End a link before it expires; the page then says the link does not work."""
     index = revoke_access_link(ledger(), current_principal(), link_id)
     return {"id": link_id, "revoked": True, "ledger_index": index}
+
+
+class ErasureRequestSchema(ma.Schema):
+    subject = ma.fields.Nested(schemas.SubjectSchema, required=True)
+    reason = ma.fields.String(
+        required=True,
+        validate=ma.validate.OneOf(erasure.REASONS),
+        metadata={
+            "description": "why: only recorded_in_error erases records the policy's retention "
+            "period still keeps"
+        },
+    )
+    reference = ma.fields.String(
+        required=True,
+        metadata={
+            "description": "your own case number for the request (1 to 64 letters, digits and "
+            "._/:-; never a person's identifier): it is logged",
+            "example": "SAR-2026-0042",
+        },
+    )
+
+    @ma.validates("reference")
+    def _reference(self, value: str, **_: Any) -> None:
+        problem = erasure.reference_problem(value)
+        if problem is not None:
+            raise ma.ValidationError(problem.message)
+
+
+class ErasureSchema(ma.Schema):
+    reason = ma.fields.String()
+    reference = ma.fields.String()
+    count = schemas.Integer(metadata={"description": "how many log entries were about the person"})
+    indexes = ma.fields.List(
+        schemas.Integer(), metadata={"description": "their leaves, which now open to nothing"}
+    )
+    ledger = ma.fields.Nested(schemas.LedgerReceiptSchema)
+
+
+@blp.route("/erasures", methods=["POST"])
+@authenticated(*erasure.ERASER_ROLES)
+@blp.doc(security=BEARER)
+@blp.arguments(ErasureRequestSchema())
+@blp.response(201, ErasureSchema)
+@blp.alt_response(401, response="UNAUTHORIZED")
+@blp.alt_response(403, response="FORBIDDEN")
+@blp.alt_response(404, response="NOT_FOUND")
+@blp.alt_response(409, response="CONFLICT")
+def erase(data: dict[str, Any]) -> Any:
+    """Erase a person: the openings of every log entry about them, their identifier mappings
+    and every row about them are deleted in one transaction, and a `subject.erased` entry
+    (holding nothing personal) is logged. Every checkpoint, proof and receipt stays valid. An
+    IG lead erases a person its organisation recorded something about; an auditor, anyone.
+    Refused (409 `retention-applies`, naming the rule) while the policy's retention period
+    keeps the records, unless `reason` is `recorded_in_error`."""
+    erased = erasure.erase(
+        ledger(), current_principal(), data["subject"], data["reason"], data["reference"]
+    )
+    return erasure.erasure_view(erased), 201

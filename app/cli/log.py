@@ -43,7 +43,8 @@ def verify_command(vkey: str | None, quiet: bool) -> None:
         _fail(f"log verification FAILED: {result.problem}")
     click.echo(
         f"log verified: {result.size} entries re-hashed, tree rebuilt, "
-        f"{result.checkpoints} signed checkpoints checked"
+        f"{result.checkpoints} signed checkpoints checked, every committed entry opened "
+        f"({result.erased} erased)"
     )
     assert answers is not None
     _report_answers(answers)

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from app.ledger.entry import decode_entry, encode_entry
 from app.ledger.errors import EntryError
@@ -38,7 +40,9 @@ __all__ = [
     "commit",
     "commitment",
     "committed_leaf",
+    "is_committed",
     "parse_committed_leaf",
+    "read_committed_leaf",
 ]
 
 COMMITTED_VERSION = 2
@@ -79,12 +83,15 @@ class CommittedLeaf:
         """Whether ``opening`` is what this leaf commits to (constant time in the digest)."""
         return hmac.compare_digest(commitment(opening), self.commitment)
 
-    def open(self, opening: Opening) -> dict[str, object]:
+    def open(
+        self, opening: Opening, decode: Callable[[bytes], dict[str, Any]] = decode_entry
+    ) -> dict[str, Any]:
         """The entry ``opening`` holds, once it is shown to be this leaf's and of its type;
-        :class:`EntryError` otherwise."""
+        :class:`EntryError` otherwise. ``decode`` may skip the canonical-form check where the
+        caller has made it another way."""
         if not self.opened_by(opening):
             raise EntryError("the opening does not match the leaf's commitment")
-        entry = decode_entry(opening.entry)
+        entry = decode(opening.entry)
         if entry.get("type") != self.entry_type:
             raise EntryError(
                 f"the opening is a {entry.get('type')!r} entry, the leaf says {self.entry_type!r}"
@@ -113,11 +120,21 @@ def commit(entry: dict[str, object], salt: bytes) -> tuple[bytes, Opening]:
     return committed_leaf(entry_type, commitment(opening)), opening
 
 
+def is_committed(value: Mapping[str, object]) -> bool:
+    """Whether a decoded leaf is of format 2 (a commitment, not the entry itself)."""
+    return value.get("v") == COMMITTED_VERSION
+
+
 def parse_committed_leaf(leaf: bytes) -> CommittedLeaf:
     """A committed leaf's type and commitment. The leaf must be canonical, hold exactly
     ``v`` (2), ``type`` and ``commitment`` (64 lowercase hex digits), and nothing else:
     :class:`EntryError` names what is wrong otherwise."""
-    value = decode_entry(leaf)
+    return read_committed_leaf(decode_entry(leaf))
+
+
+def read_committed_leaf(value: Mapping[str, object]) -> CommittedLeaf:
+    """:func:`parse_committed_leaf` for a leaf already decoded (by a caller that has checked its
+    canonical form another way)."""
     if set(value) != _KEYS:
         extra = sorted(set(value) - _KEYS)
         missing = sorted(_KEYS - set(value))

@@ -54,6 +54,7 @@ __all__ = [
     "Reason",
     "Record",
     "RollbackAccepted",
+    "SubjectErased",
     "UnknownEntryType",
     "envelope",
     "parse_entry",
@@ -554,6 +555,24 @@ class AccessLinkRevoked(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SubjectErased(Event):
+    """A person was erased: the openings of the entries at ``indexes`` were deleted, with
+    their identifier mapping and their rows. Holds nothing about the person: who asked (an
+    organisation and client), why (``reason``, a code), under which of the requester's own case
+    numbers (``reference``), and which leaves now commit to nothing that can be opened, so a
+    verifier can tell an erased entry from a lost one."""
+
+    TYPE: ClassVar[str] = "subject.erased"
+    reason: str
+    reference: str
+    # Who asked: an API client and its organisation; None for an operator's command.
+    organisation: str | None
+    client_id: str | None
+    count: int
+    indexes: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RollbackAccepted(Event):
     """An operator accepted that the database lacks the newest published checkpoint."""
 
@@ -580,6 +599,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         DisclosureRecorded,
         AccessLinkCreated,
         AccessLinkRevoked,
+        SubjectErased,
         RollbackAccepted,
     )
 }

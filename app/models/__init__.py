@@ -239,6 +239,17 @@ class IdempotencyRecord(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
 
 
+class IdempotencySubject(Base):
+    """Whom a recorded response is about (the people its request logged entries about), so an
+    erasure can find the responses that describe them."""
+
+    __tablename__ = "idempotency_subjects"
+
+    subject_ref: Mapped[str] = mapped_column(String(40), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+
+
 class PolicyVersion(Base):
     """A published policy: its canonical document, keyed by its SHA-256 (the version).
     The newest publication is in force."""

@@ -1,4 +1,4 @@
-"""log openings (log format 2)
+"""log openings (log format 2), and whom recorded responses are about
 
 Revision ID: 0007
 Revises: 0006
@@ -8,6 +8,9 @@ A committed leaf's opening (salt and canonical entry) lives in ``log_openings``,
 tree. Rows may be deleted (that is how a person is erased) but never changed: a trigger refuses
 UPDATE, and on SQLite an insert onto an existing index (INSERT OR REPLACE would otherwise
 swap an opening without firing a trigger).
+
+``idempotency_subjects`` says which people a recorded response is about, so that erasing a
+person also blanks the responses that describe them.
 """
 
 from __future__ import annotations
@@ -44,6 +47,15 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_log_openings_subject_ref"), "log_openings", ["subject_ref"], unique=False
     )
+    op.create_table(
+        "idempotency_subjects",
+        sa.Column("subject_ref", sa.String(length=40), nullable=False),
+        sa.Column("client_id", sa.String(length=40), nullable=False),
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "subject_ref", "client_id", "key", name=op.f("pk_idempotency_subjects")
+        ),
+    )
     if op.get_bind().dialect.name == "postgresql":
         op.execute(PG_GUARD_FUNCTION)
         op.execute(
@@ -71,5 +83,6 @@ def downgrade() -> None:
     else:
         op.execute("DROP TRIGGER IF EXISTS log_openings_no_update")
         op.execute("DROP TRIGGER IF EXISTS log_openings_no_replace")
+    op.drop_table("idempotency_subjects")
     op.drop_index(op.f("ix_log_openings_subject_ref"), table_name="log_openings")
     op.drop_table("log_openings")

@@ -26,8 +26,10 @@ each other's order.
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
+import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -163,6 +165,12 @@ class World:
         recipients = [OWNER] if recorder == DWP_OWNER else [RECIPIENT]
         body = consent_body(self.fresh_person(), recipients)
         return str(self.write("/v1/consents", recorder, body)["id"])
+
+    def new_person_with_consent(self) -> str:
+        """A person only the owner has recorded anything about (their NHS number)."""
+        person = self.fresh_person()
+        self.write("/v1/consents", OWNER, consent_body(person, [RECIPIENT]))
+        return person
 
     def new_objection(self) -> str:
         body = {"subject": {"nhs_number": self.fresh_person()}, "scope": "direct_care"}
@@ -332,6 +340,12 @@ def entry_read(
     w: World, role: str, relation: str, resp: TestResponse, headers: dict[str, str]
 ) -> None:
     body = resp.get_json()
+    if role == "ig_lead" and relation != OWN:
+        # The committed leaf, which holds nothing about the person; never its opening.
+        assert (body["state"], body["entry"], body["opening"]) == ("withheld", None, None)
+        assert set(json.loads(base64.b64decode(body["leaf"]))) == {"v", "type", "commitment"}
+        return
+    assert body["state"] == "opened"
     assert body["entry"]["type"] == "consent.granted"
     assert body["entry"]["data"]["consent_id"] == w.consent_id
 
@@ -461,11 +475,26 @@ EXPECTED: dict[Route, Expect] = {
         reads=disclosures_read,
     ),
     # entries describe consents and shares: an auditor reads all, an IG lead must not read
-    # another organisation's (else GET /v1/disclosures' scoping means nothing)
+    # another organisation's (else GET /v1/disclosures' scoping means nothing); a committed
+    # leaf (log format 2) holds nothing personal, so it is served to any IG lead, its opening
+    # only to the organisations the entry names
     ("GET", "/v1/log/entries/<int:index>"): Expect(
         lambda w: Call(f"/v1/log/entries/{w.entries['consent.granted']}"),
-        only(ig_lead=(200, 403), auditor=(200, 200)),
+        only(ig_lead=(200, 200), auditor=(200, 200)),
         reads=entry_read,
+    ),
+    # an IG lead erases a person its organisation recorded something about (for another
+    # organisation's IG lead the person does not exist); an auditor anyone
+    ("POST", "/v1/subjects/erasures"): Expect(
+        lambda w: Call(
+            "/v1/subjects/erasures",
+            body={
+                "subject": {"nhs_number": w.new_person_with_consent()},
+                "reason": "recorded_in_error",
+                "reference": "IG-2026-001",
+            },
+        ),
+        only(ig_lead=(201, 404), auditor=(201, 201)),
     ),
     # a case system may give a link only to a person its organisation has a record with
     ("POST", "/v1/subjects/access-links"): Expect(
@@ -635,7 +664,7 @@ def test_disclosure_history_gives_another_organisation_no_rows_and_no_total(
         "objection.recorded",
     ],
 )
-def test_log_entries_about_another_organisation_are_refused_to_its_ig_lead(
+def test_log_entries_about_another_organisation_are_withheld_from_its_ig_lead(
     world: World, entry_type: str
 ) -> None:
     path = f"/v1/log/entries/{world.entries[entry_type]}"
@@ -644,7 +673,9 @@ def test_log_entries_about_another_organisation_are_refused_to_its_ig_lead(
         assert own.status_code == 200, (org, role)
         assert own.get_json()["entry"]["type"] == entry_type
     resp = world.client.get(path, headers=world.auth(OTHER, "ig_lead"))
-    assert resp.status_code == 403, _explain(resp)
+    assert resp.status_code == 200, _explain(resp)
+    body = resp.get_json()
+    assert (body["state"], body["entry"], body["opening"]) == ("withheld", None, None)
     _assert_no_owner_secrets(world, resp)
 
 

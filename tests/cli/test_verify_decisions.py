@@ -19,8 +19,6 @@ from flask.testing import FlaskCliRunner
 from sqlalchemy import text
 
 from app.errors import Conflict
-from app.ledger.entry import decode_entry
-from app.models import LogEntry
 from app.policy import LegalBasis, Policy, load_policy
 from app.services.access import clients
 from app.services.access.clients import Principal
@@ -29,7 +27,7 @@ from app.services.consents.subjects import SubjectIdentifier
 from app.services.container import Ledger
 from app.services.decisions import decisions, policies
 from app.services.log.log_store import make_entry
-from tests.helpers import BOTH
+from tests.helpers import BOTH, logged_entry
 from tests.nhs import valid_nhs_numbers
 
 NHS = valid_nhs_numbers(6, start=943_477_300)
@@ -272,8 +270,7 @@ def test_verify_passes_a_log_of_many_flows(
 
 
 def _logged(ledger: Ledger, index: int) -> dict[str, Any]:
-    with ledger.db.read() as session:
-        return decode_entry(session.get(LogEntry, index).leaf)  # type: ignore[union-attr]
+    return logged_entry(ledger, index)
 
 
 @pytest.mark.parametrize(

@@ -21,10 +21,10 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from app.errors import DomainError, FieldError, InvalidArgument
-from app.models import IdempotencyRecord, table
+from app.errors import DomainError, FieldError, Gone, InvalidArgument
+from app.models import IdempotencyRecord, IdempotencySubject, table
 from app.services.container import Ledger
-from app.services.log.log_store import Receipt
+from app.services.log.log_store import Receipt, appended_count, subjects_appended_since
 from app.services.log.sequencer import Batch
 
 HEADER = "Idempotency-Key"
@@ -86,7 +86,8 @@ def run_write(
         session = batch.session
         responses = _responses(batch, ledger)
         if idem is not None:
-            recorded = responses.get((idem.client_id, idem.key)) or _recorded(session, idem)
+            staged = responses.get((idem.client_id, idem.key))
+            recorded = staged[:3] if staged is not None else _recorded(session, idem)
             if recorded is not None:
                 fingerprint, status, body = recorded
                 if not hmac.compare_digest(fingerprint, idem.fingerprint):
@@ -95,23 +96,38 @@ def run_write(
                         "use a new key for a new request",
                         errors=[FieldError(HEADER, "already used with another body", "headers")],
                     )
+                if status == ERASED_RESPONSE:
+                    raise Gone(
+                        f"the response recorded for this {HEADER} described a person who has "
+                        "since been erased: it is no longer kept, and the request is not run "
+                        "again"
+                    )
                 if check_replay is not None:
                     check_replay(session, body)
                 return WriteResult(status, body, replayed=True)
+        appended = appended_count(session)
         status, body = use_case(session)
         if idem is not None:
             # Last, so a use case that fails leaves nothing staged for its key.
-            responses[(idem.client_id, idem.key)] = (idem.fingerprint, status, body)
+            about = subjects_appended_since(session, appended)
+            responses[(idem.client_id, idem.key)] = (idem.fingerprint, status, body, about)
         return WriteResult(status, body)
 
     result = ledger.sequencer.run(in_batch, prepare)
     return WriteResult(result.status, _rendered(result.body), result.replayed)
 
 
-# A recorded response: the request's fingerprint, the status and the body.
+# The status an erasure leaves on a recorded response that described the person (its body
+# blanked): a retry is answered 410, not run again.
+ERASED_RESPONSE = 410
+
+# A recorded response: the request's fingerprint, the status and the body (and, while it is
+# staged, the people its request logged entries about).
 _Response = tuple[bytes, int, dict[str, Any]]
+_Staged = tuple[bytes, int, dict[str, Any], set[str]]
 _RESPONSES = "idempotency_responses"
 _INSERT_RECORDS = insert(table(IdempotencyRecord))
+_INSERT_SUBJECTS = insert(table(IdempotencySubject))
 
 
 def _recorded(session: Session, idem: IdempotencyKey) -> _Response | None:
@@ -121,11 +137,11 @@ def _recorded(session: Session, idem: IdempotencyKey) -> _Response | None:
     return record.fingerprint, record.status_code, json.loads(record.body)
 
 
-def _responses(batch: Batch, ledger: Ledger) -> dict[tuple[str, str], _Response]:
+def _responses(batch: Batch, ledger: Ledger) -> dict[tuple[str, str], _Staged]:
     """The responses this batch has made under an Idempotency-Key, stored together once the
     batch is sealed (their bodies carry its checkpoint). A retry in the same batch as its
     original finds the original's response here."""
-    responses: dict[tuple[str, str], _Response] | None = batch.state.get(_RESPONSES)
+    responses: dict[tuple[str, str], _Staged] | None = batch.state.get(_RESPONSES)
     if responses is None:
         responses = batch.state[_RESPONSES] = {}
 
@@ -144,9 +160,16 @@ def _responses(batch: Batch, ledger: Ledger) -> dict[tuple[str, str], _Response]
                         "body": json.dumps(_rendered(body)),
                         "created_at": now,
                     }
-                    for (client_id, key), (fingerprint, status, body) in responses.items()
+                    for (client_id, key), (fingerprint, status, body, _) in responses.items()
                 ],
             )
+            about = [
+                {"subject_ref": ref, "client_id": client_id, "key": key}
+                for (client_id, key), (*_, subjects) in responses.items()
+                for ref in subjects
+            ]
+            if about:
+                session.connection().execute(_INSERT_SUBJECTS, about)
 
         batch.when_sealed.append(store)
     return responses

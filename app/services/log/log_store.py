@@ -12,6 +12,7 @@ not a sequence.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,10 +25,12 @@ from app.errors import FieldError as FE
 from app.errors import InvalidArgument, NotFound
 from app.ledger import merkle
 from app.ledger.checkpoint import Checkpoint, CheckpointSigner, CheckpointVerifier
-from app.ledger.entry import decode_entry, encode_entry
+from app.ledger.commitment import SALT_BYTES, commit
+from app.ledger.entry import encode_entry
 from app.ledger.errors import EntryError, VerificationError
-from app.ledger.events import DecisionMade, DisclosureRecorded
-from app.models import LogCheckpoint, LogEntry, LogHead, LogNode, table
+from app.ledger.events import EVENT_TYPES, DecisionMade, DisclosureRecorded
+from app.models import LogCheckpoint, LogEntry, LogHead, LogNode, LogOpening, table
+from app.services.log import openings
 
 if TYPE_CHECKING:
     from app.services.log.published import PublishedRecord
@@ -169,6 +172,7 @@ def make_entry(entry_type: str, time: datetime, data: Mapping[str, Any]) -> dict
 # computing cache keys) cost more than running them. Core statements on the tables, run on the
 # session's connection, not through the ORM.
 _INSERT_ENTRIES = insert(table(LogEntry))
+_INSERT_OPENINGS = insert(table(LogOpening))
 _INSERT_NODES = insert(table(LogNode))
 _INSERT_CHECKPOINT = insert(table(LogCheckpoint))
 _UPDATE_HEAD = (
@@ -229,6 +233,9 @@ _APPENDER = "log_appender"
 # Entry types that record what was asked or done and change no consent or objection: a cache of
 # a person's facts stays true across them (app.services.decisions.facts).
 FACTS_UNCHANGED = frozenset({DecisionMade.TYPE, DisclosureRecorded.TYPE})
+# Entry types about a person: appended as committed leaves (log format 2), their openings kept
+# in log_openings, from which an erasure deletes them.
+COMMITTED_TYPES = frozenset(t for t, cls in EVENT_TYPES.items() if cls.PERSONAL)
 
 
 class Appender:
@@ -236,8 +243,8 @@ class Appender:
 
     Indexes, leaf hashes and the new perfect-subtree nodes are computed as entries arrive (a
     receipt is final at once); the rows are written, and one checkpoint signed, by
-    :meth:`LogStore.seal`. A batch of several use cases marks the appender before each and
-    resets it if that use case fails, so the rest of the batch goes on without its entries.
+    :meth:`LogStore.seal`. Entries about a person are held as committed leaves (log format 2)
+    with their openings beside them (``opening_rows``), written in the same seal.
     """
 
     def __init__(
@@ -252,6 +259,7 @@ class Appender:
         self.prefixes = prefixes
         self.declares_fork = declares_fork
         self.entry_rows: list[dict[str, Any]] = []
+        self.opening_rows: list[dict[str, Any]] = []
         self.node_rows: list[dict[str, Any]] = []
         self.seal = Seal()
         # People whose consents or objections this transaction has changed (never forgotten on
@@ -267,8 +275,22 @@ class Appender:
             raise ValueError("nothing to append")
         receipts = []
         for entry in entries:
-            leaf = encode_entry(entry)
             index = self.size
+            entry_type = str(entry["type"])
+            if entry_type in COMMITTED_TYPES:
+                # Log format 2: the leaf commits to the entry without holding it; the salt is
+                # fresh per entry, so a guessed entry cannot be confirmed against the leaf.
+                leaf, opening = commit(dict(entry), secrets.token_bytes(SALT_BYTES))
+                self.opening_rows.append(
+                    {
+                        "idx": index,
+                        "subject_ref": entry["data"]["subject_ref"],
+                        "salt": opening.salt,
+                        "entry": opening.entry,
+                    }
+                )
+            else:
+                leaf = encode_entry(entry)
             lh = merkle.leaf_hash(leaf)
             for (level, idx), h in merkle.nodes_after_append(index, lh, self.nodes):
                 self.nodes[(level, idx)] = h
@@ -278,28 +300,16 @@ class Appender:
                     "idx": index,
                     "leaf": leaf,
                     "leaf_hash": lh,
-                    "entry_type": str(entry["type"]),
+                    "entry_type": entry_type,
                     "created_at": now,
                 }
             )
             receipts.append(Receipt(index, lh, self.seal))
-            if entry["type"] not in FACTS_UNCHANGED:
+            if entry_type not in FACTS_UNCHANGED:
                 subject_ref = entry["data"].get("subject_ref")
                 if subject_ref is not None:
                     self.changed_subjects.add(subject_ref)
         return receipts
-
-    def mark(self) -> tuple[int, int]:
-        return len(self.entry_rows), len(self.node_rows)
-
-    def reset(self, mark: tuple[int, int]) -> None:
-        """Forget what was appended since ``mark`` (nodes are only ever added, each once, so
-        dropping the ones added since restores the tree as it was)."""
-        entries, nodes = mark
-        for row in self.node_rows[nodes:]:
-            del self.nodes[(row["level"], row["idx"])]
-        del self.node_rows[nodes:]
-        del self.entry_rows[entries:]
 
 
 def has_appends(session: Session) -> bool:
@@ -311,6 +321,15 @@ def changed_subjects(session: Session) -> set[str]:
     """The people whose consents or objections this transaction has changed so far."""
     appender = session.info.get(_APPENDER)
     return set() if appender is None else appender.changed_subjects
+
+
+def subjects_appended_since(session: Session, count: int) -> set[str]:
+    """The people named by the entries this transaction appended after its first ``count``."""
+    appender = session.info.get(_APPENDER)
+    if appender is None:
+        return set()
+    first = appender.start_size + count
+    return {row["subject_ref"] for row in appender.opening_rows if row["idx"] >= first}
 
 
 def appended_count(session: Session) -> int:
@@ -431,6 +450,8 @@ class LogStore:
         # unit of work's bookkeeping cost more than the statements themselves.
         connection = session.connection()
         connection.execute(_INSERT_ENTRIES, appender.entry_rows)
+        if appender.opening_rows:
+            connection.execute(_INSERT_OPENINGS, appender.opening_rows)
         connection.execute(_INSERT_NODES, appender.node_rows)
         connection.execute(
             _INSERT_CHECKPOINT,
@@ -473,10 +494,11 @@ class LogStore:
             select(LogCheckpoint).order_by(LogCheckpoint.tree_size.desc()).limit(1)
         ).scalar_one_or_none()
 
-    def entry(self, session: Session, index: int) -> tuple[LogEntry, dict[str, Any] | None]:
-        """The stored entry and its decoded form (``None`` if the leaf is not canonical JSON,
-        which only tampering produces; ``verify`` names it, and the bytes are served as they
-        are)."""
+    def entry(self, session: Session, index: int) -> openings.Read:
+        """The stored entry with its opening, if it has one. An entry that cannot be read (a
+        leaf not canonical, an opening missing or wrong: only tampering or loss produce them)
+        comes back ``unreadable`` with its bytes, which are served as they are; ``verify``
+        names it."""
         row = session.get(LogEntry, index) if index <= MAX_INDEX else None
         if row is None:
             size = self.size(session)
@@ -486,10 +508,10 @@ class LogStore:
                 else "the log is empty"
             )
         try:
-            return row, decode_entry(row.leaf)
-        except EntryError:
-            logger.error("log entry %d is not canonical JSON: run consent-ledger verify", index)
-            return row, None
+            return openings.read(session, index, row)
+        except (EntryError, openings.UnreadableEntry):
+            logger.error("log entry %d cannot be read: run consent-ledger verify", index)
+            return openings.Read(index, row.leaf, row.leaf_hash, "unreadable", None, None)
 
     def _checked_size(self, session: Session, size: int | None, field: str) -> tuple[int, int]:
         current = self.size(session)

@@ -7,6 +7,8 @@ as each entry. This module replays every entry, in index order, into the rows
 the projections should hold, and reports each difference. ``--check`` only reports; without it
 the consent-side projections are rewritten from the log in one transaction. Subjects (the
 identifier mapping) and token hashes are not in the log by design, and are not touched.
+Entries are read through their openings (app.services.log.openings): an erased entry is
+skipped, as its rows were deleted with it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.ledger.entry import decode_entry
+from app.ledger.errors import EntryError
 from app.ledger.events import Logged, MalformedEntry, UnknownEntryType, parse_entry, time_text
 from app.models import (
     ApiClient,
@@ -29,7 +32,6 @@ from app.models import (
     DecisionRecord,
     Disclosure,
     DisclosureConsent,
-    LogEntry,
     Objection,
     Organisation,
     PolicyVersion,
@@ -38,20 +40,11 @@ from app.models import (
 if TYPE_CHECKING:
     from app.services.container import Ledger
 
+from app.services.log import openings
 from app.services.log.projections import InMemory, Row, key_columns, primary_key, project
 
 Progress = Callable[[int, int], None]
 Expected = InMemory
-
-
-def _entries(
-    session: Session, decode: Callable[[bytes], dict[str, Any]]
-) -> Iterator[tuple[int, dict[str, Any]]]:
-    rows = session.execute(
-        select(LogEntry.idx, LogEntry.leaf).order_by(LogEntry.idx).execution_options(yield_per=2000)
-    )
-    for idx, leaf in rows:
-        yield idx, decode(leaf)
 
 
 class Unreplayable(Exception):
@@ -59,11 +52,12 @@ class Unreplayable(Exception):
 
     def __init__(self, index: int, exc: Exception) -> None:
         self.index = index
-        self.reason = (
-            f"is not a well-formed entry: {exc}"
-            if isinstance(exc, MalformedEntry)
-            else f"cannot be replayed: {type(exc).__name__} {exc}"
-        )
+        if isinstance(exc, MalformedEntry):
+            self.reason = f"is not a well-formed entry: {exc}"
+        elif isinstance(exc, EntryError):
+            self.reason = f"cannot be read: {exc}"
+        else:
+            self.reason = f"cannot be replayed: {type(exc).__name__} {exc}"
         super().__init__(f"entry {index} {self.reason}")
 
 
@@ -79,7 +73,7 @@ def replay(
     re-evaluates the logged decisions with it); ``decode`` may skip the canonical-form check
     where the caller has just made it in the same snapshot."""
     exp = Expected()
-    for n, (idx, entry) in enumerate(_entries(session, decode), start=1):
+    for n, (idx, entry) in enumerate(_readable(session, decode), start=1):
         try:
             logged: Logged | MalformedEntry | None = parse_entry(entry)
         except UnknownEntryType:
@@ -98,6 +92,15 @@ def replay(
         if progress and (n % 5000 == 0 or n == total):
             progress(n, total)
     return exp
+
+
+def _readable(
+    session: Session, decode: Callable[[bytes], dict[str, Any]]
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    try:
+        yield from openings.entries(session, decode)
+    except openings.UnreadableEntry as exc:
+        raise Unreplayable(exc.index, exc.error) from None
 
 
 def _plain(value: Any) -> Any:

@@ -20,11 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import LogUnavailable
-from app.ledger.entry import decode_entry
 from app.ledger.errors import EntryError
 from app.ledger.events import (
     ConsentConfirmed,
@@ -42,7 +40,6 @@ from app.ledger.events import (
     UnknownEntryType,
     parse_entry,
 )
-from app.models import LogEntry
 from app.policy import (
     ConsentFact,
     Decision,
@@ -56,6 +53,7 @@ from app.policy import (
     evaluate,
 )
 from app.services.decisions import policies
+from app.services.log import openings
 from app.services.log.rebuild import Unreplayable
 
 
@@ -178,16 +176,16 @@ def _entries(session: Session) -> Iterator[tuple[int, Logged]]:
     entry that cannot be read (not canonical JSON, or not as its type declares) stops the
     replay with :class:`Unreplayable`, naming it: a decision after it cannot be replayed on
     facts that are not known."""
-    rows = session.execute(
-        select(LogEntry.idx, LogEntry.leaf).order_by(LogEntry.idx).execution_options(yield_per=2000)
-    )
-    for idx, leaf in rows:
-        try:
-            yield idx, parse_entry(decode_entry(leaf))
-        except UnknownEntryType:
-            continue
-        except EntryError as exc:
-            raise Unreplayable(idx, exc) from None
+    try:
+        for idx, entry in openings.entries(session):
+            try:
+                yield idx, parse_entry(entry)
+            except UnknownEntryType:
+                continue
+            except EntryError as exc:
+                raise Unreplayable(idx, exc) from None
+    except openings.UnreadableEntry as exc:
+        raise Unreplayable(exc.index, exc.error) from None
 
 
 def replay_decisions(

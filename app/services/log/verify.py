@@ -39,7 +39,7 @@ from app.ledger.errors import EntryError, VerificationError
 from app.models import LogCheckpoint, LogEntry, LogHead, LogNode
 from app.services.container import Ledger
 from app.services.decisions import dashboard
-from app.services.log import rebuild
+from app.services.log import openings, rebuild
 from app.services.log.log_store import RollbackDetected
 from app.services.log.published import check_contains_published
 from app.services.log.replay import AnswerAudit, Unfounded
@@ -55,6 +55,8 @@ class VerifyResult:
     checkpoints: int
     problem: str | None = None
     first_bad_index: int | None = None
+    # Committed leaves whose openings an erasure deleted (a subject.erased entry lists each).
+    erased: int = 0
 
 
 class _Bad(Exception):
@@ -265,9 +267,10 @@ def verify_log(
             )
         if head.root_hash != tree.root():
             raise _Bad("the log head's root differs from the rebuilt tree's", None)
+        erased = _check_openings(session, size)
     except _Bad as bad:
         return VerifyResult(False, size, walk.checked if walk else 0, str(bad), bad.index)
-    return VerifyResult(True, size, walk.checked)
+    return VerifyResult(True, size, walk.checked, erased=erased)
 
 
 def _check_batch_in_bulk(connection: Connection, walk: _Walk, start: int, end: int) -> bool:
@@ -368,6 +371,70 @@ def _check_batch_by_entry(session: Session, walk: _Walk, start: int, size: int) 
                 None,
             )
     return len(rows)
+
+
+_OPENINGS = text(
+    "SELECT e.idx, e.leaf, o.idx, o.subject_ref, o.salt, o.entry FROM log_entries e "
+    "FULL OUTER JOIN log_openings o ON o.idx = e.idx ORDER BY coalesce(e.idx, o.idx)"
+)
+
+
+def _check_openings(session: Session, size: int) -> int:
+    """Every committed leaf (log format 2) opens to an entry of its type about the person its
+    opening row is filed under, or was erased (a ``subject.erased`` entry, later in the log,
+    lists it); every opening belongs to a committed leaf. Returns how many entries are erased.
+
+    Run after the tree is proved: the leaves are the ones the checkpoints sign, and only
+    SHA-256 is needed to check an opening against its leaf."""
+    try:
+        erased_by = openings.erased_indexes(session)
+    except openings.UnreadableEntry as exc:
+        raise _Bad(str(exc), exc.index) from None
+    for index, by in erased_by.items():
+        # Listed entries come before the erasure that lists them, so they are all in the log.
+        if not 0 <= index < by:
+            raise _Bad(
+                f"the subject.erased entry {by} lists entry {index}, which is not before it", by
+            )
+    erased = 0
+    rows = session.connection().execute(_OPENINGS).yield_per(BATCH)
+    for idx, leaf, opening_idx, subject_ref, salt, entry in rows:
+        if idx is None:
+            raise _Bad(
+                f"an opening is stored for entry {opening_idx}, which the log does not hold",
+                opening_idx,
+            )
+        if idx >= size:
+            break  # appended since this verification began
+        if salt is not None and idx in erased_by:
+            raise _Bad(
+                f"entry {idx} was erased (subject.erased entry {erased_by[idx]}) but its opening "
+                "is still stored",
+                idx,
+            )
+        try:
+            state, value, _ = openings.open_stored(idx, leaf, salt, entry, erased_by, json.loads)
+        except EntryError as exc:
+            raise _Bad(
+                str(exc) if str(exc).startswith("entry ") else f"entry {idx}: {exc}", idx
+            ) from None
+        if state == "erased":
+            erased += 1
+        elif state == "opened":
+            assert value is not None
+            data = value.get("data")
+            if not isinstance(data, dict) or data.get("subject_ref") != subject_ref:
+                raise _Bad(
+                    f"entry {idx}: its opening is filed under another person than the entry "
+                    "names (an erasure would miss it)",
+                    idx,
+                )
+    missing = set(erased_by) - set(range(size))
+    if missing:
+        raise _Bad(
+            f"a subject.erased entry lists entry {min(missing)}, which the log does not hold", None
+        )
+    return erased
 
 
 def _check_checkpoint(

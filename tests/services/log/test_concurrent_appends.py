@@ -166,7 +166,9 @@ def test_processes_appending_at_once_keep_one_dense_consistent_log(
             entry = entries[r["index"]]
             assert entry.leaf_hash.hex() == r["leaf_hash"]
             assert rfc.leaf_hash(leaves[r["index"]]).hex() == r["leaf_hash"]
-            assert json.loads(leaves[r["index"]])["data"]["consent_id"] == r["consent_id"]
+            logged = ledger.log_store.entry(session, r["index"]).entry
+            assert logged is not None
+            assert logged["data"]["consent_id"] == r["consent_id"]
             assert stored_notes.get(r["index"] + 1) == r["checkpoint"], r["index"]
 
         # One checkpoint per write, each signed, each the root of the one leaf sequence (no

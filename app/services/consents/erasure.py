@@ -1,0 +1,278 @@
+"""Erasing a person (UK GDPR Art 17; issue 14): ``POST /v1/subjects/erasures`` and
+``consent-ledger erase``.
+
+The log keeps a committed leaf for every entry about a person (log format 2), and their
+openings apart from it. Erasing the person deletes, in one transaction, every opening filed
+under their ``subject_ref``, their identifier mappings and every projection row about them, blanks
+the recorded Idempotency-Key responses that described them, and appends a ``subject.erased``
+entry that names none of it: who asked, why, the requester's own case reference, and the leaf
+indexes that now commit to nothing anyone can open. No leaf changes, so every checkpoint,
+proof and receipt issued before still verifies; a later lookup of the person finds nothing, and
+a new consent for them starts a new ``subject_ref``.
+
+Before the policy's retention period has passed, erasure is refused (the records are kept to
+show compliance), unless they were recorded in error.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from app.errors import Conflict, FieldError, InvalidRequest, NotFound, Unauthenticated
+from app.ledger.events import SubjectErased
+from app.models import (
+    AccessLink,
+    ApiClient,
+    Consent,
+    ConsentEvent,
+    DecisionRecord,
+    Disclosure,
+    DisclosureConsent,
+    IdempotencyRecord,
+    IdempotencySubject,
+    LogOpening,
+    Objection,
+    Subject,
+)
+from app.policy import Policy
+from app.services.access.clients import Principal
+from app.services.access.idempotency import ERASED_RESPONSE
+from app.services.consents import subjects
+from app.services.container import Ledger
+from app.services.decisions import policies
+from app.services.log.log_store import Receipt
+from app.services.log.projections import append_events
+
+# Why a person is erased. ``recorded_in_error`` is the only reason that overrides the retention
+# period; ``retention_expired`` is what ``consent-ledger retention run`` records.
+REASONS = ("data_subject_request", "recorded_in_error", "retention_expired")
+OVERRIDES_RETENTION = "recorded_in_error"
+ERASER_ROLES = ("ig_lead", "auditor")
+
+# The requester's own case number: short, plain, and never a person's identifier. A run of ten
+# digits could be an NHS number, which must not enter the log.
+_REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:-]{0,63}")
+_TEN_DIGITS = re.compile(r"\d{10}")
+
+
+class RetentionApplies(Conflict):
+    slug = "retention-applies"
+
+
+@dataclass(frozen=True)
+class Erased:
+    reason: str
+    reference: str
+    count: int
+    indexes: tuple[int, ...]
+    receipt: Receipt
+
+
+def reference_problem(reference: str, field: str = "reference") -> FieldError | None:
+    if not _REFERENCE.fullmatch(reference):
+        return FieldError(
+            field,
+            "must be 1 to 64 letters, digits and . _ / : - (your own case number, starting "
+            "with a letter or digit)",
+            "json",
+        )
+    if _TEN_DIGITS.search(reference):
+        return FieldError(
+            field, "must not hold ten digits in a row (it could be an NHS number)", "json"
+        )
+    return None
+
+
+def check_request(reason: str, reference: str) -> None:
+    problems = [p for p in [reference_problem(reference)] if p is not None]
+    if reason not in REASONS:
+        problems.append(FieldError("reason", f"must be one of {', '.join(REASONS)}", "json"))
+    if problems:
+        raise InvalidRequest.from_fields("the erasure request is not valid", problems)
+
+
+# Tables holding a person's rows by subject_ref, deleted in this order (disclosures refer to
+# decisions; consent events and disclosure links to consents, handled first).
+_BY_SUBJECT = (Disclosure, DecisionRecord, Consent, Objection, AccessLink, Subject)
+
+
+def _recorded_by_organisation(session: Session, ref: str, organisation_id: str) -> bool:
+    """Whether the organisation recorded something about the person: a consent or objection,
+    a decision or disclosure from it, or a link to the person's page."""
+    checks = [
+        select(Consent.id).where(
+            Consent.subject_ref == ref, Consent.recorded_by == organisation_id
+        ),
+        select(Objection.id).where(
+            Objection.subject_ref == ref, Objection.recorded_by == organisation_id
+        ),
+        select(DecisionRecord.id).where(
+            DecisionRecord.subject_ref == ref, DecisionRecord.from_org == organisation_id
+        ),
+        select(Disclosure.id).where(
+            Disclosure.subject_ref == ref, Disclosure.from_org == organisation_id
+        ),
+        select(AccessLink.id).where(
+            AccessLink.subject_ref == ref, AccessLink.organisation_id == organisation_id
+        ),
+    ]
+    return any(session.execute(q.limit(1)).first() is not None for q in checks)
+
+
+def last_events(entries: Iterable[dict[str, Any]]) -> dict[str | None, datetime]:
+    """The time of the person's last logged event per purpose (``None``: events with no
+    purpose, such as objections and links), from their entries. A withdrawal or confirmation
+    counts for its consent's purpose."""
+    purpose_of: dict[str, str] = {}
+    last: dict[str | None, datetime] = {}
+    for entry in entries:
+        data = entry["data"]
+        purpose = data.get("purpose")
+        if entry["type"] == "consent.granted":
+            purpose_of[data["consent_id"]] = purpose
+        elif purpose is None and "consent_id" in data:
+            purpose = purpose_of.get(data["consent_id"])
+        at = datetime.fromisoformat(entry["time"].replace("Z", "+00:00"))
+        if purpose not in last or last[purpose] < at:
+            last[purpose] = at
+    return last
+
+
+def erase(
+    ledger: Ledger,
+    principal: Principal | None,
+    identifier: subjects.SubjectIdentifier,
+    reason: str,
+    reference: str,
+) -> Erased:
+    """Erase the person ``identifier`` names. ``principal`` is the API client asking (an IG
+    lead, for a person its organisation recorded something about; an auditor, for anyone), or
+    ``None`` for the operator's command. In a batch of its own: nothing else in the
+    transaction may be about the person."""
+    check_request(reason, reference)
+    now = ledger.clock()
+
+    def erase_in_batch(session: Session) -> Erased:
+        if principal is not None:
+            _still_valid(session, principal)
+            subjects.check_local_system(session, identifier, principal)
+        ref = subjects.resolve(ledger, session, identifier, create=False)
+        if ref is None or (
+            principal is not None
+            and principal.role != "auditor"
+            and not _recorded_by_organisation(session, ref, principal.organisation_id)
+        ):
+            # One answer for both, so an IG lead cannot learn whom other organisations know.
+            raise NotFound(
+                "no records of this person"
+                + (
+                    ""
+                    if principal is None or principal.role == "auditor"
+                    else f" were made by {principal.organisation_id}"
+                )
+            )
+        rows = session.execute(
+            select(LogOpening.idx, LogOpening.entry)
+            .where(LogOpening.subject_ref == ref)
+            .order_by(LogOpening.idx)
+        ).all()
+        if reason != OVERRIDES_RETENTION:
+            _check_retention(
+                policies.current_policy(session), [json.loads(e) for _, e in rows], now
+            )
+        indexes = tuple(idx for idx, _ in rows)
+        _delete_rows(session, ref)
+        event = SubjectErased(
+            reason=reason,
+            reference=reference,
+            organisation=None if principal is None else principal.organisation_id,
+            client_id=None if principal is None else principal.client_id,
+            count=len(indexes),
+            indexes=indexes,
+        )
+        (receipt,) = append_events(ledger.log_store, session, now, [event])
+        return Erased(reason, reference, len(indexes), indexes, receipt)
+
+    return ledger.write(erase_in_batch, alone=True)
+
+
+def _check_retention(policy: Policy, entries: list[dict[str, Any]], now: datetime) -> None:
+    """Refuse unless the policy's retention period for the person's records has passed."""
+    retention = policy.retention
+    if retention is None:  # a policy published before retention was part of the document
+        raise RetentionApplies(
+            f"the policy in force ({policy.version[:12]}) states no retention period, so no "
+            "record is known to be past it: publish a policy with a retention section",
+            extra={"rule": None, "kept_until": None},
+        )
+    if not entries:  # nothing logged about the person: nothing is kept to show compliance
+        return
+    kept_until = retention.kept_until(last_events(entries))
+    if kept_until > now:
+        raise RetentionApplies(
+            f"the person's records are kept until {_time(kept_until)} under rule "
+            f"{retention.rule} ({retention.explanation}; {retention.source}); erasure before "
+            "then is refused unless they were recorded in error",
+            extra={"rule": retention.rule, "kept_until": _time(kept_until)},
+        )
+
+
+def _time(value: datetime) -> str:
+    return value.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _still_valid(session: Session, principal: Principal) -> None:
+    # Authentication ran before the lock: a revocation or rotation may have committed since.
+    client = session.get(ApiClient, principal.client_id)
+    if (
+        client is None
+        or client.revoked_at is not None
+        or (principal.token_hash is not None and client.token_hash != principal.token_hash)
+    ):
+        raise Unauthenticated("a valid bearer token is required")
+
+
+def _delete_rows(session: Session, ref: str) -> None:
+    consent_ids = select(Consent.id).where(Consent.subject_ref == ref).scalar_subquery()
+    disclosure_ids = select(Disclosure.id).where(Disclosure.subject_ref == ref).scalar_subquery()
+    session.execute(
+        delete(DisclosureConsent).where(
+            DisclosureConsent.disclosure_id.in_(disclosure_ids)
+            | DisclosureConsent.consent_id.in_(consent_ids)
+        )
+    )
+    session.execute(delete(ConsentEvent).where(ConsentEvent.consent_id.in_(consent_ids)))
+    for model in _BY_SUBJECT:
+        session.execute(delete(model).where(model.subject_ref == ref))
+    session.execute(delete(LogOpening).where(LogOpening.subject_ref == ref))
+    # A recorded response stays (a retry must not run its request again) but says nothing.
+    keys = session.execute(
+        select(IdempotencySubject.client_id, IdempotencySubject.key).where(
+            IdempotencySubject.subject_ref == ref
+        )
+    ).all()
+    for client_id, key in keys:
+        session.execute(
+            update(IdempotencyRecord)
+            .where(IdempotencyRecord.client_id == client_id, IdempotencyRecord.key == key)
+            .values(status_code=ERASED_RESPONSE, body="{}")
+        )
+    session.execute(delete(IdempotencySubject).where(IdempotencySubject.subject_ref == ref))
+
+
+def erasure_view(erased: Erased) -> dict[str, Any]:
+    return {
+        "reason": erased.reason,
+        "reference": erased.reference,
+        "count": erased.count,
+        "indexes": list(erased.indexes),
+        "ledger": erased.receipt.as_json(),
+    }

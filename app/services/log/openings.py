@@ -1,0 +1,152 @@
+"""Reading the log through its openings (log format 2).
+
+A leaf about a person holds only a commitment (:mod:`app.ledger.commitment`); what it commits to,
+the *opening*, is a row of ``log_openings``. Everything that reads entries to act on them
+(``rebuild``, ``verify``'s replay, ``policy replay``, ``GET /v1/log/entries/{i}``) reads them
+here, so a clear leaf (format 1, or an entry with nothing personal) and an opened one reach it
+as the same decoded entry.
+
+An entry whose opening was deleted by an erasure is *erased*: a ``subject.erased`` entry lists
+its index. Readers skip it (its projection rows went with it). A committed leaf without an
+opening that no ``subject.erased`` entry covers is not erased but lost, and reading it fails
+(:class:`Unopened`), as does an opening that does not open its leaf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.ledger.commitment import Opening, is_committed, read_committed_leaf
+from app.ledger.entry import decode_entry
+from app.ledger.errors import EntryError
+from app.ledger.events import SubjectErased, parse_event
+from app.models import LogEntry, LogOpening
+
+Decode = Callable[[bytes], dict[str, Any]]
+State = Literal["clear", "opened", "erased", "unreadable"]
+
+
+class Unopened(EntryError):
+    """A committed leaf whose opening is missing (and not erased) or does not open it, or an
+    opening beside a leaf that commits to nothing."""
+
+
+class UnreadableEntry(Exception):
+    """The entry at ``index`` cannot be read: ``error`` says why."""
+
+    def __init__(self, index: int, error: EntryError) -> None:
+        super().__init__(f"entry {index}: {error}")
+        self.index = index
+        self.error = error
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """One entry as stored: its leaf and, unless it was erased, the entry the leaf is or
+    commits to (``opening`` is ``None`` for a clear leaf, and for an erased one)."""
+
+    index: int
+    leaf: bytes
+    leaf_hash: bytes
+    state: State
+    entry: dict[str, Any] | None
+    opening: Opening | None
+    erased_by: int | None = None  # the index of the subject.erased entry that covers it
+
+
+_ERASURES = (
+    select(LogEntry.idx, LogEntry.leaf)
+    .where(LogEntry.entry_type == SubjectErased.TYPE)
+    .order_by(LogEntry.idx)
+)
+
+
+def erased_indexes(session: Session) -> dict[int, int]:
+    """Every erased entry's index, mapped to the index of the ``subject.erased`` entry that
+    lists it (that entry is in the clear: it holds nothing personal). :class:`UnreadableEntry`
+    if one of those entries cannot be read."""
+    erased: dict[int, int] = {}
+    for idx, leaf in session.execute(_ERASURES):
+        try:
+            event = parse_event(decode_entry(leaf))
+        except EntryError as exc:
+            raise UnreadableEntry(idx, exc) from None
+        if not isinstance(event, SubjectErased):  # the type column disagrees with the leaf
+            raise UnreadableEntry(idx, EntryError("it is filed as subject.erased but is not"))
+        for index in event.indexes:
+            erased.setdefault(index, idx)
+    return erased
+
+
+def open_stored(
+    index: int,
+    leaf: bytes,
+    salt: bytes | None,
+    entry: bytes | None,
+    erased: dict[int, int],
+    decode: Decode = decode_entry,
+) -> tuple[State, dict[str, Any] | None, Opening | None]:
+    """What the leaf stored at ``index`` says, given its opening row (``salt``, ``entry``, both
+    ``None`` if there is none) and the erased indexes; :class:`Unopened` or
+    :class:`EntryError` if it cannot be read."""
+    value = decode(leaf)
+    if not is_committed(value):
+        if salt is not None:
+            raise Unopened("it is in the clear but an opening is stored for it")
+        return "clear", value, None
+    committed = read_committed_leaf(value)
+    if salt is None or entry is None:
+        if index in erased:
+            return "erased", None, None
+        raise Unopened(
+            f"it commits to a {committed.entry_type} entry whose opening is missing, and no "
+            "subject.erased entry covers it"
+        )
+    opening = Opening(bytes(salt), bytes(entry))
+    try:
+        return "opened", committed.open(opening, decode), opening
+    except EntryError as exc:
+        raise Unopened(str(exc)) from None
+
+
+def read(session: Session, index: int, row: LogEntry) -> Read:
+    """The stored entry ``row`` (at ``index``) with its opening, if it has one."""
+    opening = session.get(LogOpening, index)
+    erased = erased_indexes(session) if opening is None else {}
+    state, entry, opened = open_stored(
+        index,
+        row.leaf,
+        None if opening is None else opening.salt,
+        None if opening is None else opening.entry,
+        erased,
+    )
+    return Read(index, row.leaf, row.leaf_hash, state, entry, opened, erased.get(index))
+
+
+_OPENED = (
+    select(LogEntry.idx, LogEntry.leaf, LogOpening.salt, LogOpening.entry)
+    .outerjoin(LogOpening, LogOpening.idx == LogEntry.idx)
+    .order_by(LogEntry.idx)
+    .execution_options(yield_per=2000)
+)
+
+
+def entries(
+    session: Session, decode: Decode = decode_entry
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Every entry in index order, opened where it is committed; erased entries are skipped.
+    The first entry that cannot be read (not canonical, or a missing or wrong opening) stops
+    the stream with :class:`UnreadableEntry`, naming it."""
+    erased = erased_indexes(session)
+    for idx, leaf, salt, entry in session.execute(_OPENED):
+        try:
+            _, value, _ = open_stored(idx, leaf, salt, entry, erased, decode)
+        except EntryError as exc:
+            raise UnreadableEntry(idx, exc) from None
+        if value is not None:
+            yield idx, value
