@@ -131,6 +131,11 @@ def test_rotate_rekey_and_retire_change_nothing_in_the_log_and_everyone_is_still
 
     assert _refs(client, auditor) == people
     assert _log_state(client) == before
+    assert "log verified" in _ok(runner, "verify", "--quiet")
+    assert "projections match the log" in _ok(runner, "rebuild", "--check")
+    # init keeps the keys as they are: it does not bring back a retired identifier.key.
+    assert "Kept the identifier keys (newest " + new in _ok(runner, "init")
+    assert not ledger.settings.identifier_key_path.exists()
     # A new person is mapped under the new key.
     _consent(client, make_token(RECORDER, "case_system"), {"nhs_number": PEOPLE[2]})
     assert _key_ids(ledger) == [new] * 4
@@ -281,3 +286,31 @@ def test_a_service_without_the_key_its_mappings_are_under_refuses_to_serve_until
     with get_ledger(host).db.read() as session:
         assert session.execute(select(func.count()).select_from(Subject)).scalar_one() == 3
     get_ledger(host).db.dispose()
+
+
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
+def test_a_decision_finds_its_person_under_the_old_key_and_moves_them(
+    client: FlaskClient,
+    runner: FlaskCliRunner,
+    ledger: Ledger,
+    make_token: Callable[..., str],
+    people: dict[str, set[str]],
+) -> None:
+    """The decision path resolves people through the batch prefetch (facts.want): it too tries
+    every key, and the write moves the person it found under an older key."""
+    new = _new_key_id(_ok(runner, "keys", "rotate-identifier"))
+    decided = client.post(
+        "/v1/decisions",
+        headers=bearer(make_token(RECORDER, "case_system")),
+        json={
+            "subject": {"nhs_number": PEOPLE[0]},
+            "from": RECORDER,
+            "to": "ea-tt-leeds",
+            "purpose": "referral",
+            "data_categories": ["identity"],
+        },
+    )
+    assert decided.status_code == 200, decided.get_json()
+    assert decided.get_json()["decision"] == "permit"
+    assert decided.get_json()["subject_ref"] in people[PEOPLE[0]]
+    assert _key_ids(ledger).count(new) == 1
