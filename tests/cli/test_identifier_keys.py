@@ -314,3 +314,87 @@ def test_a_decision_finds_its_person_under_the_old_key_and_moves_them(
     assert decided.get_json()["decision"] == "permit"
     assert decided.get_json()["subject_ref"] in people[PEOPLE[0]]
     assert _key_ids(ledger).count(new) == 1
+
+
+def test_a_patient_form_served_before_a_rotation_still_posts_until_its_key_is_retired(
+    client: FlaskClient,
+    runner: FlaskCliRunner,
+    ledger: Ledger,
+    make_token: Callable[..., str],
+    people: dict[str, set[str]],
+) -> None:
+    recorder = make_token(RECORDER, "case_system")
+    _consent(client, recorder, {"nhs_number": PEOPLE[0]})
+    consents = client.get(
+        "/v1/consents", query_string={"nhs_number": PEOPLE[0]}, headers=bearer(recorder)
+    ).get_json()["consents"]
+    url = client.post(
+        "/v1/subjects/access-links",
+        headers=bearer(recorder),
+        json={"subject": {"nhs_number": PEOPLE[0]}},
+    ).get_json()["url"]
+    token = url.rsplit("/p/", 1)[1]
+    forms = [f"/p/{token}/consents/{c['id']}/withdraw" for c in consents]
+
+    def csrf(form: str) -> str:
+        found = re.search(r'name="csrf_token" value="([^"]+)"', client.get(form).text)
+        assert found
+        return found.group(1)
+
+    before = csrf(forms[0])
+    (old,) = {k.key_id for k in ledger.identifier_keys.all}
+    _ok(runner, "keys", "rotate-identifier")
+    assert csrf(forms[1]) != before  # pages now embed the new key's token
+    posted = client.post(forms[0], data={"csrf_token": before})
+    assert "You have withdrawn your agreement" in posted.text
+
+    _ok(runner, "keys", "rotate-identifier", "--rekey")
+    _ok(runner, "keys", "retire-identifier", old)
+    assert client.post(forms[1], data={"csrf_token": before}).status_code == 400
+
+
+def test_an_interrupted_rekeying_pass_resumes_where_it_stopped(
+    runner: FlaskCliRunner, ledger: Ledger, people: dict[str, set[str]]
+) -> None:
+    from app.services.consents import identifier_keys
+
+    new = _new_key_id(_ok(runner, "keys", "rotate-identifier"))
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first_chunk(done: int, total: int) -> None:
+        if done:
+            raise Stop
+
+    with pytest.raises(Stop):
+        identifier_keys.rekey(ledger, stop_after_first_chunk, chunk=1)
+    assert _key_ids(ledger).count(new) == 1  # the first chunk committed on its own
+    rekeyed = _ok(runner, "keys", "rotate-identifier", "--rekey")
+    assert "rekeyed 2/2" in rekeyed
+    assert _key_ids(ledger) == [new, new, new]
+
+
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
+def test_a_sealed_identifier_copied_onto_another_row_does_not_open(
+    runner: FlaskCliRunner, ledger: Ledger, people: dict[str, set[str]]
+) -> None:
+    """The seal is bound to its row (key id and subject_ref): a DBA who swaps two rows' sealed
+    identifiers cannot make the re-keying pass map one person to the other's subject_ref."""
+    (first,) = people[PEOPLE[0]]
+    (second,) = people[PEOPLE[1]]
+    with ledger.db.write_engine.begin() as conn:
+        sealed = {
+            ref: seal for ref, seal in conn.execute(select(Subject.subject_ref, Subject.sealed))
+        }
+        for ref, other in ((first, second), (second, first)):
+            conn.execute(
+                update(Subject).where(Subject.subject_ref == ref).values(sealed=sealed[other])
+            )
+    (old,) = {k.key_id for k in ledger.identifier_keys.all}
+    _ok(runner, "keys", "rotate-identifier")
+    refused = runner.invoke(args=["keys", "rotate-identifier", "--rekey"])
+    assert refused.exit_code == 1
+    assert "does not open under key" in refused.output
+    assert PEOPLE[0] not in refused.output
+    assert old in _key_ids(ledger)

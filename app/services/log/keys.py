@@ -72,18 +72,13 @@ def ensure_instance_folder(settings: Settings) -> None:
 def permission_warnings(settings: Settings) -> list[str]:
     """Secrets readable by other users of the machine, named so an operator can fix them."""
     out = []
-    folder = identifier_keys_dir(settings)
-    rotated = (
-        sorted(p for p in folder.iterdir() if _GENERATION_FILE.fullmatch(p.name))
-        if (folder.is_dir())
-        else []
-    )
+    identifier = _identifier_key_files(settings)
     for path in (
         settings.instance_path,
         settings.signing_key_path,
         settings.identifier_key_path,
-        folder,
-        *rotated,
+        identifier_keys_dir(settings),
+        *(identifier[g] for g in sorted(identifier) if g > 1),
     ):
         if path.exists() and path.stat().st_mode & 0o077:
             out.append(
