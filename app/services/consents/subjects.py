@@ -134,7 +134,7 @@ def unseal(key: IdentifierKey, sealed: bytes, subject_ref: str) -> SubjectIdenti
 
 # Statements of every write's path, built once (building them per call cost more than running
 # them).
-_SUBJECT_REFS = select(Subject.lookup, Subject.subject_ref).where(
+_SUBJECT_REFS = select(Subject.lookup, Subject.subject_ref, Subject.key_id).where(
     Subject.lookup.in_(bindparam("lookups", expanding=True))
 )
 _INSERT_SUBJECT = insert(table(Subject))
@@ -234,20 +234,22 @@ def resolve(
     """The person's ``subject_ref``; with ``create``, a new one for a person not seen before.
 
     Callers hold the log-head lock when creating, so two requests for a new person cannot both
-    create a mapping. A person found under an older key is moved to the newest when ``move``
-    (by default, when creating: a write holds the lock, so the move serialises with the
-    re-keying pass).
+    create a mapping. With ``move`` (by default, when creating: a write holds the lock, so the
+    move serialises with the re-keying pass), a person found under an older key is moved to the
+    newest, and a row made before key ids gets its key id and sealed identifier, so that the
+    next rotation's re-keying pass can move it.
     """
     keys = ledger.identifier_keys
     lookups = lookup_keys(keys, identifier)
     found = {
-        bytes(lookup): ref for lookup, ref in session.execute(_SUBJECT_REFS, {"lookups": lookups})
+        bytes(lookup): (ref, key_id)
+        for lookup, ref, key_id in session.execute(_SUBJECT_REFS, {"lookups": lookups})
     }
     for i, lookup in enumerate(lookups):
-        ref = found.get(lookup)
-        if ref is None:
+        if lookup not in found:
             continue
-        if i and (create if move is None else move):
+        ref, key_id = found[lookup]
+        if (i or key_id is None) and (create if move is None else move):
             move_to(session, keys.newest, lookup, identifier, ref, lookups[0])
         return ref
     if not create:
