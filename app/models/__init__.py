@@ -162,7 +162,8 @@ class Subject(Base):
     of the instance's identifier keys (``key_id``), so the identifier itself (an NHS number) is
     never stored in clear. ``sealed`` holds it encrypted under the same key, for re-keying
     (``app.services.consents.subjects``). A row made before key ids has neither: it is under
-    generation 1 (``identifier.key``) and moves to the newest key when next written about.
+    generation 1 (``identifier.key``) and gets both, under the newest key, when its person is
+    next written about.
     Deleting a row (erasure) leaves the log verifiable and no longer linkable to the person."""
 
     __tablename__ = "subjects"
