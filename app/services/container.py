@@ -13,7 +13,7 @@ from typing import TypeVar
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from app.config import Settings
+from app.config import IDENTIFIER_KEY_FILE, Settings
 from app.db import Database
 from app.models import Subject
 from app.services.access.rate_limits import RateLimits, parse_limit
@@ -38,17 +38,19 @@ _NEXT_KEY_ID = select(func.min(Subject.key_id)).where(Subject.key_id > bindparam
 _ANY_WITHOUT_KEY_ID = select(Subject.subject_ref).where(Subject.key_id.is_(None)).limit(1)
 
 
-def mapping_key_ids(session: Session) -> set[str | None]:
-    """The key ids the identifier mappings are under (None: made before key ids), found by
-    one index seek per key rather than a scan of the mappings."""
-    found: set[str | None] = set()
+def missing_identifier_keys(held: keys.IdentifierKeys, session: Session) -> list[str]:
+    """The ids of the keys identifier mappings are under that ``held`` lacks (``identifier.key``
+    for mappings made before key ids, once it is gone): one index seek per key id, not a scan
+    of the mappings, so the health check can afford it."""
+    used: set[str] = set()
     after = ""
     while (key_id := session.execute(_NEXT_KEY_ID, {"after": after}).scalar()) is not None:
-        found.add(key_id)
+        used.add(key_id)
         after = key_id
-    if session.execute(_ANY_WITHOUT_KEY_ID).first() is not None:
-        found.add(None)
-    return found
+    missing = sorted(k for k in used if held.get(k) is None)
+    if held.original is None and session.execute(_ANY_WITHOUT_KEY_ID).first() is not None:
+        missing.append(IDENTIFIER_KEY_FILE)
+    return missing
 
 
 def utc_now() -> datetime:
@@ -163,13 +165,7 @@ class Ledger:
         a write about them would map them afresh."""
         held = self.identifier_keys
         with self.db.read() as session:
-            used = mapping_key_ids(session)
-        original = held.original
-        missing = sorted(
-            ("identifier.key" if k is None else k)
-            for k in used
-            if (held.get(k) is None if k is not None else original is None)
-        )
+            missing = missing_identifier_keys(held, session)
         if missing:
             raise keys.KeyFileError(
                 f"identifier mappings are under key {', '.join(missing)}, which is not in "

@@ -84,11 +84,6 @@ def key_usage(ledger: Ledger, session: Session) -> list[KeyInUse]:
     return out + [KeyInUse(None, key_id, n) for key_id, n in sorted(missing.items())]
 
 
-def keys_missing(ledger: Ledger, session: Session) -> list[KeyInUse]:
-    """Mappings under keys the instance no longer holds: those people cannot be found."""
-    return [u for u in key_usage(ledger, session) if u.key is None and u.mappings]
-
-
 def rotate(ledger: Ledger) -> IdentifierKey:
     return keys.add_identifier_key(ledger.settings)
 

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from app.db import Database
 from app.errors import DomainError
 from app.ledger.events import RollbackAccepted, envelope
-from app.services.container import Ledger
+from app.services.container import Ledger, missing_identifier_keys
 from app.services.log.log_store import LogInconsistent
 from app.services.log.published import RollbackDetected, check_database_against_record
 
@@ -145,15 +145,12 @@ def _check_identifier_keys(ledger: Ledger, session: Session, source: Path) -> No
     the instance folder): one taken before a re-keying needs a key that may since have been
     retired, and restored without it, its people could not be found and would be mapped
     afresh."""
-    from app.services.consents.identifier_keys import keys_missing
-
-    missing = keys_missing(ledger, session)
+    missing = missing_identifier_keys(ledger.identifier_keys, session)
     if missing:
-        named = ", ".join(f"{m.mappings} identifier mappings under key {m.key_id}" for m in missing)
         raise BackupError(
-            f"refusing to restore {source}: it holds {named}, which this instance no longer "
-            "holds. Put the key file back in the instance folder (from the backup of the "
-            "instance folder) and restore again"
+            f"refusing to restore {source}: its identifier mappings are under key "
+            f"{', '.join(missing)}, which this instance no longer holds. Put the key file back "
+            "in the instance folder (from the backup of the instance folder) and restore again"
         )
 
 
