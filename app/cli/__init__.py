@@ -2,9 +2,9 @@
 
 The same commands run as ``consent-ledger ...`` and as ``flask --app wsgi ...``: they are
 registered on the application's CLI group by :func:`init_app`. Each command group has its
-module here (``setup``, ``orgs``, ``clients``, ``log``, ``policy``, ``subjects``); ``common``
-holds what they share. :data:`COMMANDS` wraps each command once, at import, in the refusal of
-writes on an inconsistent log.
+module here (``setup``, ``orgs``, ``clients``, ``keys``, ``log``, ``policy``, ``subjects``);
+``common`` holds what they share. :data:`COMMANDS` wraps each command once, at import, in the
+refusal of writes on an inconsistent log.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from flask.cli import FlaskGroup
 from app import create_app
 from app.cli.clients import clients_group
 from app.cli.common import _refusing_inconsistent_logs, alembic_config
+from app.cli.keys import keys_group
 from app.cli.log import (
     accept_rollback_command,
     backup_command,
@@ -38,6 +39,7 @@ COMMANDS = tuple(
         init_command,
         orgs_group,
         clients_group,
+        keys_group,
         serve_command,
         verify_command,
         rebuild_command,

@@ -53,15 +53,15 @@ def init_command(new_identity: bool) -> None:
     alembic_command.upgrade(alembic_config(ledger), "head")
     with ledger.db.read() as session:
         size = session.execute(select(LogHead.size)).scalar_one()
-    missing = [
-        p for p in (settings.signing_key_path, settings.identifier_key_path) if not p.exists()
-    ]
+    missing = [str(settings.signing_key_path)] if not settings.signing_key_path.exists() else []
+    if not keys.has_identifier_key(settings):
+        missing.append(str(settings.identifier_key_path))
     if size and missing and not new_identity:
         # A key gone from a database that holds entries is a wrong instance path or a lost
         # backup, not a first run: a new signing key is a new log identity, and a new
         # identifier key makes every stored subject unreachable.
         _fail(
-            f"the database holds {size} log entries but {', '.join(map(str, missing))} "
+            f"the database holds {size} log entries but {', '.join(missing)} "
             "is missing. Restore it from backup, or check CONSENT_LEDGER_INSTANCE_PATH. "
             "To start a new log identity anyway, run `consent-ledger init --new-identity`."
         )
@@ -77,10 +77,14 @@ def init_command(new_identity: bool) -> None:
         ("Created" if created.signing_key_created else "Kept")
         + f" the signing key {settings.signing_key_path}"
     )
-    click.echo(
-        ("Created" if created.identifier_key_created else "Kept")
-        + f" the identifier key {settings.identifier_key_path}"
-    )
+    if created.identifier_key_created:
+        click.echo(f"Created the identifier key {settings.identifier_key_path}")
+    else:
+        try:
+            newest = keys.load_identifier_keys(settings).newest
+        except keys.KeyFileError as exc:
+            _fail(str(exc))
+        click.echo(f"Kept the identifier keys (newest {newest.key_id}, {newest.path})")
     click.echo(f"Log origin and verifier key: {ledger.log_store.signer.verifier_key()}")
     with ledger.db.read() as session:
         has_policy = session.execute(select(PolicyVersion.version).limit(1)).first() is not None

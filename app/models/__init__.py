@@ -158,8 +158,12 @@ class ApiClient(Base):
 
 
 class Subject(Base):
-    """Identifier -> subject_ref. Keyed by HMAC-SHA-256 of the normalised identifier under the
-    instance's identifier key, so the identifier itself (an NHS number) is never stored.
+    """Identifier -> subject_ref. Keyed by HMAC-SHA-256 of the normalised identifier under one
+    of the instance's identifier keys (``key_id``), so the identifier itself (an NHS number) is
+    never stored in clear. ``sealed`` holds it encrypted under the same key, for re-keying
+    (``app.services.consents.subjects``). A row made before key ids has neither: it is under
+    generation 1 (``identifier.key``) and gets both, under the newest key, when its person is
+    next written about.
     Deleting a row (erasure) leaves the log verifiable and no longer linkable to the person."""
 
     __tablename__ = "subjects"
@@ -167,6 +171,8 @@ class Subject(Base):
     lookup: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
     subject_ref: Mapped[str] = mapped_column(String(40), nullable=False, unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    key_id: Mapped[str | None] = mapped_column(String(16), nullable=True, index=True)
+    sealed: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class Consent(Base):

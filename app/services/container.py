@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from app.config import Settings
+from app.config import IDENTIFIER_KEY_FILE, Settings
 from app.db import Database
+from app.models import Subject
 from app.services.access.rate_limits import RateLimits, parse_limit
 from app.services.log import keys
 from app.services.log.health import HealthState, check_log
@@ -31,6 +34,25 @@ logger = logging.getLogger("consent_ledger.ledger")
 T = TypeVar("T")
 
 
+_NEXT_KEY_ID = select(func.min(Subject.key_id)).where(Subject.key_id > bindparam("after"))
+_ANY_WITHOUT_KEY_ID = select(Subject.subject_ref).where(Subject.key_id.is_(None)).limit(1)
+
+
+def missing_identifier_keys(held: keys.IdentifierKeys, session: Session) -> list[str]:
+    """The ids of the keys identifier mappings are under that ``held`` lacks (``identifier.key``
+    for mappings made before key ids, once it is gone): one index seek per key id, not a scan
+    of the mappings, so the health check can afford it."""
+    used: set[str] = set()
+    after = ""
+    while (key_id := session.execute(_NEXT_KEY_ID, {"after": after}).scalar()) is not None:
+        used.add(key_id)
+        after = key_id
+    missing = sorted(k for k in used if held.get(k) is None)
+    if held.original is None and session.execute(_ANY_WITHOUT_KEY_ID).first() is not None:
+        missing.append(IDENTIFIER_KEY_FILE)
+    return missing
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -43,7 +65,8 @@ class Ledger:
         self.db = Database(settings)
         self.clock = clock
         self._log_store: LogStore | None = None
-        self._identifier_key: bytes | None = None
+        self._identifier_keys: keys.IdentifierKeys | None = None
+        self._identifier_keys_seen: tuple[int | None, int] = (None, 0)
         self._health: HealthState | None = None
         self._lock = threading.Lock()
         self.published = PublishedRecord(settings.instance_path)
@@ -65,10 +88,20 @@ class Ledger:
         return self._log_store
 
     @property
-    def identifier_key(self) -> bytes:
-        if self._identifier_key is None:
-            self._identifier_key = keys.load_identifier_key(self.settings)
-        return self._identifier_key
+    def identifier_keys(self) -> keys.IdentifierKeys:
+        """The identifier keys, newest first, reloaded once a rotation or retirement changed
+        them (one ``stat`` per use), so a worker started before ``keys rotate-identifier``
+        maps new people under the new key and finds those a re-keying pass moved to it."""
+        version = keys.identifier_keys_version(self.settings)
+        seen, loaded_at = self._identifier_keys_seen
+        # A folder changed within the second before the load may change again with the same
+        # timestamp (file times are coarse): load again until the load is clearly later.
+        settled = version is None or loaded_at - version > 1_000_000_000
+        if self._identifier_keys is None or version != seen or not settled:
+            loaded_at = time.time_ns()
+            self._identifier_keys = keys.load_identifier_keys(self.settings)
+            self._identifier_keys_seen = (version, loaded_at)
+        return self._identifier_keys
 
     def write(self, work: Callable[[Session], T], *, alone: bool = False) -> T:
         """Run a write use case in the sequencer's next batch (one transaction, under the
@@ -122,8 +155,23 @@ class Ledger:
             return self.log_store.consistency_proof(session, old_size, new_size).hashes
 
     def _load_for_check(self) -> LogStore:
-        _ = self.identifier_key  # a missing identifier key is refused at start-up too
+        self._check_identifier_keys()
         return self.log_store
+
+    def _check_identifier_keys(self) -> None:
+        """Refuse to serve (until the key is back) while mappings are under an identifier key
+        this process does not hold: a database restored from before a key was retired, or a
+        host the operator has not yet copied a new key to. Those people would not be found, and
+        a write about them would map them afresh."""
+        held = self.identifier_keys
+        with self.db.read() as session:
+            missing = missing_identifier_keys(held, session)
+        if missing:
+            raise keys.KeyFileError(
+                f"identifier mappings are under key {', '.join(missing)}, which is not in "
+                f"{self.settings.instance_path}: put the key file back (copy a new key to "
+                "every host before `consent-ledger keys rotate-identifier --rekey`)"
+            )
 
     def health(self) -> HealthState:
         state = self._health

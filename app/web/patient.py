@@ -13,7 +13,7 @@ from app.models import Organisation
 from app.services.access.web_sessions import (
     WHOLE_RECORD,
     PatientAccess,
-    csrf_ok,
+    patient_csrf_ok,
     patient_csrf_token,
     resolve_access_link,
 )
@@ -76,7 +76,7 @@ def _names() -> dict[str, str]:
 
 
 def _check_csrf(access: PatientAccess) -> None:
-    if not csrf_ok(patient_csrf_token(ledger(), access.link.id), request.form.get("csrf_token")):
+    if not patient_csrf_ok(ledger(), access.link.id, request.form.get("csrf_token")):
         abort(400)
 
 

@@ -5,7 +5,10 @@ locked, so a retry racing the original waits for it and then finds its record, o
 batch, the original's response. Only successful responses are
 kept: a refused request changed nothing, so repeating it is already safe. The request is
 remembered as HMAC-SHA-256 under the identifier key, because a body may hold an NHS number and a
-plain hash of ten digits is easily reversed.
+plain hash of ten digits is easily reversed. It is stored under the newest identifier key and
+recognised under any key held, so a retry of a request recorded before a key rotation is still
+the same request; once that key is retired, such a retry is refused as a reused key (422),
+never recorded twice.
 """
 
 from __future__ import annotations
@@ -40,7 +43,15 @@ class IdempotencyKeyReused(DomainError):
 class IdempotencyKey:
     client_id: str
     key: str
+    # The request's fingerprint under the newest identifier key (the one stored), and under
+    # each older key held (recognised, never stored).
     fingerprint: bytes
+    older: tuple[bytes, ...] = ()
+
+    def same_request(self, recorded: bytes) -> bool:
+        # Every candidate compared, so the answer's timing does not depend on which matched.
+        matches = [hmac.compare_digest(recorded, f) for f in (self.fingerprint, *self.older)]
+        return any(matches)
 
 
 @dataclass(frozen=True)
@@ -60,9 +71,11 @@ def idempotency_key(
             f"{HEADER} must be 1-200 visible ASCII characters",
             errors=[FieldError(HEADER, "1-200 visible ASCII characters", "headers")],
         )
-    canonical = json.dumps([method, path, body], sort_keys=True, separators=(",", ":"))
-    digest = hmac.new(ledger.identifier_key, canonical.encode(), hashlib.sha256).digest()
-    return IdempotencyKey(client_id, header, digest)
+    canonical = json.dumps([method, path, body], sort_keys=True, separators=(",", ":")).encode()
+    newest, *older = (
+        hmac.new(k.secret, canonical, hashlib.sha256).digest() for k in ledger.identifier_keys.all
+    )
+    return IdempotencyKey(client_id, header, newest, tuple(older))
 
 
 def run_write(
@@ -90,7 +103,7 @@ def run_write(
             recorded = staged[:3] if staged is not None else _recorded(session, idem)
             if recorded is not None:
                 fingerprint, status, body = recorded
-                if not hmac.compare_digest(fingerprint, idem.fingerprint):
+                if not idem.same_request(fingerprint):
                     raise IdempotencyKeyReused(
                         f"this {HEADER} was used for a different request; "
                         "use a new key for a new request",

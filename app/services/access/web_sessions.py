@@ -166,7 +166,7 @@ def create_access_link(
             # of), so it cannot plant links and log entries for anyone whose NHS number it
             # knows. A stranger is checked like a known person, under a reference nobody has,
             # so the refusal's timing does not say whether the service knows them (issue 12).
-            ref = subjects.resolve(ledger, session, subject, create=False)
+            ref = subjects.resolve(ledger, session, subject, create=False, move=True)
             related = _has_relationship(session, principal, ref or subjects.NOBODY)
             if ref is None or not related:
                 raise Forbidden(
@@ -280,7 +280,20 @@ def resolve_access_link(ledger: Ledger, token: str) -> PatientAccess | None:
         return PatientAccess(link, principal, view, org.name)
 
 
+def _patient_csrf_tokens(ledger: Ledger, link_id: str) -> list[str]:
+    message = b"patient-csrf\x00" + link_id.encode()
+    return [
+        hmac.new(k.secret, message, hashlib.sha256).hexdigest() for k in ledger.identifier_keys.all
+    ]
+
+
 def patient_csrf_token(ledger: Ledger, link_id: str) -> str:
-    """Stateless per-link CSRF token: an HMAC a page can embed and a form post must return."""
-    mac = hmac.new(ledger.identifier_key, b"patient-csrf\x00" + link_id.encode(), hashlib.sha256)
-    return mac.hexdigest()
+    """Stateless per-link CSRF token: an HMAC a page can embed and a form post must return,
+    under the newest identifier key."""
+    return _patient_csrf_tokens(ledger, link_id)[0]
+
+
+def patient_csrf_ok(ledger: Ledger, link_id: str, given: str | None) -> bool:
+    """Under any identifier key held: a form served before a key rotation still posts, until
+    its key is retired."""
+    return any(csrf_ok(token, given) for token in _patient_csrf_tokens(ledger, link_id))

@@ -2,8 +2,16 @@
 
 A person is named by an NHS number or by a local identifier ``(system, value)``. The service maps
 the normalised identifier to a random ``subject_ref`` through a table keyed by
-HMAC-SHA-256(identifier key, identifier): the identifier is never stored, never logged, never
-echoed in an error. Only ``subject_ref`` enters the log.
+HMAC-SHA-256(identifier key, identifier): the identifier is never stored in clear, never logged,
+never echoed in an error. Only ``subject_ref`` enters the log.
+
+Identifier keys rotate (``app.services.log.keys``). A lookup tries every key held, newest first,
+in one query; a write that finds the person under an older key moves their row to the newest.
+Each row also holds the identifier *sealed* (AES-GCM under a key derived from the same identifier
+key, bound to the row's key id and ``subject_ref``), so that a re-keying pass can move rows
+nobody writes about (``app.services.consents.identifier_keys``). That exposes nothing the HMAC
+did not: whoever holds the identifier key can already find any NHS number behind a lookup by
+trying the 10^9 valid ones.
 """
 
 from __future__ import annotations
@@ -11,9 +19,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 from dataclasses import dataclass
+from functools import lru_cache
 
-from sqlalchemy import bindparam, insert, select
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.errors import FieldError, InvalidRequest
@@ -22,6 +35,7 @@ from app.models import Subject, table
 from app.services import organisations
 from app.services.access.clients import Principal
 from app.services.container import Ledger
+from app.services.log.keys import IdentifierKey, IdentifierKeys
 
 # NHS number check digit: modulus 11 over the first nine digits, weights 10 down to 2
 # (NHS Data Dictionary, "NHS Number").
@@ -71,15 +85,89 @@ class SubjectIdentifier:
         # Unambiguous: a JSON array cannot be confused across kinds or split differently.
         return json.dumps([self.kind, self.system, self.value], separators=(",", ":")).encode()
 
+    @classmethod
+    def from_canonical(cls, data: bytes) -> SubjectIdentifier:
+        kind, system, value = json.loads(data)
+        return cls(kind, value, system)
+
 
 def lookup_key(identifier_key: bytes, identifier: SubjectIdentifier) -> bytes:
     return hmac.new(identifier_key, identifier.canonical(), hashlib.sha256).digest()
 
 
+def lookup_keys(keys: IdentifierKeys, identifier: SubjectIdentifier) -> list[bytes]:
+    """The identifier's lookup under every key held, newest first."""
+    canonical = identifier.canonical()
+    return [hmac.new(k.secret, canonical, hashlib.sha256).digest() for k in keys.all]
+
+
+_SEAL_INFO = b"consent-ledger identifier seal v1"
+_NONCE_BYTES = 12
+
+
+@lru_cache(maxsize=16)
+def _sealing_cipher(secret: bytes) -> AESGCM:
+    # Its own key, derived with its own label, so the HMAC key is never used as an AES key.
+    derived = HKDF(hashes.SHA256(), length=32, salt=None, info=_SEAL_INFO).derive(secret)
+    return AESGCM(derived)
+
+
+def _seal_aad(key_id: str, subject_ref: str) -> bytes:
+    # Binds a sealed identifier to its row: copied onto another row, or kept under another key
+    # id, it does not open.
+    return b"consent-ledger subject\x00" + key_id.encode() + b"\x00" + subject_ref.encode()
+
+
+def seal(key: IdentifierKey, identifier: SubjectIdentifier, subject_ref: str) -> bytes:
+    nonce = os.urandom(_NONCE_BYTES)
+    cipher = _sealing_cipher(key.secret)
+    return nonce + cipher.encrypt(nonce, identifier.canonical(), _seal_aad(key.key_id, subject_ref))
+
+
+def unseal(key: IdentifierKey, sealed: bytes, subject_ref: str) -> SubjectIdentifier:
+    """The identifier a row holds; ``cryptography.exceptions.InvalidTag`` if it was not sealed
+    for this row under this key."""
+    nonce, body = sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:]
+    data = _sealing_cipher(key.secret).decrypt(nonce, body, _seal_aad(key.key_id, subject_ref))
+    return SubjectIdentifier.from_canonical(data)
+
+
 # Statements of every write's path, built once (building them per call cost more than running
 # them).
-_SUBJECT_REF = select(Subject.subject_ref).where(Subject.lookup == bindparam("lookup"))
+_SUBJECT_REFS = select(Subject.lookup, Subject.subject_ref, Subject.key_id).where(
+    Subject.lookup.in_(bindparam("lookups", expanding=True))
+)
 _INSERT_SUBJECT = insert(table(Subject))
+_MOVE_SUBJECT = (
+    update(table(Subject))
+    .where(table(Subject).c.lookup == bindparam("old_lookup"))
+    .values(
+        lookup=bindparam("new_lookup"),
+        key_id=bindparam("new_key_id"),
+        sealed=bindparam("new_sealed"),
+    )
+)
+
+
+def move_to(
+    session: Session,
+    key: IdentifierKey,
+    old_lookup: bytes,
+    identifier: SubjectIdentifier,
+    subject_ref: str,
+    new_lookup: bytes | None = None,
+) -> None:
+    """Put a row under ``key``: its lookup, key id and sealed identifier, in the caller's
+    transaction."""
+    session.connection().execute(
+        _MOVE_SUBJECT,
+        {
+            "old_lookup": old_lookup,
+            "new_lookup": new_lookup or lookup_key(key.secret, identifier),
+            "new_key_id": key.key_id,
+            "new_sealed": seal(key, identifier, subject_ref),
+        },
+    )
 
 
 # A subject_ref no person has (real ones are "sub_" and 32 hex digits): a request about a person
@@ -136,19 +224,45 @@ def check_local_system(
 
 
 def resolve(
-    ledger: Ledger, session: Session, identifier: SubjectIdentifier, *, create: bool
+    ledger: Ledger,
+    session: Session,
+    identifier: SubjectIdentifier,
+    *,
+    create: bool,
+    move: bool | None = None,
 ) -> str | None:
     """The person's ``subject_ref``; with ``create``, a new one for a person not seen before.
 
     Callers hold the log-head lock when creating, so two requests for a new person cannot both
-    create a mapping.
+    create a mapping. With ``move`` (by default, when creating: a write holds the lock, so the
+    move serialises with the re-keying pass), a person found under an older key is moved to the
+    newest, and a row made before key ids gets its key id and sealed identifier, so that the
+    next rotation's re-keying pass can move it.
     """
-    key = lookup_key(ledger.identifier_key, identifier)
-    ref: str | None = session.execute(_SUBJECT_REF, {"lookup": key}).scalar()
-    if ref is not None or not create:
+    keys = ledger.identifier_keys
+    lookups = lookup_keys(keys, identifier)
+    found = {
+        bytes(lookup): (ref, key_id)
+        for lookup, ref, key_id in session.execute(_SUBJECT_REFS, {"lookups": lookups})
+    }
+    for i, lookup in enumerate(lookups):
+        if lookup not in found:
+            continue
+        ref, key_id = found[lookup]
+        if (i or key_id is None) and (create if move is None else move):
+            move_to(session, keys.newest, lookup, identifier, ref, lookups[0])
         return ref
+    if not create:
+        return None
     ref = new_id("sub")
     session.connection().execute(
-        _INSERT_SUBJECT, {"lookup": key, "subject_ref": ref, "created_at": ledger.clock()}
+        _INSERT_SUBJECT,
+        {
+            "lookup": lookups[0],
+            "subject_ref": ref,
+            "created_at": ledger.clock(),
+            "key_id": keys.newest.key_id,
+            "sealed": seal(keys.newest, identifier, ref),
+        },
     )
     return ref

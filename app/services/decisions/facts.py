@@ -109,7 +109,10 @@ def subject_ref(ledger: Ledger, session: Session, identifier: subjects.SubjectId
     """The person's ``subject_ref``, created if they are new (under the log-head lock)."""
     batch = session.info.get(_BATCH_FACTS)
     if isinstance(batch, _BatchFacts):
-        known = batch.refs.get(subjects.lookup_key(ledger.identifier_key, identifier))
+        # Found under the newest key only: a person the prefetch found under an older one is
+        # resolved again, which moves their row to the newest key in this transaction.
+        newest = subjects.lookup_key(ledger.identifier_keys.newest.secret, identifier)
+        known = batch.refs.get(newest)
         if known is not None:
             return known
     ref = subjects.resolve(ledger, session, identifier, create=True)
@@ -154,4 +157,7 @@ def want(ledger: Ledger, batch: Batch, identifiers: Iterable[subjects.SubjectIde
     if not isinstance(facts, _BatchFacts):
         facts = session.info[_BATCH_FACTS] = _BatchFacts()
         batch.when_prepared.append(facts.load)
-    facts.lookups.update(subjects.lookup_key(ledger.identifier_key, i) for i in identifiers)
+    # Under every key held: a person's facts are prefetched whichever key their row is under.
+    keys = ledger.identifier_keys
+    for identifier in identifiers:
+        facts.lookups.update(subjects.lookup_keys(keys, identifier))

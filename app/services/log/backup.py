@@ -7,6 +7,8 @@ published (``app.services.log.published``): a copy that lacks it would silently 
 callers hold, so it is refused unless the operator accepts the loss, which is logged. PostgreSQL
 is backed up and restored with ``pg_dump`` / ``pg_restore`` (see the README); after such a
 restore the service's start-up check finds any rollback, and ``accept_rollback`` records it.
+Neither copy holds the keys, which live in the instance folder: a restore is refused while the
+copy's identifier mappings are under a key the instance no longer holds.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from sqlalchemy.orm import Session
 from app.db import Database
 from app.errors import DomainError
 from app.ledger.events import RollbackAccepted, envelope
-from app.services.container import Ledger
+from app.services.container import Ledger, missing_identifier_keys
 from app.services.log.log_store import LogInconsistent
 from app.services.log.published import RollbackDetected, check_database_against_record
 
@@ -117,6 +119,7 @@ def restore(
     behind: RollbackDetected | None = None
     try:
         with db.read() as session:
+            _check_identifier_keys(ledger, session, source)
             check_database_against_record(
                 session, ledger.log_store, ledger.published, recorded, state.size
             )
@@ -135,6 +138,20 @@ def restore(
         return Restored(state.size, state.root_hex, None)
     index = accept_rollback_now(ledger)
     return Restored(state.size, state.root_hex, index)
+
+
+def _check_identifier_keys(ledger: Ledger, session: Session, source: Path) -> None:
+    """A copy holds the identifier mappings, not the keys they were made under (those are in
+    the instance folder): one taken before a re-keying needs a key that may since have been
+    retired, and restored without it, its people could not be found and would be mapped
+    afresh."""
+    missing = missing_identifier_keys(ledger.identifier_keys, session)
+    if missing:
+        raise BackupError(
+            f"refusing to restore {source}: its identifier mappings are under key "
+            f"{', '.join(missing)}, which this instance no longer holds. Put the key file back "
+            "in the instance folder (from the backup of the instance folder) and restore again"
+        )
 
 
 def accept_rollback_now(ledger: Ledger) -> int | None:

@@ -1,0 +1,111 @@
+"""``keys``: the identifier keys: list them, rotate, re-key the mappings, retire an old one.
+
+Keys are named by their ids; a key itself is never printed."""
+
+from __future__ import annotations
+
+import click
+from flask.cli import AppGroup
+
+from app.cli.common import _fail, _ledger
+from app.errors import DomainError
+from app.services.consents import identifier_keys
+from app.services.log import keys
+
+keys_group = AppGroup("keys", help="Identifier keys: list, rotate, re-key, retire.")
+
+
+@keys_group.command("list")
+def keys_list_command() -> None:
+    """The identifier keys, newest first: id, generation, file and mappings under each."""
+    ledger = _ledger()
+    with ledger.db.read() as session:
+        usage = identifier_keys.key_usage(ledger, session)
+    for i, use in enumerate(usage):
+        if use.key is None:
+            click.echo(f"{use.key_id}  NOT HELD  {use.mappings} mappings cannot be found")
+            continue
+        role = "newest" if i == 0 else "older"
+        click.echo(
+            f"{use.key_id}  generation {use.key.generation}  {role:<6}  "
+            f"{use.mappings} mappings  {use.key.path}"
+        )
+
+
+@keys_group.command("rotate-identifier")
+@click.option(
+    "--rekey",
+    is_flag=True,
+    help="add no key: move every mapping that can be moved to the newest key (resumable)",
+)
+@click.option("--quiet", is_flag=True, help="no progress lines")
+def rotate_identifier_command(rekey: bool, quiet: bool) -> None:
+    """Add a new identifier key (lookups try it first, then the older ones); with --rekey,
+    move the mappings under older keys to the newest. Nothing in the log changes."""
+    ledger = _ledger()
+    if not rekey:
+        try:
+            key = identifier_keys.rotate(ledger)
+        except keys.KeyFileError as exc:
+            _fail(str(exc))
+        click.echo(f"added identifier key {key.key_id} (generation {key.generation}, {key.path})")
+        click.echo(
+            "new people are mapped under it, and lookups try it first. Copy the file to every "
+            "host that serves this database, back it up, then run "
+            "`consent-ledger keys rotate-identifier --rekey`"
+        )
+        return
+    try:
+        done = identifier_keys.rekey(ledger, _progress(quiet))
+    except DomainError as exc:
+        _fail(exc.detail)
+    if not done.total:
+        click.echo(f"nothing to re-key: every sealed mapping is under {done.newest.key_id}")
+    else:
+        click.echo(f"re-keyed {done.moved} mappings to identifier key {done.newest.key_id}")
+    if done.unsealed:
+        click.echo(
+            f"{done.unsealed} mappings made before key ids hold no sealed identifier: each "
+            "moves when its person is next written about. Until then the old key is in use "
+            "and cannot be retired yet"
+        )
+    if done.elsewhere:
+        click.echo(
+            f"{done.elsewhere} mappings are under keys this instance does not hold: see "
+            "`consent-ledger keys list`",
+            err=True,
+        )
+    if not done.unsealed and not done.elsewhere:
+        click.echo(
+            "every mapping is under the newest key: older keys can be retired "
+            "(`consent-ledger keys retire-identifier KEY_ID`)"
+        )
+
+
+def _progress(quiet: bool) -> identifier_keys.Progress:
+    """A line per 5% of the mappings, and the last."""
+    last = -1
+
+    def progress(done: int, total: int) -> None:
+        nonlocal last
+        pct = 100 * done // total if total else 100
+        if not quiet and (pct // 5 != last // 5 or done == total):
+            last = pct
+            click.echo(f"rekeyed {done}/{total} mappings ({pct}%)", err=True)
+
+    return progress
+
+
+@keys_group.command("retire-identifier")
+@click.argument("key_id")
+def retire_identifier_command(key_id: str) -> None:
+    """Destroy an older identifier key once no mapping uses it (refused otherwise)."""
+    try:
+        key = identifier_keys.retire(_ledger(), key_id)
+    except DomainError as exc:
+        _fail(exc.detail)
+    click.echo(f"retired identifier key {key.key_id}: {key.path} overwritten and deleted")
+    click.echo(
+        "destroy the copies in backups of the instance folder too; restart running workers "
+        "to drop it from their memory"
+    )
