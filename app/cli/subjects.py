@@ -1,4 +1,5 @@
-"""``erase``: erase a person (UK GDPR Art 17), as ``POST /v1/subjects/erasures`` does."""
+"""``erase``: erase a person (UK GDPR Art 17), as ``POST /v1/subjects/erasures`` does; and
+``retention run``: erase everyone past the policy's retention period."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import sys
 
 import click
+from flask.cli import AppGroup, with_appcontext
 
 from app.cli.common import _fail, _ledger
 from app.errors import DomainError
@@ -32,6 +34,7 @@ def _read_identifier(local_system: str | None) -> SubjectIdentifier:
 
 
 @click.command("erase")
+@with_appcontext
 @click.option(
     "--reason", required=True, type=click.Choice(erasure.REASONS), help="why the person is erased"
 )
@@ -61,4 +64,46 @@ def erase_command(reason: str, reference: str, local_system: str | None, as_json
     click.echo(
         f"erased: {erased.count} log entries now open to nothing; subject.erased is log "
         f"index {erased.receipt.index} (reference {erased.reference})"
+    )
+
+
+retention_group = AppGroup("retention", help="Erase records past the policy's retention period.")
+
+
+@retention_group.command("run")
+@click.option("--dry-run", is_flag=True, help="count the people past retention; erase nothing")
+@click.option(
+    "--batch",
+    default=erasure.RETENTION_BATCH,
+    show_default=True,
+    type=click.IntRange(min=1, max=10_000),
+    help="people erased per transaction (and per subject.erased entry)",
+)
+@click.option("--quiet", is_flag=True, help="no progress lines")
+def retention_run_command(dry_run: bool, batch: int, quiet: bool) -> None:
+    """Erase every person whose records are past the retention period of the policy in force
+    (as `erase --reason retention_expired` would, one at a time), logging one subject.erased
+    entry per run (per --batch people when more are due); a run that erases nobody logs one
+    too, so the log shows when retention was last enforced. Run it daily."""
+
+    def progress(done: int, total: int) -> None:
+        if not quiet:
+            click.echo(f"checked {done}/{total} people", err=True)
+
+    try:
+        run = erasure.run_retention(_ledger(), dry_run=dry_run, batch=batch, progress=progress)
+    except DomainError as exc:
+        _fail(exc.detail)
+    where = f"policy {run.policy_version[:12]}, rule {run.rule}"
+    if dry_run:
+        click.echo(
+            f"dry run: {run.due} of {run.checked} people are past retention ({where}); "
+            "nothing was erased"
+        )
+        return
+    indexes = ", ".join(str(r.index) for r in run.receipts)
+    click.echo(
+        f"erased {run.erased_people} of {run.checked} people past retention ({where}): "
+        f"{run.erased_entries} log entries now open to nothing; subject.erased at log index "
+        f"{indexes}"
     )

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, FieldError, InvalidRequest, NotFound, Unauthenticated
@@ -202,6 +202,132 @@ def erase(
         return Erased(reason, reference, len(indexes), indexes, receipt)
 
     return ledger.write(erase_in_batch, alone=True)
+
+
+# -- retention: erasing everyone past the policy's period ----------------------------------------
+
+# People erased per transaction (and so per subject.erased entry) by a retention run: small
+# enough that the log-head lock is held briefly, large enough that a nightly run is one entry.
+RETENTION_BATCH = 500
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class RetentionRun:
+    policy_version: str
+    rule: str
+    checked: int  # people with records in the log
+    due: int  # people past the retention period when the log was scanned
+    erased_people: int
+    erased_entries: int
+    receipts: tuple[Receipt, ...]  # the subject.erased entries written (none on a dry run)
+
+
+_OPENINGS_BY_PERSON = (
+    select(LogOpening.subject_ref, LogOpening.entry)
+    .order_by(LogOpening.subject_ref, LogOpening.idx)
+    .execution_options(yield_per=2000)
+)
+
+
+def _people(session: Session) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """Each person with an opening in the log, with their entries in log order."""
+    ref: str | None = None
+    entries: list[dict[str, Any]] = []
+    for subject_ref, entry in session.execute(_OPENINGS_BY_PERSON):
+        if subject_ref != ref:
+            if ref is not None:
+                yield ref, entries
+            ref, entries = subject_ref, []
+        entries.append(json.loads(entry))
+    if ref is not None:
+        yield ref, entries
+
+
+def run_retention(
+    ledger: Ledger,
+    *,
+    dry_run: bool = False,
+    batch: int = RETENTION_BATCH,
+    progress: Progress | None = None,
+) -> RetentionRun:
+    """Erase every person whose records are past the retention period of the policy in force
+    (``reason`` ``retention_expired``, ``reference`` naming the run). One ``subject.erased``
+    entry per run, or per ``batch`` people when more are due; a run that erases nobody logs one
+    too, with a count of 0, so the log shows when retention was last enforced. ``dry_run``
+    only counts. Each person is checked again, under the lock, before being erased."""
+    now = ledger.clock()
+    reference = f"retention-{now.strftime('%Y%m%dT%H%M%SZ')}"
+    with ledger.db.read() as session:
+        policy = policies.current_policy(session)
+        retention = policy.retention
+        if retention is None:
+            raise RetentionApplies(
+                f"the policy in force ({policy.version[:12]}) states no retention period: "
+                "publish a policy with a retention section before running retention",
+                extra={"rule": None, "kept_until": None},
+            )
+        total = session.execute(
+            select(func.count(func.distinct(LogOpening.subject_ref)))
+        ).scalar_one()
+        due: list[str] = []
+        for checked, (ref, entries) in enumerate(_people(session), start=1):
+            if retention.kept_until(last_events(entries)) <= now:
+                due.append(ref)
+            if progress is not None and (checked % 1000 == 0 or checked == total):
+                progress(checked, total)
+    if dry_run:
+        return RetentionRun(policy.version, retention.rule, total, len(due), 0, 0, ())
+
+    def erase_chunk(chunk: list[str]) -> Callable[[Session], tuple[int, int, Receipt]]:
+        def in_batch(session: Session) -> tuple[int, int, Receipt]:
+            indexes: list[int] = []
+            people = 0
+            for ref in chunk:
+                rows = session.execute(
+                    select(LogOpening.idx, LogOpening.entry).where(LogOpening.subject_ref == ref)
+                ).all()
+                if not rows:
+                    continue  # erased since it was found
+                # Checked again: an event since the scan may have extended the period.
+                try:
+                    _check_retention(
+                        policies.current_policy(session), [json.loads(e) for _, e in rows], now
+                    )
+                except RetentionApplies:
+                    continue
+                indexes.extend(idx for idx, _ in rows)
+                _delete_rows(session, ref)
+                people += 1
+            event = SubjectErased(
+                reason="retention_expired",
+                reference=reference,
+                organisation=None,
+                client_id=None,
+                count=len(indexes),
+                indexes=tuple(sorted(indexes)),
+            )
+            (receipt,) = append_events(ledger.log_store, session, now, [event])
+            return people, len(indexes), receipt
+
+        return in_batch
+
+    people_erased, entries_erased, receipts = 0, 0, []
+    chunks = [due[i : i + batch] for i in range(0, len(due), batch)] or [[]]
+    for chunk in chunks:
+        erased_people, erased_entries, receipt = ledger.write(erase_chunk(chunk), alone=True)
+        people_erased += erased_people
+        entries_erased += erased_entries
+        receipts.append(receipt)
+    return RetentionRun(
+        policy.version,
+        retention.rule,
+        total,
+        len(due),
+        people_erased,
+        entries_erased,
+        tuple(receipts),
+    )
 
 
 def _check_retention(policy: Policy, entries: list[dict[str, Any]], now: datetime) -> None:
