@@ -86,50 +86,51 @@ def erased_indexes(session: Session) -> dict[int, int]:
 def open_stored(
     index: int,
     leaf: bytes,
-    salt: bytes | None,
-    entry: bytes | None,
+    stored: tuple[str, bytes, bytes] | None,
     erased: dict[int, int],
     decode: Decode = decode_entry,
 ) -> tuple[State, dict[str, Any] | None, Opening | None]:
-    """What the leaf stored at ``index`` says, given its opening row (``salt``, ``entry``, both
-    ``None`` if there is none) and the erased indexes; :class:`Unopened` or
-    :class:`EntryError` if it cannot be read."""
+    """What the leaf stored at ``index`` says, given its opening row (``subject_ref``, salt and
+    entry; ``None`` if there is none) and the erased indexes. :class:`Unopened` for an opening
+    that is missing (and not erased), does not open the leaf, or is filed under another person
+    than the entry names (an erasure would miss it); :class:`EntryError` for a leaf that is not
+    canonical."""
     value = decode(leaf)
     if not is_committed(value):
-        if salt is not None:
+        if stored is not None:
             raise Unopened("it is in the clear but an opening is stored for it")
         return "clear", value, None
     committed = read_committed_leaf(value)
-    if salt is None or entry is None:
+    if stored is None:
         if index in erased:
             return "erased", None, None
         raise Unopened(
             f"it commits to a {committed.entry_type} entry whose opening is missing, and no "
             "subject.erased entry covers it"
         )
+    subject_ref, salt, entry = stored
     opening = Opening(bytes(salt), bytes(entry))
     try:
-        return "opened", committed.open(opening, decode), opening
+        opened = committed.open(opening, decode)
     except EntryError as exc:
         raise Unopened(str(exc)) from None
+    data = opened.get("data")
+    if not isinstance(data, dict) or data.get("subject_ref") != subject_ref:
+        raise Unopened("its opening is filed under another person than the entry names")
+    return "opened", opened, opening
 
 
 def read(session: Session, index: int, row: LogEntry) -> Read:
     """The stored entry ``row`` (at ``index``) with its opening, if it has one."""
     opening = session.get(LogOpening, index)
     erased = erased_indexes(session) if opening is None else {}
-    state, entry, opened = open_stored(
-        index,
-        row.leaf,
-        None if opening is None else opening.salt,
-        None if opening is None else opening.entry,
-        erased,
-    )
+    stored = None if opening is None else (opening.subject_ref, opening.salt, opening.entry)
+    state, entry, opened = open_stored(index, row.leaf, stored, erased)
     return Read(index, row.leaf, row.leaf_hash, state, entry, opened, erased.get(index))
 
 
 _OPENED = (
-    select(LogEntry.idx, LogEntry.leaf, LogOpening.salt, LogOpening.entry)
+    select(LogEntry.idx, LogEntry.leaf, LogOpening.subject_ref, LogOpening.salt, LogOpening.entry)
     .outerjoin(LogOpening, LogOpening.idx == LogEntry.idx)
     .order_by(LogEntry.idx)
     .execution_options(yield_per=2000)
@@ -143,9 +144,10 @@ def entries(
     The first entry that cannot be read (not canonical, or a missing or wrong opening) stops
     the stream with :class:`UnreadableEntry`, naming it."""
     erased = erased_indexes(session)
-    for idx, leaf, salt, entry in session.execute(_OPENED):
+    for idx, leaf, subject_ref, salt, entry in session.execute(_OPENED):
+        stored = None if salt is None else (subject_ref, salt, entry)
         try:
-            _, value, _ = open_stored(idx, leaf, salt, entry, erased, decode)
+            _, value, _ = open_stored(idx, leaf, stored, erased, decode)
         except EntryError as exc:
             raise UnreadableEntry(idx, exc) from None
         if value is not None:
