@@ -338,6 +338,12 @@ class Event(Record):
 
     TYPE: ClassVar[str]
     PERSONAL: ClassVar[bool] = False
+    # The field naming the organisation that made the entry (an entry about a person only).
+    MADE_BY: ClassVar[str | None] = None
+
+    def made_by(self) -> str | None:
+        """The organisation that made this entry, for an entry about a person."""
+        return None if self.MADE_BY is None else str(getattr(self, self.MADE_BY))
 
     @classmethod
     def _where(cls) -> str:
@@ -432,6 +438,7 @@ class ClientTokenRotated(Event):
 class ConsentGranted(Event):
     TYPE: ClassVar[str] = "consent.granted"
     PERSONAL: ClassVar[bool] = True
+    MADE_BY: ClassVar[str | None] = "recorded_by"
     consent_id: str
     subject_ref: str
     purpose: str
@@ -449,6 +456,7 @@ class ConsentGranted(Event):
 class ConsentConfirmed(Event):
     TYPE: ClassVar[str] = "consent.confirmed"
     PERSONAL: ClassVar[bool] = True
+    MADE_BY: ClassVar[str | None] = "by"
     consent_id: str
     subject_ref: str
     by: str
@@ -459,6 +467,7 @@ class ConsentConfirmed(Event):
 class ConsentWithdrawn(Event):
     TYPE: ClassVar[str] = "consent.withdrawn"
     PERSONAL: ClassVar[bool] = True
+    MADE_BY: ClassVar[str | None] = "by"
     consent_id: str
     subject_ref: str
     reason: str | None
@@ -471,6 +480,7 @@ class ConsentWithdrawn(Event):
 class ObjectionRecorded(Event):
     TYPE: ClassVar[str] = "objection.recorded"
     PERSONAL: ClassVar[bool] = True
+    MADE_BY: ClassVar[str | None] = "recorded_by"
     objection_id: str
     subject_ref: str
     scope: str
@@ -482,6 +492,7 @@ class ObjectionRecorded(Event):
 class ObjectionWithdrawn(Event):
     TYPE: ClassVar[str] = "objection.withdrawn"
     PERSONAL: ClassVar[bool] = True
+    MADE_BY: ClassVar[str | None] = "by"
     objection_id: str
     subject_ref: str
     by: str
@@ -502,6 +513,7 @@ class PolicyPublished(Event):
 class DecisionMade(Event):
     TYPE: ClassVar[str] = "decision.made"
     PERSONAL: ClassVar[bool] = True
+    MADE_BY: ClassVar[str | None] = "from_org"
     decision_id: str
     subject_ref: str
     from_org: str = field(metadata=_FROM)
@@ -517,6 +529,7 @@ class DecisionMade(Event):
 class DisclosureRecorded(Event):
     TYPE: ClassVar[str] = "disclosure.recorded"
     PERSONAL: ClassVar[bool] = True
+    MADE_BY: ClassVar[str | None] = "from_org"
     disclosure_id: str
     decision_id: str
     subject_ref: str
@@ -537,6 +550,7 @@ class AccessLinkCreated(Event):
 
     TYPE: ClassVar[str] = "access_link.created"
     PERSONAL: ClassVar[bool] = True
+    MADE_BY: ClassVar[str | None] = "organisation"
     link_id: str
     subject_ref: str
     organisation: str
@@ -548,6 +562,7 @@ class AccessLinkCreated(Event):
 class AccessLinkRevoked(Event):
     TYPE: ClassVar[str] = "access_link.revoked"
     PERSONAL: ClassVar[bool] = True
+    MADE_BY: ClassVar[str | None] = "organisation"
     link_id: str
     subject_ref: str
     organisation: str

@@ -231,13 +231,19 @@ def test_an_erased_person_is_gone_and_every_proof_issued_before_still_verifies(
     assert retried.status_code == 201
     erased.receipts.append(retried.get_json()["ledger"])
 
-    # The records are kept for the policy's retention period: a person's request is refused,
-    # naming the rule, and nothing changes.
+    _signed_in(client, tokens["auditor"])
+    report_before = _report(client, erased.nhs)
+    assert f"(log {erased.receipts[0]['index']})" in report_before  # the consent's history
+    replayed_before = runner.invoke(args=["policy", "replay", "policies/default.yaml"]).output
+    assert "2 decisions replayed" in replayed_before
+
+    # The records are kept for the policy's retention period (and while a consent is in
+    # force): a person's request is refused, naming the rule, and nothing changes.
     asked = {"subject": {"nhs_number": erased.nhs}, "reference": "SAR-2026-0042"}
     refused = client.post(
         "/v1/subjects/erasures",
         json={**asked, "reason": "data_subject_request"},
-        headers=bearer(tokens["tt_ig"]),
+        headers=bearer(tokens["auditor"]),
     )
     assert refused.status_code == 409, refused.get_json()
     problem = refused.get_json()
@@ -246,11 +252,11 @@ def test_an_erased_person_is_gone_and_every_proof_issued_before_still_verifies(
     assert "R1" in problem["detail"]
     assert client.get("/healthz").get_json()["log_size"] == old.size + 1
 
-    # Recorded in error: erased, by the IG lead of an organisation that recorded them.
+    # Recorded in error: erased by an auditor (two organisations made records about them).
     resp = client.post(
         "/v1/subjects/erasures",
         json={**asked, "reason": "recorded_in_error"},
-        headers=bearer(tokens["tt_ig"]),
+        headers=bearer(tokens["auditor"]),
     )
     assert resp.status_code == 201, resp.get_json()
     erasure = resp.get_json()
@@ -330,11 +336,10 @@ def test_an_erased_person_is_gone_and_every_proof_issued_before_still_verifies(
     )
     assert again.status_code == 410, again.get_json()
     assert again.get_json()["type"] == "/problems/erased"
-    _signed_in(client, tokens["auditor"])
-    page = client.get("/ig/report", query_string={"nhs_number": erased.nhs}).get_data(as_text=True)
-    assert not [i for i in erased.ids if i in page]
-    replayed = runner.invoke(args=["policy", "replay", "policies/default.yaml"])
-    assert not [i for i in erased.ids if i in replayed.output]
+    # The report on the person is the report on a stranger; replay finds one decision fewer.
+    assert _report(client, erased.nhs) == _report(client, NHS[5])
+    replayed = runner.invoke(args=["policy", "replay", "policies/default.yaml"]).output
+    assert "1 decisions replayed" in replayed
     # The other person's records are all there.
     theirs = client.get(
         "/v1/consents", query_string={"nhs_number": kept.nhs}, headers=bearer(tokens["auditor"])
@@ -363,6 +368,18 @@ def test_an_erased_person_is_gone_and_every_proof_issued_before_still_verifies(
     assert found["consents"][0]["subject_ref"] not in old_refs
 
 
+def _report(client: FlaskClient, nhs: str) -> str:
+    """The IG report page on a person, without the lines that name the number asked for."""
+    page = client.get("/ig/report", query_string={"nhs_number": nhs})
+    assert page.status_code == 200
+    spaced = f"{nhs[:3]} {nhs[3:6]} {nhs[6:]}"
+    return "\n".join(
+        line
+        for line in page.get_data(as_text=True).splitlines()
+        if nhs not in line and spaced not in line and "Produced" not in line
+    )
+
+
 def _signed_in(client: FlaskClient, token: str) -> None:
     form = client.get("/ig/")
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
@@ -381,6 +398,20 @@ def test_erasure_waits_for_the_retention_period_then_is_allowed(
         "reference": "SAR-2026-0043",
     }
     real = ledger.clock
+    # A consent in force binds decisions: it is kept, whatever its age.
+    ledger.clock = lambda: real() + timedelta(days=365 * 30)
+    try:
+        kept = client.post("/v1/subjects/erasures", json=asked, headers=bearer(tokens["auditor"]))
+    finally:
+        ledger.clock = real
+    assert kept.status_code == 409, kept.get_json()
+    assert f"still in force ({person.ids[3]})" in kept.get_json()["detail"]
+    _post(
+        client,
+        tokens["jcp"],
+        f"/v1/consents/{person.ids[3]}/withdraw",
+        {"reason": "person_withdrew"},
+    )
     try:
         # Referral records are kept 20 years after the last event (policies/default.yaml, R1).
         ledger.clock = lambda: real() + timedelta(days=365 * 20 - 2)
@@ -397,7 +428,10 @@ def test_erasure_waits_for_the_retention_period_then_is_allowed(
     ("change", "field", "why"),
     [
         ({"reference": "943 476 5919"}, "reference", "letters, digits"),
-        ({"reference": "SAR-9434765919"}, "reference", "ten digits"),
+        ({"reference": "SAR-9434765919"}, "reference", "NHS number check"),
+        ({"reference": "NHS:943-476-5919"}, "reference", "NHS number check"),
+        ({"reference": "943.476.5919"}, "reference", "NHS number check"),
+        ({"reference": "943/476/5919"}, "reference", "NHS number check"),
         ({"reference": ""}, "reference", "letters, digits"),
         ({"reason": "because"}, "reason", "Must be one of"),
         ({"subject": {"nhs_number": "123"}}, "subject.nhs_number", "10 digits"),
@@ -421,21 +455,104 @@ def test_a_bad_erasure_request_names_its_field_and_erases_nothing(
     (error,) = problem["errors"]
     assert error["field"] == field
     assert why in error["message"], error
-    assert "9434765919" not in json.dumps(problem)
+    assert "5919" not in json.dumps(problem)
     assert client.get("/healthz").get_json()["log_size"] == size
 
 
-def test_an_ig_lead_cannot_erase_or_learn_of_a_person_only_others_recorded(
-    client: FlaskClient, tokens: Tokens
+def _consent_body(nhs: str) -> dict[str, Any]:
+    return {
+        "subject": {"nhs_number": nhs},
+        "purpose": "referral",
+        "recipients": ["ea-tt-leeds"],
+        "data_categories": ["identity"],
+        "form": "verbal",
+    }
+
+
+def test_an_ig_lead_erases_only_a_person_whose_records_its_organisation_alone_made(
+    client: FlaskClient, tokens: Tokens, make_token: Callable[..., str]
 ) -> None:
-    person = run_flows(client, tokens, NHS[0])
-    body = {"subject": {"nhs_number": person.nhs}, "reason": "recorded_in_error", "reference": "X1"}
-    # ea-tt-leeds received a share, but recorded nothing about the person.
-    theirs = client.post("/v1/subjects/erasures", json=body, headers=bearer(tokens["ea_ig"]))
-    stranger = client.post(
-        "/v1/subjects/erasures",
-        json={**body, "subject": {"nhs_number": NHS[1]}},
-        headers=bearer(tokens["ea_ig"]),
-    )
-    assert theirs.status_code == stranger.status_code == 404
-    assert theirs.get_json()["detail"] == stranger.get_json()["detail"]
+    ours, shared = NHS[0], NHS[1]
+    _post(client, tokens["tt"], "/v1/consents", _consent_body(ours))
+    theirs = _post(client, tokens["jcp"], "/v1/consents", _consent_body(shared))
+    jcp_ig = make_token("jcp-leeds-city", "ig_lead")
+
+    def erase(nhs: str, token: str) -> Any:
+        body = {"subject": {"nhs_number": nhs}, "reason": "recorded_in_error", "reference": "X1"}
+        return client.post("/v1/subjects/erasures", json=body, headers=bearer(token))
+
+    # Asking a decision about someone makes a record, but not a right to erase their records:
+    # jcp's consent (and anything else another organisation holds) is not tt-leeds' to erase.
+    decision = {
+        "subject": {"nhs_number": shared},
+        "from": "tt-leeds",
+        "to": "ea-tt-leeds",
+        "purpose": "referral",
+        "data_categories": ["identity"],
+    }
+    _post(client, tokens["tt"], "/v1/decisions", decision)
+    refused = erase(shared, tokens["tt_ig"])
+    assert refused.status_code == 403, refused.get_json()
+    assert "only an auditor" in refused.get_json()["detail"]
+    assert "kept_until" not in refused.get_json()
+    assert erase(shared, jcp_ig).status_code == 403  # tt-leeds' decision is not jcp's either
+    found = client.get(
+        "/v1/consents", query_string={"nhs_number": shared}, headers=bearer(tokens["auditor"])
+    ).get_json()
+    assert [c["id"] for c in found["consents"]] == [theirs["id"]]
+    # An organisation that made nothing about the person is told what a stranger is told.
+    made_nothing = erase(ours, tokens["ea_ig"])
+    stranger = erase(NHS[2], tokens["ea_ig"])
+    assert made_nothing.status_code == stranger.status_code == 404
+    assert made_nothing.get_json()["detail"] == stranger.get_json()["detail"]
+    # Its own person, it erases.
+    assert erase(ours, tokens["tt_ig"]).status_code == 201
+
+
+def test_a_person_mapped_under_two_keys_is_erased_under_both(
+    client: FlaskClient,
+    tokens: Tokens,
+    ledger: Ledger,
+    runner: FlaskCliRunner,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from app.services.container import Ledger as LedgerClass
+    from app.services.log.keys import IdentifierKeys
+
+    nhs = NHS[2]
+    _post(client, tokens["tt"], "/v1/consents", _consent_body(nhs))
+    old = ledger.identifier_keys
+    assert runner.invoke(args=["keys", "rotate-identifier"]).exit_code == 0
+    assert runner.invoke(args=["keys", "rotate-identifier", "--rekey", "--quiet"]).exit_code == 0
+    # A host the new key was not yet copied to maps the person afresh under the old key.
+    stale = property(lambda _: IdentifierKeys(old.all))
+    monkeypatch.setattr(LedgerClass, "identifier_keys", stale)
+    _post(client, tokens["jcp"], "/v1/consents", _consent_body(nhs))
+    monkeypatch.undo()
+    body = {"subject": {"nhs_number": nhs}, "reason": "recorded_in_error", "reference": "X8"}
+    erased = client.post("/v1/subjects/erasures", json=body, headers=bearer(tokens["auditor"]))
+    assert erased.status_code == 201, erased.get_json()
+    assert erased.get_json()["count"] == 2
+    monkeypatch.setattr(LedgerClass, "identifier_keys", stale)
+    for _ in range(2):  # as the stale host, then as an up-to-date one
+        found = client.get(
+            "/v1/consents", query_string={"nhs_number": nhs}, headers=bearer(tokens["auditor"])
+        ).get_json()
+        assert found["consents"] == []
+        monkeypatch.undo()
+
+
+def test_an_erasure_refused_to_an_ig_lead_runs_the_same_queries_for_a_stranger(
+    client: FlaskClient, tokens: Tokens, ledger: Ledger
+) -> None:
+    from tests.helpers import recorded_statements
+
+    _post(client, tokens["jcp"], "/v1/consents", _consent_body(NHS[3]))  # not tt-leeds'
+    ran = {}
+    for who, nhs in (("known to another organisation", NHS[3]), ("stranger", NHS[4])):
+        body = {"subject": {"nhs_number": nhs}, "reason": "recorded_in_error", "reference": "T1"}
+        with recorded_statements(ledger) as seen:
+            resp = client.post("/v1/subjects/erasures", json=body, headers=bearer(tokens["tt_ig"]))
+        assert resp.status_code == 404
+        ran[who] = [s.split(" WHERE")[0] for s in seen]
+    assert ran["known to another organisation"] == ran["stranger"]

@@ -68,7 +68,10 @@ def test_erase_reads_the_person_from_stdin_and_erases_them(
     verified = runner.invoke(args=["verify"])
     assert verified.exit_code == 0, verified.output
     assert "(1 erased)" in verified.output
-    assert consent["id"] not in runner.invoke(args=["rebuild", "--check"]).output
+    rebuilt = runner.invoke(args=["rebuild", "--check"])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    found = runner.invoke(args=["policy", "replay", "policies/default.yaml"])
+    assert consent["id"] not in found.output
 
 
 def test_erase_by_local_identifier(
@@ -104,7 +107,8 @@ def test_erase_by_local_identifier(
     ("args", "stdin", "said"),
     [
         (["--reason", "data_subject_request", "--reference", "SAR-1"], "NHS0", "rule R1"),
-        (["--reason", "recorded_in_error", "--reference", "9434765919"], "NHS0", "ten digits"),
+        (["--reason", "recorded_in_error", "--reference", "9434765919"], "NHS0", "NHS number"),
+        (["--reason", "recorded_in_error", "--reference", "943-476-5919"], "NHS0", "NHS number"),
         (["--reason", "recorded_in_error", "--reference", "SAR-1"], "1234567890", "check digit"),
         (["--reason", "recorded_in_error", "--reference", "SAR-1"], "", "no identifier"),
     ],
@@ -136,6 +140,12 @@ def test_retention_run_erases_only_people_past_the_period(
         # Recorded 21 years ago: past the 20 years the shipped policy keeps referral records.
         ledger.clock = lambda: real() - timedelta(days=365 * 21)
         old = _consent(client, case_system, {"nhs_number": NHS[1]})
+        withdrawn = client.post(
+            f"/v1/consents/{old['id']}/withdraw",
+            json={"reason": "person_withdrew"},
+            headers=bearer(case_system),
+        )
+        assert withdrawn.status_code == 200
     finally:
         ledger.clock = real
     recent = _consent(client, case_system, {"nhs_number": NHS[2]})
@@ -156,8 +166,9 @@ def test_retention_run_erases_only_people_past_the_period(
     assert [c["id"] for c in _consents_of(client, case_system, NHS[2])] == [recent["id"]]
     auditor = runner.invoke(args=["verify"])
     assert auditor.exit_code == 0, auditor.output
-    assert "(1 erased)" in auditor.output
-    assert old["id"] not in runner.invoke(args=["rebuild", "--check"]).output
+    assert "(2 erased)" in auditor.output  # the consent and its withdrawal
+    rebuilt = runner.invoke(args=["rebuild", "--check"])
+    assert rebuilt.exit_code == 0, rebuilt.output
 
     # A run with no one to erase still says, in the log, that retention was enforced.
     empty = runner.invoke(args=["retention", "run", "--quiet"])
@@ -165,3 +176,26 @@ def test_retention_run_erases_only_people_past_the_period(
     assert "erased 0 of 1 people" in empty.output
     assert "checked" not in empty.output
     assert _size(client) == size + 2
+
+
+def test_retention_run_keeps_a_person_whose_objection_is_in_force(
+    runner: FlaskCliRunner, client: FlaskClient, case_system: str, ledger: Ledger
+) -> None:
+    real = ledger.clock
+    try:
+        ledger.clock = lambda: real() - timedelta(days=365 * 30)
+        resp = client.post(
+            "/v1/objections",
+            json={"subject": {"nhs_number": NHS[3]}, "scope": "national_data_opt_out"},
+            headers=bearer(case_system),
+        )
+        assert resp.status_code == 201
+    finally:
+        ledger.clock = real
+    ran = runner.invoke(args=["retention", "run", "--quiet"])
+    assert ran.exit_code == 0, ran.output
+    assert "erased 0 of 1 people" in ran.output
+    found = client.get(
+        "/v1/consents", query_string={"nhs_number": NHS[3]}, headers=bearer(case_system)
+    ).get_json()
+    assert [o["id"] for o in found["objections"]] == [resp.get_json()["id"]]

@@ -103,17 +103,19 @@ def run_write(
             recorded = staged[:3] if staged is not None else _recorded(session, idem)
             if recorded is not None:
                 fingerprint, status, body = recorded
+                # Before the fingerprint, which the erasure replaced: nothing of the request
+                # is kept to compare with, and the key stays used.
+                if status == ERASED_RESPONSE:
+                    raise Gone(
+                        f"the response recorded for this {HEADER} described a person who has "
+                        "since been erased: it is no longer kept, and the request is not run "
+                        "again; use a new key for a new request"
+                    )
                 if not idem.same_request(fingerprint):
                     raise IdempotencyKeyReused(
                         f"this {HEADER} was used for a different request; "
                         "use a new key for a new request",
                         errors=[FieldError(HEADER, "already used with another body", "headers")],
-                    )
-                if status == ERASED_RESPONSE:
-                    raise Gone(
-                        f"the response recorded for this {HEADER} described a person who has "
-                        "since been erased: it is no longer kept, and the request is not run "
-                        "again"
                     )
                 if check_replay is not None:
                     check_replay(session, body)

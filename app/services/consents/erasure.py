@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,8 +27,22 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from app.errors import Conflict, FieldError, InvalidRequest, NotFound, Unauthenticated
-from app.ledger.events import SubjectErased
+from app.errors import (
+    Conflict,
+    FieldError,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    Unauthenticated,
+)
+from app.ledger.events import (
+    ConsentGranted,
+    ConsentWithdrawn,
+    ObjectionRecorded,
+    ObjectionWithdrawn,
+    SubjectErased,
+    parse_event,
+)
 from app.models import (
     AccessLink,
     ApiClient,
@@ -43,6 +58,7 @@ from app.models import (
     Subject,
 )
 from app.policy import Policy
+from app.redaction import redact
 from app.services.access.clients import Principal
 from app.services.access.idempotency import ERASED_RESPONSE
 from app.services.consents import subjects
@@ -57,10 +73,11 @@ REASONS = ("data_subject_request", "recorded_in_error", "retention_expired")
 OVERRIDES_RETENTION = "recorded_in_error"
 ERASER_ROLES = ("ig_lead", "auditor")
 
-# The requester's own case number: short, plain, and never a person's identifier. A run of ten
-# digits could be an NHS number, which must not enter the log.
+# The requester's own case number: short, plain, and never a person's identifier. Ten digits
+# that pass the NHS-number check, with or without separators between them, could be an NHS
+# number, which must not enter the log.
 _REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:-]{0,63}")
-_TEN_DIGITS = re.compile(r"\d{10}")
+_SEPARATORS = re.compile(r"[._/:-]")
 
 
 class RetentionApplies(Conflict):
@@ -84,9 +101,13 @@ def reference_problem(reference: str, field: str = "reference") -> FieldError | 
             "with a letter or digit)",
             "json",
         )
-    if _TEN_DIGITS.search(reference):
+    spaced = _SEPARATORS.sub(" ", reference)
+    if redact(spaced) != spaced:
         return FieldError(
-            field, "must not hold ten digits in a row (it could be an NHS number)", "json"
+            field,
+            "must not hold ten digits that pass the NHS number check, with or without "
+            "separators (it could be an NHS number): use your own case number",
+            "json",
         )
     return None
 
@@ -104,27 +125,21 @@ def check_request(reason: str, reference: str) -> None:
 _BY_SUBJECT = (Disclosure, DecisionRecord, Consent, Objection, AccessLink, Subject)
 
 
-def _recorded_by_organisation(session: Session, ref: str, organisation_id: str) -> bool:
-    """Whether the organisation recorded something about the person: a consent or objection,
-    a decision or disclosure from it, or a link to the person's page."""
-    checks = [
-        select(Consent.id).where(
-            Consent.subject_ref == ref, Consent.recorded_by == organisation_id
-        ),
-        select(Objection.id).where(
-            Objection.subject_ref == ref, Objection.recorded_by == organisation_id
-        ),
-        select(DecisionRecord.id).where(
-            DecisionRecord.subject_ref == ref, DecisionRecord.from_org == organisation_id
-        ),
-        select(Disclosure.id).where(
-            Disclosure.subject_ref == ref, Disclosure.from_org == organisation_id
-        ),
-        select(AccessLink.id).where(
-            AccessLink.subject_ref == ref, AccessLink.organisation_id == organisation_id
-        ),
-    ]
-    return any(session.execute(q.limit(1)).first() is not None for q in checks)
+def _check_made_only_by(organisation_id: str, entries: list[dict[str, Any]]) -> None:
+    """An IG lead erases a person only if its organisation made every record about them: it is
+    the controller of its own records, not of other organisations' (which an erasure would
+    destroy, objections and opt-outs included), and "recorded something" alone would be met by
+    asking a decision about anyone. A person it made nothing about gets the same answer as a
+    stranger."""
+    makers = {parse_event(entry).made_by() for entry in entries}
+    if organisation_id not in makers:
+        raise NotFound(f"no records of this person were made by {organisation_id}")
+    if makers != {organisation_id}:
+        raise Forbidden(
+            f"other organisations also made records about this person, which only an auditor "
+            f"may erase; {organisation_id}'s IG lead erases a person whose records "
+            f"{organisation_id} alone made"
+        )
 
 
 def last_events(entries: Iterable[dict[str, Any]]) -> dict[str | None, datetime]:
@@ -164,32 +179,24 @@ def erase(
         if principal is not None:
             _still_valid(session, principal)
             subjects.check_local_system(session, identifier, principal)
-        ref = subjects.resolve(ledger, session, identifier, create=False)
-        if ref is None or (
-            principal is not None
-            and principal.role != "auditor"
-            and not _recorded_by_organisation(session, ref, principal.organisation_id)
-        ):
-            # One answer for both, so an IG lead cannot learn whom other organisations know.
-            raise NotFound(
-                "no records of this person"
-                + (
-                    ""
-                    if principal is None or principal.role == "auditor"
-                    else f" were made by {principal.organisation_id}"
-                )
-            )
+        refs = subjects.resolve_all(ledger, session, identifier)
+        # Asked under a reference nobody has for a stranger, so the work, and its timing, does
+        # not say whether the service knows the person.
         rows = session.execute(
             select(LogOpening.idx, LogOpening.entry)
-            .where(LogOpening.subject_ref == ref)
+            .where(LogOpening.subject_ref.in_(refs or [subjects.NOBODY]))
             .order_by(LogOpening.idx)
         ).all()
+        entries = [json.loads(entry) for _, entry in rows]
+        if principal is not None and principal.role != "auditor":
+            _check_made_only_by(principal.organisation_id, entries)
+        elif not refs:
+            raise NotFound("no records of this person")
         if reason != OVERRIDES_RETENTION:
-            _check_retention(
-                policies.current_policy(session), [json.loads(e) for _, e in rows], now
-            )
+            _check_retention(policies.current_policy(session), entries, now)
         indexes = tuple(idx for idx, _ in rows)
-        _delete_rows(session, ref)
+        for ref in refs:
+            _delete_rows(session, ref)
         event = SubjectErased(
             reason=reason,
             reference=reference,
@@ -272,7 +279,9 @@ def run_retention(
         ).scalar_one()
         due: list[str] = []
         for checked, (ref, entries) in enumerate(_people(session), start=1):
-            if retention.kept_until(last_events(entries)) <= now:
+            if not in_force_records(entries, now) and (
+                retention.kept_until(last_events(entries)) <= now
+            ):
                 due.append(ref)
             if progress is not None and (checked % 1000 == 0 or checked == total):
                 progress(checked, total)
@@ -341,6 +350,14 @@ def _check_retention(policy: Policy, entries: list[dict[str, Any]], now: datetim
         )
     if not entries:  # nothing logged about the person: nothing is kept to show compliance
         return
+    in_force = in_force_records(entries, now)
+    if in_force:
+        raise RetentionApplies(
+            f"the person has records still in force ({', '.join(in_force)}): a consent or an "
+            f"objection is kept while it binds decisions (rule {retention.rule}); erasure now "
+            "is refused unless they were recorded in error",
+            extra={"rule": retention.rule, "kept_until": None},
+        )
     kept_until = retention.kept_until(last_events(entries))
     if kept_until > now:
         raise RetentionApplies(
@@ -349,6 +366,25 @@ def _check_retention(policy: Policy, entries: list[dict[str, Any]], now: datetim
             "then is refused unless they were recorded in error",
             extra={"rule": retention.rule, "kept_until": _time(kept_until)},
         )
+
+
+def in_force_records(entries: Iterable[dict[str, Any]], now: datetime) -> list[str]:
+    """The ids of the person's consents and objections that still bind decisions (not withdrawn,
+    not expired): erasing them would let shares through that the person refused, or stop ones
+    they allowed without their say."""
+    live: dict[str, None] = {}
+    for entry in entries:
+        event = parse_event(entry)
+        if isinstance(event, ConsentGranted):
+            if event.expires_at is None or event.expires_at > now:
+                live[event.consent_id] = None
+        elif isinstance(event, ConsentWithdrawn):
+            live.pop(event.consent_id, None)
+        elif isinstance(event, ObjectionRecorded):
+            live[event.objection_id] = None
+        elif isinstance(event, ObjectionWithdrawn):
+            live.pop(event.objection_id, None)
+    return list(live)
 
 
 def _time(value: datetime) -> str:
@@ -389,7 +425,8 @@ def _delete_rows(session: Session, ref: str) -> None:
         session.execute(
             update(IdempotencyRecord)
             .where(IdempotencyRecord.client_id == client_id, IdempotencyRecord.key == key)
-            .values(status_code=ERASED_RESPONSE, body="{}")
+            # The fingerprint is an HMAC of the request, NHS number included: replaced too.
+            .values(status_code=ERASED_RESPONSE, body="{}", fingerprint=secrets.token_bytes(32))
         )
     session.execute(delete(IdempotencySubject).where(IdempotencySubject.subject_ref == ref))
 

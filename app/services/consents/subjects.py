@@ -223,6 +223,14 @@ def check_local_system(
         raise InvalidRequest.from_fields("the subject is not valid", [problem])
 
 
+def resolve_all(ledger: Ledger, session: Session, identifier: SubjectIdentifier) -> list[str]:
+    """Every ``subject_ref`` the identifier maps to, under any key held: one, except for a person
+    mapped afresh under an older key by a host that lacked the newest (which the start-up check
+    refuses, but an erasure must not leave half done)."""
+    lookups = lookup_keys(ledger.identifier_keys, identifier)
+    return sorted({ref for _, ref, _ in session.execute(_SUBJECT_REFS, {"lookups": lookups})})
+
+
 def resolve(
     ledger: Ledger,
     session: Session,
