@@ -10,12 +10,16 @@ UPDATE, and on SQLite an insert onto an existing index (INSERT OR REPLACE would 
 swap an opening without firing a trigger).
 
 ``idempotency_subjects`` says which people a recorded response is about, so that erasing a
-person also blanks the responses that describe them.
+person also blanks the responses that describe them. Responses recorded before this revision
+are filled in from the log: their bodies name the log indexes of what they recorded, and those
+entries (all written in the clear, before log format 2) name the person.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -33,6 +37,51 @@ BEGIN
 END
 $$
 """
+
+
+def _indexes(value: Any) -> Iterator[int]:
+    """The log indexes a recorded response names: ``ledger.index`` and ``ledger_index``, at any
+    depth (a list of decisions names one each)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "ledger_index" and isinstance(item, int):
+                yield item
+            elif key == "ledger" and isinstance(item, dict) and isinstance(item.get("index"), int):
+                yield item["index"]
+            else:
+                yield from _indexes(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _indexes(item)
+
+
+def _fill_idempotency_subjects() -> None:
+    bind = op.get_bind()
+    records = bind.execute(sa.text("SELECT client_id, key, body FROM idempotency_records")).all()
+    rows = set()
+    for client_id, key, body in records:
+        try:
+            indexes = sorted(set(_indexes(json.loads(body))))
+        except ValueError:
+            continue
+        for index in indexes:
+            leaf = bind.execute(
+                sa.text("SELECT leaf FROM log_entries WHERE idx = :i"), {"i": index}
+            ).scalar()
+            try:
+                data = json.loads(bytes(leaf)).get("data", {}) if leaf is not None else {}
+            except ValueError:
+                continue
+            if isinstance(data, dict) and isinstance(data.get("subject_ref"), str):
+                rows.add((data["subject_ref"], client_id, key))
+    if rows:
+        bind.execute(
+            sa.text(
+                "INSERT INTO idempotency_subjects (subject_ref, client_id, key) "
+                "VALUES (:subject_ref, :client_id, :key)"
+            ),
+            [{"subject_ref": r, "client_id": c, "key": k} for r, c, k in sorted(rows)],
+        )
 
 
 def upgrade() -> None:
@@ -56,6 +105,7 @@ def upgrade() -> None:
             "subject_ref", "client_id", "key", name=op.f("pk_idempotency_subjects")
         ),
     )
+    _fill_idempotency_subjects()
     if op.get_bind().dialect.name == "postgresql":
         op.execute(PG_GUARD_FUNCTION)
         op.execute(

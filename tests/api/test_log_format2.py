@@ -556,3 +556,63 @@ def test_an_erasure_refused_to_an_ig_lead_runs_the_same_queries_for_a_stranger(
         assert resp.status_code == 404
         ran[who] = [s.split(" WHERE")[0] for s in seen]
     assert ran["known to another organisation"] == ran["stranger"]
+
+
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
+def test_a_person_with_entries_from_before_format_2_is_erased_whole(
+    client: FlaskClient,
+    tokens: Tokens,
+    ledger: Ledger,
+    runner: FlaskCliRunner,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from app.services.log import log_store
+
+    # A log begun before format 2: its entries about people are leaves in the clear.
+    monkeypatch.setattr(log_store, "COMMITTED_TYPES", frozenset())
+    consent = _post(client, tokens["tt"], "/v1/consents", _consent_body(NHS[0]))
+    other = _post(client, tokens["tt"], "/v1/consents", _consent_body(NHS[1]))
+    monkeypatch.undo()
+    withdrawn = _post(
+        client,
+        tokens["tt"],
+        f"/v1/consents/{consent['id']}/withdraw",
+        {"reason": "person_withdrew"},
+    )
+    clear = client.get(
+        f"/v1/log/entries/{consent['ledger']['index']}", headers=bearer(tokens["auditor"])
+    ).get_json()
+    assert clear["state"] == "clear"
+
+    body = {"subject": {"nhs_number": NHS[0]}, "reason": "recorded_in_error", "reference": "X9"}
+    erased = client.post("/v1/subjects/erasures", json=body, headers=bearer(tokens["auditor"]))
+    assert erased.status_code == 201, erased.get_json()
+    assert erased.get_json()["indexes"] == [
+        consent["ledger"]["index"],
+        withdrawn["ledger"]["index"],
+    ]
+
+    # The clear leaf stays (no leaf changes), but the service reads it no more, shows it to no
+    # one but an auditor, and neither rebuild nor verify brings the consent back.
+    entry = client.get(
+        f"/v1/log/entries/{consent['ledger']['index']}", headers=bearer(tokens["auditor"])
+    ).get_json()
+    assert (entry["state"], entry["entry"]) == ("erased", None)
+    refused = client.get(
+        f"/v1/log/entries/{consent['ledger']['index']}", headers=bearer(tokens["ea_ig"])
+    )
+    assert refused.status_code == 403
+    verified = runner.invoke(args=["verify"])
+    assert verified.exit_code == 0, verified.output
+    assert "(2 erased)" in verified.output
+    assert runner.invoke(args=["rebuild"]).exit_code == 0
+    checked = runner.invoke(args=["rebuild", "--check"])
+    assert checked.exit_code == 0, checked.output
+    found = client.get(
+        "/v1/consents", query_string={"nhs_number": NHS[0]}, headers=bearer(tokens["auditor"])
+    ).get_json()
+    assert found["consents"] == []
+    kept = client.get(
+        "/v1/consents", query_string={"nhs_number": NHS[1]}, headers=bearer(tokens["auditor"])
+    ).get_json()
+    assert [c["id"] for c in kept["consents"]] == [other["id"]]

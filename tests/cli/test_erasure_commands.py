@@ -199,3 +199,36 @@ def test_retention_run_keeps_a_person_whose_objection_is_in_force(
         "/v1/consents", query_string={"nhs_number": NHS[3]}, headers=bearer(case_system)
     ).get_json()
     assert [o["id"] for o in found["objections"]] == [resp.get_json()["id"]]
+
+
+def test_retention_run_finds_people_whose_entries_are_from_before_format_2(
+    runner: FlaskCliRunner,
+    client: FlaskClient,
+    case_system: str,
+    ledger: Ledger,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from app.services.log import log_store
+
+    monkeypatch.setattr(log_store, "COMMITTED_TYPES", frozenset())  # a log from before
+    real = ledger.clock
+    try:
+        ledger.clock = lambda: real() - timedelta(days=365 * 21)
+        old = _consent(client, case_system, {"nhs_number": NHS[0]})
+        client.post(
+            f"/v1/consents/{old['id']}/withdraw",
+            json={"reason": "person_withdrew"},
+            headers=bearer(case_system),
+        )
+        _consent(client, case_system, {"nhs_number": NHS[1]})  # in force: kept
+    finally:
+        ledger.clock = real
+        monkeypatch.undo()
+    ran = runner.invoke(args=["retention", "run"])
+    assert ran.exit_code == 0, ran.output
+    assert "erased 1 of 2 people" in ran.output
+    assert _consents_of(client, case_system, NHS[0]) == []
+    assert len(_consents_of(client, case_system, NHS[1])) == 1
+    verified = runner.invoke(args=["verify"])
+    assert verified.exit_code == 0, verified.output
+    assert "(2 erased)" in verified.output

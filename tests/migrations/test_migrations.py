@@ -158,3 +158,35 @@ def test_postgres_refuses_truncate(app, orgs: list[str], table: str, database_ur
             assert conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one() > 0
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
+def test_responses_recorded_before_0007_are_blanked_when_their_person_is_erased(
+    app,  # type: ignore[no-untyped-def]
+    ledger: Ledger,
+    policy,  # type: ignore[no-untyped-def]
+    make_token,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from app.services.log import log_store
+    from tests.helpers import bearer
+
+    client = app.test_client()
+    case_system, auditor = make_token("tt-leeds", "case_system"), make_token("tt-leeds", "auditor")
+    objection = {"subject": {"nhs_number": "9434765919"}, "scope": "direct_care"}
+    headers = {**bearer(case_system), "Idempotency-Key": "before-0007"}
+    # As the service wrote before revision 0007: clear leaves, no idempotency_subjects.
+    monkeypatch.setattr(log_store, "COMMITTED_TYPES", frozenset())
+    assert client.post("/v1/objections", json=objection, headers=headers).status_code == 201
+    monkeypatch.undo()
+    cfg = alembic_config(ledger)
+    ledger.db.dispose()
+    alembic_command.downgrade(cfg, "0006")
+    alembic_command.upgrade(cfg, "head")
+
+    erase = {"subject": objection["subject"], "reason": "recorded_in_error", "reference": "M1"}
+    assert (
+        client.post("/v1/subjects/erasures", json=erase, headers=bearer(auditor)).status_code == 201
+    )
+    retried = client.post("/v1/objections", json=objection, headers=headers)
+    assert retried.status_code == 410, retried.get_json()

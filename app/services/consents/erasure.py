@@ -64,6 +64,7 @@ from app.services.access.idempotency import ERASED_RESPONSE
 from app.services.consents import subjects
 from app.services.container import Ledger
 from app.services.decisions import policies
+from app.services.log import openings
 from app.services.log.log_store import Receipt
 from app.services.log.projections import append_events
 
@@ -125,6 +126,26 @@ def check_request(reason: str, reference: str) -> None:
 _BY_SUBJECT = (Disclosure, DecisionRecord, Consent, Objection, AccessLink, Subject)
 
 
+def _entries_about(
+    session: Session,
+    refs: list[str],
+    legacy: dict[str, list[tuple[int, dict[str, Any]]]] | None = None,
+) -> list[tuple[int, dict[str, Any]]]:
+    """Every entry about the people ``refs`` name, in log order, with its index: opened from
+    ``log_openings``, and, in a log begun before format 2, read from its clear leaf (from
+    ``legacy``, :func:`_clear_by_person`, when the caller has read them already)."""
+    rows = session.execute(
+        select(LogOpening.idx, LogOpening.entry)
+        .where(LogOpening.subject_ref.in_(refs))
+        .order_by(LogOpening.idx)
+    ).all()
+    logged = [(idx, json.loads(entry)) for idx, entry in rows]
+    clear = _clear_by_person(session) if legacy is None else legacy
+    for ref in refs:
+        logged += clear.get(ref, [])
+    return sorted(logged, key=lambda pair: pair[0])
+
+
 def _check_made_only_by(organisation_id: str, entries: list[dict[str, Any]]) -> None:
     """An IG lead erases a person only if its organisation made every record about them: it is
     the controller of its own records, not of other organisations' (which an erasure would
@@ -182,19 +203,15 @@ def erase(
         refs = subjects.resolve_all(ledger, session, identifier)
         # Asked under a reference nobody has for a stranger, so the work, and its timing, does
         # not say whether the service knows the person.
-        rows = session.execute(
-            select(LogOpening.idx, LogOpening.entry)
-            .where(LogOpening.subject_ref.in_(refs or [subjects.NOBODY]))
-            .order_by(LogOpening.idx)
-        ).all()
-        entries = [json.loads(entry) for _, entry in rows]
+        logged = _entries_about(session, refs or [subjects.NOBODY])
+        entries = [entry for _, entry in logged]
         if principal is not None and principal.role != "auditor":
             _check_made_only_by(principal.organisation_id, entries)
         elif not refs:
             raise NotFound("no records of this person")
         if reason != OVERRIDES_RETENTION:
             _check_retention(policies.current_policy(session), entries, now)
-        indexes = tuple(idx for idx, _ in rows)
+        indexes = tuple(idx for idx, _ in logged)
         for ref in refs:
             _delete_rows(session, ref)
         event = SubjectErased(
@@ -231,24 +248,51 @@ class RetentionRun:
 
 
 _OPENINGS_BY_PERSON = (
-    select(LogOpening.subject_ref, LogOpening.entry)
+    select(LogOpening.idx, LogOpening.subject_ref, LogOpening.entry)
     .order_by(LogOpening.subject_ref, LogOpening.idx)
     .execution_options(yield_per=2000)
 )
 
 
-def _people(session: Session) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """Each person with an opening in the log, with their entries in log order."""
-    ref: str | None = None
-    entries: list[dict[str, Any]] = []
-    for subject_ref, entry in session.execute(_OPENINGS_BY_PERSON):
-        if subject_ref != ref:
-            if ref is not None:
-                yield ref, entries
-            ref, entries = subject_ref, []
-        entries.append(json.loads(entry))
-    if ref is not None:
-        yield ref, entries
+def _clear_by_person(session: Session) -> dict[str, list[tuple[int, dict[str, Any]]]]:
+    """The clear leaves about people of a log begun before format 2, by person (a bounded,
+    older part of the log, held in memory for one pass)."""
+    legacy: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    for idx, subject_ref, entry in openings.clear_personal_entries(session):
+        legacy.setdefault(subject_ref, []).append((idx, entry))
+    return legacy
+
+
+def _people(
+    session: Session,
+) -> tuple[int, Iterator[tuple[str, list[dict[str, Any]]]]]:
+    """How many people have an entry in the log that is not erased, and each of them with their
+    entries in log order: their openings, one person at a time, merged with the clear leaves of
+    a log begun before format 2."""
+    legacy = _clear_by_person(session)
+    opened_refs = select(LogOpening.subject_ref).distinct()
+    total = session.execute(select(func.count()).select_from(opened_refs.subquery())).scalar_one()
+    total += len(set(legacy) - set(session.execute(opened_refs).scalars()))
+
+    def merged(ref: str, opened: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
+        both = sorted(legacy.pop(ref, []) + opened, key=lambda pair: pair[0])
+        return [entry for _, entry in both]
+
+    def each() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        ref: str | None = None
+        theirs: list[tuple[int, dict[str, Any]]] = []
+        for idx, subject_ref, opened in session.execute(_OPENINGS_BY_PERSON):
+            if subject_ref != ref:
+                if ref is not None:
+                    yield ref, merged(ref, theirs)
+                ref, theirs = subject_ref, []
+            theirs.append((idx, json.loads(opened)))
+        if ref is not None:
+            yield ref, merged(ref, theirs)
+        for only_clear in list(legacy):
+            yield only_clear, merged(only_clear, [])
+
+    return total, each()
 
 
 def run_retention(
@@ -274,11 +318,9 @@ def run_retention(
                 "publish a policy with a retention section before running retention",
                 extra={"rule": None, "kept_until": None},
             )
-        total = session.execute(
-            select(func.count(func.distinct(LogOpening.subject_ref)))
-        ).scalar_one()
+        total, people = _people(session)
         due: list[str] = []
-        for checked, (ref, entries) in enumerate(_people(session), start=1):
+        for checked, (ref, entries) in enumerate(people, start=1):
             if not in_force_records(entries, now) and (
                 retention.kept_until(last_events(entries)) <= now
             ):
@@ -292,20 +334,17 @@ def run_retention(
         def in_batch(session: Session) -> tuple[int, int, Receipt]:
             indexes: list[int] = []
             people = 0
+            legacy = _clear_by_person(session)
             for ref in chunk:
-                rows = session.execute(
-                    select(LogOpening.idx, LogOpening.entry).where(LogOpening.subject_ref == ref)
-                ).all()
-                if not rows:
+                logged = _entries_about(session, [ref], legacy)
+                if not logged:
                     continue  # erased since it was found
                 # Checked again: an event since the scan may have extended the period.
                 try:
-                    _check_retention(
-                        policies.current_policy(session), [json.loads(e) for _, e in rows], now
-                    )
+                    _check_retention(policies.current_policy(session), [e for _, e in logged], now)
                 except RetentionApplies:
                     continue
-                indexes.extend(idx for idx, _ in rows)
+                indexes.extend(idx for idx, _ in logged)
                 _delete_rows(session, ref)
                 people += 1
             event = SubjectErased(

@@ -59,7 +59,7 @@ def read_entry(ledger: Ledger, principal: Principal, index: int) -> dict[str, An
         entitled = principal.role == "auditor" or _concerns(
             session, read.entry, principal.organisation_id
         )
-    if not entitled and read.state in ("clear", "unreadable"):
+    if not entitled and not (read.committed and read.state != "unreadable"):
         raise Forbidden(
             f"entry {index} does not concern {principal.organisation_id}; "
             "an IG lead reads the entries about its own organisation (an auditor "

@@ -28,7 +28,7 @@ from app.ledger.checkpoint import Checkpoint, CheckpointSigner, CheckpointVerifi
 from app.ledger.commitment import SALT_BYTES, commit
 from app.ledger.entry import encode_entry
 from app.ledger.errors import EntryError, VerificationError
-from app.ledger.events import EVENT_TYPES, DecisionMade, DisclosureRecorded
+from app.ledger.events import DecisionMade, DisclosureRecorded
 from app.models import LogCheckpoint, LogEntry, LogHead, LogNode, LogOpening, table
 from app.services.log import openings
 
@@ -233,9 +233,7 @@ _APPENDER = "log_appender"
 # Entry types that record what was asked or done and change no consent or objection: a cache of
 # a person's facts stays true across them (app.services.decisions.facts).
 FACTS_UNCHANGED = frozenset({DecisionMade.TYPE, DisclosureRecorded.TYPE})
-# Entry types about a person: appended as committed leaves (log format 2), their openings kept
-# in log_openings, from which an erasure deletes them.
-COMMITTED_TYPES = frozenset(t for t, cls in EVENT_TYPES.items() if cls.PERSONAL)
+COMMITTED_TYPES = openings.COMMITTED_TYPES
 
 
 class Appender:

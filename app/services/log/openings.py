@@ -24,10 +24,18 @@ from sqlalchemy.orm import Session
 from app.ledger.commitment import Opening, is_committed, read_committed_leaf
 from app.ledger.entry import decode_entry
 from app.ledger.errors import EntryError
-from app.ledger.events import SubjectErased, parse_event
+from app.ledger.events import EVENT_TYPES, SubjectErased, parse_event
 from app.models import LogEntry, LogOpening
 
 Decode = Callable[[bytes], dict[str, Any]]
+# Entry types about a person: appended as committed leaves (log format 2), their openings kept
+# in log_openings, from which an erasure deletes them.
+COMMITTED_TYPES = frozenset(t for t, cls in EVENT_TYPES.items() if cls.PERSONAL)
+# A format-1 leaf (the canonical entry, members sorted) starts so; a committed one with
+# "commitment".
+_CLEAR_LEAF = b'{"data":'
+_COMMITTED_LEAF = b'{"commitment":'
+
 State = Literal["clear", "opened", "erased", "unreadable"]
 
 
@@ -57,6 +65,12 @@ class Read:
     entry: dict[str, Any] | None
     opening: Opening | None
     erased_by: int | None = None  # the index of the subject.erased entry that covers it
+
+    @property
+    def committed(self) -> bool:
+        """Whether the leaf is a commitment (log format 2), safe to show to any reader, rather
+        than the entry itself (anything else, damaged leaves included)."""
+        return self.leaf.startswith(_COMMITTED_LEAF)
 
 
 _ERASURES = (
@@ -99,6 +113,12 @@ def open_stored(
     if not is_committed(value):
         if stored is not None:
             raise Unopened("it is in the clear but an opening is stored for it")
+        if index in erased:
+            # A format-1 leaf about a person, written before log format 2: the leaf still
+            # holds the entry, but the service erased the person and no longer reads it.
+            if value.get("type") not in COMMITTED_TYPES:
+                raise Unopened("a subject.erased entry lists it, but it is not about a person")
+            return "erased", None, None
         return "clear", value, None
     committed = read_committed_leaf(value)
     if stored is None:
@@ -152,3 +172,36 @@ def entries(
             raise UnreadableEntry(idx, exc) from None
         if value is not None:
             yield idx, value
+
+
+_CLEAR_PERSONAL = (
+    select(LogEntry.idx, LogEntry.leaf)
+    .where(LogEntry.entry_type.in_(sorted(COMMITTED_TYPES)))
+    .order_by(LogEntry.idx)
+    .execution_options(yield_per=2000)
+)
+
+
+def clear_personal_entries(session: Session) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """Every entry about a person written in the clear, before log format 2, as (index,
+    ``subject_ref``, entry): a log begun before format 2 keeps these leaves as they were, so an
+    erasure or a retention run must find them by reading them. Entries already erased are
+    left out. Every such entry precedes the first committed one, so the read stops there: a
+    log begun under format 2 costs one row."""
+    erased = erased_indexes(session)
+    rows = session.execute(_CLEAR_PERSONAL)
+    try:
+        for idx, leaf in rows:
+            if not bytes(leaf).startswith(_CLEAR_LEAF):
+                return  # the first committed leaf: format 2 from here on
+            if idx in erased:
+                continue
+            try:
+                entry = decode_entry(bytes(leaf))
+            except EntryError as exc:
+                raise UnreadableEntry(idx, exc) from None
+            subject_ref = entry.get("data", {}).get("subject_ref")
+            if isinstance(subject_ref, str):
+                yield idx, subject_ref, entry
+    finally:
+        rows.close()
