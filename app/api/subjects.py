@@ -10,9 +10,9 @@ from flask import request
 
 from app.api import schemas
 from app.api.common import BEARER, Blueprint, authenticated, current_principal, ledger
+from app.services.access.links import LINK_ROLES
 from app.services.access.web_sessions import (
     DEFAULT_LINK_DAYS,
-    LINK_ROLES,
     MAX_LINK_DAYS,
     create_access_link,
     revoke_access_link,

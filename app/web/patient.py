@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from app.errors import DomainError
 from app.models import Organisation
+from app.services.access.links import DeadLink
 from app.services.access.web_sessions import (
     WHOLE_RECORD,
     PatientAccess,
@@ -57,6 +58,10 @@ SHOWN_DISCLOSURES = 500
 
 
 def _problem(access: PatientAccess, token: str, exc: DomainError) -> Response:
+    if isinstance(exc, DeadLink):
+        # The link ended (or its person was erased) after this request read it: the same page
+        # as for any link that does not work, saying nothing of why.
+        abort(404)
     message = PLAIN_ERRORS.get(exc.slug, GENERIC_ERROR)
     return make_response(
         _render("patient/problem.html", access, token, message=message), exc.status

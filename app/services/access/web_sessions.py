@@ -21,6 +21,7 @@ from app.ids import new_id
 from app.ledger.events import AccessLinkCreated, AccessLinkRevoked
 from app.models import AccessLink, ApiClient, Objection, Organisation, WebSession
 from app.services.access.clients import Principal, authenticate
+from app.services.access.links import link_open
 from app.services.consents import consents, subjects
 from app.services.container import Ledger
 from app.services.log.projections import append_events
@@ -28,7 +29,6 @@ from app.services.log.projections import append_events
 WEB_ROLES = ("ig_lead", "auditor")
 IDLE_TIMEOUT = timedelta(minutes=30)
 ABSOLUTE_TIMEOUT = timedelta(hours=8)
-LINK_ROLES = ("case_system", "patient_portal")
 DEFAULT_LINK_DAYS = 7
 MAX_LINK_DAYS = 30
 
@@ -265,13 +265,8 @@ def resolve_access_link(ledger: Ledger, token: str) -> PatientAccess | None:
         if row is None:
             return None
         link, client, org = row
-        if (
-            now >= link.expires_at
-            or client.revoked_at is not None
-            # By log position, not the clock: the link was issued before the rotation.
-            or (client.rotated_index is not None and link.ledger_index < client.rotated_index)
-            or client.role not in LINK_ROLES
-        ):
+        # The same rule every write through the link applies again under the lock.
+        if not link_open(link, client, now):
             return None
         # The person acts as the issuing client would: a portal's link on the whole record, a
         # case system's on what its organisation sees.

@@ -40,6 +40,7 @@ from app.models import (
 from app.services import organisations
 from app.services.access.clients import Principal
 from app.services.access.idempotency import IdempotencyKey, WriteResult, run_write
+from app.services.access.links import check_link
 from app.services.consents import subjects
 from app.services.container import Ledger
 from app.services.decisions import policies
@@ -240,8 +241,15 @@ CONSENT_ID = re.compile(r"cns_[0-9a-f]{32}")
 OBJECTION_ID = re.compile(r"obj_[0-9a-f]{32}")
 
 
-def _consent_for_update(session: Session, consent_id: str) -> Consent:
+def _consent_for_update(
+    session: Session, principal: Principal, consent_id: str, now: datetime
+) -> Consent:
     consent = session.get(Consent, consent_id) if CONSENT_ID.fullmatch(consent_id) else None
+    # A person acting through a link: their page read the link before this write waited for
+    # the lock, and an erasure (taking the consent with it) or a revocation may have committed
+    # since. Checked before "no such consent", so an erased person's page answers as any dead
+    # link does.
+    check_link(session, principal, now, consent.subject_ref if consent else None)
     if consent is None:
         raise NotFound(f"there is no consent {consent_id!r}")
     return consent
@@ -329,7 +337,8 @@ def withdraw_consent(
     idem: IdempotencyKey | None,
 ) -> WriteResult:
     def use_case(session: Session) -> tuple[int, dict[str, Any]]:
-        consent = _consent_for_update(session, consent_id)
+        now = ledger.clock()
+        consent = _consent_for_update(session, principal, consent_id, now)
         if not may_withdraw(principal, consent.recorded_by):
             raise Forbidden(
                 "only the recording organisation's clients, a patient portal, or the person "
@@ -340,7 +349,6 @@ def withdraw_consent(
                 f"consent {consent_id} was withdrawn at {iso(consent.withdrawn_at)}"
             )
         notify = recipients_to_notify(session, consent)
-        now = ledger.clock()
         receipt, _ = _append_one(
             ledger,
             session,
@@ -372,7 +380,8 @@ def confirm_consent(
                 "only a health organisation's client may confirm a consent (G6); "
                 f"{principal.organisation_id} is a {principal.organisation_kind} organisation"
             )
-        consent = _consent_for_update(session, consent_id)
+        now = ledger.clock()
+        consent = _consent_for_update(session, principal, consent_id, now)
         if principal.organisation_id not in consent.recipients:
             # Confirming is the health side vouching that the consent was freely given for a
             # share with it: a health organisation the consent does not name has no part in it.
@@ -394,7 +403,6 @@ def confirm_consent(
                 f"consent {consent_id} was confirmed by {consent.confirmed_by} at "
                 f"{iso(consent.confirmed_at)}"
             )
-        now = ledger.clock()
         receipt, _ = _append_one(
             ledger,
             session,
@@ -451,7 +459,11 @@ def _record_objection(
     idem: IdempotencyKey | None,
 ) -> WriteResult:
     def use_case(session: Session) -> tuple[int, dict[str, Any]]:
+        now = ledger.clock()
         subject_ref = resolve(session)
+        # The person's page read its link (and so ``subject_ref``) before this write waited for
+        # the lock: an erasure may have removed both since.
+        check_link(session, principal, now, subject_ref)
         existing = session.execute(
             select(Objection).where(
                 Objection.subject_ref == subject_ref,
@@ -464,7 +476,6 @@ def _record_objection(
                 f"an active {scope} objection is already recorded ({existing.id})",
                 extra={"objection_id": existing.id},
             )
-        now = ledger.clock()
         receipt, written = _append_one(
             ledger,
             session,
