@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -104,10 +105,21 @@ def commitment(opening: Opening) -> bytes:
     return hashlib.sha256(LABEL + opening.salt + opening.entry).digest()
 
 
+# An entry type that RFC 8785 writes as it is between quotes (the service's own types): the
+# leaf is then spelled out directly, members in RFC 8785's order, instead of encoded.
+_PLAIN_TYPE = re.compile(r"[a-z][a-z0-9_.]{0,63}")
+
+
 def committed_leaf(entry_type: str, digest: bytes) -> bytes:
     """The leaf bytes committing to an entry of ``entry_type`` with ``digest``."""
     if len(digest) != hashlib.sha256().digest_size:
         raise EntryError(f"a commitment is 32 bytes, not {len(digest)}")
+    if _PLAIN_TYPE.fullmatch(entry_type):
+        return b'{"commitment":"%s","type":"%s","v":%d}' % (
+            digest.hex().encode(),
+            entry_type.encode(),
+            COMMITTED_VERSION,
+        )
     return encode_entry({"v": COMMITTED_VERSION, "type": entry_type, "commitment": digest.hex()})
 
 

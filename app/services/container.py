@@ -67,6 +67,8 @@ class Ledger:
         self._log_store: LogStore | None = None
         self._identifier_keys: keys.IdentifierKeys | None = None
         self._identifier_keys_seen: tuple[int | None, int] = (None, 0)
+        # Stat'ed on every lookup: built once (a pathlib join cost more than the stat).
+        self._identifier_keys_dir = str(keys.identifier_keys_dir(settings))
         self._health: HealthState | None = None
         self._lock = threading.Lock()
         self.published = PublishedRecord(settings.instance_path)
@@ -92,7 +94,7 @@ class Ledger:
         """The identifier keys, newest first, reloaded once a rotation or retirement changed
         them (one ``stat`` per use), so a worker started before ``keys rotate-identifier``
         maps new people under the new key and finds those a re-keying pass moved to it."""
-        version = keys.identifier_keys_version(self.settings)
+        version = keys.identifier_keys_version(self._identifier_keys_dir)
         seen, loaded_at = self._identifier_keys_seen
         # A folder changed within the second before the load may change again with the same
         # timestamp (file times are coarse): load again until the load is clearly later.

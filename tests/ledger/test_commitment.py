@@ -164,3 +164,15 @@ def test_every_entry_type_naming_a_person_is_committed_and_no_other() -> None:
     for entry_type, cls in EVENT_TYPES.items():
         names_a_person = "subject_ref" in {f.name for f in dataclasses.fields(cls)}
         assert names_a_person == cls.PERSONAL, entry_type
+
+
+@given(
+    entry_type=st.one_of(st.sampled_from(sorted(EVENT_TYPES)), st.text(min_size=1, max_size=70)),
+    digest=st.binary(min_size=32, max_size=32),
+)
+def test_a_committed_leaf_is_the_rfc8785_form_of_its_three_members(
+    entry_type: str, digest: bytes
+) -> None:
+    # The service's own types are spelled out without the encoder: the bytes must be the same.
+    expected = rfc8785.dumps({"v": 2, "type": entry_type, "commitment": digest.hex()})
+    assert committed_leaf(entry_type, digest) == expected

@@ -137,7 +137,23 @@ def unseal(key: IdentifierKey, sealed: bytes, subject_ref: str) -> SubjectIdenti
 _SUBJECT_REFS = select(Subject.lookup, Subject.subject_ref, Subject.key_id).where(
     Subject.lookup.in_(bindparam("lookups", expanding=True))
 )
+# With one key (no rotation yet, or after retiring the old ones), an equality: an expanding IN
+# is compiled afresh for each call, which cost more than the query.
+_SUBJECT_REF = select(Subject.lookup, Subject.subject_ref, Subject.key_id).where(
+    Subject.lookup == bindparam("lookup")
+)
 _INSERT_SUBJECT = insert(table(Subject))
+
+
+def _mappings(session: Session, lookups: list[bytes]) -> list[tuple[bytes, str, str | None]]:
+    """The rows mapping any of ``lookups``: (lookup, subject_ref, key id)."""
+    if len(lookups) == 1:
+        rows = session.execute(_SUBJECT_REF, {"lookup": lookups[0]})
+    else:
+        rows = session.execute(_SUBJECT_REFS, {"lookups": lookups})
+    return [(bytes(lookup), ref, key_id) for lookup, ref, key_id in rows]
+
+
 _MOVE_SUBJECT = (
     update(table(Subject))
     .where(table(Subject).c.lookup == bindparam("old_lookup"))
@@ -228,7 +244,7 @@ def resolve_all(ledger: Ledger, session: Session, identifier: SubjectIdentifier)
     mapped afresh under an older key by a host that lacked the newest (which the start-up check
     refuses, but an erasure must not leave half done)."""
     lookups = lookup_keys(ledger.identifier_keys, identifier)
-    return sorted({ref for _, ref, _ in session.execute(_SUBJECT_REFS, {"lookups": lookups})})
+    return sorted({ref for _, ref, _ in _mappings(session, lookups)})
 
 
 def resolve(
@@ -249,10 +265,7 @@ def resolve(
     """
     keys = ledger.identifier_keys
     lookups = lookup_keys(keys, identifier)
-    found = {
-        bytes(lookup): (ref, key_id)
-        for lookup, ref, key_id in session.execute(_SUBJECT_REFS, {"lookups": lookups})
-    }
+    found = {lookup: (ref, key_id) for lookup, ref, key_id in _mappings(session, lookups)}
     for i, lookup in enumerate(lookups):
         if lookup not in found:
             continue

@@ -171,11 +171,12 @@ def has_identifier_key(settings: Settings) -> bool:
     return bool(_identifier_key_files(settings))
 
 
-def identifier_keys_version(settings: Settings) -> int | None:
-    """Changes whenever a key is added or retired (the folder's mtime: both touch it), so a
-    running process reloads its keys before a re-keying pass moves people under a new one."""
+def identifier_keys_version(keys_dir: str) -> int | None:
+    """Changes whenever a key is added or retired (the mtime of ``keys_dir``, the folder
+    :func:`identifier_keys_dir` names: both touch it), so a running process reloads its keys
+    before a re-keying pass moves people under a new one."""
     try:
-        return os.stat(identifier_keys_dir(settings)).st_mtime_ns
+        return os.stat(keys_dir).st_mtime_ns
     except FileNotFoundError:
         return None
 
