@@ -36,7 +36,11 @@ def verify_command(vkey: str | None, quiet: bool) -> None:
     except (VerificationError, keys.KeyFileError) as exc:
         _fail(f"cannot load the verifier key: {exc or 'malformed key'}")
     verified = verify_instance(
-        ledger, verifier, _progress_lines("verified", quiet), _progress_lines("replayed", quiet)
+        ledger,
+        verifier,
+        _progress_lines("verified", quiet),
+        _progress_lines("replayed", quiet),
+        _progress_lines("opened", quiet),
     )
     result, answers = verified.log, verified.answers
     if not result.ok:

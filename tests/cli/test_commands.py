@@ -314,6 +314,8 @@ def test_verify_prints_progress_on_a_large_log(runner: FlaskCliRunner, ledger: L
     assert result.exit_code == 0, result.output
     assert "verified 5000/12000 entries" in result.output
     assert "log verified: 12000 entries" in result.output
+    # the openings of committed leaves (none here), checked after the tree
+    assert "opened 12000/12000 entries (100%)" in result.output
     # the second pass: decisions re-evaluated and projections rebuilt from the log
     assert "replayed 5000/12000 entries" in result.output
     assert "projections match the log" in result.output

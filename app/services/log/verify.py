@@ -214,7 +214,10 @@ class _Walk:
 
 
 def verify_log(
-    session: Session, verifier: CheckpointVerifier, progress: Progress | None = None
+    session: Session,
+    verifier: CheckpointVerifier,
+    progress: Progress | None = None,
+    progress_opened: Progress | None = None,
 ) -> VerifyResult:
     head = session.get(LogHead, 1)
     size = head.size if head else 0
@@ -267,7 +270,7 @@ def verify_log(
             )
         if head.root_hash != tree.root():
             raise _Bad("the log head's root differs from the rebuilt tree's", None)
-        erased = _check_openings(session, size)
+        erased = _check_openings(session, size, progress_opened)
     except _Bad as bad:
         return VerifyResult(False, size, walk.checked if walk else 0, str(bad), bad.index)
     return VerifyResult(True, size, walk.checked, erased=erased)
@@ -379,7 +382,7 @@ _OPENINGS = text(
 )
 
 
-def _check_openings(session: Session, size: int) -> int:
+def _check_openings(session: Session, size: int, progress: Progress | None = None) -> int:
     """Every committed leaf (log format 2) opens to an entry of its type about the person its
     opening row is filed under, or was erased (a ``subject.erased`` entry, later in the log,
     lists it); every opening belongs to a committed leaf. Returns how many entries are erased.
@@ -419,6 +422,10 @@ def _check_openings(session: Session, size: int) -> int:
             raise _Bad(f"entry {idx}: {exc}", idx) from None
         if state == "erased":
             erased += 1
+        if progress is not None and (idx + 1) % BATCH == 0:
+            progress(idx + 1, size)
+    if progress is not None and size:
+        progress(size, size)
     return erased
 
 
@@ -526,6 +533,7 @@ def verify_instance(
     verifier: CheckpointVerifier,
     progress_verified: Progress | None = None,
     progress_replayed: Progress | None = None,
+    progress_opened: Progress | None = None,
 ) -> InstanceVerified:
     """Verify an instance's whole log: the bytes (:func:`verify_log`), that the log contains
     the newest checkpoint the instance published (the published-checkpoint record), then every
@@ -541,7 +549,7 @@ def verify_instance(
         recorded, record_problem = None, exc
     answers: AnswersResult | None = None
     with ledger.db.read() as session:
-        result = verify_log(session, verifier, progress_verified)
+        result = verify_log(session, verifier, progress_verified, progress_opened)
         if result.ok and recorded is not None:
             try:
                 check_contains_published(session, recorded.checkpoint, result.size)
