@@ -81,6 +81,11 @@ PROBLEM_TYPES: dict[str, tuple[str, str]] = {
         "The consent or objection was withdrawn before; nothing was changed.",
     ),
     "already-confirmed": ("Already confirmed", "The consent was confirmed before."),
+    "already-acknowledged": (
+        "Already acknowledged",
+        "The notification was acknowledged before (the body holds it as it stands); nothing "
+        "was changed.",
+    ),
     "retention-applies": (
         "Records still kept",
         "The person's records are within the retention period the policy in force sets (its "

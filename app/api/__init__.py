@@ -12,6 +12,7 @@ from app.api import (
     disclosures,
     health,
     log,
+    notifications,
     objections,
     organisations,
     problems,
@@ -64,5 +65,6 @@ def init_app(app: Flask) -> None:
     api.register_blueprint(decisions.blp)
     api.register_blueprint(disclosures.blp)
     api.register_blueprint(subjects.blp)
+    api.register_blueprint(notifications.blp)
     app.register_blueprint(problems.bp)
     app.extensions["consent_ledger_api"] = api

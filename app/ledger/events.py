@@ -49,6 +49,7 @@ __all__ = [
     "Notify",
     "ObjectionRecorded",
     "ObjectionWithdrawn",
+    "ObligationAcknowledged",
     "OrganisationRegistered",
     "PolicyPublished",
     "Reason",
@@ -588,6 +589,23 @@ class SubjectErased(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ObligationAcknowledged(Event):
+    """An organisation says it did what an obligation asked (UK GDPR Art 19): noted a
+    withdrawal or objection, or erased what it held (``evidence_sha256``: the hash of its own
+    record of the destruction). Names the obligation and the entry that created it, not the
+    person."""
+
+    TYPE: ClassVar[str] = "obligation.acknowledged"
+    obligation_id: str
+    cause_index: int
+    kind: str
+    organisation: str
+    client_id: str
+    outcome: str
+    evidence_sha256: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RollbackAccepted(Event):
     """An operator accepted that the database lacks the newest published checkpoint."""
 
@@ -615,6 +633,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         AccessLinkCreated,
         AccessLinkRevoked,
         SubjectErased,
+        ObligationAcknowledged,
         RollbackAccepted,
     )
 }

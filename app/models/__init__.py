@@ -317,6 +317,40 @@ class DisclosureConsent(Base):
     consent_id: Mapped[str] = mapped_column(ForeignKey("consents.id"), primary_key=True, index=True)
 
 
+class Obligation(Base):
+    """What an organisation must do because of a withdrawal, an objection or an erasure (UK
+    GDPR Art 19; ig-rules "Telling the organisations that must act"), made in the same
+    transaction as the entry that caused it (``cause_index``), read by the organisation's case
+    systems as a notification and closed by an acknowledgement, which is logged.
+
+    Names consents and disclosures by id, never the person: ``subject_ref`` is kept only so
+    that erasing the person finds the obligations about them (it is never shown)."""
+
+    __tablename__ = "obligations"
+
+    # Newest last: the feed's cursor.
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(40), nullable=False, unique=True)
+    organisation_id: Mapped[str] = mapped_column(
+        ForeignKey("organisations.id"), nullable=False, index=True
+    )
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    cause: Mapped[str] = mapped_column(String(32), nullable=False)
+    cause_index: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    consent_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    objection_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    purpose: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # [{"id", "disclosed_at", "purpose", "data_categories"}]: what the organisation received.
+    disclosures: Mapped[list[dict[str, Any]]] = mapped_column(JSON, nullable=False)
+    subject_ref: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    evidence_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    acknowledged_by_client: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    acknowledged_index: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
 class WebSession(Base):
     """An IG lead's or auditor's signed-in browser. The cookie holds a random token; only its
     SHA-256 is stored, so a database read does not yield live sessions."""

@@ -166,6 +166,17 @@ class World:
         body = consent_body(self.fresh_person(), recipients)
         return str(self.write("/v1/consents", recorder, body)["id"])
 
+    def new_notification(self) -> str:
+        """A notification for the owner: a person withdrew its consent through another
+        organisation's portal, so the owner must note the withdrawal."""
+        consent_id = self.new_consent()
+        body = {"reason": "person_withdrew"}
+        self.write(f"/v1/consents/{consent_id}/withdraw", OTHER, body, role="patient_portal")
+        feed = self.send(
+            "GET", Call("/v1/notifications", query={"state": "open"}), self.auth(OWNER, "ig_lead")
+        ).get_json()
+        return str(feed["items"][-1]["id"])
+
     def new_person_with_consent(self) -> str:
         """A person only the owner has recorded anything about (their NHS number)."""
         person = self.fresh_person()
@@ -482,6 +493,17 @@ EXPECTED: dict[Route, Expect] = {
         lambda w: Call(f"/v1/log/entries/{w.entries['consent.granted']}"),
         only(ig_lead=(200, 200), auditor=(200, 200)),
         reads=entry_read,
+    ),
+    # an organisation reads and acknowledges its own notifications only
+    ("GET", "/v1/notifications"): Expect(
+        at("/v1/notifications", state="all"),
+        only(case_system=(200, 200), ig_lead=(200, 200)),
+    ),
+    ("POST", "/v1/notifications/<string:notification_id>/acknowledge"): Expect(
+        lambda w: Call(
+            f"/v1/notifications/{w.new_notification()}/acknowledge", body={"outcome": "noted"}
+        ),
+        only(case_system=(200, 404), ig_lead=(200, 404)),
     ),
     # an IG lead erases a person its organisation recorded something about (for another
     # organisation's IG lead the person does not exist); an auditor anyone

@@ -46,6 +46,7 @@ from app.services.container import Ledger
 from app.services.decisions import policies
 from app.services.log.log_store import Receipt
 from app.services.log.projections import ACTIVE, WITHDRAWN, Written, append_events
+from app.services.notifications import obligations
 from app.vocabulary import SIGNED_FORMS
 
 # Who may act on a consent their organisation recorded (auditors and admins only read).
@@ -362,6 +363,21 @@ def withdraw_consent(
                 notify=tuple(Notify(**n) for n in notify),
             ),
         )
+        # Told in the same transaction: every organisation that received data under it, and
+        # its recorder if someone else withdrew it.
+        kind = policies.current_policy(session).withdrawal.obligation_for(consent.purpose)
+        obligations.create(
+            session,
+            now,
+            cause=ConsentWithdrawn.TYPE,
+            cause_index=receipt.index,
+            owed=obligations.owed_on_withdrawal(
+                session, consent.id, consent.recorded_by, principal, kind
+            ),
+            subject_ref=consent.subject_ref,
+            consent_id=consent.id,
+            purpose=consent.purpose,
+        )
         session.flush()
         view = consent_view(consent, _events(session, consent.id))
         return 200, {**view, "notify": notify, "ledger": receipt}
@@ -489,6 +505,16 @@ def _record_objection(
             ),
         )
         (row,) = written.inserted[Objection]
+        # Organisations that received the person's data on a basis the objection now blocks.
+        obligations.create(
+            session,
+            now,
+            cause=ObjectionRecorded.TYPE,
+            cause_index=receipt.index,
+            owed=obligations.owed_on_objection(session, subject_ref, scope),
+            subject_ref=subject_ref,
+            objection_id=row["id"],
+        )
         objection = Objection(**row)
         return 201, {**objection_view(objection), "ledger": receipt}
 

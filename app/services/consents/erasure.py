@@ -67,6 +67,7 @@ from app.services.decisions import policies
 from app.services.log import openings
 from app.services.log.log_store import Receipt
 from app.services.log.projections import append_events
+from app.services.notifications import obligations
 
 # Why a person is erased. ``recorded_in_error`` is the only reason that overrides the retention
 # period; ``retention_expired`` is what ``consent-ledger retention run`` records.
@@ -212,6 +213,9 @@ def erase(
         if reason != OVERRIDES_RETENTION:
             _check_retention(policies.current_policy(session), entries, now)
         indexes = tuple(idx for idx, _ in logged)
+        # Read before the rows go: every organisation that received their data must erase it.
+        owed = obligations.owed_on_erasure(session, refs)
+        obligations.forget_person(session, refs)
         for ref in refs:
             _delete_rows(session, ref)
         event = SubjectErased(
@@ -223,6 +227,14 @@ def erase(
             indexes=indexes,
         )
         (receipt,) = append_events(ledger.log_store, session, now, [event])
+        obligations.create(
+            session,
+            now,
+            cause=SubjectErased.TYPE,
+            cause_index=receipt.index,
+            owed=owed,
+            subject_ref=None,
+        )
         return Erased(reason, reference, len(indexes), indexes, receipt)
 
     return ledger.write(erase_in_batch, alone=True)
@@ -333,6 +345,7 @@ def run_retention(
     def erase_chunk(chunk: list[str]) -> Callable[[Session], tuple[int, int, Receipt]]:
         def in_batch(session: Session) -> tuple[int, int, Receipt]:
             indexes: list[int] = []
+            owed: list[obligations.Owed] = []
             people = 0
             legacy = _clear_by_person(session)
             for ref in chunk:
@@ -345,6 +358,8 @@ def run_retention(
                 except RetentionApplies:
                     continue
                 indexes.extend(idx for idx, _ in logged)
+                owed.extend(obligations.owed_on_erasure(session, [ref]))
+                obligations.forget_person(session, [ref])
                 _delete_rows(session, ref)
                 people += 1
             event = SubjectErased(
@@ -356,6 +371,14 @@ def run_retention(
                 indexes=tuple(sorted(indexes)),
             )
             (receipt,) = append_events(ledger.log_store, session, now, [event])
+            obligations.create(
+                session,
+                now,
+                cause=SubjectErased.TYPE,
+                cause_index=receipt.index,
+                owed=owed,
+                subject_ref=None,
+            )
             return people, len(indexes), receipt
 
         return in_batch

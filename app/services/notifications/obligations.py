@@ -1,0 +1,299 @@
+"""Obligations, and the notifications that carry them (issue 15; ig-rules "Telling the
+organisations that must act"; UK GDPR Art 19).
+
+A withdrawal, an objection and an erasure each create, in the same transaction as their log
+entry, one obligation per organisation that must act:
+
+- every organisation that received data under what changed: ``notify_recipient``, or
+  ``cease_processing_and_erase`` for a withdrawn evaluation consent (the policy's withdrawal
+  rule says which) and for an erasure;
+- the organisation that recorded a withdrawn consent, unless its own case system or IG lead
+  withdrew it (the person did, through a portal or their link): ``note_withdrawal``.
+
+An organisation's case systems read theirs from ``GET /v1/notifications`` and close each with an
+acknowledgement, which is logged (``obligation.acknowledged``): an erase obligation is closed
+only as ``erased`` with the hash of the organisation's own evidence of the destruction. A
+notification names the consent and the disclosures concerned by id, date and categories, never
+the person: the discloser passes the disclosure id along with the data it shares, so the
+recipient finds its own copy by that id.
+
+Obligations are the service's record of who was asked to do what; the log holds the entries
+that caused them and every acknowledgement, not the obligations themselves (``rebuild`` leaves
+them alone).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
+
+from app.errors import Conflict, FieldError, InvalidRequest, NotFound
+from app.ids import new_id
+from app.ledger.events import ObligationAcknowledged, time_text
+from app.models import Disclosure, DisclosureConsent, Obligation, table
+from app.services.access.clients import Principal
+from app.services.access.idempotency import IdempotencyKey, WriteResult, run_write
+from app.services.container import Ledger
+from app.services.log.projections import append_events
+
+NOTIFY_RECIPIENT = "notify_recipient"
+CEASE_AND_ERASE = "cease_processing_and_erase"
+NOTE_WITHDRAWAL = "note_withdrawal"
+
+# What closes each kind of obligation.
+OUTCOMES = {NOTIFY_RECIPIENT: "noted", NOTE_WITHDRAWAL: "noted", CEASE_AND_ERASE: "erased"}
+STATES = ("open", "acknowledged", "all")
+READER_ROLES = ("case_system", "ig_lead")
+MAX_PAGE = 200
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class AlreadyAcknowledged(Conflict):
+    slug = "already-acknowledged"
+
+
+@dataclass(frozen=True)
+class Owed:
+    """One organisation's obligation, before it is stored."""
+
+    organisation_id: str
+    kind: str
+    disclosures: list[dict[str, Any]] = field(default_factory=list)
+
+
+_INSERT = insert(table(Obligation))
+
+
+def create(
+    session: Session,
+    now: datetime,
+    *,
+    cause: str,
+    cause_index: int,
+    owed: Iterable[Owed],
+    subject_ref: str | None,
+    consent_id: str | None = None,
+    objection_id: str | None = None,
+    purpose: str | None = None,
+) -> list[str]:
+    """Store the obligations ``owed`` because of the entry at ``cause_index``; their ids."""
+    rows = [
+        {
+            "id": new_id("obl"),
+            "organisation_id": o.organisation_id,
+            "kind": o.kind,
+            "cause": cause,
+            "cause_index": cause_index,
+            "consent_id": consent_id,
+            "objection_id": objection_id,
+            "purpose": purpose,
+            "disclosures": o.disclosures,
+            "subject_ref": subject_ref,
+            "created_at": now,
+        }
+        for o in owed
+    ]
+    if rows:
+        session.connection().execute(_INSERT, rows)
+    return [str(row["id"]) for row in rows]
+
+
+def _received(session: Session, *where: Any) -> dict[str, list[dict[str, Any]]]:
+    """The disclosures matching ``where``, by the organisation that received them."""
+    rows = session.execute(
+        select(
+            Disclosure.id,
+            Disclosure.to_org,
+            Disclosure.disclosed_at,
+            Disclosure.purpose,
+            Disclosure.data_categories,
+        )
+        .where(*where)
+        .order_by(Disclosure.disclosed_at, Disclosure.id)
+    ).all()
+    out: dict[str, list[dict[str, Any]]] = {}
+    for disclosure_id, to_org, at, purpose, categories in rows:
+        out.setdefault(to_org, []).append(
+            {
+                "id": disclosure_id,
+                "disclosed_at": time_text(at),
+                "purpose": purpose,
+                "data_categories": list(categories),
+            }
+        )
+    return out
+
+
+def owed_on_withdrawal(
+    session: Session, consent_id: str, recorded_by: str, withdrawn_by: Principal, kind: str
+) -> list[Owed]:
+    """Every organisation that received data under the consent (``kind``: the policy's
+    withdrawal obligation for its purpose), and its recorder unless the recorder's own case
+    system or IG lead withdrew it (the person, through a portal or their link, or another
+    organisation did: the recorder's records must say so)."""
+    under = select(DisclosureConsent.disclosure_id).where(
+        DisclosureConsent.consent_id == consent_id
+    )
+    owed = [
+        Owed(org, kind, shared)
+        for org, shared in sorted(_received(session, Disclosure.id.in_(under)).items())
+    ]
+    by_recorder = (
+        withdrawn_by.organisation_id == recorded_by
+        and withdrawn_by.role in READER_ROLES
+        and not withdrawn_by.via_link
+    )
+    if not by_recorder:
+        owed.append(Owed(recorded_by, NOTE_WITHDRAWAL))
+    return owed
+
+
+def owed_on_objection(session: Session, subject_ref: str, scope: str) -> list[Owed]:
+    """Every organisation that received the person's data on a basis the objection now blocks:
+    implied consent for a direct-care objection (G3), s251 support for the national data
+    opt-out."""
+    if scope == "direct_care":
+        blocked = Disclosure.basis == "implied"
+    else:
+        blocked = Disclosure.legal_basis_type == "s251_approval"
+    received = _received(session, Disclosure.subject_ref == subject_ref, blocked)
+    return [Owed(org, NOTIFY_RECIPIENT, shared) for org, shared in sorted(received.items())]
+
+
+def owed_on_erasure(session: Session, subject_refs: Sequence[str]) -> list[Owed]:
+    """Every organisation that received the person's data: it must erase what it holds (Art 17,
+    19). Read before the person's rows are deleted."""
+    received = _received(session, Disclosure.subject_ref.in_(subject_refs))
+    return [Owed(org, CEASE_AND_ERASE, shared) for org, shared in sorted(received.items())]
+
+
+def forget_person(session: Session, subject_refs: Sequence[str]) -> None:
+    """Drop the obligations about an erased person (the erasure makes its own, which name no
+    one)."""
+    session.execute(delete(Obligation).where(Obligation.subject_ref.in_(subject_refs)))
+
+
+# -- the feed -----------------------------------------------------------------------------------
+
+
+def notification_view(o: Obligation) -> dict[str, Any]:
+    acknowledged_at = o.acknowledged_at
+    return {
+        "id": o.id,
+        "cursor": str(o.seq),
+        "organisation": o.organisation_id,
+        "obligation": o.kind,
+        "state": "open" if acknowledged_at is None else "acknowledged",
+        "created_at": time_text(o.created_at),
+        "cause": {"type": o.cause, "ledger_index": o.cause_index},
+        "consent_id": o.consent_id,
+        "objection_id": o.objection_id,
+        "purpose": o.purpose,
+        "disclosures": list(o.disclosures),
+        "acknowledgement": None
+        if acknowledged_at is None
+        else {
+            "at": time_text(acknowledged_at),
+            "outcome": o.outcome,
+            "evidence_sha256": o.evidence_sha256,
+            "client_id": o.acknowledged_by_client,
+            "ledger_index": o.acknowledged_index,
+        },
+    }
+
+
+def feed(
+    ledger: Ledger, principal: Principal, state: str, after: int | None, limit: int
+) -> dict[str, Any]:
+    """The organisation's notifications, oldest first, after the cursor ``after``; ``next`` is
+    the cursor to ask with for the rest (null when there is none)."""
+    query = select(Obligation).where(Obligation.organisation_id == principal.organisation_id)
+    if state == "open":
+        query = query.where(Obligation.acknowledged_at.is_(None))
+    elif state == "acknowledged":
+        query = query.where(Obligation.acknowledged_at.is_not(None))
+    if after is not None:
+        query = query.where(Obligation.seq > after)
+    with ledger.db.read() as session:
+        rows = session.execute(query.order_by(Obligation.seq).limit(limit + 1)).scalars().all()
+        items = [notification_view(o) for o in rows[:limit]]
+    more = len(rows) > limit
+    return {"items": items, "next": items[-1]["cursor"] if more else None}
+
+
+# -- acknowledging ------------------------------------------------------------------------------
+
+
+def _check_outcome(kind: str, outcome: str, evidence: str | None) -> None:
+    expected = OUTCOMES[kind]
+    problems = []
+    if outcome != expected:
+        problems.append(
+            FieldError("outcome", f"a {kind} obligation is acknowledged as {expected!r}", "json")
+        )
+    if kind == CEASE_AND_ERASE and evidence is None:
+        problems.append(
+            FieldError(
+                "evidence_sha256",
+                "is required: the SHA-256 of your own record that the data was destroyed",
+                "json",
+            )
+        )
+    elif kind != CEASE_AND_ERASE and evidence is not None:
+        problems.append(FieldError("evidence_sha256", f"is not taken for a {kind}", "json"))
+    if evidence is not None and not _SHA256.fullmatch(evidence):
+        problems.append(FieldError("evidence_sha256", "must be 64 lowercase hex digits", "json"))
+    if problems:
+        raise InvalidRequest.from_fields("the acknowledgement is not valid", problems)
+
+
+def acknowledge(
+    ledger: Ledger,
+    principal: Principal,
+    obligation_id: str,
+    outcome: str,
+    evidence_sha256: str | None,
+    idem: IdempotencyKey | None,
+) -> WriteResult:
+    """Close one of the organisation's obligations; the acknowledgement is logged."""
+
+    def use_case(session: Session) -> tuple[int, dict[str, Any]]:
+        now = ledger.clock()
+        obligation = session.execute(
+            select(Obligation).where(Obligation.id == obligation_id)
+        ).scalar_one_or_none()
+        # Another organisation's obligation is not there for this one.
+        if obligation is None or obligation.organisation_id != principal.organisation_id:
+            raise NotFound(f"there is no notification {obligation_id!r} for this organisation")
+        if obligation.acknowledged_at is not None:
+            raise AlreadyAcknowledged(
+                f"notification {obligation_id} was acknowledged at "
+                f"{time_text(obligation.acknowledged_at)}",
+                extra={"notification": notification_view(obligation)},
+            )
+        _check_outcome(obligation.kind, outcome, evidence_sha256)
+        event = ObligationAcknowledged(
+            obligation_id=obligation.id,
+            cause_index=obligation.cause_index,
+            kind=obligation.kind,
+            organisation=principal.organisation_id,
+            client_id=principal.client_id,
+            outcome=outcome,
+            evidence_sha256=evidence_sha256,
+        )
+        (receipt,) = append_events(ledger.log_store, session, now, [event])
+        obligation.acknowledged_at = now
+        obligation.outcome = outcome
+        obligation.evidence_sha256 = evidence_sha256
+        obligation.acknowledged_by_client = principal.client_id
+        obligation.acknowledged_index = receipt.index
+        session.flush()
+        return 200, {**notification_view(obligation), "ledger": receipt}
+
+    return run_write(ledger, idem, use_case)
