@@ -28,7 +28,7 @@ from app.cli.log import (
 )
 from app.cli.orgs import orgs_group
 from app.cli.policy import policy_group
-from app.cli.setup import demo_command, init_command, serve_command
+from app.cli.setup import demo_command, demo_token_command, init_command, serve_command
 from app.cli.subjects import erase_command, retention_group
 
 __all__ = ["COMMANDS", "alembic_config", "init_app", "main"]
@@ -50,6 +50,7 @@ COMMANDS = tuple(
         erase_command,
         retention_group,
         demo_command,
+        demo_token_command,
     )
 )
 

@@ -17,20 +17,21 @@ from app.cli.common import (
     alembic_config,
 )
 from app.models import LogHead, PolicyVersion
-from app.services import organisations
-from app.services.access import clients
+from app.services import demo
 from app.services.decisions import policies
 from app.services.log import keys
 
 DEMO_ORGANISATIONS = REPO_ROOT / "policies" / "organisations.example.yaml"
 DEMO_TOKENS_FILE = "demo-tokens.json"
-DEMO_CLIENTS = (
-    ("tt-leeds", "case_system", "Talking Therapies record system (demo)"),
-    ("jcp-leeds-city", "case_system", "Jobcentre work coach tool (demo)"),
-    ("ea-tt-leeds", "case_system", "Employment Adviser caseload tool (demo)"),
-    ("tt-leeds", "ig_lead", "Talking Therapies IG lead (demo)"),
-    ("tt-leeds", "patient_portal", "Patient portal (demo)"),
-    ("tt-leeds", "auditor", "Auditor (demo)"),
+# The tokens the demo prints (all are in the tokens file, and `demo-token` prints any).
+DEMO_SHOWN = (
+    ("tt-leeds", "case_system"),
+    ("jcp-leeds-city", "case_system"),
+    ("ea-tt-leeds", "case_system"),
+    ("eval-northern-uni", "case_system"),
+    ("tt-leeds", "ig_lead"),
+    ("tt-leeds", "patient_portal"),
+    ("tt-leeds", "auditor"),
 )
 
 
@@ -142,43 +143,61 @@ def serve_command(host: str, port: int, workers: int, threads: int, timeout: int
 )
 @with_appcontext
 def demo_command(url: str) -> None:
-    """Load example organisations and clients for a first look (used by `make run`)."""
+    """Load the example organisations, a client of every role for each, and the six flows of
+    the pilots (consents, a G6 confirmation, decisions, disclosures, an evaluation withdrawal
+    with its erase obligation and acknowledgement, an objection, a patient link), through the
+    same services the API uses. Used by `make run`; a second run adds nothing."""
     ledger = _ledger()
-    data = organisations.read_organisation_file(DEMO_ORGANISATIONS)
-    organisations.import_organisations(ledger, data, str(DEMO_ORGANISATIONS))
+    with ledger.db.read() as session:
+        if session.execute(select(PolicyVersion.version).limit(1)).first() is None:
+            _fail("no policy is published: run `consent-ledger init` first")
+    orgs = demo.load(ledger, DEMO_ORGANISATIONS)
     tokens_path = ledger.settings.instance_path / DEMO_TOKENS_FILE
     if tokens_path.exists():
         tokens = json.loads(tokens_path.read_text())
+        click.echo(f"Demo already loaded (tokens in {tokens_path}).")
     else:
-        tokens = []
-        for org, role, name in DEMO_CLIENTS:
-            created = clients.create_client(ledger, org, role, name)
-            tokens.append(
-                {
-                    "organisation": org,
-                    "role": role,
-                    "client_id": created.client_id,
-                    "token": created.token,
-                }
-            )
+        tokens = demo.create_clients(ledger, orgs)
         # Demo only: a real deployment never keeps tokens. 0600, beside the keys.
         fd = os.open(tokens_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(tokens, fh, indent=2)
-    click.echo(f"Demo organisations loaded from {DEMO_ORGANISATIONS.name}.")
-    click.echo(f"Demo clients (tokens kept in {tokens_path} for the demo only):")
-    for t in tokens:
-        click.echo(f"  {t['role']:<15} {t['organisation']:<16} {t['token']}")
-    auditor = next(t["token"] for t in tokens if t["role"] == "auditor")
+        click.echo(f"Demo organisations loaded from {DEMO_ORGANISATIONS.name}; a client of")
+        click.echo(f"every role for each, tokens kept in {tokens_path} (for the demo only).")
+        click.echo("The six flows of the pilots, made through the service:")
+        demo.run_flows(ledger, tokens, click.echo)
+
+    def token(org: str, role: str) -> str:
+        return str(
+            next(t["token"] for t in tokens if (t["organisation"], t["role"]) == (org, role))
+        )
+
     click.echo("")
-    click.echo("Try, once the server below is up:")
+    click.echo("Some of the demo's tokens (`consent-ledger demo-token ORG ROLE` prints any):")
+    for org, role in DEMO_SHOWN:
+        click.echo(f"  {role:<15} {org:<24} {token(org, role)}")
+    auditor = token("tt-leeds", "auditor")
+    click.echo("")
+    click.echo('Try, once the server below is up (README, "A first look", walks through more):')
     click.echo(f"  curl {url}/healthz")
     click.echo(f"  curl {url}/v1/log/checkpoint")
-    click.echo(f"  curl {url}/v1/log/key")
     click.echo(f"  curl -H 'Authorization: Bearer {auditor}' {url}/v1/organisations")
-    click.echo(
-        f"  curl -H 'Authorization: Bearer {auditor}' '{url}/v1/log/proof/inclusion?index=0'"
-    )
     click.echo(f"  OpenAPI document: {url}/openapi.json")
-    click.echo(f"  IG pages: {url}/ig/ (sign in with the ig_lead or auditor token above)")
+    click.echo(f"  IG pages: {url}/ig/ (sign in with the tt-leeds ig_lead token above)")
     click.echo("")
+
+
+@click.command("demo-token")
+@click.argument("organisation")
+@click.argument("role")
+@with_appcontext
+def demo_token_command(organisation: str, role: str) -> None:
+    """Print the demo's token for ORGANISATION's client of ROLE (for the README's commands)."""
+    tokens_path = _ledger().settings.instance_path / DEMO_TOKENS_FILE
+    if not tokens_path.exists():
+        _fail("no demo is loaded here: run `consent-ledger demo` first")
+    for t in json.loads(tokens_path.read_text()):
+        if (t["organisation"], t["role"]) == (organisation, role):
+            click.echo(t["token"])
+            return
+    _fail(f"the demo has no {role} client for {organisation}")

@@ -322,15 +322,53 @@ def test_verify_prints_progress_on_a_large_log(runner: FlaskCliRunner, ledger: L
 
 
 def test_demo_is_repeatable(runner: FlaskCliRunner, ledger: Ledger) -> None:
+    refused = runner.invoke(args=["demo"])
+    assert refused.exit_code == 1
+    assert "run `consent-ledger init` first" in refused.output
+    assert runner.invoke(args=["init"]).exit_code == 0
     first = runner.invoke(args=["demo"])
     assert first.exit_code == 0, first.output
     entries = _count(ledger, LogEntry)
     second = runner.invoke(args=["demo"])
     assert second.exit_code == 0, second.output
     assert _count(ledger, LogEntry) == entries
-    tokens = ledger.settings.instance_path / "demo-tokens.json"
-    assert stat.S_IMODE(tokens.stat().st_mode) == 0o600
-    assert all(t["token"] in second.output for t in json.loads(tokens.read_text()))
+    tokens_file = ledger.settings.instance_path / "demo-tokens.json"
+    assert stat.S_IMODE(tokens_file.stat().st_mode) == 0o600
+    tokens = json.loads(tokens_file.read_text())
+    # A client of every role for every demo organisation, each printable by demo-token.
+    orgs = {t["organisation"] for t in tokens}
+    assert len(orgs) == 9
+    assert len(tokens) == 9 * 5
+    for t in tokens[:: len(tokens) // 4]:
+        printed = runner.invoke(args=["demo-token", t["organisation"], t["role"]])
+        assert printed.output.strip() == t["token"]
+
+
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
+def test_demo_makes_the_six_flows_through_the_service(
+    runner: FlaskCliRunner, ledger: Ledger, client: Any
+) -> None:
+    assert runner.invoke(args=["init"]).exit_code == 0
+    made = runner.invoke(args=["demo"])
+    assert made.exit_code == 0, made.output
+    for flow in range(1, 7):
+        assert f"\n{flow}. " in made.output
+    assert ": permit" in made.output
+    assert ": deny" in made.output
+    assert "confirmed the Jobcentre's consent (G6)" in made.output
+    # The evaluator's erase obligation is acknowledged, with evidence.
+    token = runner.invoke(args=["demo-token", "eval-northern-uni", "case_system"]).output
+    done = client.get(
+        "/v1/notifications",
+        query_string={"state": "acknowledged"},
+        headers=bearer(token.strip()),
+    ).get_json()["items"]
+    assert [(n["obligation"], n["acknowledgement"]["outcome"]) for n in done] == [
+        ("cease_processing_and_erase", "erased")
+    ]
+    verified = runner.invoke(args=["verify"])
+    assert verified.exit_code == 0, verified.output
+    assert "decisions and 7 disclosures re-evaluated" in verified.output
 
 
 @pytest.mark.parametrize(
