@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from flask.testing import FlaskClient
 from sqlalchemy import event, text
 
 from app.services.container import Ledger
@@ -75,3 +77,11 @@ def recorded_statements(ledger: Ledger) -> Iterator[list[str]]:
     finally:
         for engine in engines:
             event.remove(engine, "before_cursor_execute", record)
+
+
+def ig_sign_in(client: FlaskClient, token: str) -> Any:
+    """Sign in to the IG pages with an API token, as a person does through the form."""
+    form = client.get("/ig/")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert csrf, "the sign-in form carries no CSRF token"
+    return client.post("/ig/sign-in", data={"csrf_token": csrf.group(1), "token": token})

@@ -43,6 +43,12 @@ def verify_command(vkey: str | None, quiet: bool) -> None:
         _progress_lines("opened", quiet),
     )
     result, answers = verified.log, verified.answers
+    if not verified.recorded:
+        click.echo(
+            "checked against a key that is not this log's: the result is not recorded "
+            "on the IG dashboard",
+            err=True,
+        )
     if not result.ok:
         _fail(f"log verification FAILED: {result.problem}")
     click.echo(
