@@ -320,6 +320,33 @@ def test_verify_against_another_key_leaves_the_dashboard_as_it_was(
     assert "not recorded" in result.output  # and the operator is told why not
 
 
+@pytest.mark.parametrize(
+    ("vkey", "says"),
+    [
+        ("localhost/consent-ledger", "three parts"),
+        ("localhost/consent-ledger+ABCDEF12+AQ==", "8 lowercase hex"),
+        ("localhost/consent-ledger+abcdef12+not base64", "not base64"),
+        ("localhost/consent-ledger+abcdef12+" + "Ag" + "A" * 42, "algorithm byte is 0x02"),
+    ],
+)
+def test_verify_with_a_malformed_key_says_what_is_wrong_with_it(
+    runner: FlaskCliRunner, orgs: list[str], vkey: str, says: str
+) -> None:
+    result = runner.invoke(args=["verify", "--key", vkey])
+    assert result.exit_code == 1
+    assert "cannot load the verifier key: " in result.output
+    assert says in result.output
+
+
+def test_verify_with_the_logs_key_altered_names_the_key_id_mismatch(
+    runner: FlaskCliRunner, ledger: Ledger, orgs: list[str]
+) -> None:
+    name, key_id, key = ledger.log_store.verifier.verifier_key().split("+", 2)
+    result = runner.invoke(args=["verify", "--key", f"{name}x+{key_id}+{key}"])
+    assert result.exit_code == 1
+    assert "key id mismatch" in result.output
+
+
 def _last_verification(client: FlaskClient) -> str:
     page = client.get("/ig/dashboard")
     assert page.status_code == 200
