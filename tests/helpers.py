@@ -79,9 +79,14 @@ def recorded_statements(ledger: Ledger) -> Iterator[list[str]]:
             event.remove(engine, "before_cursor_execute", record)
 
 
+def form_token(html: str) -> str:
+    """The CSRF token a page's form carries."""
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "the page has no form token"
+    return found.group(1)
+
+
 def ig_sign_in(client: FlaskClient, token: str) -> Any:
-    """Sign in to the IG pages with an API token, as a person does through the form."""
-    form = client.get("/ig/")
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
-    assert csrf, "the sign-in form carries no CSRF token"
-    return client.post("/ig/sign-in", data={"csrf_token": csrf.group(1), "token": token})
+    """Sign in to the IG pages as a person would: the sign-in form, then its POST."""
+    csrf = form_token(client.get("/ig/").text)
+    return client.post("/ig/sign-in", data={"csrf_token": csrf, "token": token})
