@@ -115,7 +115,7 @@ PROBLEM_TYPES: dict[str, tuple[str, str]] = {
     "decision-denied": (
         "Decision denied",
         "The share is not permitted now (or never was): nothing was recorded. `reasons` says "
-        "why, with rule ids.",
+        "why, with rule ids; `denied_categories` names each category refused and why.",
     ),
     "consent-withdrawn": (
         "Consent withdrawn",

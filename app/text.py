@@ -1,5 +1,6 @@
-"""Free text that people later read (organisation and client names on pages, in CSV and in the
-log; identifiers sent to the API): one line of visible characters.
+"""Text that people later read: free text (organisation and client names on pages, in CSV and
+in the log; identifiers sent to the API) must be one line of visible characters; and words of
+ours put into sentences must read right (:func:`with_article`).
 
 Bidirectional controls (U+202A-U+202E, U+2066-U+2069, U+200E, U+200F, U+061C) make text display
 in an order other than the one stored, so a name can pass for another ("Trojan Source",
@@ -35,3 +36,16 @@ def line_problem(text: str) -> str | None:
         )
         return f"must not contain U+{ord(ch):04X} ({kind})"
     return None
+
+
+_VOWELS = frozenset("aeiouAEIOU")
+
+
+def with_article(word: str) -> str:
+    """``word`` after the indefinite article it is said with: "a written", "an electronic".
+
+    Decided by the first letter, which is right for every word this service puts after an
+    article (consent forms, organisation kinds, client roles, entry types: the table in
+    tests/test_text.py lists them); "dwp" starts with a consonant sound as with a letter.
+    """
+    return f"{'an' if word[:1] in _VOWELS else 'a'} {word}"

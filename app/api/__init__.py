@@ -16,6 +16,7 @@ from app.api import (
     objections,
     organisations,
     problems,
+    schemas,
     subjects,
 )
 from app.api.common import BoundedJSONProvider, LedgerApi, install_error_handlers
@@ -53,6 +54,8 @@ def init_app(app: Flask) -> None:
         },
     )
     api.register_converter(AsciiIntegerConverter, integerconverter2paramschema)
+    # A string, not a date-time: a plain date is accepted too.
+    api.register_field(schemas.DayOrTimestamp, "string", None)
     api.spec.components.security_scheme(
         "bearerAuth", {"type": "http", "scheme": "bearer", "description": "client token"}
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 import marshmallow as ma
@@ -105,6 +106,49 @@ class Timestamp(ma.fields.AwareDateTime):
         if not 1900 <= parsed.year <= 9000:
             raise ma.ValidationError("must be between the years 1900 and 9000")
         return parsed
+
+
+_PLAIN_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+class DayOrTimestamp(Timestamp):
+    """A :class:`Timestamp`, or a plain date (``2026-12-01``) meaning the start of that day in
+    UTC: how a person writes the bounds of a period to search (``since``, ``until``)."""
+
+    default_error_messages = {  # noqa: RUF012 (as marshmallow declares it)
+        "invalid": "must be a date like 2026-12-01 (the start of that day in UTC) or an "
+        "RFC 3339 time with an offset like 2026-12-01T09:30:00Z",
+    }
+    default_error_messages["invalid_awareness"] = default_error_messages["invalid"]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.metadata = {
+            "description": "a date (the start of that day in UTC) or an RFC 3339 time",
+            **self.metadata,
+        }
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str) and _PLAIN_DATE.fullmatch(value):
+            try:
+                day = date.fromisoformat(value)
+            except ValueError:
+                raise self.make_error("invalid") from None
+            value = datetime.combine(day, time(), UTC).isoformat()
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+_DAY_OR_TIMESTAMP = DayOrTimestamp()
+
+
+def parse_day_or_timestamp(text: str) -> datetime:
+    """``text`` read as :class:`DayOrTimestamp` reads it, for a page's form; raises ValueError
+    saying what is wrong."""
+    try:
+        parsed: datetime = _DAY_OR_TIMESTAMP.deserialize(text)
+    except ma.ValidationError as exc:
+        raise ValueError(" ".join(map(str, exc.messages))) from None
+    return parsed
 
 
 ORG_ID = org_id()
@@ -428,8 +472,8 @@ class DisclosureQuerySchema(QuerySchema):
     from_org = org_id()
     to_org = org_id()
     purpose = ma.fields.String(validate=ma.validate.OneOf(PURPOSES))
-    since = Timestamp()
-    until = Timestamp()
+    since = DayOrTimestamp()
+    until = DayOrTimestamp()
     page = Integer(load_default=1, validate=ma.validate.Range(min=1, max=100_000))
     page_size = Integer(load_default=50, validate=ma.validate.Range(min=1, max=500))
 

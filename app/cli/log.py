@@ -28,13 +28,13 @@ from app.services.log.verify import AnswersResult, verify_instance
 def verify_command(vkey: str | None, quiet: bool) -> None:
     """Verify the whole log offline; exit 1 naming the first bad entry."""
     from app.ledger.checkpoint import CheckpointVerifier
-    from app.ledger.errors import VerificationError
+    from app.ledger.errors import VerifierKeyError
 
     ledger = _ledger()
     try:
         verifier = CheckpointVerifier.from_verifier_key(vkey) if vkey else ledger.log_store.verifier
-    except (VerificationError, keys.KeyFileError) as exc:
-        _fail(f"cannot load the verifier key: {exc or 'malformed key'}")
+    except (VerifierKeyError, keys.KeyFileError) as exc:
+        _fail(f"cannot load the verifier key: {exc}")
     verified = verify_instance(
         ledger,
         verifier,
@@ -43,6 +43,12 @@ def verify_command(vkey: str | None, quiet: bool) -> None:
         _progress_lines("opened", quiet),
     )
     result, answers = verified.log, verified.answers
+    if not verified.recorded:
+        click.echo(
+            "checked against a key that is not this log's: the result is not recorded "
+            "on the IG dashboard",
+            err=True,
+        )
     if not result.ok:
         _fail(f"log verification FAILED: {result.problem}")
     click.echo(

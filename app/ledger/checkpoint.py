@@ -32,7 +32,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from app.ledger.errors import CheckpointFormatError, LedgerError, VerificationError
+from app.ledger.errors import (
+    CheckpointFormatError,
+    LedgerError,
+    VerificationError,
+    VerifierKeyError,
+)
 from app.ledger.merkle import HASH_SIZE
 
 __all__ = [
@@ -196,21 +201,46 @@ class CheckpointVerifier:
 
         The key id must be the one the name and key hash to, the algorithm byte must be
         0x01 (Ed25519) and the key 32 bytes. Any defect raises
-        :class:`~app.ledger.errors.VerificationError`: a verifier key is a trust anchor,
-        and one that is almost right must not be half-accepted.
+        :class:`~app.ledger.errors.VerifierKeyError` naming it: a verifier key is a trust
+        anchor, and one that is almost right must not be half-accepted.
         """
+        if not isinstance(vkey, str):
+            raise VerifierKeyError("a verifier key is text")
+        parts = vkey.split("+", 2)  # the base64 key may itself contain '+'
+        if len(parts) != 3:
+            raise VerifierKeyError(
+                "a verifier key has three parts joined by '+': <name>+<key id>+<base64 key>"
+            )
+        name, id_hex, key_b64 = parts
+        if not _is_valid_key_name(name):
+            raise VerifierKeyError(
+                f"the key name {name!r} is not a signed-note key name "
+                "(non-empty, with no spaces or control characters)"
+            )
+        if not _HEX8_RE.fullmatch(id_hex):
+            raise VerifierKeyError(f"the key id {id_hex!r} is not 8 lowercase hex digits")
         try:
-            name, id_hex, key_b64 = vkey.split("+", 2)
-            if not _is_valid_key_name(name) or not _HEX8_RE.fullmatch(id_hex):
-                raise ValueError("bad name or key id")
             raw = _b64decode_canonical(key_b64)
-            if len(raw) != 1 + _ED25519_KEY_SIZE or raw[:1] != _ALG_ED25519:
-                raise ValueError("not an Ed25519 verifier key")
+        except ValueError as exc:
+            raise VerifierKeyError(f"the key is {exc} (RFC 4648 standard, padded)") from None
+        if len(raw) != 1 + _ED25519_KEY_SIZE:
+            raise VerifierKeyError(
+                f"the key holds {len(raw)} bytes; an Ed25519 verifier key holds "
+                f"{1 + _ED25519_KEY_SIZE}: the algorithm byte 0x01, then the public key"
+            )
+        if raw[:1] != _ALG_ED25519:
+            raise VerifierKeyError(
+                f"the algorithm byte is 0x{raw[0]:02x}; only 0x01 (Ed25519) is supported"
+            )
+        try:
             verifier = cls(name, raw[1:])
-        except (ValueError, TypeError, AttributeError, UnsupportedAlgorithm):
-            raise VerificationError from None
+        except (ValueError, UnsupportedAlgorithm):
+            raise VerifierKeyError("the key is not an Ed25519 public key") from None
         if verifier.key_id.hex() != id_hex:
-            raise VerificationError
+            raise VerifierKeyError(
+                f"key id mismatch: the name and key hash to {verifier.key_id.hex()}, "
+                f"not {id_hex}; the name, the id or the key was changed"
+            )
         return verifier
 
     @property

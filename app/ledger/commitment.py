@@ -95,7 +95,7 @@ class CommittedLeaf:
         entry = decode(opening.entry)
         if entry.get("type") != self.entry_type:
             raise EntryError(
-                f"the opening is a {entry.get('type')!r} entry, the leaf says {self.entry_type!r}"
+                f"the opening is of type {entry.get('type')!r}, the leaf says {self.entry_type!r}"
             )
         return entry
 

@@ -9,7 +9,13 @@ recoverable, and an attacker probing a verifier would learn which byte to change
 
 from __future__ import annotations
 
-__all__ = ["CheckpointFormatError", "EntryError", "LedgerError", "VerificationError"]
+__all__ = [
+    "CheckpointFormatError",
+    "EntryError",
+    "LedgerError",
+    "VerificationError",
+    "VerifierKeyError",
+]
 
 
 class LedgerError(Exception):
@@ -41,4 +47,13 @@ class CheckpointFormatError(LedgerError):
 
     Only raised when building or parsing checkpoints from trusted inputs; a verifier
     turns it into :class:`VerificationError`.
+    """
+
+
+class VerifierKeyError(LedgerError):
+    """A verifier key (``<name>+<key id>+<base64 key>``) that is not well formed.
+
+    Unlike :class:`VerificationError` its message says what is wrong: the key is the
+    operator's own input (``verify --key``), a trust anchor they must correct, not a proof an
+    attacker could probe for which byte to change next.
     """

@@ -36,6 +36,7 @@ from app.policy.model import (
     Request,
     Rule,
 )
+from app.text import with_article
 
 # When no consent can be relied on for a category, the reason given is the first of these that
 # some candidate consent (right purpose, right organisation, listing the category) fails on.
@@ -102,8 +103,9 @@ class _RulePlan:
                 alternative.blocked_by_objection or "objection",
                 rule.id,
                 f"The person has opted out ({alternative.blocked_by_objection}), which "
-                f"blocks {alternative.legal_basis} for data from a {request.sender.kind} "
-                f"organisation; only their explicit consent disapplies it. {cites}",
+                f"blocks {alternative.legal_basis} for data from "
+                f"{with_article(request.sender.kind)} organisation; only their explicit consent "
+                f"disapplies it. {cites}",
             )
             if alternative is not None
             else None

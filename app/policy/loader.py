@@ -29,6 +29,7 @@ from app.policy.model import (
     RuleKind,
     Withdrawal,
 )
+from app.text import with_article
 
 RULE_KINDS: tuple[RuleKind, ...] = ("legal_basis", "implied", "consent", "deny")
 _TIER = re.compile(r"T[0-9]")
@@ -433,7 +434,7 @@ def _rule(r: _Reader, raw: Any, path: str, ctx: _Context) -> Rule:
     if m.get("purposes", "any") == "any":
         purposes = None
         if kind in ("implied", "consent"):
-            r.fail(f"{path}.purposes", f"a {kind} rule must name its purposes")
+            r.fail(f"{path}.purposes", f"{with_article(kind)} rule must name its purposes")
     else:
         purposes = frozenset(
             r.names(m.get("purposes"), f"{path}.purposes", ctx.purposes, "purpose")

@@ -26,7 +26,7 @@ from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
 
 from app.api.disclosures import csv_cell
-from app.api.schemas import parse_whole_number
+from app.api.schemas import parse_day_or_timestamp, parse_whole_number
 from app.errors import DomainError
 from app.models import Organisation
 from app.services.access.web_sessions import (
@@ -170,10 +170,10 @@ def _parse_filters() -> tuple[decisions.DisclosureQuery, dict[str, str], list[tu
         dates[key] = None
         if form[key]:
             try:
-                dates[key] = datetime.fromisoformat(form[key] + "T00:00:00+00:00")
-            except ValueError:
+                dates[key] = parse_day_or_timestamp(form[key])
+            except ValueError as exc:
                 label = "From" if key == "since" else "To"
-                errors.append((key, f"{label} must be a date like 2026-11-25"))
+                errors.append((key, f"{label} {exc}"))
     page = parse_whole_number(args.get("page", ""))
     page = 1 if page is None else max(1, min(100_000, page))
     with ledger().db.read() as session:

@@ -197,11 +197,16 @@ BAD_CONSENTS: list[Any] = [
         id="category-twice",
     ),
     pytest.param({"form": "oral"}, {"form"}, "", id="unknown-form"),
-    pytest.param({"evidence_sha256": None}, {"evidence_sha256"}, "SHA-256", id="written-no-hash"),
+    pytest.param(
+        {"evidence_sha256": None},
+        {"evidence_sha256"},
+        "required for a written consent: the SHA-256",
+        id="written-no-hash",
+    ),
     pytest.param(
         {"form": "electronic", "evidence_sha256": None},
         {"evidence_sha256"},
-        "SHA-256",
+        "required for an electronic consent: the SHA-256",
         id="electronic-no-hash",
     ),
     pytest.param(
@@ -622,24 +627,28 @@ def test_a_request_that_conflicts_with_the_state_changes_nothing(
 
 
 @pytest.mark.parametrize(
-    ("recorder", "status"),
+    ("recorder", "status", "said"),
     [
-        ("jcp-leeds-city", 200),  # dwp
-        ("whp-leeds", 200),  # employment_dwp
-        ("ea-tt-leeds", 409),  # employment_nhs
-        ("cmht-leeds-west", 409),  # health
-        ("asc-leeds", 409),  # social_care
+        ("jcp-leeds-city", 200, None),  # dwp
+        ("whp-leeds", 200, None),  # employment_dwp
+        ("ea-tt-leeds", 409, "recorded by an employment_nhs organisation"),
+        ("cmht-leeds-west", 409, "recorded by a health organisation"),
+        ("asc-leeds", 409, "recorded by a social_care organisation"),
     ],
 )
 def test_only_consents_recorded_by_dwp_or_dwp_funded_providers_need_confirming(
-    client: FlaskClient, make_token: Callable[..., str], recorder: str, status: int
+    client: FlaskClient,
+    make_token: Callable[..., str],
+    recorder: str,
+    status: int,
+    said: str | None,
 ) -> None:
     cid = record(client, bearer(make_token(recorder, "case_system")))["id"]
     health = bearer(make_token(HEALTH, "ig_lead"))
     before = log_size(client)
     resp = client.post(f"/v1/consents/{cid}/confirm", headers=health)
     if status == 409:
-        assert_problem(resp, 409, "not-confirmable")
+        assert said in assert_problem(resp, 409, "not-confirmable")["detail"]
         assert log_size(client) == before
         return
     assert resp.status_code == 200, resp.text

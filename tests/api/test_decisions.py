@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -131,6 +132,47 @@ def test_a_deny_is_an_answer_not_an_error(client: FlaskClient, tokens: Tokens) -
     )
     assert refused.status_code == 409
     assert refused.get_json()["type"] == "/problems/decision-denied"
+
+
+def _a_deny(client: FlaskClient, tokens: Tokens, ledger: Ledger) -> dict[str, Any]:
+    return decide(client, tokens["tt"], NHS[0]).get_json()  # type: ignore[no-any-return]
+
+
+def _a_permit_since_expired(client: FlaskClient, tokens: Tokens, ledger: Ledger) -> dict[str, Any]:
+    consent(
+        client, tokens["tt"], NHS[0], expires_at=(ledger.clock() + timedelta(days=1)).isoformat()
+    )
+    permit = decide(client, tokens["tt"], NHS[0]).get_json()
+    assert permit["decision"] == "permit", permit
+    _expire(client, tokens, ledger, {})
+    return permit  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("made", [_a_deny, _a_permit_since_expired])
+def test_a_decision_denied_body_carries_every_field_its_problem_type_describes(
+    client: FlaskClient,
+    tokens: Tokens,
+    ledger: Ledger,
+    made: Callable[[FlaskClient, Tokens, Ledger], dict[str, Any]],
+) -> None:
+    # A caller reads /problems/decision-denied to learn what the 409 tells it; every field the
+    # page names must be there, saying why with rule ids.
+    decision = made(client, tokens, ledger)
+    refused = client.post(
+        "/v1/disclosures",
+        headers=bearer(tokens["tt"]),
+        json={"decision_id": decision["id"], "data_categories": ["identity"]},
+    )
+    assert refused.status_code == 409
+    body = refused.get_json()
+    assert body["type"] == "/problems/decision-denied"
+    page = client.get("/problems/decision-denied").text
+    named = set(re.findall(r"`([a-z_]+)`", page))
+    assert {"reasons", "denied_categories"} <= named
+    assert named <= body.keys(), page
+    assert body["reasons"]
+    assert all(r["rule"] for r in body["reasons"])
+    assert {d["category"] for d in body["denied_categories"]} >= {"identity"}
 
 
 @pytest.mark.parametrize("backend", BOTH, indirect=True)

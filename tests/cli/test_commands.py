@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import stat
 from pathlib import Path
 from typing import Any
 
 import pytest
-from flask.testing import FlaskCliRunner
+from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import func, select
 
 from app.models import ApiClient, LogEntry, Organisation
 from app.services.access.clients import hash_token
 from app.services.container import Ledger
-from tests.helpers import BOTH, bearer, tamper
+from tests.helpers import BOTH, bearer, ig_sign_in, tamper
 
 
 def _count(ledger: Ledger, model: type) -> int:
@@ -295,6 +296,63 @@ def test_verify_against_another_key_fails(runner: FlaskCliRunner, orgs: list[str
     result = runner.invoke(args=["verify", "--key", other.verifier_key()])
     assert result.exit_code == 1
     assert "no valid signature" in result.output
+
+
+def test_verify_against_another_key_leaves_the_dashboard_as_it_was(
+    runner: FlaskCliRunner, client: FlaskClient, orgs: list[str], make_token: Any
+) -> None:
+    # Only a check with the log's own key says anything about the log: a wrong --key (a
+    # typo, a stale key, someone else's) must not mark a sound log "Failed" for the IG lead.
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from app.ledger.checkpoint import CheckpointSigner
+
+    ig_sign_in(client, make_token("tt-leeds", "ig_lead"))
+    assert runner.invoke(args=["verify"]).exit_code == 0
+    before = _last_verification(client)
+    assert "Passed" in before
+
+    other = CheckpointSigner("localhost/consent-ledger", Ed25519PrivateKey.generate())
+    result = runner.invoke(args=["verify", "--key", other.verifier_key()])
+    assert result.exit_code == 1
+    assert "log verification FAILED" in result.output
+    assert _last_verification(client) == before
+    assert "not recorded" in result.output  # and the operator is told why not
+
+
+@pytest.mark.parametrize(
+    ("vkey", "says"),
+    [
+        ("localhost/consent-ledger", "three parts"),
+        ("localhost/consent-ledger+ABCDEF12+AQ==", "8 lowercase hex"),
+        ("localhost/consent-ledger+abcdef12+not base64", "not base64"),
+        ("localhost/consent-ledger+abcdef12+" + "Ag" + "A" * 42, "algorithm byte is 0x02"),
+    ],
+)
+def test_verify_with_a_malformed_key_says_what_is_wrong_with_it(
+    runner: FlaskCliRunner, orgs: list[str], vkey: str, says: str
+) -> None:
+    result = runner.invoke(args=["verify", "--key", vkey])
+    assert result.exit_code == 1
+    assert "cannot load the verifier key: " in result.output
+    assert says in result.output
+
+
+def test_verify_with_the_logs_key_altered_names_the_key_id_mismatch(
+    runner: FlaskCliRunner, ledger: Ledger, orgs: list[str]
+) -> None:
+    name, key_id, key = ledger.log_store.verifier.verifier_key().split("+", 2)
+    result = runner.invoke(args=["verify", "--key", f"{name}x+{key_id}+{key}"])
+    assert result.exit_code == 1
+    assert "key id mismatch" in result.output
+
+
+def _last_verification(client: FlaskClient) -> str:
+    page = client.get("/ig/dashboard")
+    assert page.status_code == 200
+    found = re.search(r"<dt>Last full verification</dt>\s*<dd>(.*?)</dd>", page.text, re.S)
+    assert found, "the dashboard shows no last verification"
+    return " ".join(found.group(1).split())
 
 
 def test_verify_prints_progress_on_a_large_log(runner: FlaskCliRunner, ledger: Ledger) -> None:

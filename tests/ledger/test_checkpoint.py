@@ -23,7 +23,12 @@ from app.ledger.checkpoint import (
     private_key_pem,
     verify_note,
 )
-from app.ledger.errors import CheckpointFormatError, LedgerError, VerificationError
+from app.ledger.errors import (
+    CheckpointFormatError,
+    LedgerError,
+    VerificationError,
+    VerifierKeyError,
+)
 from tests.ledger import vectors
 
 ORIGIN = "ledger.example.nhs.uk/consent"
@@ -189,7 +194,7 @@ def test_go_vkey_manglings_are_refused() -> None:
     for bad in [*_go_vkey_manglings(), *vectors.GO_BAD_VKEYS]:
         try:
             CheckpointVerifier.from_verifier_key(bad)
-        except VerificationError:
+        except VerifierKeyError:
             continue
         accepted.append(bad)
     assert accepted == []
@@ -374,46 +379,55 @@ def _vkey(name: str, hex_id: str, key_bytes: bytes) -> str:
     return f"{name}+{hex_id}+{base64.b64encode(key_bytes).decode()}"
 
 
-def test_malformed_verifier_keys_are_refused(signer: CheckpointSigner) -> None:
-    public = signer.public_key
-    good_id = signer.key_id.hex()
-    key_b64 = base64.b64encode(b"\x01" + public).decode()
-    urlsafe = base64.urlsafe_b64encode(b"\x01" + public).decode()
-    assert urlsafe != key_b64  # this key's encoding uses '+' or '/'
+def _recomputed(name: str, key_bytes: bytes) -> str:
+    """A verifier key whose id is the one ``name`` and ``key_bytes`` hash to."""
+    hex_id = hashlib.sha256(name.encode() + b"\n" + key_bytes).digest()[:4].hex()
+    return _vkey(name, hex_id, key_bytes)
 
-    def recomputed(name: str, key_bytes: bytes) -> str:
-        hex_id = hashlib.sha256(name.encode() + b"\n" + key_bytes).digest()[:4].hex()
-        return _vkey(name, hex_id, key_bytes)
 
-    bad = [
-        "",
-        "no-plus-signs",
-        f"{ORIGIN}+{good_id}",
-        _vkey(ORIGIN, good_id.upper(), b"\x01" + public),
-        _vkey(ORIGIN, good_id[:7], b"\x01" + public),
-        _vkey(ORIGIN, "00000000", b"\x01" + public),
-        _vkey(ORIGIN + "x", good_id, b"\x01" + public),
-        recomputed(ORIGIN, b"\x02" + public),  # wrong algorithm, consistent id
-        recomputed(ORIGIN, b"\x01" + public[:31]),  # short key, consistent id
-        recomputed(ORIGIN, b"\x01" + public + b"\x00"),  # long key, consistent id
-        recomputed(ORIGIN, public),  # missing algorithm byte
-        recomputed("has space", b"\x01" + public),
-        recomputed("", b"\x01" + public),
-        f"{ORIGIN}+{good_id}+{key_b64}=",  # stray padding
-        f"{ORIGIN}+{good_id}+{key_b64}\n",
-        f"{ORIGIN}+{good_id}+{key_b64[:-4]}",  # truncated
-        f"{ORIGIN}+{good_id}+{urlsafe}",
-        f"{ORIGIN}+{good_id}+ {key_b64}",
-        cast(Any, None),
-    ]
-    accepted = []
-    for vkey in bad:
-        try:
-            CheckpointVerifier.from_verifier_key(vkey)
-        except VerificationError:
-            continue
-        accepted.append(vkey)
-    assert accepted == []
+_PUBLIC = _raw_public(_key())
+_GOOD_ID = key_id(ORIGIN, _PUBLIC).hex()
+_KEY_B64 = base64.b64encode(b"\x01" + _PUBLIC).decode()
+_URLSAFE = base64.urlsafe_b64encode(b"\x01" + _PUBLIC).decode()
+
+# Each malformed key, and what the refusal must say is wrong with it: an operator who typed or
+# pasted a key needs to know which part to fix.
+MALFORMED_VERIFIER_KEYS = [
+    pytest.param("", "three parts", id="empty"),
+    pytest.param("no-plus-signs", "three parts", id="one-part"),
+    pytest.param(f"{ORIGIN}+{_GOOD_ID}", "three parts", id="two-parts"),
+    pytest.param(
+        _vkey(ORIGIN, _GOOD_ID.upper(), b"\x01" + _PUBLIC), "8 lowercase hex", id="id-upper"
+    ),
+    pytest.param(_vkey(ORIGIN, _GOOD_ID[:7], b"\x01" + _PUBLIC), "8 lowercase hex", id="id-short"),
+    pytest.param(_vkey(ORIGIN, "00000000", b"\x01" + _PUBLIC), "key id mismatch", id="id-wrong"),
+    pytest.param(
+        _vkey(ORIGIN + "x", _GOOD_ID, b"\x01" + _PUBLIC), "key id mismatch", id="name-changed"
+    ),
+    pytest.param(
+        _recomputed(ORIGIN, b"\x02" + _PUBLIC), "algorithm byte is 0x02", id="wrong-algorithm"
+    ),
+    pytest.param(_recomputed(ORIGIN, b"\x01" + _PUBLIC[:31]), "holds 32 bytes", id="short-key"),
+    pytest.param(_recomputed(ORIGIN, b"\x01" + _PUBLIC + b"\x00"), "holds 34 bytes", id="long-key"),
+    pytest.param(_recomputed(ORIGIN, _PUBLIC), "holds 32 bytes", id="no-algorithm-byte"),
+    pytest.param(_recomputed("has space", b"\x01" + _PUBLIC), "key name", id="name-with-space"),
+    pytest.param(_recomputed("", b"\x01" + _PUBLIC), "key name", id="no-name"),
+    pytest.param(f"{ORIGIN}+{_GOOD_ID}+{_KEY_B64}=", "base64", id="stray-padding"),
+    pytest.param(f"{ORIGIN}+{_GOOD_ID}+{_KEY_B64}\n", "base64", id="newline"),
+    pytest.param(f"{ORIGIN}+{_GOOD_ID}+{_KEY_B64[:-4]}", "holds 30 bytes", id="truncated"),
+    pytest.param(f"{ORIGIN}+{_GOOD_ID}+{_URLSAFE}", "base64", id="url-safe-alphabet"),
+    pytest.param(f"{ORIGIN}+{_GOOD_ID}+ {_KEY_B64}", "base64", id="space-in-key"),
+    pytest.param(f"{ORIGIN}+{_GOOD_ID}+{_KEY_B64[:-2]}x=", "canonical", id="non-zero-pad-bits"),
+    pytest.param(cast(Any, None), "text", id="not-text"),
+]
+
+
+@pytest.mark.parametrize(("vkey", "says"), MALFORMED_VERIFIER_KEYS)
+def test_a_malformed_verifier_key_is_refused_saying_what_is_wrong(vkey: str, says: str) -> None:
+    assert _URLSAFE != _KEY_B64  # this key's encoding uses '+' or '/'
+    with pytest.raises(VerifierKeyError) as refused:
+        CheckpointVerifier.from_verifier_key(vkey)
+    assert says in str(refused.value)
 
 
 # --- signer and checkpoint construction ------------------------------------------------------
@@ -530,9 +544,9 @@ def test_pem_refuses_other_keys_and_garbage() -> None:
             load_private_key_pem(data)
 
 
-def test_verification_errors_carry_no_cause() -> None:
-    # The opaque error must not leak the underlying parse failure through chaining either.
-    with pytest.raises(VerificationError) as caught:
+def test_a_verifier_key_refusal_carries_no_cause() -> None:
+    # The refusal says what is wrong in its own words; no parser's exception rides along.
+    with pytest.raises(VerifierKeyError) as caught:
         CheckpointVerifier.from_verifier_key("PeterNeumann+c74f20a3+!!!!")
     assert caught.value.__cause__ is None
     assert caught.value.__suppress_context__

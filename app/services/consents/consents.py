@@ -47,6 +47,7 @@ from app.services.decisions import policies
 from app.services.log.log_store import Receipt
 from app.services.log.projections import ACTIVE, WITHDRAWN, Written, append_events
 from app.services.notifications import obligations
+from app.text import with_article
 from app.vocabulary import SIGNED_FORMS
 
 # Who may act on a consent their organisation recorded (auditors and admins only read).
@@ -185,7 +186,7 @@ def _validate(session: Session, principal: Principal, inp: ConsentInput, now: da
         errors.append(
             FieldError(
                 "evidence_sha256",
-                f"required for a {inp.form} consent: the SHA-256 of the signed form",
+                f"required for {with_article(inp.form)} consent: the SHA-256 of the signed form",
                 "json",
             )
         )
@@ -394,7 +395,8 @@ def confirm_consent(
         if principal.organisation_kind != "health":
             raise Forbidden(
                 "only a health organisation's client may confirm a consent (G6); "
-                f"{principal.organisation_id} is a {principal.organisation_kind} organisation"
+                f"{principal.organisation_id} is "
+                f"{with_article(principal.organisation_kind)} organisation"
             )
         now = ledger.clock()
         consent = _consent_for_update(session, principal, consent_id, now)
@@ -409,8 +411,9 @@ def confirm_consent(
         assert recorder is not None
         if recorder.kind not in policies.current_policy(session).confirmation.consents_recorded_by:
             raise NotConfirmable(
-                f"consent {consent_id} was recorded by a {recorder.kind} organisation; only "
-                "consents recorded by dwp or employment_dwp organisations need confirmation"
+                f"consent {consent_id} was recorded by {with_article(recorder.kind)} "
+                "organisation; only consents recorded by dwp or employment_dwp organisations "
+                "need confirmation"
             )
         if consent.status == WITHDRAWN:
             raise AlreadyWithdrawn(f"consent {consent_id} was withdrawn; it cannot be confirmed")

@@ -36,6 +36,7 @@ from app.services import organisations
 from app.services.access.clients import Principal
 from app.services.container import Ledger
 from app.services.log.keys import IdentifierKey, IdentifierKeys
+from app.text import with_article
 
 # NHS number check digit: modulus 11 over the first nine digits, weights 10 down to 2
 # (NHS Data Dictionary, "NHS Number").
@@ -220,9 +221,9 @@ def local_system_problem(
     if principal.role not in WHOLE_RECORD_ROLES and identifier.system != principal.organisation_id:
         return FieldError(
             field,
-            f"a {principal.role} client may name a person by its own organisation's local "
-            f"identifier only (system {principal.organisation_id!r}); use the NHS number "
-            "otherwise",
+            f"{with_article(principal.role).capitalize()} client may name a person by its own "
+            f"organisation's local identifier only (system {principal.organisation_id!r}); "
+            "use the NHS number otherwise",
             location,
         )
     return None

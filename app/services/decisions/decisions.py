@@ -409,8 +409,19 @@ def record_disclosure(
         if record.from_org != principal.organisation_id:
             raise Forbidden("a disclosure is recorded by the organisation that made the share")
         if record.decision != "permit":
+            # The same explanation as a refusal now (see _refusal), from the recorded answer.
             raise DecisionDenied(
-                f"decision {decision_id} was a deny; nothing may be disclosed under it"
+                f"decision {decision_id} was a deny; nothing may be disclosed under it",
+                extra={
+                    "reasons": [
+                        {"code": r["code"], "rule": r["rule"], "message": r["message"]}
+                        for r in record.result["reasons"]
+                    ],
+                    "denied_categories": [
+                        {"category": d["category"], "reason": d["reason"]}
+                        for d in record.result["denied_categories"]
+                    ],
+                },
             )
         permitted = set(record.result.get("permitted_categories", ()))
         errors = [

@@ -26,6 +26,7 @@ from app.ledger.entry import decode_entry
 from app.ledger.errors import EntryError
 from app.ledger.events import EVENT_TYPES, SubjectErased, parse_event
 from app.models import LogEntry, LogOpening
+from app.text import with_article
 
 Decode = Callable[[bytes], dict[str, Any]]
 # Entry types about a person: appended as committed leaves (log format 2), their openings kept
@@ -125,8 +126,8 @@ def open_stored(
         if index in erased:
             return "erased", None, None
         raise Unopened(
-            f"it commits to a {committed.entry_type} entry whose opening is missing, and no "
-            "subject.erased entry covers it"
+            f"it commits to {with_article(committed.entry_type)} entry whose opening is missing, "
+            "and no subject.erased entry covers it"
         )
     subject_ref, salt, entry = stored
     opening = Opening(bytes(salt), bytes(entry))

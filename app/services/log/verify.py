@@ -522,6 +522,8 @@ class InstanceVerified:
 
     log: VerifyResult
     answers: AnswersResult | None
+    recorded: bool = True
+    """Whether the outcome was recorded for the IG dashboard (only for the log's own key)."""
 
     @property
     def problem(self) -> str | None:
@@ -538,7 +540,9 @@ def verify_instance(
     """Verify an instance's whole log: the bytes (:func:`verify_log`), that the log contains
     the newest checkpoint the instance published (the published-checkpoint record), then every
     logged answer and the projections (:func:`verify_answers`), all in one read snapshot. The
-    outcome is recorded for the IG dashboard."""
+    outcome is recorded for the IG dashboard only when ``verifier`` is the log's own key: a
+    check against any other key says nothing about this log, so it must not change the log's
+    status there (a mistyped ``--key`` would otherwise mark a sound log "Failed")."""
     # The record is read before the snapshot (see check_database_against_record) and judged
     # after the log's bytes, so a bad entry is still named first.
     record_problem: RollbackDetected | None = None
@@ -560,8 +564,10 @@ def verify_instance(
         # In the same snapshot, and only on a log whose bytes are sound.
         if result.ok:
             answers = verify_answers(session, result.size, progress_replayed)
-    verified = InstanceVerified(result, answers)
-    dashboard.record_verification(
-        ledger, verified.problem is None, result.size, result.checkpoints, verified.problem
-    )
+    own_key = verifier.verifier_key() == ledger.log_store.verifier.verifier_key()
+    verified = InstanceVerified(result, answers, recorded=own_key)
+    if own_key:
+        dashboard.record_verification(
+            ledger, verified.problem is None, result.size, result.checkpoints, verified.problem
+        )
     return verified
