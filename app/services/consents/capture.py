@@ -4,7 +4,8 @@ this looks up the parties' kinds and the policy in the caller's transaction."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -40,3 +41,29 @@ def reach_of(
         [Party(org, kinds[org]) for org in recipients],
         categories,
     )
+
+
+def shares_by_consent(
+    session: Session, consents: Sequence[Mapping[str, Any]]
+) -> dict[str, list[dict[str, Any]]]:
+    """For each consent view (``consent_view``), one row per recipient it names: the listed
+    categories it can receive (``can``) and what it never can (``never``: ``category`` and
+    ``rule``; a category of None means nothing at all). A consent the policy in force cannot
+    judge keeps its listing, unmarked."""
+    shown: dict[str, list[dict[str, Any]]] = {}
+    for c in consents:
+        found = reach_of(
+            session, c["purpose"], c["recorded_by"], c["recipients"], c["data_categories"]
+        )
+        shown[c["id"]] = [
+            {
+                "recipient": recipient,
+                "can": list(dict(found.can)[recipient] if found else c["data_categories"]),
+                "never": [
+                    {"category": b.category, "rule": b.rule}
+                    for b in (found.blocked_for(recipient) if found else ())
+                ],
+            }
+            for recipient in c["recipients"]
+        ]
+    return shown
