@@ -98,6 +98,8 @@ def reach(
     recipients: Sequence[Party],
     categories: Sequence[str],
 ) -> Reach:
+    """What a consent for ``purpose``, recorded by ``recorder``, naming ``recipients`` and
+    listing ``categories`` can never carry (module docstring), and what it can."""
     senders = list({p.id: p for p in (recorder, *recipients)}.values())
     can: list[tuple[str, tuple[str, ...]]] = []
     blocked: list[Blocked] = []
@@ -141,10 +143,10 @@ def _cites(policy: Policy, rule_id: str) -> str:
 
 
 def _route_message(policy: Policy, rule: str, recipient: Party, purpose: str) -> str:
-    why = "no rule of the policy covers this route" if rule == NO_RULE else "a rule refuses it"
+    why = "no rule of the policy covers this route" if rule == NO_RULE else f"{rule} refuses it"
     return (
-        f"Nothing can ever be shared with {recipient.id} (a {recipient.kind} organisation) for "
-        f"{purpose} under this consent: {why}. {_cites(policy, rule)}"
+        f"Nothing can ever be shared with {recipient.id} ({recipient.kind}) for {purpose} "
+        f"under this consent: {why}. {_cites(policy, rule)}"
     )
 
 
@@ -155,7 +157,7 @@ def _ceiling_message(
     ceiling = frozenset().union(*(r.ceiling for r in permitting))
     allowed = [c for c in policy.categories if c in ceiling]
     return (
-        f"{category} can never be shared with {recipient.id} (a {recipient.kind} "
-        f"organisation) for {purpose}, even with consent: the most it may receive under "
-        f"{', '.join(ids)} is {', '.join(allowed)}. {_cites(policy, CEILING)}"
+        f"{category} can never be shared with {recipient.id} ({recipient.kind}) for {purpose}, "
+        f"even with consent: the most it may receive under {', '.join(ids)} is "
+        f"{', '.join(allowed)}. {_cites(policy, CEILING)}"
     )
