@@ -114,8 +114,10 @@ PROBLEM_TYPES: dict[str, tuple[str, str]] = {
     ),
     "decision-denied": (
         "Decision denied",
-        "The share is not permitted now (or never was): nothing was recorded. `reasons` says "
-        "why, with rule ids; `denied_categories` names each category refused and why.",
+        "The share is not permitted: the decision did not permit a category it carries (a "
+        "deny may still be used to disclose exactly the categories it permitted), or the share "
+        "is no longer permitted now. Nothing was recorded. `denied_categories` names each "
+        "category refused with its reason; `reasons` says why, with rule ids.",
     ),
     "consent-withdrawn": (
         "Consent withdrawn",

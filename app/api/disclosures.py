@@ -1,4 +1,5 @@
-"""``/v1/disclosures``: record each share made under a permit; the history IG leads audit."""
+"""``/v1/disclosures``: record each share a decision permitted (a deny's permitted categories
+too); the history IG leads audit."""
 
 from __future__ import annotations
 
@@ -55,7 +56,9 @@ CSV_COLUMNS = (
 @blp.alt_response(404, response="NOT_FOUND")
 @blp.alt_response(409, response="CONFLICT", description="not permitted now; nothing recorded")
 def record(data: dict[str, Any]) -> Response:
-    """Record a share made under a permit decision, re-checked now (409 if no longer allowed)."""
+    """Record a share of a decision's permitted categories (a deny's too), re-checked now.
+
+    A 409 says what is not permitted, or no longer is; nothing is recorded."""
     result = decisions.record_disclosure(
         ledger(),
         current_principal(),

@@ -252,7 +252,33 @@ class ConsentSchema(ma.Schema):
     history = ma.fields.List(ma.fields.Nested(HistoryEventSchema))
 
 
+class ConsentWarningSchema(ma.Schema):
+    recipient = ma.fields.String(required=True, metadata={"description": "an organisation id"})
+    category = ma.fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "the category that can never reach it; null: nothing can"},
+    )
+    rule = ma.fields.String(
+        required=True,
+        metadata={
+            "description": "the rule that says so: a deny rule (P10), G7 (the recipient's "
+            "ceiling) or G0 (no rule covers the route)"
+        },
+    )
+    message = ma.fields.String(required=True, metadata={"description": "for an IG lead"})
+
+
 class ConsentReceiptSchema(ConsentSchema):
+    warnings = ma.fields.List(
+        ma.fields.Nested(ConsentWarningSchema),
+        metadata={
+            "description": "On recording (201): what the consent lists that the policy in force "
+            "never permits, whatever consent, confirmation, objection or time (a legal "
+            "requirement or safeguarding, G1 and G2, stands apart from consent). The consent is "
+            "recorded as given all the same; empty when everything listed can be shared."
+        },
+    )
     ledger = ma.fields.Nested(LedgerReceiptSchema)
 
 

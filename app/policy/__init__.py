@@ -2,7 +2,8 @@
 
 ``loader.load_policy`` turns a parsed policy document (``policies/*.yaml``) into a validated
 :class:`~app.policy.model.Policy`; ``engine.evaluate`` answers one request against one person's
-facts at one instant, and ``Policy.retention.kept_until`` how long their records are kept.
+facts at one instant, ``reach.reach`` what a consent being captured can never carry, and
+``Policy.retention.kept_until`` how long their records are kept.
 Standard library only; time is passed in, never read.
 """
 

@@ -119,7 +119,9 @@ class _Plan:
     __slots__ = ("all_denies", "g0", "legal_tier", "purpose_denies", "purpose_tier")
 
     def __init__(self, policy: Policy, request: Request) -> None:
-        applicable = [_RulePlan(policy, r, request) for r in policy.rules if _applies(r, request)]
+        applicable = [
+            _RulePlan(policy, r, request) for r in policy.rules if rule_applies(r, request)
+        ]
         ids = [p.rule.id for p in applicable]
         for p in applicable:
             p.unique_id = ids.count(p.rule.id) == 1
@@ -232,7 +234,9 @@ def _denied(
     return denied
 
 
-def _applies(rule: Rule, request: Request) -> bool:
+def rule_applies(rule: Rule, request: Request) -> bool:
+    """Whether ``rule`` applies to the shape of ``request``: its kinds (or same organisation),
+    purpose and asserted legal basis."""
     if rule.purposes is not None and request.purpose not in rule.purposes:
         return False
     if rule.legal_bases and (

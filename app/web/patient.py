@@ -18,7 +18,7 @@ from app.services.access.web_sessions import (
     patient_csrf_token,
     resolve_access_link,
 )
-from app.services.consents import consents
+from app.services.consents import capture, consents
 from app.services.decisions import decisions
 from app.web.common import ledger
 
@@ -42,6 +42,14 @@ CATEGORY_TEXT = {
     "clinical_notes": "notes from your therapy or care",
 }
 
+# Why an agreement can never be used for something it lists (app.policy.reach), in plain
+# words: a category above what the recipient may ever receive (G7), a route a rule refuses,
+# and a route no rule covers (G0).
+NEVER_TEXT = {
+    "category": "The rules never let this kind of organisation receive it, even if you agree.",
+    "refused": "The rules never allow this sharing, even if you agree.",
+    "G0": "No rule allows sharing with this organisation for this, even if you agree.",
+}
 
 PLAIN_ERRORS = {
     "already-withdrawn": "You had already withdrawn this agreement. Nothing else was changed.",
@@ -104,6 +112,7 @@ def home(token: str) -> str:
     led = ledger()
     with led.db.read() as session:
         history = consents.history_for_ref(session, access.principal, access.link.subject_ref)
+        reach = capture.shares_by_consent(session, history["consents"])
     shares = decisions.list_disclosures(
         led,
         access.principal,
@@ -125,6 +134,8 @@ def home(token: str) -> str:
         disclosures=shares["items"],
         total_disclosures=shares["total"],
         objected=objected,
+        reach=reach,
+        never_text=NEVER_TEXT,
     )
 
 

@@ -508,3 +508,92 @@ def test_rebuild_check_covers_decisions_and_disclosures(
     assert bad.exit_code == 1
     assert "to_org is 'asc-leeds' in the table but 'ea-tt-leeds' in the log" in bad.output
     assert "decisions dec_" in bad.output
+
+
+# -- issue 15 item 4: a deny may still disclose what it permitted (G7) -------------------------
+
+# A referral consent lists identity and service status; the question also asks for clinical
+# notes, above what NHS employment support may receive (P2), so the answer is a deny that
+# permits the other two.
+PARTLY = ("identity", "service_status", "clinical_notes")
+
+
+def _partly_denied(client: FlaskClient, tokens: Tokens, nhs: str) -> dict[str, Any]:
+    given = consent(client, tokens["tt"], nhs)
+    d = decide(client, tokens["tt"], nhs, categories=PARTLY).get_json()
+    assert d["decision"] == "deny"
+    assert d["permitted_categories"] == ["identity", "service_status"]
+    assert d["consents"] == [given["id"]]
+    return d  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("categories", "status", "named"),
+    [
+        pytest.param(["identity"], 201, None, id="one-permitted"),
+        pytest.param(["identity", "service_status"], 201, None, id="all-permitted"),
+        pytest.param(["clinical_notes"], 409, "clinical_notes", id="the-denied-one"),
+        pytest.param(["identity", "clinical_notes"], 409, "clinical_notes", id="permitted-and-not"),
+        pytest.param(["condition"], 409, "condition", id="never-asked"),
+    ],
+)
+def test_a_deny_may_disclose_exactly_what_it_permitted(
+    client: FlaskClient,
+    tokens: Tokens,
+    runner: Any,
+    categories: list[str],
+    status: int,
+    named: str | None,
+) -> None:
+    d = _partly_denied(client, tokens, NHS[0])
+    size = client.get("/healthz").get_json()["log_size"]
+    resp = client.post(
+        "/v1/disclosures",
+        headers=bearer(tokens["tt"]),
+        json={"decision_id": d["id"], "data_categories": categories},
+    )
+    assert resp.status_code == status, resp.get_json()
+    body = resp.get_json()
+    if named is None:
+        assert body["decision_id"] == d["id"]
+        assert body["data_categories"] == categories
+        assert body["consents"] == d["consents"]
+        assert body["basis"] == "consent"
+        # The log proves it: verify re-evaluates the share against the log before it.
+        verified = runner.invoke(args=["verify"])
+        assert verified.exit_code == 0, verified.output
+        return
+    assert body["type"] == "/problems/decision-denied"
+    assert named in body["detail"]
+    assert named in [c["category"] for c in body["denied_categories"]]
+    assert all(c["category"] not in d["permitted_categories"] for c in body["denied_categories"])
+    assert body["reasons"]
+    assert client.get("/healthz").get_json()["log_size"] == size
+
+
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
+@pytest.mark.parametrize(
+    ("change", "slug"),
+    [
+        pytest.param(_withdraw, "consent-withdrawn", id="withdrawal"),
+        pytest.param(_object, "objection-recorded", id="objection"),
+    ],
+)
+def test_what_a_deny_permitted_is_re_checked_now_like_a_permit(
+    client: FlaskClient,
+    tokens: Tokens,
+    ledger: Ledger,
+    change: Callable[[FlaskClient, Tokens, Ledger, dict[str, Any]], None],
+    slug: str,
+) -> None:
+    d = _partly_denied(client, tokens, NHS[0])
+    change(client, tokens, ledger, {"id": d["consents"][0]})
+    size = client.get("/healthz").get_json()["log_size"]
+    refused = client.post(
+        "/v1/disclosures",
+        headers=bearer(tokens["tt"]),
+        json={"decision_id": d["id"], "data_categories": ["identity"]},
+    )
+    assert refused.status_code == 409, refused.get_json()
+    assert refused.get_json()["type"] == f"/problems/{slug}"
+    assert client.get("/healthz").get_json()["log_size"] == size

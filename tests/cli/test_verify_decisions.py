@@ -291,6 +291,12 @@ def _logged(ledger: Ledger, index: int) -> dict[str, Any]:
             lambda d: {**d, "disclosure_id": "dis_forged", "decision_id": "dec_nowhere"},
             "names decision dec_nowhere, which the log does not hold before it",
         ),
+        (
+            # Any decision's permitted categories may be disclosed (a deny's too), no others.
+            "disclosure.recorded",
+            lambda d: {**d, "disclosure_id": "dis_forged", "data_categories": ["condition"]},
+            "discloses condition, which decision dec_",
+        ),
         # Payloads the service never writes, though nothing replayed reads the field: each is
         # read against its entry type's declared fields (app/ledger/events.py).
         (

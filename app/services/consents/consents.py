@@ -41,7 +41,7 @@ from app.services import organisations
 from app.services.access.clients import Principal
 from app.services.access.idempotency import IdempotencyKey, WriteResult, run_write
 from app.services.access.links import check_link
-from app.services.consents import subjects
+from app.services.consents import capture, subjects
 from app.services.container import Ledger
 from app.services.decisions import policies
 from app.services.log.log_store import Receipt
@@ -231,7 +231,13 @@ def record_consent(
         (consent,) = written.inserted[Consent]
         (event,) = written.inserted[ConsentEvent]
         view = consent_view(Consent(**consent), [ConsentEvent(**event)])
-        return 201, {**view, "ledger": receipt}
+        # What the listing asks for that the policy never permits: said, never refused, so
+        # the record shows what the person agreed to (issue 15 item 5).
+        reach = capture.reach_of(
+            session, inp.purpose, principal.organisation_id, inp.recipients, inp.data_categories
+        )
+        warnings = [b.as_json() for b in reach.blocked] if reach is not None else []
+        return 201, {**view, "warnings": warnings, "ledger": receipt}
 
     return run_write(ledger, idem, use_case)
 

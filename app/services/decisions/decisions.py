@@ -3,7 +3,9 @@
 A decision evaluates the policy in force against the person's consents and objections as they
 stand inside the write transaction (after the log-head lock, so no withdrawal can commit between
 reading the facts and recording the answer). Every decision, permit or deny, is a log entry.
-A disclosure re-evaluates now: a share is recorded only if it is still permitted.
+A disclosure re-evaluates now: a share is recorded only if it is still permitted. It may
+carry any of its decision's ``permitted_categories``, a deny's too (G7: a deny that refused some
+categories still permitted the others).
 """
 
 from __future__ import annotations
@@ -345,6 +347,26 @@ def _refusal(decision: Decision, relied_on: Sequence[str], facts: Facts) -> Conf
     )
 
 
+def _not_permitted_by(record: DecisionRecord, categories: Sequence[str]) -> DecisionDenied:
+    """The refusal of a disclosure of ``categories`` that the deny ``record`` did not permit,
+    each named with the reason the decision gave (``not_asked`` if it was not asked about)."""
+    result = record.result
+    given = {d["category"]: d["reason"] for d in result.get("denied_categories", ())}
+    refused = [{"category": c, "reason": given.get(c, "not_asked")} for c in categories]
+    permitted = result.get("permitted_categories", ())
+    may = (
+        f"only {', '.join(permitted)} may be disclosed under it"
+        if permitted
+        else "nothing may be disclosed under it"
+    )
+    return DecisionDenied(
+        f"decision {record.id} was a deny that did not permit "
+        + ", ".join(f"{d['category']} ({d['reason']})" for d in refused)
+        + f"; {may}",
+        extra={"reasons": list(result.get("reasons", ())), "denied_categories": refused},
+    )
+
+
 def _still_permitted(
     session: Session, record: DecisionRecord, categories: Sequence[str], now: datetime
 ) -> tuple[Decision, Facts]:
@@ -408,22 +430,13 @@ def record_disclosure(
             raise NotFound(f"there is no decision {decision_id!r}")
         if record.from_org != principal.organisation_id:
             raise Forbidden("a disclosure is recorded by the organisation that made the share")
-        if record.decision != "permit":
-            # The same explanation as a refusal now (see _refusal), from the recorded answer.
-            raise DecisionDenied(
-                f"decision {decision_id} was a deny; nothing may be disclosed under it",
-                extra={
-                    "reasons": [
-                        {"code": r["code"], "rule": r["rule"], "message": r["message"]}
-                        for r in record.result["reasons"]
-                    ],
-                    "denied_categories": [
-                        {"category": d["category"], "reason": d["reason"]}
-                        for d in record.result["denied_categories"]
-                    ],
-                },
-            )
         permitted = set(record.result.get("permitted_categories", ()))
+        if record.decision != "permit":
+            # A deny still permitted what it lists in permitted_categories (G7): those, and
+            # only those, may be disclosed under it, re-checked now as a permit's are.
+            outside = [c for c in categories if c not in permitted]
+            if outside:
+                raise _not_permitted_by(record, outside)
         errors = [
             FieldError(f"data_categories.{n}", f"{cat!r} was not permitted by the decision", "json")
             for n, cat in enumerate(categories)
