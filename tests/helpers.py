@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from flask.testing import FlaskClient
 from sqlalchemy import event, text
 
 from app.services.container import Ledger
@@ -75,3 +77,16 @@ def recorded_statements(ledger: Ledger) -> Iterator[list[str]]:
     finally:
         for engine in engines:
             event.remove(engine, "before_cursor_execute", record)
+
+
+def form_token(html: str) -> str:
+    """The CSRF token a page's form carries."""
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "the page has no form token"
+    return found.group(1)
+
+
+def ig_sign_in(client: FlaskClient, token: str) -> Any:
+    """Sign in to the IG pages as a person would: the sign-in form, then its POST."""
+    csrf = form_token(client.get("/ig/").text)
+    return client.post("/ig/sign-in", data={"csrf_token": csrf, "token": token})
