@@ -1,7 +1,7 @@
 """Charts drawn on the server as SVG: no script, no external library, readable without CSS.
 
 Each chart carries a <title> and <desc>, and the page shows the same numbers in a table, so a
-screen reader user loses nothing.
+screen reader user loses nothing. The callers pass labels in the words their tables use.
 """
 
 from __future__ import annotations
@@ -13,6 +13,14 @@ from html import escape
 # Okabe-Ito's colour-blind-safe palette, its yellow and sky blue darkened so that every
 # colour has at least 3:1 against white (WCAG 1.4.11).
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#8F6A00", "#2F7DB8", "#000000")
+# Wider than Arial's widest lower-case average at 1 px font size, so a label measured with it
+# is never wider than the room made for it.
+CHAR_WIDTH = 0.62
+
+
+def day_label(day: date) -> str:
+    """A day as the chart's axis and the table beside it both write it: 3 Dec."""
+    return day.strftime("%-d %b")
 
 
 def stacked_bars(
@@ -44,20 +52,23 @@ def stacked_bars(
             y -= h
             parts.append(
                 f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w - 4:.1f}" height="{h:.1f}" '
-                f'fill="{PALETTE[k % len(PALETTE)]}"><title>{day.isoformat()} '
+                f'fill="{PALETTE[k % len(PALETTE)]}"><title>{day_label(day)}, '
                 f"{escape(key)}: {count}</title></rect>"
             )
         if i % 2 == 0:
             parts.append(
                 f'<text x="{x + bar_w / 2 - 2:.1f}" y="{height - 10}" text-anchor="middle" '
-                f'font-size="10">{day.strftime("%d %b")}</text>'
+                f'font-size="10">{day_label(day)}</text>'
             )
     parts.append("</svg>")
     return "".join(parts)
 
 
 def horizontal_bars(items: Sequence[tuple[str, int]], title: str) -> str:
-    width, row, left = 640, 26, 190
+    row, font = 26, 13
+    # Room for the longest label, so none is cut off at the chart's left edge.
+    left = 8 + int(CHAR_WIDTH * font * max([len(label) for label, _ in items] + [10]))
+    width = max(640, left + 360)
     height = max(len(items), 1) * row + 10
     peak = max([n for _, n in items] + [1])
     parts = [

@@ -41,13 +41,31 @@ from app.services.consents.subjects import InvalidNhsNumber, SubjectIdentifier
 from app.services.decisions import dashboard, decisions
 from app.vocabulary import PURPOSES
 from app.web.charts import horizontal_bars, stacked_bars
-from app.web.common import ledger, when
+from app.web.common import ledger, when, words
 
 bp = Blueprint("ig", __name__, url_prefix="/ig")
 SESSION_COOKIE = "cl_session"
 LOGIN_CSRF_COOKIE = "cl_login_csrf"
 PAGE_SIZE = 25
 F = TypeVar("F", bound=Callable[..., Any])
+# An NHS number is searched for only by POST: an address ends up in browser history, bookmarks,
+# proxy and server logs, where a form's body does not. Refused in a page address rather than
+# quietly used, so that no one comes to rely on such links.
+NUMBER_IN_ADDRESS = (
+    "An NHS number in a page address is not used, to keep it out of browser history and logs. "
+    "Enter it in the form."
+)
+# The subject access report is about the person and may be handed to them or their
+# representative: it speaks of "the person", where the patient page says "you".
+PURPOSE_OF_THE_PERSON = {
+    "referral": "Referral: passing the person's details to another service so it can help them",
+    "case_conferencing": (
+        "Case meetings: the services meeting to talk about how to support the person"
+    ),
+    "evaluation": "Evaluation: helping researchers judge whether the service works",
+    "sms_contact": "Text messages: appointment reminders sent to the person's phone",
+    "employer_contact": "Contact with the person's employer about their work",
+}
 
 
 def _set_cookie(resp: BaseResponse, name: str, value: str, max_age: int | None = None) -> None:
@@ -84,7 +102,16 @@ def identity() -> WebIdentity:
 
 def _page(template: str, **context: Any) -> str:
     who = identity()
-    return render_template(template, who=who.principal, csrf_token=who.csrf_token, **context)
+    with ledger().db.read() as session:
+        organisation = session.get(Organisation, who.principal.organisation_id)
+    return render_template(
+        template,
+        who=who.principal,
+        # What the pages show is limited to this organisation for an IG lead; they say so, by name.
+        org_name=organisation.name if organisation else who.principal.organisation_id,
+        csrf_token=who.csrf_token,
+        **context,
+    )
 
 
 @bp.get("/")
@@ -132,15 +159,27 @@ def sign_out_submit() -> Response:
 @signed_in
 def dashboard_page() -> str:
     board = dashboard.build(ledger(), identity().principal)
+    # The charts are given the words the tables beside them show.
+    by_day = {
+        day: {words(purpose): n for purpose, n in row.items()}
+        for day, row in board.by_day_and_purpose.items()
+    }
     return _page(
         "ig/dashboard.html",
         board=board,
         now=ledger().clock(),
         by_day_chart=stacked_bars(
-            board.days, board.by_day_and_purpose, board.purposes, "Disclosures per day, by purpose"
+            board.days,
+            by_day,
+            [words(p) for p in board.purposes],
+            "Disclosures per day, by purpose",
         ),
-        by_kind_chart=horizontal_bars(board.by_recipient_kind, "Disclosures by kind of recipient"),
-        denial_chart=horizontal_bars(board.denials_by_reason, "Denials by reason"),
+        by_kind_chart=horizontal_bars(
+            [(words(k), n) for k, n in board.by_recipient_kind], "Disclosures by kind of recipient"
+        ),
+        denial_chart=horizontal_bars(
+            [(words(r), n) for r, n in board.denials_by_reason], "Denials by reason"
+        ),
     )
 
 
@@ -149,16 +188,20 @@ def _organisations() -> list[Organisation]:
         return list(session.execute(select(Organisation).order_by(Organisation.name)).scalars())
 
 
+FILTERS = ("nhs_number", "organisation", "purpose", "since", "until", "as_of")
+
+
 def _parse_filters() -> tuple[decisions.DisclosureQuery, dict[str, str], list[tuple[str, str]]]:
-    """The search form's filters; errors are (field, message) so the page can link to them."""
-    args = request.args
+    """The search form's filters, from the POSTed form or (with no NHS number) the address;
+    errors are (field, message) so the page can link to them."""
+    args = request.form if request.method == "POST" else request.args
     errors: list[tuple[str, str]] = []
-    form = {
-        k: args.get(k, "").strip()
-        for k in ("nhs_number", "organisation", "purpose", "since", "until", "as_of")
-    }
+    form = {k: args.get(k, "").strip() for k in FILTERS}
     subject = None
-    if form["nhs_number"]:
+    if form["nhs_number"] and request.method != "POST":
+        errors.append(("nhs_number", NUMBER_IN_ADDRESS))
+        form["nhs_number"] = ""
+    elif form["nhs_number"]:
         try:
             subject = SubjectIdentifier.nhs_number(form["nhs_number"])
         except InvalidNhsNumber as exc:
@@ -234,10 +277,14 @@ def page_csv(items: list[dict[str, Any]], names: dict[str, str]) -> str:
     return out.getvalue()
 
 
-@bp.get("/disclosures")
+@bp.route("/disclosures", methods=["GET", "POST"])
 @signed_in
-def disclosures_page() -> str:
+def disclosures_page() -> BaseResponse | tuple[str, int]:
     query, form, errors = _parse_filters()
+    if request.method == "POST" and not form["nhs_number"] and not errors:
+        # Nothing personal in the search: answer with its address, which can be bookmarked.
+        filters: dict[str, Any] = {k: v for k, v in form.items() if v and k != "as_of"}
+        return redirect(url_for("ig.disclosures_page", **filters), 303)
     result: dict[str, Any] = {"items": [], "total": 0, "page": 1, "page_size": PAGE_SIZE}
     pages = 1
     if not errors:
@@ -248,7 +295,7 @@ def disclosures_page() -> str:
             result = decisions.list_disclosures(ledger(), identity().principal, query)
     organisations = _organisations()
     names = {o.id: o.name for o in organisations}
-    return _page(
+    page = _page(
         "ig/disclosures.html",
         form=form,
         errors=errors,
@@ -260,10 +307,13 @@ def disclosures_page() -> str:
         purposes=PURPOSES,
         pages=pages,
         query_args={k: v for k, v in form.items() if v},
+        # Paging and the CSV carry the number in a form's body, as the search did.
+        method="post" if form["nhs_number"] else "get",
     )
+    return page, 400 if any(m == NUMBER_IN_ADDRESS for _, m in errors) else 200
 
 
-@bp.get("/disclosures.csv")
+@bp.route("/disclosures.csv", methods=["GET", "POST"])
 @signed_in
 def disclosures_csv() -> Response:
     query, _, errors = _parse_filters()
@@ -281,10 +331,21 @@ def disclosures_csv() -> Response:
 
 @bp.get("/report")
 @signed_in
+def report_form() -> str | tuple[str, int]:
+    """The search form. There is no link to one person's report: any address that opened it
+    would name the person as surely as their NHS number (an encrypted or random stand-in is
+    still a key to their report, kept in history and logs), so a report is asked for again."""
+    if request.args.get("nhs_number"):
+        return _page("ig/report.html", report=None, error=NUMBER_IN_ADDRESS), 400
+    return _page("ig/report.html", report=None, error=None)
+
+
+@bp.post("/report")
+@signed_in
 def report_page() -> str:
-    raw = request.args.get("nhs_number", "").strip()
+    raw = request.form.get("nhs_number", "").strip()
     if not raw:
-        return _page("ig/report.html", report=None, error=None)
+        return _page("ig/report.html", report=None, error="Enter an NHS number")
     try:
         subject = SubjectIdentifier.nhs_number(raw)
     except InvalidNhsNumber as exc:

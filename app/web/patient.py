@@ -19,7 +19,7 @@ from app.services.access.web_sessions import (
     resolve_access_link,
 )
 from app.services.consents import capture, consents
-from app.services.decisions import decisions
+from app.services.decisions import decisions, policies
 from app.web.common import ledger
 
 bp = Blueprint("patient", __name__, url_prefix="/p")
@@ -51,6 +51,16 @@ NEVER_TEXT = {
     "G0": "No rule allows sharing with this organisation for this, even if you agree.",
 }
 
+# How the agreement was given, so that two agreements alike in every other way can be told apart.
+FORM_TEXT = {
+    "verbal": "by talking with you (verbal)",
+    "written": "on a signed form (written)",
+    "electronic": "online or by another electronic means (electronic)",
+}
+# The G5 obligation under which a recipient must destroy what it holds when the agreement ends.
+ERASE = "cease_processing_and_erase"
+
+
 PLAIN_ERRORS = {
     "already-withdrawn": "You had already withdrawn this agreement. Nothing else was changed.",
     "already-objected": "You have already objected to sharing for your care.",
@@ -65,12 +75,24 @@ GENERIC_ERROR = (
 SHOWN_DISCLOSURES = 500
 
 
-def _problem(access: PatientAccess, token: str, exc: DomainError) -> Response:
+OBJECTION_ERRORS = {
+    **PLAIN_ERRORS,
+    "already-withdrawn": "You had already withdrawn this objection. Nothing else was changed.",
+    "forbidden": (
+        "This link cannot withdraw this objection, because the service that gave you the link "
+        "did not record it. Ask the service that recorded it, or use your patient portal."
+    ),
+}
+
+
+def _problem(
+    access: PatientAccess, token: str, exc: DomainError, errors: dict[str, str] = PLAIN_ERRORS
+) -> Response:
     if isinstance(exc, DeadLink):
         # The link ended (or its person was erased) after this request read it: the same page
         # as for any link that does not work, saying nothing of why.
         abort(404)
-    message = PLAIN_ERRORS.get(exc.slug, GENERIC_ERROR)
+    message = errors.get(exc.slug, GENERIC_ERROR)
     return make_response(
         _render("patient/problem.html", access, token, message=message), exc.status
     )
@@ -102,6 +124,9 @@ def _render(template: str, access: PatientAccess, token: str, **context: Any) ->
         expires_at=access.link.expires_at,
         whole_record=access.view == WHOLE_RECORD,
         issuer=access.issuer_name,
+        FORM_TEXT=FORM_TEXT,
+        # Where a receipt's reader asks for the proofs that check it.
+        service_url=request.url_root.rstrip("/"),
         **context,
     )
 
@@ -136,15 +161,38 @@ def home(token: str) -> str:
         objected=objected,
         reach=reach,
         never_text=NEVER_TEXT,
+        withdrawable_objections={
+            o["id"]
+            for o in history["objections"]
+            if o["status"] == "active"
+            and o["recorded_by"] is not None
+            and consents.may_act_for_recorder(access.principal, o["recorded_by"])
+        },
     )
 
 
 def _consent_of(access: PatientAccess, consent_id: str) -> dict[str, Any]:
+    """One of this person's consents that the link shows, with whether ending it obliges its
+    recipients to destroy what they hold (G5, the policy in force)."""
     with ledger().db.read() as session:
         history = consents.history_for_ref(session, access.principal, access.link.subject_ref)
-    for consent in history["consents"]:
-        if consent["id"] == consent_id:
-            return dict(consent)
+        for consent in history["consents"]:
+            if consent["id"] == consent_id:
+                withdrawal = policies.current_policy(session).withdrawal
+                return {
+                    **consent,
+                    "must_erase": withdrawal.obligation_for(consent["purpose"]) == ERASE,
+                }
+    abort(404)
+
+
+def _objection_of(access: PatientAccess, objection_id: str) -> dict[str, Any]:
+    """One of this person's objections (an id that is not theirs is a page that does not exist)."""
+    with ledger().db.read() as session:
+        history = consents.history_for_ref(session, access.principal, access.link.subject_ref)
+    for objection in history["objections"]:
+        if objection["id"] == objection_id:
+            return dict(objection)
     abort(404)
 
 
@@ -207,6 +255,44 @@ def object_to_sharing(token: str) -> Response | str:
         access,
         token,
         what="objection",
+        consent=None,
+        receipt=result.body["ledger"],
+        notify=[],
+    )
+
+
+@bp.get("/<token>/objections/<objection_id>/withdraw")
+def confirm_objection_withdrawal(token: str, objection_id: str) -> Response | str:
+    access = _access(token)
+    objection = _objection_of(access, objection_id)
+    if objection["status"] != "active":
+        return _render(
+            "patient/problem.html", access, token, message=OBJECTION_ERRORS["already-withdrawn"]
+        )
+    if objection["recorded_by"] is None or not consents.may_act_for_recorder(
+        access.principal, objection["recorded_by"]
+    ):
+        return make_response(
+            _render("patient/problem.html", access, token, message=OBJECTION_ERRORS["forbidden"]),
+            403,
+        )
+    return _render("patient/confirm_withdraw_objection.html", access, token, objection=objection)
+
+
+@bp.post("/<token>/objections/<objection_id>/withdraw")
+def withdraw_objection(token: str, objection_id: str) -> Response | str:
+    access = _access(token)
+    _check_csrf(access)
+    _objection_of(access, objection_id)
+    try:
+        result = consents.withdraw_objection(ledger(), access.principal, objection_id, None)
+    except DomainError as exc:
+        return _problem(access, token, exc, OBJECTION_ERRORS)
+    return _render(
+        "patient/receipt.html",
+        access,
+        token,
+        what="objection withdrawal",
         consent=None,
         receipt=result.body["ledger"],
         notify=[],

@@ -782,10 +782,11 @@ class Page:
     def call(self, w: World, variant: str) -> Call:
         link = w.revoked_link_token if variant == "revoked link" else "x" * 43
         query = {k: (w.person if v == "PERSON" else v) for k, v in (self.query or {}).items()}
+        form = {k: (w.person if v == "PERSON" else v) for k, v in (self.form or {}).items()}
         return Call(
             self.path.format(link=link, consent=w.consent_id),
             query=query or None,
-            form=self.form,
+            form=form or None,
         )
 
 
@@ -798,6 +799,13 @@ PAGES: dict[Route, Page] = {
     ("GET", "/ig/disclosures"): Page("/ig/disclosures", 302, query={"nhs_number": "PERSON"}),
     ("GET", "/ig/disclosures.csv"): Page("/ig/disclosures.csv", 302),
     ("GET", "/ig/report"): Page("/ig/report", 302, query={"nhs_number": "PERSON"}),
+    ("POST", "/ig/disclosures"): Page(
+        "/ig/disclosures", 302, form={**GUESSED, "nhs_number": "PERSON"}
+    ),
+    ("POST", "/ig/disclosures.csv"): Page(
+        "/ig/disclosures.csv", 302, form={**GUESSED, "nhs_number": "PERSON"}
+    ),
+    ("POST", "/ig/report"): Page("/ig/report", 302, form={**GUESSED, "nhs_number": "PERSON"}),
     ("GET", "/p/<token>"): Page("/p/{link}", 404),
     ("GET", "/p/<token>/consents/<consent_id>/withdraw"): Page(
         "/p/{link}/consents/{consent}/withdraw", 404
@@ -807,6 +815,12 @@ PAGES: dict[Route, Page] = {
     ),
     ("GET", "/p/<token>/object"): Page("/p/{link}/object", 404),
     ("POST", "/p/<token>/object"): Page("/p/{link}/object", 404, form=GUESSED),
+    ("GET", "/p/<token>/objections/<objection_id>/withdraw"): Page(
+        "/p/{link}/objections/obj_0123456789abcdef0123456789abcdef/withdraw", 404
+    ),
+    ("POST", "/p/<token>/objections/<objection_id>/withdraw"): Page(
+        "/p/{link}/objections/obj_0123456789abcdef0123456789abcdef/withdraw", 404, form=GUESSED
+    ),
 }
 
 

@@ -73,6 +73,13 @@ def sign_in(page: Any, live: Live, role: str = "ig_lead:tt-leeds") -> None:
     page.wait_for_url("**/ig/dashboard")
 
 
+def search(page: Any, section: str, nhs: str, button: str) -> None:
+    """Open an IG page from the menu and search it for one person, as a person would."""
+    page.get_by_role("link", name=section).click()
+    page.get_by_label("NHS number").fill(nhs)
+    page.get_by_role("button", name=button).click()
+
+
 def test_ig_sign_in_dashboard_and_sign_out(page: Any, live: Live, shared: dict[str, Any]) -> None:
     page.goto(live.url + "/ig/")
     screenshot(page, "01-ig-sign-in")
@@ -124,8 +131,9 @@ def test_filtered_history_and_its_csv(page: Any, live: Live, shared: dict[str, A
 
     shown = [[cell.strip() for cell in row.locator("td").all_inner_texts()] for row in rows.all()]
     headers = [h.strip() for h in page.locator("table thead th").all_inner_texts()]
+    assert NHS[0] not in page.url  # the search was POSTed
     with page.expect_download() as info:
-        page.get_by_role("link", name="Download this page as CSV").click()
+        page.get_by_role("button", name="Download this page as CSV").click()
     text = Path(info.value.path()).read_text()
     exported = list(csv.reader(io.StringIO(text)))
     # Exactly what is shown: the same columns, the same rows, the same words.
@@ -140,7 +148,8 @@ def test_subject_access_report(page: Any, live: Live, shared: dict[str, Any]) ->
     page.get_by_label("NHS number").fill(NHS[0])
     page.get_by_role("button", name="Show report").click()
     body = page.locator("main").inner_text()
-    assert "Referral: passing your details" in body
+    assert "Referral: passing the person's details" in body
+    assert NHS[0] not in page.url
     assert "Who received this person's data" in body
     assert "Employment Advisers in Leeds Talking Therapies" in body
     page.emulate_media(media="print")
@@ -322,9 +331,9 @@ def test_every_page_passes_wcag_aa_contrast(page: Any, live: Live, shared: dict[
     pages.append(("sign in", page.evaluate(CONTRAST_SCRIPT)))
     sign_in(page, live, "auditor:tt-leeds")
     pages.append(("dashboard", page.evaluate(CONTRAST_SCRIPT)))
-    page.goto(live.url + f"/ig/disclosures?nhs_number={NHS[0]}")
+    search(page, "Disclosure history", NHS[0], "Search")
     pages.append(("history", page.evaluate(CONTRAST_SCRIPT)))
-    page.goto(live.url + f"/ig/report?nhs_number={NHS[0]}")
+    search(page, "Subject access report", NHS[0], "Show report")
     pages.append(("report", page.evaluate(CONTRAST_SCRIPT)))
     url = _access_link(live, NHS[0])
     page.goto(url)
@@ -335,3 +344,119 @@ def test_every_page_passes_wcag_aa_contrast(page: Any, live: Live, shared: dict[
     pages.append(("invalid link", page.evaluate(CONTRAST_SCRIPT)))
     failures = [(name, f) for name, found in pages for f in found]
     assert not failures, failures
+
+
+# -- 390 px wide (a small phone) ------------------------------------------------------------------
+
+NARROW = {"width": 390, "height": 844}
+# What does not fit: the page's width, every label, heading, cell, button and tag whose text is
+# wider than its box, a value squeezed into a sliver beside its name, and every chart label
+# outside its chart.
+FIT_SCRIPT = """() => {
+  const clipped = [];
+  const boxes = 'label, th, td, dt, dd, button, .button, .tag, h1, h2, h3, caption, .brand, nav a';
+  for (const el of document.querySelectorAll(boxes)) {
+    if (el.scrollWidth > el.clientWidth + 1) {
+      clipped.push(el.tagName + ': ' + el.textContent.trim().slice(0, 60));
+    }
+  }
+  for (const el of document.querySelectorAll('dd')) {
+    if (el.clientWidth < 120) clipped.push('squeezed: ' + el.textContent.trim().slice(0, 60));
+  }
+  for (const t of document.querySelectorAll('svg text')) {
+    const box = t.getBBox();
+    const view = t.ownerSVGElement.viewBox.baseVal;
+    if (box.x < view.x - 0.5 || box.x + box.width > view.x + view.width + 0.5) {
+      clipped.push('chart label: ' + t.textContent);
+    }
+  }
+  return {width: document.documentElement.scrollWidth, clipped: clipped};
+}"""
+
+
+def _fits(page: Any, name: str) -> None:
+    screenshot(page, f"narrow-{name}")
+    found = page.evaluate(FIT_SCRIPT)
+    assert found["width"] <= NARROW["width"], (name, found)
+    assert found["clipped"] == [], (name, found)
+
+
+def test_every_page_fits_a_390_px_screen(browser: Any, live: Live) -> None:
+    nhs = valid_nhs_numbers(1, start=943_476_800)[0]
+    subject = {"nhs_number": nhs}
+    for purpose, recipient, categories in (
+        ("referral", "ea-tt-leeds", ["identity", "service_status"]),
+        ("evaluation", "eval-northern-uni", ["outcome_measures"]),
+    ):
+        given = live.api(
+            "POST",
+            "/v1/consents",
+            "case_system:tt-leeds",
+            json={
+                "subject": subject,
+                "purpose": purpose,
+                "recipients": [recipient],
+                "data_categories": categories,
+                "form": "written",
+                "evidence_sha256": "cd" * 32,
+            },
+        )
+        assert given.status_code == 201, given.text
+        decision = live.api(
+            "POST",
+            "/v1/decisions",
+            "case_system:tt-leeds",
+            json={
+                "subject": subject,
+                "from": "tt-leeds",
+                "to": recipient,
+                "purpose": purpose,
+                "data_categories": categories,
+            },
+        ).json()
+        assert decision["decision"] == "permit", decision
+        shared = live.api(
+            "POST",
+            "/v1/disclosures",
+            "case_system:tt-leeds",
+            json={"decision_id": decision["id"], "data_categories": categories},
+        )
+        assert shared.status_code == 201, shared.text
+
+    context = browser.new_context(viewport=NARROW, is_mobile=True, device_scale_factor=2)
+    page = context.new_page()
+    try:
+        page.goto(live.url + "/ig/")
+        _fits(page, "ig-sign-in")
+        sign_in(page, live, "auditor:tt-leeds")
+        _fits(page, "ig-dashboard")
+        search(page, "Disclosure history", nhs, "Search")
+        assert page.get_by_role("status").inner_text().startswith("2 disclosures found")
+        assert nhs not in page.url
+        _fits(page, "ig-disclosure-history")
+        search(page, "Subject access report", nhs, "Show report")
+        assert nhs not in page.url
+        _fits(page, "ig-subject-access-report")
+
+        url = _access_link(live, nhs)
+        page.goto(url)
+        _fits(page, "patient-page")
+        page.get_by_role("link", name="Withdraw this agreement").last.click()
+        assert "must destroy the information about you" in page.locator("main").inner_text()
+        _fits(page, "patient-confirm-withdrawal")
+        page.get_by_role("button", name="Yes, withdraw my agreement").click()
+        _fits(page, "patient-receipt")
+        page.goto(url + "/object")
+        _fits(page, "patient-confirm-objection")
+        page.get_by_role("button", name="Yes, I object").click()
+        _fits(page, "patient-objection-receipt")
+        page.goto(url)
+        page.get_by_role("link", name="Withdraw your objection").click()
+        _fits(page, "patient-confirm-objection-withdrawal")
+        page.get_by_role("button", name="Yes, withdraw my objection").click()
+        assert page.get_by_role("heading", name="Your objection is withdrawn").is_visible()
+        _fits(page, "patient-objection-withdrawal-receipt")
+        page.goto(live.url + "/p/not-a-link")
+        _fits(page, "patient-link-not-working")
+    finally:
+        context.close()

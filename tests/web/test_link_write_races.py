@@ -40,12 +40,14 @@ NHS = valid_nhs_numbers(1, start=943_479_300)[0]
 
 @dataclass
 class Person:
-    """A person with a referral consent recorded by tt-leeds and a portal's link to their page."""
+    """A person with a referral consent and a national data opt-out recorded by tt-leeds, and a
+    portal's link to their page."""
 
     consent_id: str
     token: str
     link_id: str
     portal_token: str
+    objection_id: str
 
 
 @pytest.fixture
@@ -62,13 +64,25 @@ def person(client: FlaskClient, policy: Policy, make_token: Callable[..., str]) 
         },
     )
     assert given.status_code == 201, given.get_json()
+    opted_out = client.post(
+        "/v1/objections",
+        headers=bearer(make_token("tt-leeds", "case_system")),
+        json={"subject": {"nhs_number": NHS}, "scope": "national_data_opt_out"},
+    )
+    assert opted_out.status_code == 201, opted_out.get_json()
     portal = make_token("tt-leeds", "patient_portal")
     link = client.post(
         "/v1/subjects/access-links", headers=bearer(portal), json={"subject": {"nhs_number": NHS}}
     )
     assert link.status_code == 201, link.get_json()
     body = link.get_json()
-    return Person(given.get_json()["id"], body["url"].rsplit("/p/", 1)[1], body["id"], portal)
+    return Person(
+        given.get_json()["id"],
+        body["url"].rsplit("/p/", 1)[1],
+        body["id"],
+        portal,
+        opted_out.get_json()["id"],
+    )
 
 
 # -- what ends the link between the page's read of it and its write -----------------------------
@@ -121,7 +135,15 @@ def _withdraw(ledger: Ledger, access: PatientAccess, p: Person) -> Any:
     )
 
 
-WRITES = {"objection": _object, "withdrawal": _withdraw}
+def _withdraw_objection(ledger: Ledger, access: PatientAccess, p: Person) -> Any:
+    return consents.withdraw_objection(ledger, access.principal, p.objection_id, None)
+
+
+WRITES = {
+    "objection": _object,
+    "withdrawal": _withdraw,
+    "objection withdrawal": _withdraw_objection,
+}
 
 
 def _written(ledger: Ledger, ref: str) -> tuple[Any, ...]:
@@ -194,6 +216,7 @@ def test_the_page_answers_a_write_racing_the_end_of_its_link_as_a_dead_link(
     path = {
         "objection": f"/p/{person.token}/object",
         "withdrawal": f"/p/{person.token}/consents/{person.consent_id}/withdraw",
+        "objection withdrawal": f"/p/{person.token}/objections/{person.objection_id}/withdraw",
     }[write]
     read = resolve_access_link(ledger, person.token)
     assert read is not None
@@ -241,3 +264,22 @@ def test_a_link_cannot_withdraw_another_persons_consent_through_the_service(
         consents.withdraw_consent(ledger, access.principal, theirs["id"], "person_withdrew", None)
     assert _written(ledger, theirs["subject_ref"]) == before
     assert before[3] == [(theirs["id"], "active")]
+
+
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
+def test_a_link_cannot_withdraw_another_persons_objection_through_the_service(
+    client: FlaskClient, ledger: Ledger, person: Person, make_token: Callable[..., str]
+) -> None:
+    """As for a consent: the write checks the objection's person against the link's."""
+    other = valid_nhs_numbers(1, start=943_479_400)[0]
+    theirs = client.post(
+        "/v1/objections",
+        headers=bearer(make_token("tt-leeds", "case_system")),
+        json={"subject": {"nhs_number": other}, "scope": "direct_care"},
+    ).get_json()
+    access = resolve_access_link(ledger, person.token)
+    assert access is not None
+    before = _written(ledger, theirs["subject_ref"])
+    with pytest.raises(NotFound, match="does not open that record"):
+        consents.withdraw_objection(ledger, access.principal, theirs["id"], None)
+    assert _written(ledger, theirs["subject_ref"]) == before

@@ -31,7 +31,8 @@ def _text(fragment: str) -> str:
 
 def _agreements(page: str) -> list[str]:
     """Each agreement's card, in the page's order (oldest first)."""
-    cards = re.findall(r'<section class="card" aria-labelledby="consent-.*?</section>', page, re.S)
+    card = r'<section class="card[^"]*" aria-labelledby="consent-.*?</section>'
+    cards = re.findall(card, page, re.S)
     return cards
 
 

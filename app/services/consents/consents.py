@@ -534,9 +534,13 @@ def withdraw_objection(
     ledger: Ledger, principal: Principal, objection_id: str, idem: IdempotencyKey | None
 ) -> WriteResult:
     def use_case(session: Session) -> tuple[int, dict[str, Any]]:
+        now = ledger.clock()
         objection = (
             session.get(Objection, objection_id) if OBJECTION_ID.fullmatch(objection_id) else None
         )
+        # As for a consent: a person acting through a link may withdraw only their own
+        # objection, and only while the link is open (checked under the lock, before "not found").
+        check_link(session, principal, now, objection.subject_ref if objection else None)
         if objection is None:
             raise NotFound(f"there is no objection {objection_id!r}")
         if not may_act_for_recorder(principal, objection.recorded_by):
@@ -546,7 +550,6 @@ def withdraw_objection(
             )
         if objection.status == WITHDRAWN:
             raise AlreadyWithdrawn(f"objection {objection_id} was withdrawn before")
-        now = ledger.clock()
         receipt, _ = _append_one(
             ledger,
             session,
