@@ -39,6 +39,7 @@ from app.services.access.web_sessions import (
 from app.services.consents import consents, subjects
 from app.services.consents.subjects import InvalidNhsNumber, SubjectIdentifier
 from app.services.decisions import dashboard, decisions
+from app.services.notifications import obligations
 from app.vocabulary import PURPOSES
 from app.web.charts import horizontal_bars, stacked_bars
 from app.web.common import ledger, when, words
@@ -358,6 +359,12 @@ def report_page() -> str:
         # the report nor its timing tells who the service holds data about (issue 12).
         ref = subjects.resolve(led, session, subject, create=False) or subjects.NOBODY
         history = consents.history_for_ref(session, principal, ref)
+        # Per disclosure: was its recipient told of a withdrawal, objection or erasure, and has
+        # it acknowledged (the report shows only disclosures this client may see).
+        told: dict[str, list[obligations.Told]] = {}
+        for t in obligations.told_about(session, ref):
+            for disclosure_id in t.disclosure_ids:
+                told.setdefault(disclosure_id, []).append(t)
     shares: list[dict[str, Any]] = []
     page = 1
     while True:
@@ -374,6 +381,7 @@ def report_page() -> str:
     return _page(
         "ig/report.html",
         report={"history": history, "disclosures": shares, "generated": led.clock()},
+        told=told,
         names=names,
         error=None,
         nhs_display=f"{subject.value[:3]} {subject.value[3:6]} {subject.value[6:]}",

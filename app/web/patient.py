@@ -20,6 +20,7 @@ from app.services.access.web_sessions import (
 )
 from app.services.consents import capture, consents
 from app.services.decisions import decisions, policies
+from app.services.notifications import obligations
 from app.web.common import ledger
 
 bp = Blueprint("patient", __name__, url_prefix="/p")
@@ -138,6 +139,13 @@ def home(token: str) -> str:
     with led.db.read() as session:
         history = consents.history_for_ref(session, access.principal, access.link.subject_ref)
         reach = capture.shares_by_consent(session, history["consents"])
+        # Who was told of each withdrawal or objection the page shows, and who confirmed.
+        shown = {c["id"] for c in history["consents"]} | {o["id"] for o in history["objections"]}
+        told: dict[str, list[obligations.Told]] = {}
+        for t in obligations.told_about(session, access.link.subject_ref):
+            about = t.consent_id or t.objection_id
+            if about is not None and about in shown:
+                told.setdefault(about, []).append(t)
     shares = decisions.list_disclosures(
         led,
         access.principal,
@@ -161,6 +169,7 @@ def home(token: str) -> str:
         objected=objected,
         reach=reach,
         never_text=NEVER_TEXT,
+        told=told,
         withdrawable_objections={
             o["id"]
             for o in history["objections"]

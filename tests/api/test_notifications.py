@@ -5,7 +5,9 @@ acknowledges, and the acknowledgement is logged."""
 from __future__ import annotations
 
 import hashlib
+import html
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +15,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from app.policy import Policy
-from tests.helpers import BOTH, bearer
+from tests.helpers import BOTH, bearer, form_token, ig_sign_in
 from tests.nhs import valid_nhs_numbers
 
 NHS = valid_nhs_numbers(4, start=943_479_000)
@@ -28,10 +30,15 @@ def tokens(policy: Policy, make_token: Callable[..., str]) -> Tokens:
         "tt_ig": make_token("tt-leeds", "ig_lead"),
         "ea": make_token("ea-tt-leeds", "case_system"),
         "eval": make_token(EVALUATOR, "case_system"),
+        "eval_ig": make_token(EVALUATOR, "ig_lead"),
         "cmht": make_token("cmht-leeds-west", "case_system"),
         "portal": make_token("tt-leeds", "patient_portal"),
         "auditor": make_token("tt-leeds", "auditor"),
     }
+
+
+def _text(html_fragment: str) -> str:
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", html_fragment)).split())
 
 
 def _post(client: FlaskClient, token: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -149,6 +156,31 @@ def test_withdrawing_evaluation_consent_obliges_the_evaluator_to_erase_and_it_sa
     assert [n["id"] for n in _feed(client, tokens["eval"], state="acknowledged")["items"]] == [
         erase["id"]
     ]
+
+    # The person's page says who was told and who confirmed the destruction.
+    link = _post(
+        client, tokens["portal"], "/v1/subjects/access-links", {"subject": {"nhs_number": NHS[0]}}
+    )
+    page = client.get(link["url"].split("localhost", 1)[-1]).get_data(as_text=True)
+    told = _text(page.split("Who has been told that you withdrew it", 1)[1].split("</ul>", 1)[0])
+    assert "Northern University evaluation team (example), told" in told
+    assert "confirmed on" in told
+    assert "that it destroyed what it held" in told
+    # The subject access report says, per disclosure, that its recipient was told and confirmed.
+    ig_sign_in(client, tokens["auditor"])
+    csrf = form_token(client.get("/ig/report").text)
+    report = client.post("/ig/report", data={"csrf_token": csrf, "nhs_number": NHS[0]})
+    row = _text(report.get_data(as_text=True).split("Who received this person", 1)[1])
+    assert "consent withdrawn: told" in row
+    assert "erasure confirmed" in row
+    # The dashboards: the evaluator has nothing waiting; the recorder must still note it.
+    for token, waiting in (("eval_ig", False), ("tt_ig", True)):
+        dashboard_client = client.application.test_client()
+        ig_sign_in(dashboard_client, tokens[token])
+        board = _text(dashboard_client.get("/ig/dashboard").get_data(as_text=True))
+        section = board.split("Still to act on", 1)[1].split("Decisions on a legal basis", 1)[0]
+        assert ("note withdrawal" in section) is waiting, section
+        assert ("Nothing is waiting" in section) is not waiting
 
 
 def test_an_objection_tells_those_who_received_data_on_implied_consent(

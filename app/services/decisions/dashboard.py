@@ -1,5 +1,6 @@
-"""What the IG dashboard shows: the log's health, disclosures over time, denials by reason,
-and decisions that rested on a legal basis rather than consent."""
+"""What the IG dashboard shows: the log's health, decisions and disclosures over time, denials
+by reason, decisions that rested on a legal basis rather than consent, and the obligations
+organisations still have to act on."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 
 from app.models import DecisionRecord, Disclosure, LogCheckpoint, Organisation, VerificationRun
 from app.services.access.clients import Principal
 from app.services.container import Ledger
+from app.services.notifications import obligations
 
 DAYS = 14
 Q = TypeVar("Q", bound=Any)
@@ -35,6 +37,11 @@ class Dashboard:
     by_recipient_kind: list[tuple[str, int]]
     denials_by_reason: list[tuple[str, int]]
     legal_basis_decisions: list[DecisionRecord]
+    decisions_by_outcome: dict[str, int]
+    # What organisations must still do after withdrawals, objections and erasures, oldest
+    # first: the IG lead's own organisation's, or every organisation's for an auditor.
+    open_obligations: list[obligations.OpenObligation]
+    open_obligations_total: int
 
 
 def _scope(principal: Principal, q: Q, from_col: Any, to_col: Any) -> Q:
@@ -106,6 +113,21 @@ def build(ledger: Ledger, principal: Principal) -> Dashboard:
                 .limit(20)
             ).scalars()
         )
+        outcomes: Counter[str] = Counter()
+        for outcome, count in session.execute(
+            _scope(
+                principal,
+                select(DecisionRecord.decision, func.count()).where(
+                    DecisionRecord.made_at >= since
+                ),
+                DecisionRecord.from_org,
+                DecisionRecord.to_org,
+            ).group_by(DecisionRecord.decision)
+        ):
+            outcomes[outcome] = count
+        owing, owing_total = obligations.open_obligations(
+            session, None if principal.role == "auditor" else principal.organisation_id
+        )
     return Dashboard(
         health=health,
         days=days,
@@ -114,6 +136,9 @@ def build(ledger: Ledger, principal: Principal) -> Dashboard:
         by_recipient_kind=kinds.most_common(),
         denials_by_reason=denials.most_common(),
         legal_basis_decisions=legal,
+        decisions_by_outcome={k: outcomes.get(k, 0) for k in ("permit", "deny")},
+        open_obligations=owing,
+        open_obligations_total=owing_total,
     )
 
 

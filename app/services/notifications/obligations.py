@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, FieldError, InvalidRequest, NotFound
@@ -177,6 +177,74 @@ def forget_person(session: Session, subject_refs: Sequence[str]) -> None:
     """Drop the obligations about an erased person (the erasure makes its own, which name no
     one)."""
     session.execute(delete(Obligation).where(Obligation.subject_ref.in_(subject_refs)))
+
+
+# -- who was told -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Told:
+    """One organisation told of a change to a person's records, and whether it has done what it
+    was asked (for the report and the person's own page)."""
+
+    organisation_id: str
+    kind: str
+    cause: str
+    consent_id: str | None
+    objection_id: str | None
+    disclosure_ids: tuple[str, ...]
+    told_at: datetime
+    acknowledged_at: datetime | None
+    outcome: str | None
+
+
+def told_about(session: Session, subject_ref: str) -> list[Told]:
+    """Every obligation about the person, oldest first."""
+    rows = session.execute(
+        select(Obligation).where(Obligation.subject_ref == subject_ref).order_by(Obligation.seq)
+    ).scalars()
+    return [
+        Told(
+            o.organisation_id,
+            o.kind,
+            o.cause,
+            o.consent_id,
+            o.objection_id,
+            tuple(d["id"] for d in o.disclosures),
+            o.created_at,
+            o.acknowledged_at,
+            o.outcome,
+        )
+        for o in rows
+    ]
+
+
+@dataclass(frozen=True)
+class OpenObligation:
+    organisation_id: str
+    kind: str
+    cause: str
+    consent_id: str | None
+    objection_id: str | None
+    created_at: datetime
+
+
+def open_obligations(
+    session: Session, organisation_id: str | None, limit: int = 50
+) -> tuple[list[OpenObligation], int]:
+    """The oldest open obligations (of one organisation, or of all with ``None``), and how many
+    are open in all."""
+    query = select(Obligation).where(Obligation.acknowledged_at.is_(None))
+    if organisation_id is not None:
+        query = query.where(Obligation.organisation_id == organisation_id)
+    total = session.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+    rows = session.execute(query.order_by(Obligation.seq).limit(limit)).scalars()
+    return [
+        OpenObligation(
+            o.organisation_id, o.kind, o.cause, o.consent_id, o.objection_id, o.created_at
+        )
+        for o in rows
+    ], total
 
 
 # -- the feed -----------------------------------------------------------------------------------
