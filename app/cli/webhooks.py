@@ -59,11 +59,12 @@ def webhooks_list_command() -> None:
 def webhooks_deliver_command(once: bool) -> None:
     """Deliver notifications in the foreground (``serve`` does this itself). One deliverer
     runs per instance at a time: while ``serve`` runs, this waits its turn."""
-    ledger = _ledger()
-    if once:
-        click.echo(f"attempted {webhooks.deliver_due(ledger)} deliveries")
-        return
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    webhooks.run(ledger, stop)
+    if not once:
+        click.echo("delivering (Ctrl-C to stop)")
+    if webhooks.run(_ledger(), stop, once=once):
+        click.echo("sent what was due" if once else "stopped")
+    elif once:
+        _fail("another deliverer is running for this instance (consent-ledger serve?)")

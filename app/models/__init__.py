@@ -368,7 +368,7 @@ class WebhookDelivery(Base):
     """The outbox: one row per notification for an organisation with a webhook, written in the
     transaction that made the obligation. Its id, the obligation's, is the ``webhook-id`` of
     every attempt, so a receiver de-duplicates by it. Due while neither ``delivered_at`` nor
-    ``given_up_at`` is set and ``next_attempt_at`` has passed."""
+    ``given_up_at`` is set, ``next_attempt_at`` has passed and no lease is held."""
 
     __tablename__ = "webhook_deliveries"
 
@@ -378,6 +378,9 @@ class WebhookDelivery(Base):
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
+    # Set while a deliverer is sending it: not due again until then, so two deliverers never
+    # send it at once; cleared by the answer, and by the next deliverer if this one died.
+    leased_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # The HTTP status of the last answer, or null when there was none (``last_error`` says why).

@@ -226,3 +226,58 @@ def test_a_payload_is_json_with_the_notification(
         (got,) = receiver.received()
     assert got.headers["Content-Type"] == "application/json"
     assert json.loads(got.body)["data"] == erase
+
+
+def test_erasing_the_person_drops_their_pending_delivery_and_pushes_the_erasure(
+    client: FlaskClient, runner: FlaskCliRunner, ledger: Ledger, tokens: Tokens
+) -> None:
+    with Receiver().running() as receiver:
+        _register(runner, EVALUATOR, receiver.url)
+        withdrawal = _withdraw_evaluation_consent(client, tokens, NHS[0])
+        # Erased before the deliverer ran: the withdrawal's notification, which was about them,
+        # goes with their records; the erasure's own (which names no one) is pushed instead.
+        erased = runner.invoke(
+            args=["erase", "--reason", "recorded_in_error", "--reference", "IG-1"],
+            input=f"{NHS[0]}\n",
+        )
+        assert erased.exit_code == 0, erased.output
+        webhooks.deliver_due(ledger)
+        (got,) = receiver.received()
+    payload = json.loads(got.body)["data"]
+    assert got.webhook_id != withdrawal["id"]
+    assert (payload["cause"]["type"], payload["obligation"]) == (
+        "subject.erased",
+        "cease_processing_and_erase",
+    )
+    with ledger.db.read() as session:
+        ids = set(session.execute(select(WebhookDelivery.obligation_id)).scalars())
+    assert ids == {got.webhook_id}
+
+
+def test_deliver_once_sends_what_is_due_and_a_removed_webhook_gets_nothing_more(
+    client: FlaskClient, runner: FlaskCliRunner, tokens: Tokens
+) -> None:
+    with Receiver().running() as receiver:
+        _register(runner, EVALUATOR, receiver.url)
+        first = _withdraw_evaluation_consent(client, tokens, NHS[0])
+        sent = runner.invoke(args=["webhooks", "deliver", "--once"])
+        assert sent.exit_code == 0, sent.output
+        assert [r.webhook_id for r in receiver.received()] == [first["id"]]
+
+        removed = runner.invoke(args=["webhooks", "remove", EVALUATOR])
+        assert removed.exit_code == 0, removed.output
+        consent = _shared_for_evaluation(client, tokens, NHS[1])["consent"]
+        _post(
+            client,
+            tokens["portal"],
+            f"/v1/consents/{consent['id']}/withdraw",
+            {"reason": "person_withdrew"},
+        )
+        assert runner.invoke(args=["webhooks", "deliver", "--once"]).exit_code == 0
+        assert len(receiver.received()) == 1
+        # Still in the feed: push was extra, pull is the record.
+        assert len(_feed(client, tokens["eval"])["items"]) == 2
+    assert runner.invoke(args=["webhooks", "list"]).output == "no webhooks\n"
+    again = runner.invoke(args=["webhooks", "remove", EVALUATOR])
+    assert again.exit_code == 1
+    assert "has no webhook" in again.output

@@ -32,8 +32,8 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable
-from contextlib import suppress
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -59,11 +59,11 @@ EVENT_TYPE = "notification.created"
 RETRY_FOR = timedelta(days=1)
 FIRST_RETRY = timedelta(seconds=30)
 LONGEST_WAIT = timedelta(hours=1)
-# A claimed row is not due again for this long: if the deliverer dies mid-send, the row is
-# sent again after it (same id), and two deliverers never send one row at once.
+# A claimed row is not due again for this long (longer than a send can take), so two
+# deliverers never send one row at once; a deliverer that takes over from a dead one frees
+# the dead one's leases at once (release_leases).
 LEASE = timedelta(minutes=5)
 SEND_TIMEOUT_SECONDS = 10.0
-BATCH = 20
 POLL_SECONDS = 1.0
 LOCK_FILE = "webhooks.lock"
 
@@ -242,10 +242,11 @@ def retry_wait(attempts: int, rng: Callable[[], float] = random.random) -> timed
     return ceiling * (0.5 + rng() / 2)
 
 
-def claim(ledger: Ledger, limit: int = BATCH) -> list[Job]:
-    """Take up to ``limit`` due deliveries: each is leased (not due again for LEASE) and its
-    attempt counted before it is sent, in a short transaction of its own, so nothing is held
-    while sending (not the log head, not a row lock)."""
+def claim(ledger: Ledger) -> Job | None:
+    """Take the next due delivery, if any: leased (not due again for LEASE) and its attempt
+    counted before it is sent, in a short transaction of its own, so nothing is held while
+    sending (not the log head, not a row lock). One at a time, so a lease covers one send and
+    a crash leaves at most one delivery sent but not recorded."""
     now = ledger.clock()
     query = (
         select(WebhookDelivery, Webhook, Obligation)
@@ -255,36 +256,37 @@ def claim(ledger: Ledger, limit: int = BATCH) -> list[Job]:
             WebhookDelivery.delivered_at.is_(None),
             WebhookDelivery.given_up_at.is_(None),
             WebhookDelivery.next_attempt_at <= now,
+            (WebhookDelivery.leased_until.is_(None)) | (WebhookDelivery.leased_until <= now),
         )
         .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.obligation_id)
-        .limit(limit)
+        .limit(1)
     )
     if ledger.db.dialect == "postgresql":
-        # Deliverers on other machines skip what this one is taking (SQLite: one writer).
+        # A second deliverer (another machine, or ``webhooks deliver`` beside ``serve``)
+        # skips the row this one is taking (SQLite: one writer at a time).
         query = query.with_for_update(of=WebhookDelivery, skip_locked=True)
     # Imported here: obligations imports this module to queue its deliveries.
     from app.services.notifications.obligations import notification_view
 
-    jobs = []
     with ledger.db.write() as session:
-        for delivery, hook, obligation in session.execute(query).all():
-            delivery.attempts += 1
-            delivery.last_attempt_at = now
-            delivery.next_attempt_at = now + LEASE
-            body = {
-                "type": EVENT_TYPE,
-                "timestamp": time_text(obligation.created_at),
-                "data": notification_view(obligation),
-            }
-            jobs.append(
-                Job(
-                    delivery.obligation_id,
-                    hook.url,
-                    _unseal(ledger, hook.organisation_id, hook.secret_sealed),
-                    json.dumps(body, separators=(",", ":"), sort_keys=True),
-                )
-            )
-    return jobs
+        found = session.execute(query).first()
+        if found is None:
+            return None
+        delivery, hook, obligation = found
+        delivery.attempts += 1
+        delivery.last_attempt_at = now
+        delivery.leased_until = now + LEASE
+        body = {
+            "type": EVENT_TYPE,
+            "timestamp": time_text(obligation.created_at),
+            "data": notification_view(obligation),
+        }
+        return Job(
+            delivery.obligation_id,
+            hook.url,
+            _unseal(ledger, hook.organisation_id, hook.secret_sealed),
+            json.dumps(body, separators=(",", ":"), sort_keys=True),
+        )
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
@@ -334,6 +336,7 @@ def record(ledger: Ledger, delivery_id: str, outcome: Outcome) -> None:
         delivery = session.get(WebhookDelivery, delivery_id)
         if delivery is None or delivery.delivered_at is not None:
             return  # the webhook was removed meanwhile, or the person erased
+        delivery.leased_until = None
         delivery.last_status = outcome.status
         delivery.last_error = outcome.error
         if outcome.delivered:
@@ -347,41 +350,92 @@ def record(ledger: Ledger, delivery_id: str, outcome: Outcome) -> None:
             delivery.next_attempt_at = min(now + retry_wait(delivery.attempts), deadline)
 
 
+def release_leases(ledger: Ledger) -> int:
+    """Free the leases of a deliverer that died mid-send (only the holder of the instance's
+    lock calls this, so no live deliverer holds one): those rows are due at once, and are
+    sent again with the same id (at least once). How many were freed."""
+    with ledger.db.write() as session:
+        leased = (
+            session.execute(
+                select(WebhookDelivery).where(
+                    WebhookDelivery.leased_until.is_not(None),
+                    WebhookDelivery.delivered_at.is_(None),
+                    WebhookDelivery.given_up_at.is_(None),
+                )
+            )
+            .scalars()
+            .all()
+        )
+        for delivery in leased:
+            delivery.leased_until = None
+    return len(leased)
+
+
 def deliver_due(ledger: Ledger) -> int:
     """Send every delivery due now, one at a time, each recorded as soon as it is answered;
     how many were attempted."""
     done = 0
-    while jobs := claim(ledger):
-        for job in jobs:
-            record(ledger, job.delivery_id, send(job, ledger.clock()))
-            done += 1
+    while (job := claim(ledger)) is not None:
+        record(ledger, job.delivery_id, send(job, ledger.clock()))
+        done += 1
     return done
 
 
-def run(ledger: Ledger, stop: threading.Event, poll_seconds: float = POLL_SECONDS) -> None:
-    """Deliver until ``stop`` is set: at most one deliverer per instance runs this loop at a
-    time (a lock file beside the keys), so ``serve``'s workers and ``webhooks deliver`` take
-    turns rather than racing."""
-    path = ledger.settings.instance_path / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+@contextmanager
+def _instance_lock(ledger: Ledger) -> Iterator[bool]:
+    """The instance's deliverer lock (a file beside the keys), if free: whether it was taken."""
+    fd = os.open(ledger.settings.instance_path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        while not stop.is_set():
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                stop.wait(poll_seconds)
-        while not stop.is_set():
-            try:
-                deliver_due(ledger)
-            except Exception:
-                # A database hiccup must not end the deliverer: the rows are still there.
-                logger.exception("webhook delivery pass failed; trying again")
-            stop.wait(poll_seconds)
-    finally:
-        with suppress(OSError):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
         os.close(fd)
+
+
+def run(
+    ledger: Ledger, stop: threading.Event, *, once: bool = False, poll_seconds: float = POLL_SECONDS
+) -> bool:
+    """Deliver until ``stop`` is set (``once``: one pass). At most one deliverer per instance
+    runs at a time, the holder of the instance's lock: ``serve``'s workers take turns, and
+    ``webhooks deliver`` waits for its turn (``once``: returns False at once if it is not its
+    turn). Whoever takes the lock first frees the leases of a deliverer that died mid-send."""
+    while not stop.is_set():
+        with _instance_lock(ledger) as mine:
+            if mine:
+                _deliver_while_held(ledger, stop, once, poll_seconds)
+                return True
+        if once:
+            return False
+        stop.wait(poll_seconds)
+    return False
+
+
+def _deliver_while_held(
+    ledger: Ledger, stop: threading.Event, once: bool, poll_seconds: float
+) -> None:
+    released = False
+    while not stop.is_set():
+        try:
+            if not released:
+                if freed := release_leases(ledger):
+                    logger.info(
+                        "sending again %d deliveries left unanswered by a stopped deliverer", freed
+                    )
+                released = True
+            deliver_due(ledger)
+        except Exception:
+            # A database hiccup must not end the deliverer: the rows are still there.
+            logger.exception("webhook delivery pass failed; trying again")
+        if once:
+            return
+        stop.wait(poll_seconds)
 
 
 def start_in_background(ledger: Ledger) -> threading.Event:
