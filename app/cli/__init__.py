@@ -48,10 +48,10 @@ COMMANDS = tuple(
         restore_command,
         accept_rollback_command,
         policy_group,
+        webhooks_group,
         erase_command,
         retention_group,
         demo_command,
-        webhooks_group,
     )
 )
 
