@@ -34,6 +34,7 @@ from app.limits import MAX_BODY, MAX_HEADER_FIELD_SIZE, MAX_HEADER_FIELDS, MAX_R
 from app.logs import REQUEST_ID_HEADER, configure_server_logging, log_request, new_request_id
 from app.redaction import redact_json
 from app.services.log import keys
+from app.services.notifications import webhooks
 
 logger = logging.getLogger("consent_ledger.server")
 
@@ -233,6 +234,9 @@ class _Server(BaseApplication):  # type: ignore[misc]
 def served_app() -> Flask:
     app = create_checked_app()
     app.wsgi_app = BodyReadFirst(app.wsgi_app, MAX_BODY)  # type: ignore[method-assign]
+    # Every worker starts a deliverer; a lock file lets one of them send at a time, and another
+    # take over when that worker exits or dies (app.services.notifications.webhooks).
+    webhooks.start_in_background(get_ledger(app))
     return app
 
 

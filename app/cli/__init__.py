@@ -2,9 +2,9 @@
 
 The same commands run as ``consent-ledger ...`` and as ``flask --app wsgi ...``: they are
 registered on the application's CLI group by :func:`init_app`. Each command group has its
-module here (``setup``, ``orgs``, ``clients``, ``keys``, ``log``, ``policy``, ``subjects``);
-``common`` holds what they share. :data:`COMMANDS` wraps each command once, at import, in the
-refusal of writes on an inconsistent log.
+module here (``setup``, ``orgs``, ``clients``, ``keys``, ``log``, ``policy``, ``subjects``,
+``webhooks``); ``common`` holds what they share. :data:`COMMANDS` wraps each command once, at
+import, in the refusal of writes on an inconsistent log.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from app.cli.orgs import orgs_group
 from app.cli.policy import policy_group
 from app.cli.setup import demo_command, demo_token_command, init_command, serve_command
 from app.cli.subjects import erase_command, retention_group
+from app.cli.webhooks import webhooks_group
 
 __all__ = ["COMMANDS", "alembic_config", "init_app", "main"]
 
@@ -47,6 +48,7 @@ COMMANDS = tuple(
         restore_command,
         accept_rollback_command,
         policy_group,
+        webhooks_group,
         erase_command,
         retention_group,
         demo_command,

@@ -351,6 +351,45 @@ class Obligation(Base):
     acknowledged_index: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
+class Webhook(Base):
+    """Where an organisation's notifications are pushed (issue 15 item 2). The signing secret
+    is sealed under a key derived from the instance's signing key
+    (``app.services.notifications.webhooks``): a database read alone does not yield it."""
+
+    __tablename__ = "webhooks"
+
+    organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048), nullable=False)
+    secret_sealed: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class WebhookDelivery(Base):
+    """The outbox: one row per notification for an organisation with a webhook, written in the
+    transaction that made the obligation. Its id, the obligation's, is the ``webhook-id`` of
+    every attempt, so a receiver de-duplicates by it. Due while neither ``delivered_at`` nor
+    ``given_up_at`` is set, ``next_attempt_at`` has passed and no lease is held."""
+
+    __tablename__ = "webhook_deliveries"
+
+    obligation_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    organisation_id: Mapped[str] = mapped_column(
+        ForeignKey("organisations.id"), nullable=False, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
+    # Set while a deliverer is sending it: not due again until then, so two deliverers never
+    # send it at once; cleared by the answer, and by the next deliverer if this one died.
+    leased_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The HTTP status of the last answer, or null when there was none (``last_error`` says why).
+    last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    given_up_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
 class WebSession(Base):
     """An IG lead's or auditor's signed-in browser. The cookie holds a random token; only its
     SHA-256 is stored, so a database read does not yield live sessions."""

@@ -39,7 +39,7 @@ from app.services.access.web_sessions import (
 from app.services.consents import consents, subjects
 from app.services.consents.subjects import InvalidNhsNumber, SubjectIdentifier
 from app.services.decisions import dashboard, decisions
-from app.services.notifications import obligations
+from app.services.notifications import obligations, webhooks
 from app.vocabulary import PURPOSES
 from app.web.charts import horizontal_bars, stacked_bars
 from app.web.common import ledger, when, words
@@ -159,7 +159,10 @@ def sign_out_submit() -> Response:
 @bp.get("/dashboard")
 @signed_in
 def dashboard_page() -> str:
-    board = dashboard.build(ledger(), identity().principal)
+    principal = identity().principal
+    board = dashboard.build(ledger(), principal)
+    # An IG lead sees its own organisation's deliveries; an auditor every organisation's.
+    own = principal.organisation_id if principal.role == "ig_lead" else None
     # The charts are given the words the tables beside them show.
     by_day = {
         day: {words(purpose): n for purpose, n in row.items()}
@@ -168,6 +171,7 @@ def dashboard_page() -> str:
     return _page(
         "ig/dashboard.html",
         board=board,
+        webhook_troubles=webhooks.troubles(ledger(), own),
         now=ledger().clock(),
         by_day_chart=stacked_bars(
             board.days,

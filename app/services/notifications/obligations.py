@@ -36,11 +36,12 @@ from sqlalchemy.orm import Session
 from app.errors import Conflict, FieldError, InvalidRequest, NotFound
 from app.ids import new_id
 from app.ledger.events import ObligationAcknowledged, time_text
-from app.models import Disclosure, DisclosureConsent, Obligation, table
+from app.models import Disclosure, DisclosureConsent, Obligation, WebhookDelivery, table
 from app.services.access.clients import Principal
 from app.services.access.idempotency import IdempotencyKey, WriteResult, run_write
 from app.services.container import Ledger
 from app.services.log.projections import append_events
+from app.services.notifications import webhooks
 
 NOTIFY_RECIPIENT = "notify_recipient"
 CEASE_AND_ERASE = "cease_processing_and_erase"
@@ -83,6 +84,7 @@ def create(
     purpose: str | None = None,
 ) -> list[str]:
     """Store the obligations ``owed`` because of the entry at ``cause_index``; their ids."""
+    owed_list = list(owed)
     rows = [
         {
             "id": new_id("obl"),
@@ -97,10 +99,16 @@ def create(
             "subject_ref": subject_ref,
             "created_at": now,
         }
-        for o in owed
+        for o in owed_list
     ]
     if rows:
         session.connection().execute(_INSERT, rows)
+        # Pushed as well as pulled: queued in this transaction, so never one without the other.
+        webhooks.enqueue(
+            session,
+            now,
+            ((str(r["id"]), o.organisation_id) for r, o in zip(rows, owed_list, strict=True)),
+        )
     return [str(row["id"]) for row in rows]
 
 
@@ -176,6 +184,8 @@ def owed_on_erasure(session: Session, subject_refs: Sequence[str]) -> list[Owed]
 def forget_person(session: Session, subject_refs: Sequence[str]) -> None:
     """Drop the obligations about an erased person (the erasure makes its own, which name no
     one)."""
+    theirs = select(Obligation.id).where(Obligation.subject_ref.in_(subject_refs))
+    session.execute(delete(WebhookDelivery).where(WebhookDelivery.obligation_id.in_(theirs)))
     session.execute(delete(Obligation).where(Obligation.subject_ref.in_(subject_refs)))
 
 
