@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.errors import LogUnavailable
 from app.policy import Party
 from app.policy.reach import Reach, reach
 from app.services import organisations
@@ -25,8 +26,12 @@ def reach_of(
     """What ``categories`` can and can never reach each of ``recipients`` under a consent for
     ``purpose`` recorded by ``recorded_by``; None when the policy in force does not know the
     purpose, a category or an organisation any more (a consent read back from before a policy
-    change or an organisation's removal), which decides nothing about it."""
-    policy = policies.current_policy(session)
+    change or an organisation's removal), which decides nothing about it; None too before any
+    policy is published (a consent is recorded whatever the policy: it only warns)."""
+    try:
+        policy = policies.current_policy(session)
+    except LogUnavailable:
+        return None
     kinds = organisations.registered_kinds(session, [recorded_by, *recipients])
     if (
         purpose not in policy.purposes
