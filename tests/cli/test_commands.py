@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import re
 import stat
@@ -427,6 +428,21 @@ def test_demo_makes_the_six_flows_through_the_service(
     verified = runner.invoke(args=["verify"])
     assert verified.exit_code == 0, verified.output
     assert "decisions and 7 disclosures re-evaluated" in verified.output
+    # A first look at the IG dashboard shows permits, denials, disclosures and the withdrawal
+    # still to be noted, with no other command.
+    ig = runner.invoke(args=["demo-token", "tt-leeds", "ig_lead"]).output.strip()
+    ig_sign_in(client, ig)
+    board = " ".join(
+        html.unescape(re.sub(r"<[^>]+>", " ", client.get("/ig/dashboard").text)).split()
+    )
+    permitted = re.search(r"Permitted permit (\d+)", board)
+    denied = re.search(r"Denied deny (\d+)", board)
+    assert permitted, board
+    assert denied, board
+    assert int(permitted.group(1)) > 0
+    assert int(denied.group(1)) > 0
+    assert "No disclosures in this period" not in board
+    assert "note withdrawal consent withdrawn" in board
 
 
 @pytest.mark.parametrize(
