@@ -23,6 +23,7 @@ from app.services.log import keys
 
 DEMO_ORGANISATIONS = REPO_ROOT / "policies" / "organisations.example.yaml"
 DEMO_TOKENS_FILE = "demo-tokens.json"
+DEMO_FLOWS_DONE = "demo-flows.done"
 # The tokens the demo prints (all are in the tokens file, and `demo-token` prints any).
 DEMO_SHOWN = (
     ("tt-leeds", "case_system"),
@@ -153,9 +154,9 @@ def demo_command(url: str) -> None:
             _fail("no policy is published: run `consent-ledger init` first")
     orgs = demo.load(ledger, DEMO_ORGANISATIONS)
     tokens_path = ledger.settings.instance_path / DEMO_TOKENS_FILE
+    flows_done = ledger.settings.instance_path / DEMO_FLOWS_DONE
     if tokens_path.exists():
         tokens = json.loads(tokens_path.read_text())
-        click.echo(f"Demo already loaded (tokens in {tokens_path}).")
     else:
         tokens = demo.create_clients(ledger, orgs)
         # Demo only: a real deployment never keeps tokens. 0600, beside the keys.
@@ -164,8 +165,14 @@ def demo_command(url: str) -> None:
             json.dump(tokens, fh, indent=2)
         click.echo(f"Demo organisations loaded from {DEMO_ORGANISATIONS.name}; a client of")
         click.echo(f"every role for each, tokens kept in {tokens_path} (for the demo only).")
+    if flows_done.exists():
+        click.echo(f"Demo already loaded (tokens in {tokens_path}).")
+    else:
+        # Marked done only once every flow is made: a run that stopped part way makes them
+        # again rather than never.
         click.echo("The six flows of the pilots, made through the service:")
         demo.run_flows(ledger, tokens, click.echo)
+        flows_done.touch(mode=0o600)
 
     def token(org: str, role: str) -> str:
         return str(

@@ -266,3 +266,103 @@ def test_the_feed_is_paged_with_a_cursor_newest_last(client: FlaskClient, tokens
     )
     assert bad.status_code == 400
     assert bad.get_json()["errors"][0]["field"] == "state"
+
+
+def test_an_objection_tells_those_who_received_data_on_a_consent_it_now_overrides(
+    client: FlaskClient, tokens: Tokens
+) -> None:
+    subject = {"nhs_number": NHS[3]}
+    _post(
+        client,
+        tokens["tt"],
+        "/v1/consents",
+        {
+            "subject": subject,
+            "purpose": "referral",
+            "recipients": ["cmht-leeds-west"],
+            "data_categories": ["identity"],
+            "form": "verbal",
+        },
+    )
+    decision = _post(
+        client,
+        tokens["tt"],
+        "/v1/decisions",
+        {
+            "subject": subject,
+            "from": "tt-leeds",
+            "to": "cmht-leeds-west",
+            "purpose": "referral",
+            "data_categories": ["identity"],
+        },
+    )
+    assert decision["decision"] == "permit"
+    disclosure = _post(
+        client,
+        tokens["tt"],
+        "/v1/disclosures",
+        {"decision_id": decision["id"], "data_categories": ["identity"]},
+    )
+    assert disclosure["basis"] == "consent"  # the consent, given before any objection
+    _post(client, tokens["tt"], "/v1/objections", {"subject": subject, "scope": "direct_care"})
+    (told,) = _feed(client, tokens["cmht"])["items"]
+    assert [d["id"] for d in told["disclosures"]] == [disclosure["id"]]
+
+
+def test_one_event_makes_one_obligation_per_organisation(
+    client: FlaskClient, tokens: Tokens
+) -> None:
+    subject = {"nhs_number": NHS[0]}
+    consent = _post(
+        client,
+        tokens["tt"],
+        "/v1/consents",
+        {
+            "subject": subject,
+            "purpose": "sms_contact",
+            "recipients": ["tt-leeds"],
+            "data_categories": ["contact_details"],
+            "form": "verbal",
+        },
+    )
+    decision = _post(
+        client,
+        tokens["tt"],
+        "/v1/decisions",
+        {
+            "subject": subject,
+            "from": "tt-leeds",
+            "to": "tt-leeds",
+            "purpose": "sms_contact",
+            "data_categories": ["contact_details"],
+        },
+    )
+    _post(
+        client,
+        tokens["tt"],
+        "/v1/disclosures",
+        {"decision_id": decision["id"], "data_categories": ["contact_details"]},
+    )
+    _post(client, tokens["portal"], f"/v1/consents/{consent['id']}/withdraw")
+    (only,) = _feed(client, tokens["tt"])["items"]
+    assert only["obligation"] == "notify_recipient"
+
+
+def test_an_erasure_keeps_what_was_still_to_do_and_names_no_one(
+    client: FlaskClient, tokens: Tokens
+) -> None:
+    shared = _shared_for_evaluation(client, tokens, NHS[1])
+    _post(client, tokens["portal"], f"/v1/consents/{shared['consent']['id']}/withdraw")
+    (note,) = _feed(client, tokens["tt"])["items"]
+    body = {"subject": {"nhs_number": NHS[1]}, "reason": "recorded_in_error", "reference": "E2"}
+    _post(client, tokens["auditor"], "/v1/subjects/erasures", body)
+    # The recorder must still note the withdrawal, under the id it was given.
+    assert [n["id"] for n in _feed(client, tokens["tt"])["items"]] == [note["id"]]
+    done = _post(
+        client, tokens["tt"], f"/v1/notifications/{note['id']}/acknowledge", {"outcome": "noted"}
+    )
+    assert done["state"] == "acknowledged"
+    # The evaluator has both: erase what it received (the withdrawal), and erase it (the
+    # erasure); neither names the person.
+    causes = sorted(n["cause"]["type"] for n in _feed(client, tokens["eval"])["items"])
+    assert causes == ["consent.withdrawn", "subject.erased"]

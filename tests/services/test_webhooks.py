@@ -5,6 +5,7 @@ the IG dashboard. A real receiver on 127.0.0.1; the deliverer's pass (``deliver_
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Callable
@@ -140,6 +141,47 @@ def test_a_receiver_answering_500_then_200_gets_the_same_id_twice_and_it_ends_de
     assert (row.attempts, row.last_status, row.delivered_at is not None) == (2, 200, True)
 
 
+def test_a_receiver_that_does_not_answer_in_http_is_recorded_and_given_up(
+    client: FlaskClient,
+    runner: FlaskCliRunner,
+    ledger: Ledger,
+    tokens: Tokens,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(5)
+
+    def answer_garbage() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                with conn:
+                    conn.recv(65536)
+                    conn.sendall(b"garbage\r\n\r\n")
+
+    threading.Thread(target=answer_garbage, daemon=True).start()
+    try:
+        _register(runner, EVALUATOR, f"http://127.0.0.1:{listener.getsockname()[1]}/hook")
+        erase = _withdraw_evaluation_consent(client, tokens, NHS[1])
+        real = ledger.clock
+        webhooks.deliver_due(ledger)
+        (failing,) = webhooks.troubles(ledger, EVALUATOR)
+        assert "no usable answer" in failing.last_problem
+        assert failing.next_attempt_at is not None  # backing off, not retried at once
+        monkeypatch.setattr(ledger, "clock", lambda: real() + timedelta(days=2))
+        webhooks.deliver_due(ledger)
+        (given_up,) = webhooks.troubles(ledger, EVALUATOR)
+        assert given_up.given_up_at is not None
+        assert given_up.notification_id == erase["id"]
+    finally:
+        listener.close()
+
+
 def test_a_receiver_down_for_more_than_a_day_is_given_up_and_shown_on_the_dashboard(
     client: FlaskClient,
     runner: FlaskCliRunner,
@@ -196,6 +238,8 @@ def _csrf(page: str) -> str:
         ("file:///etc/passwd", False),
         ("https://user:secret@case.example.org/hook", False),
         ("not a url", False),
+        ("https://case.example.org:abc/hook", False),
+        ("https://case.example.org:99999/hook", False),
     ],
 )
 def test_webhook_urls_must_be_https_except_to_this_machine(
@@ -228,30 +272,28 @@ def test_a_payload_is_json_with_the_notification(
     assert json.loads(got.body)["data"] == erase
 
 
-def test_erasing_the_person_drops_their_pending_delivery_and_pushes_the_erasure(
+def test_erasing_the_person_still_pushes_what_was_open_and_pushes_the_erasure(
     client: FlaskClient, runner: FlaskCliRunner, ledger: Ledger, tokens: Tokens
 ) -> None:
     with Receiver().running() as receiver:
         _register(runner, EVALUATOR, receiver.url)
-        withdrawal = _withdraw_evaluation_consent(client, tokens, NHS[0])
-        # Erased before the deliverer ran: the withdrawal's notification, which was about them,
-        # goes with their records; the erasure's own (which names no one) is pushed instead.
+        _withdraw_evaluation_consent(client, tokens, NHS[0])
+        # Erased before the deliverer ran: the withdrawal's obligation stays open (it names no
+        # one, and the evaluator must still act on it), and the erasure's own is pushed too.
         erased = runner.invoke(
             args=["erase", "--reason", "recorded_in_error", "--reference", "IG-1"],
             input=f"{NHS[0]}\n",
         )
         assert erased.exit_code == 0, erased.output
         webhooks.deliver_due(ledger)
-        (got,) = receiver.received()
-    payload = json.loads(got.body)["data"]
-    assert got.webhook_id != withdrawal["id"]
-    assert (payload["cause"]["type"], payload["obligation"]) == (
-        "subject.erased",
-        "cease_processing_and_erase",
-    )
+        got = receiver.received()
+    causes = sorted(json.loads(g.body)["data"]["cause"]["type"] for g in got)
+    assert causes == ["consent.withdrawn", "subject.erased"]
+    for g in got:
+        assert NHS[0].encode() not in g.body
     with ledger.db.read() as session:
         ids = set(session.execute(select(WebhookDelivery.obligation_id)).scalars())
-    assert ids == {got.webhook_id}
+    assert ids == {g.webhook_id for g in got}
 
 
 def test_deliver_once_sends_what_is_due_and_a_removed_webhook_gets_nothing_more(

@@ -520,7 +520,9 @@ def _record_objection(
             now,
             cause=ObjectionRecorded.TYPE,
             cause_index=receipt.index,
-            owed=obligations.owed_on_objection(session, subject_ref, scope),
+            owed=obligations.owed_on_objection(
+                session, policies.current_policy(session), subject_ref, scope
+            ),
             subject_ref=subject_ref,
             objection_id=row["id"],
         )

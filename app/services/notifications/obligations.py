@@ -30,13 +30,23 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.orm import Session, aliased
 
 from app.errors import Conflict, FieldError, InvalidRequest, NotFound
 from app.ids import new_id
 from app.ledger.events import ObligationAcknowledged, time_text
-from app.models import Disclosure, DisclosureConsent, Obligation, WebhookDelivery, table
+from app.models import (
+    DecisionRecord,
+    Disclosure,
+    DisclosureConsent,
+    Obligation,
+    Organisation,
+    WebhookDelivery,
+    table,
+)
+from app.policy import Policy
+from app.policy.model import Rule
 from app.services.access.clients import Principal
 from app.services.access.idempotency import IdempotencyKey, WriteResult, run_write
 from app.services.container import Ledger
@@ -157,21 +167,62 @@ def owed_on_withdrawal(
         and withdrawn_by.role in READER_ROLES
         and not withdrawn_by.via_link
     )
-    if not by_recorder:
+    # One obligation per organisation: a recorder that also received data under it is told
+    # by that obligation already.
+    if not by_recorder and all(o.organisation_id != recorded_by for o in owed):
         owed.append(Owed(recorded_by, NOTE_WITHDRAWAL))
     return owed
 
 
-def owed_on_objection(session: Session, subject_ref: str, scope: str) -> list[Owed]:
-    """Every organisation that received the person's data on a basis the objection now blocks:
-    implied consent for a direct-care objection (G3), s251 support for the national data
-    opt-out."""
-    if scope == "direct_care":
-        blocked = Disclosure.basis == "implied"
-    else:
-        blocked = Disclosure.legal_basis_type == "s251_approval"
-    received = _received(session, Disclosure.subject_ref == subject_ref, blocked)
+def owed_on_objection(session: Session, policy: Policy, subject_ref: str, scope: str) -> list[Owed]:
+    """Every organisation that received the person's data under a rule the objection now
+    blocks: one that an objection of this scope blocks (implied consent, G3) or overrides once
+    made later (explicit consent for direct care, P1-consent to P7), and s251 support from a
+    health organisation for the national data opt-out. Each share is judged by the rules its
+    decision rested on, under the policy in force."""
+    rules = {rule.id: rule for rule in policy.rules}
+    sender = aliased(Organisation)
+    rows = session.execute(
+        select(
+            Disclosure.id,
+            Disclosure.to_org,
+            Disclosure.disclosed_at,
+            Disclosure.purpose,
+            Disclosure.data_categories,
+            Disclosure.legal_basis_type,
+            sender.kind,
+            DecisionRecord.result,
+        )
+        .join(DecisionRecord, DecisionRecord.id == Disclosure.decision_id)
+        .join(sender, sender.id == Disclosure.from_org)
+        .where(Disclosure.subject_ref == subject_ref)
+        .order_by(Disclosure.disclosed_at, Disclosure.id)
+    ).all()
+    received: dict[str, list[dict[str, Any]]] = {}
+    for disclosure_id, to_org, at, purpose, categories, legal_basis, kind, result in rows:
+        rested_on = [rules[r["rule"]] for r in result.get("reasons", []) if r["rule"] in rules]
+        if any(_blocked_by(rule, scope, legal_basis, kind) for rule in rested_on):
+            received.setdefault(to_org, []).append(
+                {
+                    "id": disclosure_id,
+                    "disclosed_at": time_text(at),
+                    "purpose": purpose,
+                    "data_categories": list(categories),
+                }
+            )
     return [Owed(org, NOTIFY_RECIPIENT, shared) for org, shared in sorted(received.items())]
+
+
+def _blocked_by(rule: Rule, scope: str, legal_basis: str | None, sender_kind: str) -> bool:
+    if scope in (rule.blocked_by_objection, rule.overridden_by_later_objection):
+        return True
+    alternative = rule.alternative
+    return (
+        alternative is not None
+        and legal_basis == alternative.legal_basis
+        and alternative.blocked_by_objection == scope
+        and sender_kind in alternative.when_from
+    )
 
 
 def owed_on_erasure(session: Session, subject_refs: Sequence[str]) -> list[Owed]:
@@ -182,11 +233,16 @@ def owed_on_erasure(session: Session, subject_refs: Sequence[str]) -> list[Owed]
 
 
 def forget_person(session: Session, subject_refs: Sequence[str]) -> None:
-    """Drop the obligations about an erased person (the erasure makes its own, which name no
-    one)."""
-    theirs = select(Obligation.id).where(Obligation.subject_ref.in_(subject_refs))
-    session.execute(delete(WebhookDelivery).where(WebhookDelivery.obligation_id.in_(theirs)))
-    session.execute(delete(Obligation).where(Obligation.subject_ref.in_(subject_refs)))
+    """Unlink the obligations about an erased person from them. Open ones stay open (an
+    organisation must still note a withdrawal, or erase what it received, and may acknowledge
+    under the id it was given, and a pending push of it is still made); they already name no
+    one, and are no longer found by the person. Acknowledged ones are deleted, with their
+    deliveries: their acknowledgements are in the log."""
+    person = Obligation.subject_ref.in_(subject_refs)
+    done = select(Obligation.id).where(person, Obligation.acknowledged_at.is_not(None))
+    session.execute(delete(WebhookDelivery).where(WebhookDelivery.obligation_id.in_(done)))
+    session.execute(delete(Obligation).where(person, Obligation.acknowledged_at.is_not(None)))
+    session.execute(update(Obligation).where(person).values(subject_ref=None))
 
 
 # -- who was told -------------------------------------------------------------------------------

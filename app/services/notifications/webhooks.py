@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import fcntl
+import http.client
 import json
 import logging
 import os
@@ -121,6 +122,13 @@ def check_url(url: str) -> None:
                 )
             ],
         )
+    try:
+        parts.port  # noqa: B018 (it raises for a port that is not a number from 0 to 65535)
+    except ValueError:
+        raise InvalidRequest.from_fields(
+            "the webhook URL is not accepted",
+            [FieldError("url", "must have a port that is a number from 1 to 65535", "argument")],
+        ) from None
     if parts.username or parts.password:
         raise InvalidRequest.from_fields(
             "the webhook URL is not accepted",
@@ -326,6 +334,8 @@ def send(job: Job, now: datetime) -> Outcome:
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         return Outcome(None, f"could not connect: {type(reason).__name__}"[:200])
+    except (http.client.HTTPException, ValueError) as exc:  # not HTTP, or a URL it cannot use
+        return Outcome(None, f"no usable answer: {type(exc).__name__}"[:200])
 
 
 def record(ledger: Ledger, delivery_id: str, outcome: Outcome) -> None:
@@ -376,7 +386,12 @@ def deliver_due(ledger: Ledger) -> int:
     how many were attempted."""
     done = 0
     while (job := claim(ledger)) is not None:
-        record(ledger, job.delivery_id, send(job, ledger.clock()))
+        try:
+            outcome = send(job, ledger.clock())
+        except Exception as exc:  # recorded like any failure, so it backs off and gives up
+            logger.exception("delivering notification %s failed", job.delivery_id)
+            outcome = Outcome(None, f"failed: {type(exc).__name__}"[:200])
+        record(ledger, job.delivery_id, outcome)
         done += 1
     return done
 
