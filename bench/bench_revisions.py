@@ -66,8 +66,8 @@ def main() -> None:
                 for name, tree in order:
                     figures[name].append(run_once(tree, command, figure))
                 print(
-                    f"round {round_ + 1}/{args.rounds}: base {figures['base'][-1]:.0f}, "
-                    f"this {figures['this'][-1]:.0f}",
+                    f"round {round_ + 1}/{args.rounds}: base {figures['base'][-1]:.4g}, "
+                    f"this {figures['this'][-1]:.4g}",
                     file=sys.stderr,
                 )
         finally:
@@ -76,8 +76,8 @@ def main() -> None:
             )
     base_median = statistics.median(figures["base"])
     this_median = statistics.median(figures["this"])
-    print(f"base {args.base}: {', '.join(f'{v:.0f}' for v in figures['base'])}")
-    print(f"this tree:  {', '.join(f'{v:.0f}' for v in figures['this'])}")
+    print(f"base {args.base}: {', '.join(f'{v:.4g}' for v in figures['base'])}")
+    print(f"this tree:  {', '.join(f'{v:.4g}' for v in figures['this'])}")
     print(f"ratio of medians (this / base): {this_median / base_median:.3f}")
 
 
