@@ -406,3 +406,19 @@ def test_a_case_systems_link_offers_only_the_objections_its_organisation_recorde
     assert "You have objected" in others
     assert "Withdraw your objection" not in others
     assert "ask Jobcentre Plus" not in others  # who recorded it is not told to another service
+
+
+def test_withdrawing_a_national_data_opt_out_is_described_as_one(
+    client: FlaskClient, policy: Policy, make_token: Callable[..., str]
+) -> None:
+    portal = make_token("tt-leeds", "patient_portal")
+    opted = client.post(
+        "/v1/objections",
+        json={"subject": {"nhs_number": NHS[2]}, "scope": "national_data_opt_out"},
+        headers=bearer(portal),
+    ).get_json()
+    link = _link(client, portal, NHS[2])
+    confirm = _text(client.get(f"{link}/objections/{opted['id']}/withdraw").text)
+    assert "national data opt-out" in confirm
+    assert "research and planning" in confirm
+    assert "for your care without asking you first" not in confirm
