@@ -111,6 +111,7 @@ def test_a_leaf_in_a_bundle_is_the_logged_leaf(
     assert second[2 : 2 + len(leaf)] == leaf
 
 
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
 def test_a_tile_is_one_query(client: FlaskClient, ledger: Ledger) -> None:
     grow(ledger, 600)
     client.get("/log/checkpoint")  # the service checks its log once, on the first request
@@ -219,6 +220,7 @@ def test_public_headers(
     assert "Access-Control-Allow-Origin" not in api.headers
 
 
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
 def test_a_bundle_holding_a_clear_personal_leaf_is_refused(
     client: FlaskClient, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
