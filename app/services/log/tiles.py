@@ -49,8 +49,7 @@ def read_tile(ledger: Ledger, tile: tiles.Tile) -> bytes:
         size = 0 if latest is None else latest.tree_size
         if tile.leaves_needed() > size:
             raise NotFound(
-                f"tile {tile.path()} needs a tree of {tile.leaves_needed()} entries; the newest "
-                f"checkpoint has {size}"
+                f"the tile reaches beyond the newest checkpoint's tree of {size} entries"
             )
         if tile.is_bundle:
             return _bundle(session, tile)
