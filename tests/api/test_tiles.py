@@ -18,7 +18,7 @@ from tlog_scales.reader import TilesReader
 from app.services.container import Ledger
 from app.services.log import log_store
 from app.services.log.log_store import make_entry
-from tests.helpers import BOTH, bearer, recorded_statements
+from tests.helpers import BOTH, bearer, recorded_statements, tamper
 from tests.support import rfc9162_verifier as rfc
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -250,3 +250,14 @@ def test_a_bundle_holding_a_clear_personal_leaf_is_refused(
     note = client.get("/log/checkpoint").get_data(as_text=True)
     vkey = client.get("/v1/log/key").get_data(as_text=True).strip()
     assert reader.calculate_root_hash() == rfc.verify_checkpoint(note, vkey).root_hash
+
+
+def test_a_bundle_holding_a_damaged_leaf_is_refused(client: FlaskClient, ledger: Ledger) -> None:
+    grow(ledger, 10)
+    tamper(ledger, "UPDATE log_entries SET leaf = :leaf WHERE idx = 3", leaf=b'{"data": 1')
+    refused = client.get("/log/tile/entries/000.p/10")
+    assert refused.status_code == 403
+    body = refused.get_json()
+    assert body["type"] == "/problems/bundle-withheld"
+    assert "entry 3 cannot be read" in body["detail"]
+    assert client.get("/log/tile/entries/000.p/3").status_code == 200

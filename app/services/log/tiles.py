@@ -82,25 +82,28 @@ def _bundle(session: Session, tile: tiles.Tile) -> bytes:
         raise LogInconsistent(f"stored entries are missing in entry bundle {tile.path()}")
     leaves = [bytes(leaf) for _, leaf in rows]
     for idx, leaf in zip(range(tile.first, tile.first + tile.width), leaves, strict=True):
-        if not _publishable(leaf):
+        reason = _withheld(leaf)
+        if reason is not None:
             raise BundleWithheld(
-                f"entry bundle {tile.path()} is not published: entry {idx} was written before "
-                "log format 2 and its leaf holds an entry about a person in the clear. The hash "
+                f"entry bundle {tile.path()} is not published: entry {idx} {reason}. The hash "
                 "tiles covering it are served."
-            )
-        if len(leaf) > tiles.MAX_BUNDLE_ENTRY:
-            raise BundleWithheld(
-                f"entry bundle {tile.path()} is not published: entry {idx} is longer than an "
-                f"entry bundle can carry ({tiles.MAX_BUNDLE_ENTRY} bytes)."
             )
     return tiles.encode_bundle(leaves)
 
 
-def _publishable(leaf: bytes) -> bool:
-    """Whether a leaf may be served to anyone: a commitment (log format 2), or an entry with
-    nothing personal in it. A leaf that cannot be read is not (fail closed)."""
+def _withheld(leaf: bytes) -> str | None:
+    """Why a leaf may not be served to anyone, or None if it may: it may if it is a commitment
+    (log format 2) or an entry with nothing personal in it, and fits a bundle. A leaf that
+    cannot be read is withheld (fail closed)."""
+    if len(leaf) > tiles.MAX_BUNDLE_ENTRY:
+        return f"is longer than an entry bundle can carry ({tiles.MAX_BUNDLE_ENTRY} bytes)"
     try:
         value = decode_entry(leaf)
     except EntryError:
-        return False
-    return is_committed(value) or value.get("type") not in COMMITTED_TYPES
+        return "cannot be read (run consent-ledger verify)"
+    if not is_committed(value) and value.get("type") in COMMITTED_TYPES:
+        return (
+            "was written before log format 2 and its leaf holds an entry about a person in the "
+            "clear"
+        )
+    return None
