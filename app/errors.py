@@ -152,6 +152,13 @@ PROBLEM_TYPES: dict[str, tuple[str, str]] = {
         "window. Nothing was recorded. Wait the number of seconds in `Retry-After` (also in "
         "`retry_after`), then send the request again.",
     ),
+    "bundle-withheld": (
+        "Entry bundle withheld",
+        "The entry bundle (c2sp.org/tlog-tiles) holds an entry this service does not publish: "
+        "one written before log format 2 whose leaf holds an entry about a person in the clear "
+        "(or one longer than a bundle's 16-bit length can carry). `detail` names its index. "
+        "The hash tiles covering it are served, so the tree can still be checked.",
+    ),
     "internal-error": (
         "Internal error",
         "The service failed. Nothing was recorded. The operator's logs carry the details.",

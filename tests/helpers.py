@@ -69,7 +69,10 @@ def recorded_statements(ledger: Ledger) -> Iterator[list[str]]:
     def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         seen.append(statement)
 
-    engines = {id(e): e for e in (ledger.db.read_engine, ledger.db.write_engine)}.values()
+    # PostgreSQL's read engine is the write engine's execution_options(): it shares that
+    # engine's events, so listening on both would record each statement twice.
+    bases = [getattr(e, "_proxied", e) for e in (ledger.db.read_engine, ledger.db.write_engine)]
+    engines = {id(e): e for e in bases}.values()
     for engine in engines:
         event.listen(engine, "before_cursor_execute", record)
     try:

@@ -18,6 +18,7 @@ from app.api import (
     problems,
     schemas,
     subjects,
+    tiles,
 )
 from app.api.common import BoundedJSONProvider, LedgerApi, install_error_handlers
 
@@ -70,4 +71,5 @@ def init_app(app: Flask) -> None:
     api.register_blueprint(subjects.blp)
     api.register_blueprint(notifications.blp)
     app.register_blueprint(problems.bp)
+    app.register_blueprint(tiles.bp)
     app.extensions["consent_ledger_api"] = api

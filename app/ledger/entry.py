@@ -23,8 +23,9 @@ from app.ledger.errors import EntryError
 
 __all__ = ["MAX_DEPTH", "MAX_LEAF_BYTES", "decode_entry", "encode_entry"]
 
-MAX_LEAF_BYTES = 65536
-"""Largest leaf, in bytes, the log accepts (design.md, "The log")."""
+MAX_LEAF_BYTES = 65535
+"""Largest leaf, in bytes, the log accepts (design.md, "The log": at most 64 KiB): the largest
+a C2SP tlog-tiles entry bundle can carry behind its big-endian uint16 length."""
 
 MAX_DEPTH = 64
 """Deepest nesting of objects and arrays accepted, the top-level object being depth 1.

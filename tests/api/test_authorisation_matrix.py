@@ -409,6 +409,14 @@ EXPECTED: dict[Route, Expect] = {
     ("GET", "/problems/<slug>"): Expect(at("/problems/forbidden"), everyone(200), anonymous=200),
     ("GET", "/v1/log/checkpoint"): Expect(at("/v1/log/checkpoint"), everyone(200), anonymous=200),
     ("GET", "/v1/log/key"): Expect(at("/v1/log/key"), everyone(200), anonymous=200),
+    # the public log, c2sp.org/tlog-tiles: hashes and commitments only
+    ("GET", "/log/checkpoint"): Expect(at("/log/checkpoint"), everyone(200), anonymous=200),
+    # every leaf so far, in one entry bundle: none may hold another organisation's secrets
+    ("GET", "/log/tile/<path:path>"): Expect(
+        lambda w: Call(f"/log/tile/entries/000.p/{min(w.log_size(), 255)}"),
+        everyone(200),
+        anonymous=200,
+    ),
     # any client: registered organisations and hashes only
     ("GET", "/v1/organisations"): Expect(at("/v1/organisations"), everyone(200)),
     ("GET", "/v1/log/proof/inclusion"): Expect(
@@ -568,8 +576,8 @@ def _check_refusal_and_writes(method: str, resp: TestResponse, before: int, w: W
 
 
 def _assert_no_owner_secrets(w: World, resp: TestResponse) -> None:
-    text = resp.get_data(as_text=True)
-    leaked = [what for what, value in w.owner_secrets().items() if value and value in text]
+    data = resp.get_data()  # bytes: a tile or an entry bundle is binary
+    leaked = [what for what, value in w.owner_secrets().items() if value and value.encode() in data]
     assert leaked == [], f"another organisation's client was shown the owner's {leaked}"
 
 
