@@ -242,3 +242,37 @@ def test_the_patient_page_offers_the_receipt_as_a_file_that_verifies_offline(
     assert PERSON not in resp.text
     # Without a working link there is nothing to download.
     assert client.get(href.group(1).replace(link, "not-a-link")).status_code == 404
+
+
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
+def test_every_write_receipt_says_where_its_offline_proof_is(
+    client: FlaskClient, policy: Policy, make_token: Callable[..., str]
+) -> None:
+    token = make_token("tt-leeds", "case_system")
+    vkey = client.get("/v1/log/key").text.strip()
+    consent = {
+        "subject": {"nhs_number": PERSON},
+        "purpose": "referral",
+        "recipients": ["ea-tt-leeds"],
+        "data_categories": ["identity"],
+        "form": "verbal",
+    }
+    granted = client.post("/v1/consents", headers=bearer(token), json=consent).json
+    withdrawn = client.post(
+        f"/v1/consents/{granted['id']}/withdraw",
+        headers=bearer(token),
+        json={"reason": "person_withdrew"},
+    ).json
+    objected = client.post(
+        "/v1/objections",
+        headers=bearer(token),
+        json={"subject": {"nhs_number": PERSON}, "scope": "direct_care"},
+    ).json
+    for body in (granted, withdrawn, objected):
+        receipt = body["ledger"]
+        resp = client.get(receipt["proof"], headers=bearer(token))
+        assert resp.status_code == 200, resp.text
+        cp = check_offline(resp.text, vkey, bytes.fromhex(receipt["leaf_hash"]))
+        # The very checkpoint the write returned, not a newer one.
+        assert spec_parse(resp.text).checkpoint == receipt["checkpoint"]
+        assert cp.size == receipt["index"] + 1
