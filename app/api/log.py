@@ -14,7 +14,7 @@ from flask import Response
 
 from app.api.common import BEARER, Blueprint, authenticated, current_principal, ledger
 from app.api.schemas import Integer, QuerySchema
-from app.services.log import log_entries, tiles
+from app.services.log import log_entries, receipts, tiles
 
 blp = Blueprint(
     "log",
@@ -157,3 +157,35 @@ def consistency(args: dict[str, Any]) -> Any:
         "to_root": proof.new_root.hex(),
         "hashes": [h.hex() for h in proof.hashes],
     }
+
+
+class ReceiptArgs(QuerySchema):
+    index = Integer(required=True, validate=ma.validate.Range(min=0))
+    size = Integer(
+        validate=ma.validate.Range(min=1),
+        metadata={
+            "description": "the tree size of a signed checkpoint (a receipt's); defaults to "
+            "the newest checkpoint's"
+        },
+    )
+
+
+@blp.route("/proof/receipt")
+@authenticated()
+@blp.doc(
+    security=BEARER,
+    responses={
+        "200": {
+            "description": "c2sp.org/tlog-proof@v1: the index, the inclusion path and the "
+            "signed checkpoint, checkable offline with the verifier key from /v1/log/key",
+            "content": TEXT,
+        }
+    },
+)
+@blp.arguments(ReceiptArgs(), location="query", error_status_code=400)
+@blp.alt_response(401, response="UNAUTHORIZED")
+@blp.alt_response(404, response="NOT_FOUND", description="The log is empty")
+def receipt(args: dict[str, Any]) -> Response:
+    """An offline receipt for one entry (c2sp.org/tlog-proof), as a download."""
+    text = receipts.tlog_proof(ledger(), args["index"], args.get("size"))
+    return Response(text, mimetype="text/plain", headers=receipts.download_headers(args["index"]))

@@ -204,6 +204,12 @@ class LedgerReceiptSchema(ma.Schema):
     checkpoint = ma.fields.String(
         metadata={"description": "a C2SP signed checkpoint that includes the entry"}
     )
+    proof = ma.fields.String(
+        metadata={
+            "description": "where to download this receipt as a c2sp.org/tlog-proof (the "
+            "index, inclusion proof and this checkpoint), checkable offline with the key alone"
+        }
+    )
 
 
 class HistoryEventSchema(ma.Schema):

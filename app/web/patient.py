@@ -20,6 +20,7 @@ from app.services.access.web_sessions import (
 )
 from app.services.consents import capture, consents
 from app.services.decisions import decisions, policies
+from app.services.log import receipts
 from app.services.notifications import obligations
 from app.web.common import ledger
 
@@ -306,6 +307,21 @@ def withdraw_objection(token: str, objection_id: str) -> Response | str:
         receipt=result.body["ledger"],
         notify=[],
     )
+
+
+@bp.get("/<token>/receipts/<int:index>.tlog-proof")
+def receipt_proof(token: str, index: int) -> Response:
+    """The receipt as an offline proof (c2sp.org/tlog-proof) at the checkpoint the receipt
+    page showed (``size``), to keep: it holds hashes and the signed checkpoint, nothing
+    personal."""
+    _access(token)
+    size = request.args.get("size", type=int)
+    try:
+        text = receipts.tlog_proof(ledger(), index, size)
+    except DomainError:
+        # A page link, not an API: a size or index that is not there is a page not found.
+        abort(404)
+    return Response(text, mimetype="text/plain", headers=receipts.download_headers(index))
 
 
 @bp.errorhandler(400)

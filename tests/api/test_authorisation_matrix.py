@@ -423,6 +423,11 @@ EXPECTED: dict[Route, Expect] = {
         lambda w: Call("/v1/log/proof/inclusion", query={"index": w.entries["consent.granted"]}),
         everyone(200),
     ),
+    # an offline receipt (c2sp.org/tlog-proof): hashes and a signed checkpoint only
+    ("GET", "/v1/log/proof/receipt"): Expect(
+        lambda w: Call("/v1/log/proof/receipt", query={"index": w.entries["consent.granted"]}),
+        everyone(200),
+    ),
     ("GET", "/v1/log/proof/consistency"): Expect(
         at("/v1/log/proof/consistency", **{"from": 1}), everyone(200)
     ),
@@ -820,6 +825,9 @@ PAGES: dict[Route, Page] = {
     ),
     ("POST", "/p/<token>/consents/<consent_id>/withdraw"): Page(
         "/p/{link}/consents/{consent}/withdraw", 404, form=GUESSED
+    ),
+    ("GET", "/p/<token>/receipts/<int:index>.tlog-proof"): Page(
+        "/p/{link}/receipts/0.tlog-proof", 404
     ),
     ("GET", "/p/<token>/object"): Page("/p/{link}/object", 404),
     ("POST", "/p/<token>/object"): Page("/p/{link}/object", 404, form=GUESSED),

@@ -132,11 +132,19 @@ class Receipt:
             raise RuntimeError("the receipt's checkpoint is signed when its batch is sealed")
         return self.seal.note
 
+    @property
+    def size(self) -> int:
+        """The tree size of the checkpoint covering this entry."""
+        return Checkpoint.from_body(self.checkpoint.split("\n\n", 1)[0].encode() + b"\n").size
+
     def as_json(self) -> dict[str, Any]:
         return {
             "index": self.index,
             "leaf_hash": self.leaf_hash.hex(),
             "checkpoint": self.checkpoint,
+            # The same receipt as a c2sp.org/tlog-proof, at this checkpoint's size, so that it
+            # ends in the very checkpoint above (GET /v1/log/proof/receipt).
+            "proof": f"/v1/log/proof/receipt?index={self.index}&size={self.size}",
         }
 
 
