@@ -147,6 +147,38 @@ def _entries_about(
     return sorted(logged, key=lambda pair: pair[0])
 
 
+def _log_erasure(
+    ledger: Ledger,
+    session: Session,
+    now: datetime,
+    reason: str,
+    reference: str,
+    principal: Principal | None,
+    indexes: tuple[int, ...],
+    owed: list[obligations.Owed],
+) -> Receipt:
+    """Append the ``subject.erased`` entry listing ``indexes`` and, with it as their cause, the
+    obligations of the organisations that received the erased data (naming no one)."""
+    event = SubjectErased(
+        reason=reason,
+        reference=reference,
+        organisation=None if principal is None else principal.organisation_id,
+        client_id=None if principal is None else principal.client_id,
+        count=len(indexes),
+        indexes=indexes,
+    )
+    (receipt,) = append_events(ledger.log_store, session, now, [event])
+    obligations.create(
+        session,
+        now,
+        cause=SubjectErased.TYPE,
+        cause_index=receipt.index,
+        owed=owed,
+        subject_ref=None,
+    )
+    return receipt
+
+
 def _check_made_only_by(organisation_id: str, entries: list[dict[str, Any]]) -> None:
     """An IG lead erases a person only if its organisation made every record about them: it is
     the controller of its own records, not of other organisations' (which an erasure would
@@ -218,23 +250,7 @@ def erase(
         obligations.forget_person(session, refs)
         for ref in refs:
             _delete_rows(session, ref)
-        event = SubjectErased(
-            reason=reason,
-            reference=reference,
-            organisation=None if principal is None else principal.organisation_id,
-            client_id=None if principal is None else principal.client_id,
-            count=len(indexes),
-            indexes=indexes,
-        )
-        (receipt,) = append_events(ledger.log_store, session, now, [event])
-        obligations.create(
-            session,
-            now,
-            cause=SubjectErased.TYPE,
-            cause_index=receipt.index,
-            owed=owed,
-            subject_ref=None,
-        )
+        receipt = _log_erasure(ledger, session, now, reason, reference, principal, indexes, owed)
         return Erased(reason, reference, len(indexes), indexes, receipt)
 
     return ledger.write(erase_in_batch, alone=True)
@@ -362,22 +378,15 @@ def run_retention(
                 obligations.forget_person(session, [ref])
                 _delete_rows(session, ref)
                 people += 1
-            event = SubjectErased(
-                reason="retention_expired",
-                reference=reference,
-                organisation=None,
-                client_id=None,
-                count=len(indexes),
-                indexes=tuple(sorted(indexes)),
-            )
-            (receipt,) = append_events(ledger.log_store, session, now, [event])
-            obligations.create(
+            receipt = _log_erasure(
+                ledger,
                 session,
                 now,
-                cause=SubjectErased.TYPE,
-                cause_index=receipt.index,
-                owed=owed,
-                subject_ref=None,
+                "retention_expired",
+                reference,
+                None,
+                tuple(sorted(indexes)),
+                owed,
             )
             return people, len(indexes), receipt
 

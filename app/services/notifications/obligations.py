@@ -137,15 +137,20 @@ def _received(session: Session, *where: Any) -> dict[str, list[dict[str, Any]]]:
     ).all()
     out: dict[str, list[dict[str, Any]]] = {}
     for disclosure_id, to_org, at, purpose, categories in rows:
-        out.setdefault(to_org, []).append(
-            {
-                "id": disclosure_id,
-                "disclosed_at": time_text(at),
-                "purpose": purpose,
-                "data_categories": list(categories),
-            }
-        )
+        out.setdefault(to_org, []).append(_shared(disclosure_id, at, purpose, categories))
     return out
+
+
+def _shared(
+    disclosure_id: str, at: datetime, purpose: str, categories: Sequence[str]
+) -> dict[str, Any]:
+    """A disclosure as a notification names it: what the recipient finds its copy by."""
+    return {
+        "id": disclosure_id,
+        "disclosed_at": time_text(at),
+        "purpose": purpose,
+        "data_categories": list(categories),
+    }
 
 
 def owed_on_withdrawal(
@@ -202,14 +207,7 @@ def owed_on_objection(session: Session, policy: Policy, subject_ref: str, scope:
     for disclosure_id, to_org, at, purpose, categories, legal_basis, kind, result in rows:
         rested_on = [rules[r["rule"]] for r in result.get("reasons", []) if r["rule"] in rules]
         if any(_blocked_by(rule, scope, legal_basis, kind) for rule in rested_on):
-            received.setdefault(to_org, []).append(
-                {
-                    "id": disclosure_id,
-                    "disclosed_at": time_text(at),
-                    "purpose": purpose,
-                    "data_categories": list(categories),
-                }
-            )
+            received.setdefault(to_org, []).append(_shared(disclosure_id, at, purpose, categories))
     return [Owed(org, NOTIFY_RECIPIENT, shared) for org, shared in sorted(received.items())]
 
 
