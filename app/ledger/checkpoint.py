@@ -46,9 +46,13 @@ __all__ = [
     "Checkpoint",
     "CheckpointSigner",
     "CheckpointVerifier",
+    "NoteSignature",
     "key_id",
     "load_private_key_pem",
+    "parse_verifier_key",
     "private_key_pem",
+    "signature_line",
+    "split_note",
     "verify_note",
 ]
 
@@ -102,15 +106,70 @@ def _has_control(text: str) -> bool:
     return _CONTROL_RE.search(text) is not None
 
 
-def key_id(name: str, public_key: bytes) -> bytes:
+def key_id(name: str, public_key: bytes, algorithm: bytes = _ALG_ED25519) -> bytes:
     """The 4-byte signed-note key id of an Ed25519 key (c2sp.org/signed-note, "Ed25519").
 
-    ``SHA-256(key name || 0x0A || 0x01 || 32-byte Ed25519 public key)[:4]``.
+    ``SHA-256(key name || 0x0A || algorithm || 32-byte Ed25519 public key)[:4]``; the
+    algorithm byte is 0x01 for note signatures, 0x04 for cosignature/v1 (tlog-cosignature).
     """
     if len(public_key) != _ED25519_KEY_SIZE:
         raise ValueError("an Ed25519 public key is 32 bytes")
-    digest = hashlib.sha256(name.encode("utf-8") + b"\n" + _ALG_ED25519 + public_key).digest()
+    digest = hashlib.sha256(name.encode("utf-8") + b"\n" + algorithm + public_key).digest()
     return digest[:_KEY_ID_SIZE]
+
+
+def parse_verifier_key(vkey: str, algorithm: bytes = _ALG_ED25519) -> tuple[str, bytes]:
+    """Parse ``<name>+<8 lowercase hex key id>+<base64(algorithm || public key)>`` and return
+    the key name and the raw 32-byte Ed25519 public key.
+
+    The key id must be the one the name and key hash to, the algorithm byte must be
+    ``algorithm`` (0x01 for a log's note key, 0x04 for a witness's cosignature key) and the
+    key 32 bytes of a valid Ed25519 public key. Any defect raises
+    :class:`~app.ledger.errors.VerifierKeyError` naming it: a verifier key is a trust anchor,
+    and one that is almost right must not be half-accepted.
+    """
+    if not isinstance(vkey, str):
+        raise VerifierKeyError("a verifier key is text")
+    parts = vkey.split("+", 2)  # the base64 key may itself contain '+'
+    if len(parts) != 3:
+        raise VerifierKeyError(
+            "a verifier key has three parts joined by '+': <name>+<key id>+<base64 key>"
+        )
+    name, id_hex, key_b64 = parts
+    if not _is_valid_key_name(name):
+        raise VerifierKeyError(
+            f"the key name {name!r} is not a signed-note key name "
+            "(non-empty, with no spaces or control characters)"
+        )
+    if not _HEX8_RE.fullmatch(id_hex):
+        raise VerifierKeyError(f"the key id {id_hex!r} is not 8 lowercase hex digits")
+    try:
+        raw = _b64decode_canonical(key_b64)
+    except ValueError as exc:
+        raise VerifierKeyError(f"the key is {exc} (RFC 4648 standard, padded)") from None
+    if len(raw) != 1 + _ED25519_KEY_SIZE:
+        raise VerifierKeyError(
+            f"the key holds {len(raw)} bytes; an Ed25519 verifier key holds "
+            f"{1 + _ED25519_KEY_SIZE}: the algorithm byte 0x{algorithm[0]:02x}, then the "
+            "public key"
+        )
+    if raw[:1] != algorithm:
+        raise VerifierKeyError(
+            f"the algorithm byte is 0x{raw[0]:02x}; only 0x{algorithm[0]:02x} (Ed25519) is "
+            "supported"
+        )
+    public_key = raw[1:]
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key)
+    except (ValueError, UnsupportedAlgorithm):
+        raise VerifierKeyError("the key is not an Ed25519 public key") from None
+    expected = key_id(name, public_key, algorithm)
+    if expected.hex() != id_hex:
+        raise VerifierKeyError(
+            f"key id mismatch: the name and key hash to {expected.hex()}, "
+            f"not {id_hex}; the name, the id or the key was changed"
+        )
+    return name, public_key
 
 
 @dataclass(frozen=True)
@@ -197,50 +256,10 @@ class CheckpointVerifier:
 
     @classmethod
     def from_verifier_key(cls, vkey: str) -> CheckpointVerifier:
-        """Parse ``<name>+<8 lowercase hex key id>+<base64(0x01 || public key)>``.
-
-        The key id must be the one the name and key hash to, the algorithm byte must be
-        0x01 (Ed25519) and the key 32 bytes. Any defect raises
-        :class:`~app.ledger.errors.VerifierKeyError` naming it: a verifier key is a trust
-        anchor, and one that is almost right must not be half-accepted.
-        """
-        if not isinstance(vkey, str):
-            raise VerifierKeyError("a verifier key is text")
-        parts = vkey.split("+", 2)  # the base64 key may itself contain '+'
-        if len(parts) != 3:
-            raise VerifierKeyError(
-                "a verifier key has three parts joined by '+': <name>+<key id>+<base64 key>"
-            )
-        name, id_hex, key_b64 = parts
-        if not _is_valid_key_name(name):
-            raise VerifierKeyError(
-                f"the key name {name!r} is not a signed-note key name "
-                "(non-empty, with no spaces or control characters)"
-            )
-        if not _HEX8_RE.fullmatch(id_hex):
-            raise VerifierKeyError(f"the key id {id_hex!r} is not 8 lowercase hex digits")
-        try:
-            raw = _b64decode_canonical(key_b64)
-        except ValueError as exc:
-            raise VerifierKeyError(f"the key is {exc} (RFC 4648 standard, padded)") from None
-        if len(raw) != 1 + _ED25519_KEY_SIZE:
-            raise VerifierKeyError(
-                f"the key holds {len(raw)} bytes; an Ed25519 verifier key holds "
-                f"{1 + _ED25519_KEY_SIZE}: the algorithm byte 0x01, then the public key"
-            )
-        if raw[:1] != _ALG_ED25519:
-            raise VerifierKeyError(
-                f"the algorithm byte is 0x{raw[0]:02x}; only 0x01 (Ed25519) is supported"
-            )
-        try:
-            verifier = cls(name, raw[1:])
-        except (ValueError, UnsupportedAlgorithm):
-            raise VerifierKeyError("the key is not an Ed25519 public key") from None
-        if verifier.key_id.hex() != id_hex:
-            raise VerifierKeyError(
-                f"key id mismatch: the name and key hash to {verifier.key_id.hex()}, "
-                f"not {id_hex}; the name, the id or the key was changed"
-            )
+        """Parse ``<name>+<8 lowercase hex key id>+<base64(0x01 || public key)>``
+        (:func:`parse_verifier_key`)."""
+        name, public_key = parse_verifier_key(vkey)
+        verifier = cls(name, public_key)
         return verifier
 
     @property
@@ -289,15 +308,23 @@ class CheckpointVerifier:
         return checkpoint
 
 
-def verify_note(note: str | bytes, verifier: CheckpointVerifier) -> bytes:
-    """Verify a signed note against one key and return its text (the signed body).
+@dataclass(frozen=True)
+class NoteSignature:
+    """One signature line of a signed note: the key name, the 4-byte key id and what follows
+    it (for Ed25519 note keys the signature; for a witness's cosignature the timestamp and the
+    signature, c2sp.org/tlog-cosignature)."""
 
-    Follows c2sp.org/signed-note: valid UTF-8 with no control characters but LF; text,
-    then a blank line (the *last* one in the note), then 1 to :data:`MAX_SIGNATURES`
-    lines of ``— <valid key name> <canonical base64 of at least 5 bytes>``. Lines whose
-    (name, key id) pair is not ``verifier``'s are ignored. Every line that is
-    ``verifier``'s must verify, and at least one must be present. Anything else raises
-    :class:`~app.ledger.errors.VerificationError`.
+    name: str
+    key_id: bytes
+    signature: bytes
+
+
+def split_note(note: str | bytes) -> tuple[bytes, list[NoteSignature]]:
+    """Split a signed note into its text (the signed body) and its signature lines, checking
+    only the envelope (c2sp.org/signed-note): valid UTF-8 with no control characters but LF;
+    text, then a blank line (the *last* one in the note), then 1 to :data:`MAX_SIGNATURES`
+    lines of ``— <valid key name> <canonical base64 of at least 5 bytes>``. No signature is
+    checked here. Anything else raises :class:`~app.ledger.errors.VerificationError`.
     """
     try:
         text = note.encode("utf-8").decode("utf-8") if isinstance(note, str) else note.decode()
@@ -315,8 +342,7 @@ def verify_note(note: str | bytes, verifier: CheckpointVerifier) -> bytes:
     lines = sig_block[:-1].split("\n")
     if len(lines) > MAX_SIGNATURES:
         raise VerificationError
-    body_bytes = body.encode("utf-8")
-    verified = False
+    signatures = []
     for line in lines:
         if not line.startswith(_SIG_PREFIX):
             raise VerificationError
@@ -329,16 +355,36 @@ def verify_note(note: str | bytes, verifier: CheckpointVerifier) -> bytes:
             raise VerificationError from None
         if len(raw) < _KEY_ID_SIZE + 1:
             raise VerificationError
-        if name != verifier.name or raw[:_KEY_ID_SIZE] != verifier.key_id:
+        signatures.append(NoteSignature(name, raw[:_KEY_ID_SIZE], raw[_KEY_ID_SIZE:]))
+    return body.encode("utf-8"), signatures
+
+
+def signature_line(name: str, key_id: bytes, signature: bytes) -> str:
+    """One signature line, ``— <name> <base64(key id || signature)>``, with its newline."""
+    return f"{_SIG_PREFIX}{name} {_b64encode(key_id + signature)}\n"
+
+
+def verify_note(note: str | bytes, verifier: CheckpointVerifier) -> bytes:
+    """Verify a signed note against one key and return its text (the signed body).
+
+    The envelope must be well formed (:func:`split_note`). Lines whose (name, key id) pair is
+    not ``verifier``'s are ignored. Every line that is ``verifier``'s must verify, and at
+    least one must be present. Anything else raises
+    :class:`~app.ledger.errors.VerificationError`.
+    """
+    body, signatures = split_note(note)
+    verified = False
+    for line in signatures:
+        if line.name != verifier.name or line.key_id != verifier.key_id:
             continue
         # signed-note: a failing signature from a known key SHOULD reject the note; we do,
         # so one good line cannot vouch for a note that also carries a forged one.
-        if not verifier.verify_signature(body_bytes, raw[_KEY_ID_SIZE:]):
+        if not verifier.verify_signature(body, line.signature):
             raise VerificationError
         verified = True
     if not verified:
         raise VerificationError
-    return body_bytes
+    return body
 
 
 class CheckpointSigner:
@@ -392,7 +438,7 @@ class CheckpointSigner:
         if not text.endswith("\n") or _has_control(text.replace("\n", "")):
             raise ValueError("note text must end with a newline and contain no control chars")
         signature = self._private_key.sign(bytes(body))
-        return f"{text}\n{_SIG_PREFIX}{self._name} {_b64encode(self._key_id + signature)}\n"
+        return f"{text}\n" + signature_line(self._name, self._key_id, signature)
 
     def sign(self, checkpoint: Checkpoint) -> str:
         """Return ``checkpoint`` as a signed note.
