@@ -3,8 +3,8 @@
 The same commands run as ``consent-ledger ...`` and as ``flask --app wsgi ...``: they are
 registered on the application's CLI group by :func:`init_app`. Each command group has its
 module here (``setup``, ``orgs``, ``clients``, ``keys``, ``log``, ``policy``, ``subjects``,
-``webhooks``); ``common`` holds what they share. :data:`COMMANDS` wraps each command once, at
-import, in the refusal of writes on an inconsistent log.
+``webhooks``, ``receipts``); ``common`` holds what they share. :data:`COMMANDS` wraps each
+command once, at import, in the refusal of writes on an inconsistent log.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from app.cli.log import (
 )
 from app.cli.orgs import orgs_group
 from app.cli.policy import policy_group
+from app.cli.receipts import check_receipt_command
 from app.cli.setup import demo_command, demo_token_command, init_command, serve_command
 from app.cli.subjects import erase_command, retention_group
 from app.cli.webhooks import webhooks_group
@@ -43,6 +44,7 @@ COMMANDS = tuple(
         keys_group,
         serve_command,
         verify_command,
+        check_receipt_command,
         rebuild_command,
         backup_command,
         restore_command,

@@ -11,8 +11,9 @@ A proof is, line by line (LF only)::
 
 It binds an entry's index to a signed checkpoint, so anyone holding the log's verifier key can
 check it offline (the leaf hash comes from what the holder already has: the receipt's
-fingerprint). This module only encodes and parses; checking the note's signature and the path
-is :mod:`app.ledger.checkpoint` and :mod:`app.ledger.merkle`'s work.
+fingerprint). :func:`verify` checks one: the note's signature under a key the holder trusts
+(:mod:`app.ledger.checkpoint`), then the path from the fingerprint to the signed root
+(:mod:`app.ledger.merkle`), in the order c2sp.org/tlog-proof "Verifying a tlog proof" gives.
 """
 
 from __future__ import annotations
@@ -20,12 +21,15 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from app.ledger.errors import LedgerError
+from app.ledger import merkle
+from app.ledger.checkpoint import Checkpoint, CheckpointVerifier
+from app.ledger.errors import LedgerError, VerificationError
 from app.ledger.merkle import HASH_SIZE
 
-__all__ = ["HEADER", "MAX_PATH", "TlogProof", "TlogProofError", "parse"]
+__all__ = ["HEADER", "MAX_PATH", "TlogProof", "TlogProofError", "parse", "verify"]
 
 HEADER = "c2sp.org/tlog-proof@v1"
 MAX_PATH = 64
@@ -115,3 +119,34 @@ def parse(text: str) -> TlogProof:
             raise TlogProofError(f"hash {n} is not 32 bytes")
         hashes.append(raw)
     return TlogProof(int(match.group(1)), tuple(hashes), note, extra)
+
+
+def verify(
+    proof: TlogProof, verifiers: Sequence[CheckpointVerifier], leaf_hash: bytes
+) -> tuple[Checkpoint, CheckpointVerifier]:
+    """Check ``proof`` offline: its checkpoint must verify under one of ``verifiers`` (the log's
+    keys the holder trusts; more than one across a key rotation), and its path must lead from
+    ``leaf_hash`` at its index to that checkpoint's root. Returns the checkpoint and the key
+    that signed it; raises :class:`TlogProofError` saying which step failed."""
+    for verifier in verifiers:
+        try:
+            checkpoint = verifier.verify(proof.checkpoint)
+        except VerificationError:
+            continue
+        break
+    else:
+        raise TlogProofError("the checkpoint is not signed by the log's key")
+    if not proof.index < checkpoint.size:
+        raise TlogProofError(
+            f"entry {proof.index} is not in the signed tree of {checkpoint.size} entries"
+        )
+    try:
+        merkle.verify_inclusion(
+            leaf_hash, proof.index, checkpoint.size, proof.hashes, checkpoint.root_hash
+        )
+    except VerificationError:
+        raise TlogProofError(
+            f"the proof does not lead from this fingerprint at index {proof.index} to the "
+            "signed root: another entry, or a changed proof"
+        ) from None
+    return checkpoint, verifier

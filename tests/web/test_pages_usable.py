@@ -6,10 +6,11 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from html import unescape
+from pathlib import Path
 from typing import Any
 
 import pytest
-from flask.testing import FlaskClient
+from flask.testing import FlaskClient, FlaskCliRunner
 
 from app.policy import Policy
 from app.services.container import Ledger
@@ -327,15 +328,34 @@ def test_withdrawing_evaluation_consent_says_the_evaluator_must_destroy_what_it_
     assert (says in _text(receipt)) is destroy
 
 
-def test_the_receipt_says_how_to_check_it(
-    client: FlaskClient, policy: Policy, make_token: Callable[..., str]
+def test_the_receipt_says_how_to_check_it_and_the_check_it_gives_passes(
+    client: FlaskClient,
+    runner: FlaskCliRunner,
+    policy: Policy,
+    make_token: Callable[..., str],
+    tmp_path: Path,
 ) -> None:
     link = _link(client, make_token("tt-leeds", "patient_portal"), NHS[3])
     csrf = form_token(client.get(f"{link}/object").text)
-    receipt = _text(client.post(f"{link}/object", data={"csrf_token": csrf}).text)
+    page = client.post(f"{link}/object", data={"csrf_token": csrf}).text
+    receipt = _text(page)
     assert "How to check this receipt" in receipt
-    assert "/v1/log/proof/inclusion?index=" in receipt
     assert "/v1/log/key" in receipt
+    # The command the page gives, run on the file the page offers, with the published key.
+    command = re.search(
+        r"consent-ledger (check-receipt) (receipt-\d+\.tlog-proof) --key KEY "
+        r"--fingerprint ([0-9a-f]{64})",
+        receipt,
+    )
+    assert command is not None, receipt
+    download = re.search(r'href="([^"]+)" download', page)
+    assert download is not None
+    proof = tmp_path / command.group(2)
+    proof.write_text(client.get(unescape(download.group(1))).text)
+    vkey = client.get("/v1/log/key").text.strip()
+    args = [command.group(1), str(proof), "--key", vkey, "--fingerprint", command.group(3)]
+    result = runner.invoke(args=args)
+    assert result.exit_code == 0, result.output
 
 
 def test_an_objection_can_be_withdrawn_on_the_patient_page(
