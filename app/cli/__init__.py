@@ -2,9 +2,10 @@
 
 The same commands run as ``consent-ledger ...`` and as ``flask --app wsgi ...``: they are
 registered on the application's CLI group by :func:`init_app`. Each command group has its
-module here (``setup``, ``orgs``, ``clients``, ``keys``, ``log``, ``policy``, ``subjects``,
-``webhooks``); ``common`` holds what they share. :data:`COMMANDS` wraps each command once, at
-import, in the refusal of writes on an inconsistent log.
+module here (``setup``, ``orgs``, ``clients``, ``keys``, ``log``, ``monitor``, ``policy``,
+``subjects``, ``webhooks``); ``common`` holds what they share. :data:`COMMANDS` wraps each
+command once, at import, in the refusal of writes on an inconsistent log. ``monitor`` is also
+added to the console script's own group, so an auditor runs it with no instance folder.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from app.cli.log import (
     restore_command,
     verify_command,
 )
+from app.cli.monitor import monitor_command
 from app.cli.orgs import orgs_group
 from app.cli.policy import policy_group
 from app.cli.setup import demo_command, demo_token_command, init_command, serve_command
@@ -43,6 +45,7 @@ COMMANDS = tuple(
         keys_group,
         serve_command,
         verify_command,
+        monitor_command,
         rebuild_command,
         backup_command,
         restore_command,
@@ -74,4 +77,6 @@ def main(argv: list[str] | None = None) -> Any:
         load_dotenv=False,
         help="consent-ledger: signed consent ledger, policy decisions and disclosure history.",
     )
+    # An auditor's command: found before the app is loaded, so it needs no instance folder.
+    group.add_command(monitor_command)
     return group.main(args=argv, prog_name="consent-ledger")
