@@ -127,6 +127,8 @@ def _monitor(
     io.save_state(state_path, report.state)
     for vkey in report.adopted:
         click.echo(f"adopted new log key {vkey} (it signed beside a trusted key)")
+    for vkey in report.retired:
+        click.echo(f"no longer trusting log key {vkey} (a newer key signs without it)")
     withheld = f", {report.withheld} by hash only (bundles withheld)" if report.withheld else ""
     cosigned = f"; cosigned by {', '.join(report.cosigned_by)}" if report.cosigned_by else ""
     root = base64.b64encode(report.checkpoint.root_hash).decode()

@@ -248,7 +248,7 @@ class MonitorState:
                 raise ValueError("the state has a size but no checkpoint")
             return state
         try:
-            checkpoint = _verified(state, note)
+            checkpoint, _ = _verified(state, note)
         except MonitorError as exc:
             raise ValueError(f"the saved checkpoint does not verify: {exc}") from None
         if (checkpoint.size, checkpoint.root_hash) != (size, root):
@@ -266,21 +266,23 @@ class Report:
     entries_checked: int
     withheld: int
     adopted: tuple[str, ...] = ()
+    retired: tuple[str, ...] = ()
     cosigned_by: tuple[str, ...] = ()
 
 
 # --- signatures ----------------------------------------------------------------------------------
 
 
-def _verified(state: MonitorState, note: str) -> Checkpoint:
-    """The checkpoint, if a trusted key signed it and no trusted key's line fails."""
+def _verified(state: MonitorState, note: str) -> tuple[Checkpoint, set[str]]:
+    """The checkpoint, if a trusted key signed it and no trusted key's line fails; and the
+    trusted keys that signed it."""
     try:
         body, lines = split_note(note)
     except VerificationError:
         raise BadSignature("the checkpoint is not a well-formed signed note") from None
     trusted = [CheckpointVerifier.from_verifier_key(k) for k in state.log_keys]
     by_id = {(v.name, v.key_id): v for v in trusted}
-    signed = False
+    signed: set[str] = set()
     for line in lines:
         verifier = by_id.get((line.name, line.key_id))
         if verifier is None:
@@ -291,7 +293,7 @@ def _verified(state: MonitorState, note: str) -> Checkpoint:
             raise BadSignature(
                 f"the signature by trusted log key {line.key_id.hex()} does not verify"
             )
-        signed = True
+        signed.add(verifier.verifier_key())
     if not signed:
         ids = ", ".join(line.key_id.hex() for line in lines if line.name == state.origin)
         raise BadSignature(
@@ -306,7 +308,16 @@ def _verified(state: MonitorState, note: str) -> Checkpoint:
         raise BadSignature(
             f"the checkpoint's origin is {checkpoint.origin!r}, not {state.origin!r}"
         )
-    return checkpoint
+    return checkpoint, signed
+
+
+def _retired(state: MonitorState, signed: set[str]) -> tuple[str, ...]:
+    """Trusted keys a newer trusted key has taken over from: those before (in the order this
+    monitor came to trust them) the newest key that signed, which did not sign. An honest
+    rotation never goes back to the old key alone once the new one signs alone, so from then on
+    a checkpoint signed by the old key alone (a stolen key, say) is refused."""
+    newest = max(i for i, vkey in enumerate(state.log_keys) if vkey in signed)
+    return tuple(k for k in state.log_keys[:newest] if k not in signed)
 
 
 def _adopt(
@@ -497,9 +508,11 @@ def run(
     with (entries done, entries to check) after each tile. Returns the :class:`Report` whose
     state to save; raises the :class:`MonitorError` naming what is wrong.
     """
-    checkpoint = _verified(state, note)
+    checkpoint, signed = _verified(state, note)
     adopted = _adopt(state, note, published)
+    retired = _retired(state, signed)
     cosigned = _cosigned(state, note)
+    keys = tuple(dict.fromkeys([*(k for k in state.log_keys if k not in retired), *adopted]))
     old, size = state.size, checkpoint.size
     evidence = (state.note, note) if state.note is not None else (note,)
     if size < old:
@@ -511,7 +524,36 @@ def run(
             f"split view: the log signed two different trees of {size} entries", evidence
         )
     if size == old:
-        return Report(replace(state, note=note), checkpoint, 0, 0, 0, adopted, cosigned)
+        accepted = replace(state, log_keys=keys, note=note)
+        return Report(accepted, checkpoint, 0, 0, 0, adopted, retired, cosigned)
+    try:
+        walk = _extend(state, checkpoint, source, progress, evidence)
+    except BadTile as exc:
+        # Bad tiles are evidence against the log too: keep the checkpoint they were served for.
+        raise BadTile(exc.message, exc.evidence or evidence) from None
+    accepted = replace(
+        state,
+        log_keys=keys,
+        note=note,
+        size=size,
+        root=checkpoint.root_hash,
+        edge=tuple(h for _, h in walk.edge.root_nodes()),
+    )
+    return Report(
+        accepted, checkpoint, size - old, walk.checked, walk.withheld, adopted, retired, cosigned
+    )
+
+
+def _extend(
+    state: MonitorState,
+    checkpoint: Checkpoint,
+    source: TileSource,
+    progress: Callable[[int, int], None] | None,
+    evidence: tuple[str, ...],
+) -> _Walk:
+    """The new leaves appended to the saved edge, checked to reach the signed root; then the
+    higher-level tiles over them."""
+    old, size = state.size, checkpoint.size
     walk = _walk(state, size, source, progress)
     if walk.edge.root() != checkpoint.root_hash:
         if old and _served_root(old, size, source) != state.root:
@@ -534,12 +576,4 @@ def run(
             f"{walk.bad_prefix.path()} are not those of the entries this monitor already checked"
         )
     _check_upper(walk, size, source)
-    accepted = replace(
-        state,
-        log_keys=tuple(dict.fromkeys([*state.log_keys, *adopted])),
-        note=note,
-        size=size,
-        root=checkpoint.root_hash,
-        edge=tuple(h for _, h in walk.edge.root_nodes()),
-    )
-    return Report(accepted, checkpoint, size - old, walk.checked, walk.withheld, adopted, cosigned)
+    return walk

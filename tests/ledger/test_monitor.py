@@ -210,8 +210,9 @@ def test_a_tile_with_one_hash_flipped_is_a_bad_tile(
     state = monitor(fresh(), log).state if saved else fresh()
     log.append(leaves(size - saved, start=saved))
     log.flipped[damage] = position
-    with pytest.raises(BadTile, match=damage.replace(".", r"\.")):
+    with pytest.raises(BadTile, match=damage.replace(".", r"\.")) as caught:
         monitor(state, log)
+    assert caught.value.evidence[-1] == log.note()  # the checkpoint the tiles were served for
 
 
 def test_an_old_hash_flipped_in_the_tile_the_saved_size_ends_in_is_a_bad_tile() -> None:
@@ -275,10 +276,39 @@ def test_a_new_key_is_adopted_only_from_a_checkpoint_a_trusted_key_also_signed()
     assert report.adopted == (new.verifier_key(),)
     assert set(report.state.log_keys) == {KEY.verifier_key(), new.verifier_key()}
 
-    # After the old key retires, the new one alone is enough.
+    # After the old key retires, the new one alone is enough, and the old one is no longer
+    # trusted: a checkpoint it alone signs (a stolen key showing another history) is refused.
     log.append(leaves(5, start=15))
     log.signers = [new]
-    assert monitor(report.state, log, published=published).state.size == 20
+    later = monitor(report.state, log, published=published)
+    assert (later.state.size, later.retired) == (20, (KEY.verifier_key(),))
+    assert later.state.log_keys == (new.verifier_key(),)
+    log.append(leaves(5, start=20))
+    log.signers = [KEY]
+    with pytest.raises(BadSignature, match="signed by no key this monitor trusts"):
+        monitor(later.state, log, published=published)
+
+
+def test_a_key_is_adopted_from_an_overlap_checkpoint_of_the_size_already_seen() -> None:
+    new = CheckpointSigner(ORIGIN, Ed25519PrivateKey.generate())
+    log = Log(leaves(10))
+    state = monitor(fresh(), log).state
+    log.signers = [KEY, new]
+    report = monitor(state, log, published=[new.verifier_key()])
+    assert (report.new_entries, report.state.log_keys) == (
+        0,
+        (KEY.verifier_key(), new.verifier_key()),
+    )
+
+
+def test_a_published_key_whose_line_does_not_verify_rejects_the_checkpoint() -> None:
+    new = CheckpointSigner(ORIGIN, Ed25519PrivateKey.generate())
+    log = Log(leaves(10), signers=[KEY, new])
+    note = log.note()
+    other = Log(leaves(11), signers=[new]).note().split("\n\n")[1]  # new's line, another body
+    forged = note[: note.rindex("\u2014")] + other
+    with pytest.raises(BadSignature, match=f"published log key {new.key_id.hex()}"):
+        monitor(fresh(), log, note=forged, published=[new.verifier_key()])
 
 
 def test_a_second_line_whose_key_is_not_published_is_not_adopted() -> None:

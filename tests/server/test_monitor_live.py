@@ -149,10 +149,12 @@ def test_the_monitor_follows_one_log_and_catches_the_other_history(
         assert note in split.stderr
 
 
-def test_a_first_run_needs_the_key_and_trusts_no_other(demo_instance: Path, tmp_path: Path) -> None:
+def test_a_first_run_needs_the_log_key_and_a_dead_log_fails(
+    demo_instance: Path, tmp_path: Path
+) -> None:
     srv = Server(demo_instance, workers=1)
+    state = tmp_path / "state.json"
     try:
-        state = tmp_path / "state.json"
         missing = _monitor(srv.url, state)
         assert missing.returncode == 2
         assert "needs the log's verifier key (--key)" in missing.stderr
@@ -162,5 +164,12 @@ def test_a_first_run_needs_the_key_and_trusts_no_other(demo_instance: Path, tmp_
         assert refused.returncode == 1
         assert "signed by no key this monitor trusts" in refused.stderr
         assert not state.exists()
+        vkey = requests.get(srv.url + "/v1/log/key", timeout=10).text.split()[0]
+        assert _monitor(srv.url, state, "--key", vkey).returncode == 0
     finally:
         srv.stop()
+    saved = state.read_text()
+    gone = _monitor(srv.url, state)
+    assert gone.returncode == 1
+    assert "could not connect" in gone.stderr
+    assert state.read_text() == saved
