@@ -125,10 +125,12 @@ def _monitor(
         _stop(f"{name}: {log.url}: {exc.message}", code)
         return
     io.save_state(state_path, report.state)
+    # Changes of trust go to stderr with the errors: a cron job that drops the ok line still
+    # mails them to the auditor.
     for vkey in report.adopted:
-        click.echo(f"adopted new log key {vkey} (it signed beside a trusted key)")
+        click.echo(f"adopted new log key {vkey} (it signed beside a trusted key)", err=True)
     for vkey in report.retired:
-        click.echo(f"no longer trusting log key {vkey} (a newer key signs without it)")
+        click.echo(f"no longer trusting log key {vkey} (a newer key signs without it)", err=True)
     withheld = f", {report.withheld} by hash only (bundles withheld)" if report.withheld else ""
     cosigned = f"; cosigned by {', '.join(report.cosigned_by)}" if report.cosigned_by else ""
     root = base64.b64encode(report.checkpoint.root_hash).decode()
