@@ -64,15 +64,19 @@ class HttpLog:
         self.url = url.rstrip("/")
         self.timeout = timeout
 
-    def _get(self, path: str, limit: int, withheld: bool = False) -> bytes | None:
+    def _get(
+        self, path: str, limit: int, withheld: bool = False, accept: str = "*/*"
+    ) -> tuple[bytes, str] | None:
+        """The body (at most ``limit + 1`` bytes) and its media type; None for a withheld
+        bundle when ``withheld``; Unreachable for anything else that is not a 200."""
         request = urllib.request.Request(  # noqa: S310 (the scheme is checked above)
-            self.url + path, headers={"User-Agent": "consent-ledger-monitor"}
+            self.url + path, headers={"User-Agent": "consent-ledger-monitor", "Accept": accept}
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
                 # One byte over the limit is enough to show the answer is too long; the checks
                 # in app.ledger.monitor then refuse it for its length.
-                return bytes(response.read(limit + 1))
+                return bytes(response.read(limit + 1)), response.headers.get_content_type()
         except urllib.error.HTTPError as exc:
             if withheld and exc.code == 403 and _is_withheld(exc):
                 return None
@@ -85,28 +89,39 @@ class HttpLog:
         except http.client.HTTPException as exc:
             raise Unreachable(f"GET {path}: not an HTTP answer ({type(exc).__name__})") from None
 
+    def _body(self, path: str, limit: int) -> bytes:
+        got = self._get(path, limit)
+        assert got is not None
+        return got[0]
+
     def checkpoint(self) -> str:
-        data = self._get("/log/checkpoint", MAX_NOTE_BYTES)
-        assert data is not None
         # Undecodable bytes stay visible (and make the note fail its envelope check).
-        return data.decode("utf-8", errors="replace")
+        return self._body("/log/checkpoint", MAX_NOTE_BYTES).decode("utf-8", errors="replace")
 
     def published_keys(self) -> list[str]:
-        """The log keys ``/v1/log/key`` lists: the first token of each line (a line may say
-        more, such as the period the key signed)."""
-        data = self._get("/v1/log/key", MAX_NOTE_BYTES)
-        assert data is not None
+        """The log keys ``/v1/log/key`` lists. As JSON (``{"keys": [{"vkey": ...}, ...]}``) when
+        the service offers it; as text, the first token of each line (a line may say more, such
+        as the period the key signed). Anything that is not a verifier key is skipped by the
+        caller."""
+        got = self._get("/v1/log/key", MAX_NOTE_BYTES, accept="application/json, text/plain;q=0.5")
+        assert got is not None
+        data, media_type = got
         text = data.decode("utf-8", errors="replace")
+        if media_type == "application/json":
+            try:
+                listed = json.loads(text).get("keys", [])
+                return [k["vkey"] for k in listed if isinstance(k.get("vkey"), str)]
+            except (ValueError, AttributeError, TypeError):
+                return []
         return [line.split()[0] for line in text.splitlines() if line.split()]
 
     def hash_tile(self, tile: Tile) -> bytes:
-        data = self._get("/log/tile/" + tile.path(), MAX_TILE_BYTES)
-        assert data is not None
-        return data
+        return self._body("/log/tile/" + tile.path(), MAX_TILE_BYTES)
 
     def bundle(self, tile: Tile) -> bytes | None:
         where = tile.path().split("/", 1)[1]
-        return self._get("/log/tile/entries/" + where, MAX_BUNDLE_BYTES, withheld=True)
+        got = self._get("/log/tile/entries/" + where, MAX_BUNDLE_BYTES, withheld=True)
+        return None if got is None else got[0]
 
 
 def _is_withheld(exc: urllib.error.HTTPError) -> bool:
