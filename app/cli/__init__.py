@@ -2,10 +2,9 @@
 
 The same commands run as ``consent-ledger ...`` and as ``flask --app wsgi ...``: they are
 registered on the application's CLI group by :func:`init_app`. Each command group has its
-module here (``setup``, ``orgs``, ``clients``, ``keys``, ``log``, ``monitor``, ``policy``,
-``subjects``, ``webhooks``); ``common`` holds what they share. :data:`COMMANDS` wraps each
-command once, at import, in the refusal of writes on an inconsistent log. ``monitor`` is also
-added to the console script's own group, so an auditor runs it with no instance folder.
+module here (``setup``, ``orgs``, ``clients``, ``keys``, ``log``, ``policy``, ``subjects``,
+``webhooks``); ``common`` holds what they share. :data:`COMMANDS` wraps each command once, at
+import, in the refusal of writes on an inconsistent log.
 """
 
 from __future__ import annotations
@@ -45,11 +44,11 @@ COMMANDS = tuple(
         keys_group,
         serve_command,
         verify_command,
-        monitor_command,
         rebuild_command,
         backup_command,
         restore_command,
         accept_rollback_command,
+        monitor_command,
         policy_group,
         webhooks_group,
         erase_command,
