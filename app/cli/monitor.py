@@ -130,7 +130,9 @@ def _monitor(
     for vkey in report.adopted:
         click.echo(f"adopted new log key {vkey} (it signed beside a trusted key)", err=True)
     for vkey in report.retired:
-        click.echo(f"no longer trusting log key {vkey} (a newer key signs without it)", err=True)
+        click.echo(
+            f"no longer trusting log key {vkey} (the checkpoint is signed without it)", err=True
+        )
     withheld = f", {report.withheld} by hash only (bundles withheld)" if report.withheld else ""
     cosigned = f"; cosigned by {', '.join(report.cosigned_by)}" if report.cosigned_by else ""
     root = base64.b64encode(report.checkpoint.root_hash).decode()

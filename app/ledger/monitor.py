@@ -312,12 +312,11 @@ def _verified(state: MonitorState, note: str) -> tuple[Checkpoint, set[str]]:
 
 
 def _retired(state: MonitorState, signed: set[str]) -> tuple[str, ...]:
-    """Trusted keys a newer trusted key has taken over from: those before (in the order this
-    monitor came to trust them) the newest key that signed, which did not sign. An honest
-    rotation never goes back to the old key alone once the new one signs alone, so from then on
-    a checkpoint signed by the old key alone (a stolen key, say) is refused."""
-    newest = max(i for i, vkey in enumerate(state.log_keys) if vkey in signed)
-    return tuple(k for k in state.log_keys[:newest] if k not in signed)
+    """Trusted keys that did not sign a checkpoint a trusted key did: the log signs each
+    checkpoint with every key it has not retired (both during a rotation's overlap), so a key
+    missing from one has been retired, and a checkpoint signed by it alone afterwards (a stolen
+    key, say) is refused."""
+    return tuple(k for k in state.log_keys if k not in signed)
 
 
 def _adopt(

@@ -289,6 +289,21 @@ def test_a_new_key_is_adopted_only_from_a_checkpoint_a_trusted_key_also_signed()
         monitor(later.state, log, published=published)
 
 
+def test_a_trusted_key_that_does_not_sign_is_no_longer_trusted() -> None:
+    retired = CheckpointSigner(ORIGIN, Ed25519PrivateKey.generate())
+    state = fresh().trusting([retired.verifier_key()])
+    log = Log(leaves(10))
+    report = monitor(state, log)
+    assert (report.retired, report.state.log_keys) == (
+        (retired.verifier_key(),),
+        (KEY.verifier_key(),),
+    )
+    log.append(leaves(1, start=10))
+    log.signers = [retired]
+    with pytest.raises(BadSignature, match="signed by no key this monitor trusts"):
+        monitor(report.state, log)
+
+
 def test_a_key_is_adopted_from_an_overlap_checkpoint_of_the_size_already_seen() -> None:
     new = CheckpointSigner(ORIGIN, Ed25519PrivateKey.generate())
     log = Log(leaves(10))
