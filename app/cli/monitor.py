@@ -108,7 +108,7 @@ def _monitor(
         raise click.BadParameter(str(exc)) from None
     try:
         note = log.checkpoint()
-        report = run(state, note, log, log.published_keys, _progress_lines("checked", quiet))
+        report = run(state, note, log, _progress_lines("checked", quiet))
     except io.Unreachable as exc:
         _stop(f"{log.url}: {exc}")
         return
@@ -128,10 +128,20 @@ def _monitor(
     # Changes of trust go to stderr with the errors: a cron job that drops the ok line still
     # mails them to the auditor.
     for vkey in report.adopted:
-        click.echo(f"adopted new log key {vkey} (it signed beside a trusted key)", err=True)
+        click.echo(
+            f"adopted new log key {vkey} (announced by a log.key_added entry, signing beside "
+            "a trusted key)",
+            err=True,
+        )
     for vkey in report.retired:
         click.echo(
             f"no longer trusting log key {vkey} (the checkpoint is signed without it)", err=True
+        )
+    for key_id in report.unadopted:
+        click.echo(
+            f"not trusting key id {key_id}, which signs beside a trusted key: no log.key_added "
+            "entry this monitor checked announces it (if you trust it, pass it with --key)",
+            err=True,
         )
     withheld = f", {report.withheld} by hash only (bundles withheld)" if report.withheld else ""
     cosigned = f"; cosigned by {', '.join(report.cosigned_by)}" if report.cosigned_by else ""

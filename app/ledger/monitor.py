@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -39,8 +39,10 @@ from app.ledger.checkpoint import (
     split_note,
 )
 from app.ledger.cosignature import CosignatureVerifier, cosigners
+from app.ledger.entry import decode_entry
 from app.ledger.errors import (
     CheckpointFormatError,
+    EntryError,
     LedgerError,
     VerificationError,
     VerifierKeyError,
@@ -72,6 +74,10 @@ __all__ = [
 
 STATE_FORMAT = "consent-ledger-monitor/1"
 """The ``format`` field of a saved state: a later layout gets a new name, not a silent guess."""
+KEY_ADDED = "log.key_added"
+"""The entry that announces a new signing key (``keys rotate-signing``, issue 16 item 4); its
+``data.vkey`` is the key's verifier key."""
+_KEY_ADDED_MARK = b'"type":"' + KEY_ADDED.encode() + b'"'
 
 
 class MonitorError(LedgerError):
@@ -144,6 +150,7 @@ class MonitorState:
     size: int = 0
     root: bytes = field(default_factory=empty_root)
     edge: tuple[bytes, ...] = ()
+    announced: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.log_keys:
@@ -154,6 +161,9 @@ class MonitorState:
                 raise VerifierKeyError(
                     f"the key {vkey!r} is named {name!r}, not the log's origin {self.origin!r}"
                 )
+        for vkey in self.announced:
+            if CheckpointVerifier.from_verifier_key(vkey).name != self.origin:
+                raise VerifierKeyError(f"the announced key {vkey!r} is not the log's")
         for vkey in self.witnesses:
             CosignatureVerifier.from_verifier_key(vkey)
         if self.quorum is not None and not 0 <= self.quorum <= len(self.witnesses):
@@ -203,6 +213,7 @@ class MonitorState:
             "size": self.size,
             "root": _b64(self.root),
             "right_edge": [_b64(h) for h in self.edge],
+            "announced_keys": list(self.announced),
         }
 
     @classmethod
@@ -215,6 +226,7 @@ class MonitorState:
             raise ValueError(f"not a monitor state (format {STATE_FORMAT!r} expected)")
         try:
             keys, witnesses, edge = data["log_keys"], data["witnesses"], data["right_edge"]
+            announced = data["announced_keys"]
             origin, note, size, quorum = (
                 data["origin"],
                 data["checkpoint"],
@@ -229,6 +241,8 @@ class MonitorState:
             and all(isinstance(k, str) for k in keys)
             and isinstance(witnesses, list)
             and all(isinstance(w, str) for w in witnesses)
+            and isinstance(announced, list)
+            and all(isinstance(k, str) for k in announced)
             and isinstance(edge, list)
             and (note is None or isinstance(note, str))
             and isinstance(size, int)
@@ -242,7 +256,17 @@ class MonitorState:
             CompactRange.from_root_nodes(size, hashes)
         except ValueError:
             raise ValueError("the saved right edge does not match the saved size") from None
-        state = cls(origin, tuple(keys), tuple(witnesses), quorum, note, size, root, hashes)
+        state = cls(
+            origin,
+            tuple(keys),
+            tuple(witnesses),
+            quorum,
+            note,
+            size,
+            root,
+            hashes,
+            tuple(announced),
+        )
         if note is None:
             if size:
                 raise ValueError("the state has a size but no checkpoint")
@@ -268,6 +292,9 @@ class Report:
     adopted: tuple[str, ...] = ()
     retired: tuple[str, ...] = ()
     cosigned_by: tuple[str, ...] = ()
+    unadopted: tuple[str, ...] = ()
+    """Key ids (hex) that signed beside a trusted key under the log's name, but that no
+    ``log.key_added`` entry this monitor checked announces: not trusted."""
 
 
 # --- signatures ----------------------------------------------------------------------------------
@@ -320,35 +347,54 @@ def _retired(state: MonitorState, signed: set[str]) -> tuple[str, ...]:
 
 
 def _adopt(
-    state: MonitorState, note: str, published: Callable[[], Iterable[str]]
-) -> tuple[str, ...]:
-    """Keys to add to the trusted ones: each other line under the log's name whose key the log
-    publishes and whose signature verifies, on a note a trusted key already signed (the
-    overlap of a key rotation). A line whose published key does not verify rejects the note."""
+    state: MonitorState, note: str, announced: Sequence[str]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The keys to trust from now on, and the key ids left untrusted: each other line under the
+    log's name, on a note a trusted key signed (a rotation's overlap), is adopted if a
+    ``log.key_added`` entry in the tree this monitor checked announces its key and the line
+    verifies under it. The public key comes from the log itself, not from an answer anyone
+    between the log and the monitor could change: whoever controls the answers but not the key
+    can add their own line to a genuine checkpoint, not an entry to a tree the key signed. An
+    announced key whose line does not verify rejects the note."""
     body, lines = split_note(note)
     trusted = {CheckpointVerifier.from_verifier_key(k).key_id for k in state.log_keys}
-    candidates = [ln for ln in lines if ln.name == state.origin and ln.key_id not in trusted]
-    if not candidates:
-        return ()
-    listed: dict[bytes, CheckpointVerifier] = {}
-    for text in published():
-        try:
-            verifier = CheckpointVerifier.from_verifier_key(text)
-        except VerifierKeyError:
-            continue  # not a log key (a line this monitor does not understand): not adopted
-        if verifier.name == state.origin:
-            listed[verifier.key_id] = verifier
-    adopted = []
-    for line in candidates:
-        listed_key = listed.get(line.key_id)
-        if listed_key is None:
+    by_id = {v.key_id: v for v in (CheckpointVerifier.from_verifier_key(k) for k in announced)}
+    adopted: list[str] = []
+    unadopted: list[str] = []
+    for line in lines:
+        if line.name != state.origin or line.key_id in trusted:
             continue
-        if not listed_key.verify_signature(body, line.signature):
+        verifier = by_id.get(line.key_id)
+        if verifier is None:
+            unadopted.append(line.key_id.hex())
+            continue
+        if not verifier.verify_signature(body, line.signature):
             raise BadSignature(
-                f"the signature by published log key {line.key_id.hex()} does not verify"
+                f"the signature by announced log key {line.key_id.hex()} does not verify"
             )
-        adopted.append(listed_key.verifier_key())
-    return tuple(dict.fromkeys(adopted))
+        adopted.append(verifier.verifier_key())
+    return tuple(dict.fromkeys(adopted)), tuple(dict.fromkeys(unadopted))
+
+
+def _announcement(state: MonitorState, entry: bytes) -> str | None:
+    """The verifier key a ``log.key_added`` entry of this log announces, or None."""
+    # A canonical entry has no spaces: the cheap test skips decoding every other entry.
+    if _KEY_ADDED_MARK not in entry:
+        return None
+    try:
+        value = decode_entry(entry)
+    except EntryError:
+        return None
+    data = value.get("data")
+    vkey = data.get("vkey") if isinstance(data, dict) else None
+    if value.get("type") != KEY_ADDED or not isinstance(vkey, str):
+        return None
+    try:
+        if CheckpointVerifier.from_verifier_key(vkey).name != state.origin:
+            return None
+    except VerifierKeyError:
+        return None
+    return vkey
 
 
 def _cosigned(state: MonitorState, note: str) -> tuple[str, ...]:
@@ -395,7 +441,8 @@ def _hashes(source: TileSource, tile: Tile) -> list[bytes]:
     return [data[i : i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
 
 
-def _check_bundle(tile: Tile, data: bytes, hashes: Sequence[bytes]) -> None:
+def _check_bundle(tile: Tile, data: bytes, hashes: Sequence[bytes]) -> list[bytes]:
+    """The bundle's entries, once each hashes to its leaf hash in the tile."""
     where = f"entries/{tile.path().split('/', 1)[1]}"
     try:
         entries = decode_bundle(data)
@@ -411,6 +458,7 @@ def _check_bundle(tile: Tile, data: bytes, hashes: Sequence[bytes]) -> None:
                 f"bad tile: entry bundle {where}: entry {tile.first + i} does not hash to "
                 f"its leaf hash in tile {tile.path()}"
             )
+    return entries
 
 
 def _served_root(size: int, served_size: int, source: TileSource) -> bytes:
@@ -441,6 +489,7 @@ class _Walk:
     bad_prefix: Tile | None = None
     upper: dict[int, dict[int, bytes]] = field(default_factory=dict)
     tiles: list[Tile] = field(default_factory=list)
+    announced: list[str] = field(default_factory=list)
 
 
 def _walk(
@@ -468,8 +517,12 @@ def _walk(
         if bundle is None:
             walk.withheld += tile.width - seen
         else:
-            _check_bundle(tile, bundle, hashes)
+            entries = _check_bundle(tile, bundle, hashes)
             walk.checked += tile.width - seen
+            for entry in entries[seen:]:
+                vkey = _announcement(state, entry)
+                if vkey is not None:
+                    walk.announced.append(vkey)
         for level, first, created in walk.edge.extend(hashes[seen:]):
             if level and level % HEIGHT == 0:
                 found = walk.upper.setdefault(level // HEIGHT, {})
@@ -497,21 +550,15 @@ def run(
     state: MonitorState,
     note: str,
     source: TileSource,
-    published: Callable[[], Iterable[str]] = tuple,
     progress: Callable[[int, int], None] | None = None,
 ) -> Report:
     """Check a newly fetched checkpoint ``note`` and the tiles behind it against ``state``.
 
-    ``published`` gives the log keys the log lists (``/v1/log/key``), asked only when the note
-    carries a signature under the log's name from a key not yet trusted; ``progress`` is called
-    with (entries done, entries to check) after each tile. Returns the :class:`Report` whose
-    state to save; raises the :class:`MonitorError` naming what is wrong.
+    ``progress`` is called with (entries done, entries to check) after each tile. Returns the
+    :class:`Report` whose state to save; raises the :class:`MonitorError` naming what is wrong.
     """
     checkpoint, signed = _verified(state, note)
-    adopted = _adopt(state, note, published)
-    retired = _retired(state, signed)
     cosigned = _cosigned(state, note)
-    keys = tuple(dict.fromkeys([*(k for k in state.log_keys if k not in retired), *adopted]))
     old, size = state.size, checkpoint.size
     evidence = (state.note, note) if state.note is not None else (note,)
     if size < old:
@@ -522,24 +569,42 @@ def run(
         raise SplitView(
             f"split view: the log signed two different trees of {size} entries", evidence
         )
-    if size == old:
-        accepted = replace(state, log_keys=keys, note=note)
-        return Report(accepted, checkpoint, 0, 0, 0, adopted, retired, cosigned)
-    try:
-        walk = _extend(state, checkpoint, source, progress, evidence)
-    except BadTile as exc:
-        # Bad tiles are evidence against the log too: keep the checkpoint they were served for.
-        raise BadTile(exc.message, exc.evidence or evidence) from None
+    accepted = replace(state, note=note)
+    new_entries = checked = withheld = 0
+    announced = list(state.announced)
+    if size > old:
+        try:
+            walk = _extend(state, checkpoint, source, progress, evidence)
+        except BadTile as exc:
+            # Bad tiles are evidence against the log too: keep the checkpoint served with them.
+            raise BadTile(exc.message, exc.evidence or evidence) from None
+        accepted = replace(
+            accepted,
+            size=size,
+            root=checkpoint.root_hash,
+            edge=tuple(h for _, h in walk.edge.root_nodes()),
+        )
+        new_entries, checked, withheld = size - old, walk.checked, walk.withheld
+        announced += walk.announced
+    # Only now are the new entries known to be in the tree a trusted key signed.
+    adopted, unadopted = _adopt(state, note, announced)
+    retired = _retired(state, signed)
+    keys = tuple(dict.fromkeys([*(k for k in state.log_keys if k not in retired), *adopted]))
     accepted = replace(
-        state,
+        accepted,
         log_keys=keys,
-        note=note,
-        size=size,
-        root=checkpoint.root_hash,
-        edge=tuple(h for _, h in walk.edge.root_nodes()),
+        announced=tuple(k for k in dict.fromkeys(announced) if k not in keys and k not in retired),
     )
     return Report(
-        accepted, checkpoint, size - old, walk.checked, walk.withheld, adopted, retired, cosigned
+        accepted,
+        checkpoint,
+        new_entries,
+        checked,
+        withheld,
+        adopted,
+        retired,
+        cosigned,
+        unadopted,
     )
 
 

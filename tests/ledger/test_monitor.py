@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from app.ledger.checkpoint import Checkpoint, CheckpointSigner
 from app.ledger.cosignature import CosignatureSigner, with_cosignatures
+from app.ledger.entry import encode_entry
 from app.ledger.merkle import MemoryTree
 from app.ledger.monitor import (
     BadSignature,
@@ -92,10 +93,9 @@ def monitor(
     state: MonitorState,
     log: Log,
     note: str | None = None,
-    published: Iterable[str] = (),
     progress: Callable[[int, int], None] | None = None,
 ) -> Report:
-    return run(state, note or log.note(), log, lambda: list(published), progress)
+    return run(state, note or log.note(), log, progress)
 
 
 # --- a log that only grows is followed ---------------------------------------------------------
@@ -258,79 +258,73 @@ def test_a_failing_line_from_a_trusted_key_rejects_the_checkpoint() -> None:
         monitor(fresh(), log, note=log.note() + forged)
 
 
-def test_a_new_key_is_adopted_only_from_a_checkpoint_a_trusted_key_also_signed() -> None:
+def key_added(signer: CheckpointSigner) -> bytes:
+    """The log entry that announces a new signing key (``keys rotate-signing``, issue 16 item 4)."""
+    data = {"vkey": signer.verifier_key(), "generation": 2}
+    return encode_entry(
+        {"v": 1, "type": "log.key_added", "time": "2026-12-03T12:00:00Z", "data": data}
+    )
+
+
+def test_a_new_key_is_adopted_when_the_log_announces_it_and_it_signs_beside_a_trusted_key() -> None:
     new = CheckpointSigner(ORIGIN, Ed25519PrivateKey.generate())
-    published = [KEY.verifier_key(), new.verifier_key()]
     log = Log(leaves(10))
     state = monitor(fresh(), log).state
+    log.append([key_added(new), *leaves(5, start=11)])
 
-    # Signed by the new key alone, before any overlap: not trusted yet.
-    log.append(leaves(5, start=10))
+    # Signed by the new key alone: not trusted, announced or not.
     log.signers = [new]
     with pytest.raises(BadSignature, match="signed by no key this monitor trusts"):
-        monitor(state, log, published=published)
+        monitor(state, log)
 
-    # The overlap: both keys sign; the new one is adopted.
+    # The overlap: both keys sign a tree holding the announcement; the new key is adopted.
     log.signers = [KEY, new]
-    report = monitor(state, log, published=published)
+    report = monitor(state, log)
     assert report.adopted == (new.verifier_key(),)
-    assert set(report.state.log_keys) == {KEY.verifier_key(), new.verifier_key()}
+    assert report.state.log_keys == (KEY.verifier_key(), new.verifier_key())
 
     # After the old key retires, the new one alone is enough, and the old one is no longer
     # trusted: a checkpoint it alone signs (a stolen key showing another history) is refused.
-    log.append(leaves(5, start=15))
+    log.append(leaves(5, start=16))
     log.signers = [new]
-    later = monitor(report.state, log, published=published)
-    assert (later.state.size, later.retired) == (20, (KEY.verifier_key(),))
+    later = monitor(report.state, log)
+    assert (later.state.size, later.retired) == (21, (KEY.verifier_key(),))
     assert later.state.log_keys == (new.verifier_key(),)
-    log.append(leaves(5, start=20))
+    log.append(leaves(5, start=21))
     log.signers = [KEY]
     with pytest.raises(BadSignature, match="signed by no key this monitor trusts"):
-        monitor(later.state, log, published=published)
+        monitor(later.state, log)
 
 
-def test_a_trusted_key_that_does_not_sign_is_no_longer_trusted() -> None:
-    retired = CheckpointSigner(ORIGIN, Ed25519PrivateKey.generate())
-    state = fresh().trusting([retired.verifier_key()])
-    log = Log(leaves(10))
-    report = monitor(state, log)
-    assert (report.retired, report.state.log_keys) == (
-        (retired.verifier_key(),),
-        (KEY.verifier_key(),),
-    )
-    log.append(leaves(1, start=10))
-    log.signers = [retired]
-    with pytest.raises(BadSignature, match="signed by no key this monitor trusts"):
-        monitor(report.state, log)
-
-
-def test_a_key_is_adopted_from_an_overlap_checkpoint_of_the_size_already_seen() -> None:
-    new = CheckpointSigner(ORIGIN, Ed25519PrivateKey.generate())
-    log = Log(leaves(10))
-    state = monitor(fresh(), log).state
-    log.signers = [KEY, new]
-    report = monitor(state, log, published=[new.verifier_key()])
-    assert (report.new_entries, report.state.log_keys) == (
-        0,
-        (KEY.verifier_key(), new.verifier_key()),
-    )
-
-
-def test_a_published_key_whose_line_does_not_verify_rejects_the_checkpoint() -> None:
-    new = CheckpointSigner(ORIGIN, Ed25519PrivateKey.generate())
-    log = Log(leaves(10), signers=[KEY, new])
-    note = log.note()
-    other = Log(leaves(11), signers=[new]).note().split("\n\n")[1]  # new's line, another body
-    forged = note[: note.rindex("\u2014")] + other
-    with pytest.raises(BadSignature, match=f"published log key {new.key_id.hex()}"):
-        monitor(fresh(), log, note=forged, published=[new.verifier_key()])
-
-
-def test_a_second_line_whose_key_is_not_published_is_not_adopted() -> None:
-    new = CheckpointSigner(ORIGIN, Ed25519PrivateKey.generate())
-    log = Log(leaves(10), signers=[KEY, new])
-    report = monitor(fresh(), log, published=[KEY.verifier_key()])
+def test_a_key_the_log_does_not_announce_is_not_adopted() -> None:
+    # Whoever controls the answers but not the log's key can add a line of their own key to a
+    # genuine checkpoint; they cannot add an entry to the tree the log's key signed.
+    stranger = CheckpointSigner(ORIGIN, Ed25519PrivateKey.generate())
+    log = Log(leaves(10), signers=[KEY, stranger])
+    report = monitor(fresh(), log)
     assert (report.adopted, report.state.log_keys) == ((), (KEY.verifier_key(),))
+    assert report.unadopted == (stranger.key_id.hex(),)
+
+
+def test_an_announcement_seen_before_the_new_key_signs_is_kept_for_later() -> None:
+    new = CheckpointSigner(ORIGIN, Ed25519PrivateKey.generate())
+    log = Log([*leaves(10), key_added(new)])
+    report = monitor(fresh(), log)
+    assert (report.adopted, report.state.announced) == ((), (new.verifier_key(),))
+    log.signers = [KEY, new]  # the same tree, now signed by both
+    again = monitor(MonitorState.from_json(report.state.to_json()), log)
+    assert (again.new_entries, again.adopted) == (0, (new.verifier_key(),))
+    assert again.state.announced == ()
+
+
+def test_an_announced_key_whose_line_does_not_verify_rejects_the_checkpoint() -> None:
+    new = CheckpointSigner(ORIGIN, Ed25519PrivateKey.generate())
+    log = Log([*leaves(10), key_added(new)], signers=[KEY, new])
+    note = log.note()
+    other = Log(leaves(3), signers=[new]).note().split("\n\n")[1]  # new's line, another body
+    forged = note[: note.rindex("\u2014")] + other
+    with pytest.raises(BadSignature, match=f"announced log key {new.key_id.hex()}"):
+        monitor(fresh(), log, note=forged)
 
 
 W1 = CosignatureSigner("w1.example", Ed25519PrivateKey.generate())

@@ -42,7 +42,7 @@ MAX_TILE_BYTES = WIDTH * HASH_SIZE
 MAX_BUNDLE_BYTES = WIDTH * (2 + MAX_BUNDLE_ENTRY)
 MAX_NOTE_BYTES = 64 * 1024
 """A checkpoint of a few lines with at most 100 signature lines (signed-note's limit) is far
-smaller; the key listing too."""
+smaller."""
 
 
 class Unreachable(Exception):
@@ -54,8 +54,8 @@ class StateError(Exception):
 
 
 class HttpLog:
-    """A log's public resources under ``url``: ``/log/checkpoint``, ``/log/tile/...`` (c2sp.org/
-    tlog-tiles) and ``/v1/log/key``. Implements :class:`app.ledger.monitor.TileSource`."""
+    """A log's public resources under ``url``: ``/log/checkpoint`` and ``/log/tile/...``
+    (c2sp.org/tlog-tiles). Implements :class:`app.ledger.monitor.TileSource`."""
 
     def __init__(self, url: str, timeout: float = TIMEOUT_SECONDS) -> None:
         parts = urllib.parse.urlsplit(url)
@@ -64,19 +64,17 @@ class HttpLog:
         self.url = url.rstrip("/")
         self.timeout = timeout
 
-    def _get(
-        self, path: str, limit: int, withheld: bool = False, accept: str = "*/*"
-    ) -> tuple[bytes, str] | None:
-        """The body (at most ``limit + 1`` bytes) and its media type; None for a withheld
-        bundle when ``withheld``; Unreachable for anything else that is not a 200."""
+    def _get(self, path: str, limit: int, withheld: bool = False) -> bytes | None:
+        """The body (at most ``limit + 1`` bytes); None for a withheld bundle when
+        ``withheld``; Unreachable for anything else that is not a 200."""
         request = urllib.request.Request(  # noqa: S310 (the scheme is checked above)
-            self.url + path, headers={"User-Agent": "consent-ledger-monitor", "Accept": accept}
+            self.url + path, headers={"User-Agent": "consent-ledger-monitor"}
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
                 # One byte over the limit is enough to show the answer is too long; the checks
                 # in app.ledger.monitor then refuse it for its length.
-                return bytes(response.read(limit + 1)), response.headers.get_content_type()
+                return bytes(response.read(limit + 1))
         except urllib.error.HTTPError as exc:
             if withheld and exc.code == 403 and _is_withheld(exc):
                 return None
@@ -91,37 +89,19 @@ class HttpLog:
 
     def _body(self, path: str, limit: int) -> bytes:
         got = self._get(path, limit)
-        assert got is not None
-        return got[0]
+        assert got is not None  # only a withheld bundle is None
+        return got
 
     def checkpoint(self) -> str:
         # Undecodable bytes stay visible (and make the note fail its envelope check).
         return self._body("/log/checkpoint", MAX_NOTE_BYTES).decode("utf-8", errors="replace")
-
-    def published_keys(self) -> list[str]:
-        """The log keys ``/v1/log/key`` lists. As JSON (``{"keys": [{"vkey": ...}, ...]}``) when
-        the service offers it; as text, the first token of each line (a line may say more, such
-        as the period the key signed). Anything that is not a verifier key is skipped by the
-        caller."""
-        got = self._get("/v1/log/key", MAX_NOTE_BYTES, accept="application/json, text/plain;q=0.5")
-        assert got is not None
-        data, media_type = got
-        text = data.decode("utf-8", errors="replace")
-        if media_type == "application/json":
-            try:
-                listed = json.loads(text).get("keys", [])
-                return [k["vkey"] for k in listed if isinstance(k.get("vkey"), str)]
-            except (ValueError, AttributeError, TypeError):
-                return []
-        return [line.split()[0] for line in text.splitlines() if line.split()]
 
     def hash_tile(self, tile: Tile) -> bytes:
         return self._body("/log/tile/" + tile.path(), MAX_TILE_BYTES)
 
     def bundle(self, tile: Tile) -> bytes | None:
         where = tile.path().split("/", 1)[1]
-        got = self._get("/log/tile/entries/" + where, MAX_BUNDLE_BYTES, withheld=True)
-        return None if got is None else got[0]
+        return self._get("/log/tile/entries/" + where, MAX_BUNDLE_BYTES, withheld=True)
 
 
 def _is_withheld(exc: urllib.error.HTTPError) -> bool:
