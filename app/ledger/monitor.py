@@ -22,6 +22,11 @@ against the nodes recomputed from level 0, because every other tiles client trus
 its proofs. When the root does not match, the tiles of the *served* tree at the saved size tell
 a split view (a different history) from bad tiles (the same history, served wrong).
 
+Keys: the first log key comes from the auditor. A signing-key rotation is followed from the log
+itself: a key is adopted when a ``log.key_added`` entry among the checked entries announces it
+and it signs a checkpoint beside a trusted key; a trusted key that does not sign an accepted
+checkpoint is dropped (the log signs with every key it has not retired).
+
 Pure: no I/O and no clock; the tiles come from the caller's source.
 """
 
