@@ -157,7 +157,10 @@ def locked(path: Path) -> Iterator[None]:
     """Hold ``<state>.lock`` for the run, so two runs (a slow one and cron's next) never
     interleave their reads and writes of one state. StateError if another run holds it."""
     lock = path.with_name(path.name + ".lock")
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StateError(f"cannot create {lock}: {exc.strerror}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
