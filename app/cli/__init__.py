@@ -26,6 +26,7 @@ from app.cli.log import (
     restore_command,
     verify_command,
 )
+from app.cli.monitor import monitor_command
 from app.cli.orgs import orgs_group
 from app.cli.policy import policy_group
 from app.cli.receipts import check_receipt_command
@@ -49,6 +50,7 @@ COMMANDS = tuple(
         backup_command,
         restore_command,
         accept_rollback_command,
+        monitor_command,
         policy_group,
         webhooks_group,
         erase_command,
@@ -76,4 +78,6 @@ def main(argv: list[str] | None = None) -> Any:
         load_dotenv=False,
         help="consent-ledger: signed consent ledger, policy decisions and disclosure history.",
     )
+    # An auditor's command: found before the app is loaded, so it needs no instance folder.
+    group.add_command(monitor_command)
     return group.main(args=argv, prog_name="consent-ledger")

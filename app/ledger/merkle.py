@@ -534,6 +534,19 @@ class CompactRange:
         self._size = end
         return created
 
+    @classmethod
+    def from_root_nodes(cls, size: int, hashes: Sequence[bytes]) -> CompactRange:
+        """The range over ``[0, size)`` from the hashes of :func:`root_node_ids` ``(size)``, in
+        order (what :meth:`root_nodes` gave): how a verifier that saved only the right edge of a
+        tree resumes it. ValueError unless there is one 32-byte hash per root node."""
+        ids = root_node_ids(size)
+        if len(hashes) != len(ids) or any(len(h) != HASH_SIZE for h in hashes):
+            raise ValueError(f"a tree of {size} leaves has {len(ids)} root nodes of 32 bytes")
+        out = cls()
+        out._size = size
+        out._stack = [(node_id, bytes(h)) for node_id, h in zip(ids, hashes, strict=True)]
+        return out
+
     def copy(self) -> CompactRange:
         """An independent range in the same state."""
         other = CompactRange()

@@ -1,0 +1,648 @@
+"""What a monitor decides about a log it follows through its tiles (c2sp.org/tlog-tiles).
+
+A monitor holds a :class:`MonitorState`: the keys it trusts, the witnesses whose cosignatures it
+wants, the last checkpoint it accepted and the *right edge* of that tree (the hashes of
+:func:`~app.ledger.merkle.root_node_ids`). Given a newly fetched checkpoint note and a
+:class:`TileSource`, :func:`run` accepts the checkpoint, or raises the :class:`MonitorError`
+that names what the log did:
+
+* :class:`BadSignature`: the note is not signed by a key the monitor trusts, a trusted key's
+  line does not verify, a witness's cosignature is forged, or too few witnesses cosigned;
+* :class:`Rollback`: the signed tree is smaller than the one already accepted;
+* :class:`SplitView`: the log signed a tree that does not extend the one already accepted
+  (two histories under one key: the attack witnesses and monitors exist for);
+* :class:`BadTile`: the tiles served do not hash to the signed root, an entry does not hash to
+  its level-0 tile, or a higher-level tile disagrees with the tiles under it.
+
+Consistency is proved by construction rather than by a proof the log supplies: the new leaf
+hashes are appended to the saved right edge, so a root equal to the signed one means the new
+tree is the old tree with those leaves after it. Only level-0 tiles (and their entry bundles)
+are needed for that; the higher-level tiles covering the new leaves are fetched too and checked
+against the nodes recomputed from level 0, because every other tiles client trusts them for
+its proofs. When the root does not match, the tiles of the *served* tree at the saved size tell
+a split view (a different history) from bad tiles (the same history, served wrong).
+
+Keys: the first log key comes from the auditor. A signing-key rotation is followed from the log
+itself: a key is adopted when a ``log.key_added`` entry among the checked entries announces it
+and it signs a checkpoint beside a trusted key; a trusted key that does not sign an accepted
+checkpoint is dropped (the log signs with every key it has not retired).
+
+Pure: no I/O and no clock; the tiles come from the caller's source.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from app.ledger.checkpoint import (
+    Checkpoint,
+    CheckpointVerifier,
+    split_note,
+)
+from app.ledger.cosignature import CosignatureVerifier, cosigners
+from app.ledger.entry import decode_entry
+from app.ledger.errors import (
+    CheckpointFormatError,
+    EntryError,
+    LedgerError,
+    VerificationError,
+    VerifierKeyError,
+)
+from app.ledger.merkle import (
+    HASH_SIZE,
+    CompactRange,
+    NodeId,
+    empty_root,
+    leaf_hash,
+    root_from_leaf_hashes,
+    root_node_ids,
+    tree_root,
+)
+from app.ledger.tiles import HEIGHT, WIDTH, Tile, decode_bundle, partial_width
+
+__all__ = [
+    "STATE_FORMAT",
+    "BadSignature",
+    "BadTile",
+    "MonitorError",
+    "MonitorState",
+    "Report",
+    "Rollback",
+    "SplitView",
+    "TileSource",
+    "run",
+]
+
+STATE_FORMAT = "consent-ledger-monitor/1"
+"""The ``format`` field of a saved state: a later layout gets a new name, not a silent guess."""
+KEY_ADDED = "log.key_added"
+"""The entry that announces a new signing key (``keys rotate-signing``, issue 16 item 4); its
+``data.vkey`` is the key's verifier key."""
+_KEY_ADDED_MARK = b'"type":"' + KEY_ADDED.encode() + b'"'
+
+
+class MonitorError(LedgerError):
+    """What the monitor found wrong. ``kind`` is a stable name (``bad-signature``,
+    ``rollback``, ``split-view``, ``bad-tile``); ``evidence`` the signed notes that show it."""
+
+    kind = "monitor"
+
+    def __init__(self, message: str, evidence: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.evidence = evidence
+
+
+class BadSignature(MonitorError):
+    kind = "bad-signature"
+
+
+class Rollback(MonitorError):
+    kind = "rollback"
+
+
+class SplitView(MonitorError):
+    kind = "split-view"
+
+
+class BadTile(MonitorError):
+    kind = "bad-tile"
+
+
+class TileSource(Protocol):
+    """Where the tiles come from (the HTTP client, or a test's tree). Neither method is
+    trusted: the monitor checks every byte either returns."""
+
+    def hash_tile(self, tile: Tile) -> bytes:
+        """The bytes served for a hash tile."""
+        ...
+
+    def bundle(self, tile: Tile) -> bytes | None:
+        """The bytes served for an entry bundle (``tile`` names the level-0 tile it goes with),
+        or None if the log withholds it."""
+        ...
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _unb64(text: object, what: str) -> bytes:
+    if not isinstance(text, str):
+        raise ValueError(f"{what} is not base64 text")
+    try:
+        raw = base64.b64decode(text.encode("ascii"), validate=True)
+    except (UnicodeEncodeError, binascii.Error):
+        raise ValueError(f"{what} is not base64") from None
+    if len(raw) != HASH_SIZE:
+        raise ValueError(f"{what} is not a 32-byte hash")
+    return raw
+
+
+@dataclass(frozen=True)
+class MonitorState:
+    """What a monitor carries from one run to the next. ``quorum`` None means every witness."""
+
+    origin: str
+    log_keys: tuple[str, ...]
+    witnesses: tuple[str, ...] = ()
+    quorum: int | None = None
+    note: str | None = None
+    size: int = 0
+    root: bytes = field(default_factory=empty_root)
+    edge: tuple[bytes, ...] = ()
+    announced: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.log_keys:
+            raise ValueError("a monitor trusts at least one log key")
+        for vkey in self.log_keys:
+            name = CheckpointVerifier.from_verifier_key(vkey).name
+            if name != self.origin:
+                raise VerifierKeyError(
+                    f"the key {vkey!r} is named {name!r}, not the log's origin {self.origin!r}"
+                )
+        for vkey in self.announced:
+            if CheckpointVerifier.from_verifier_key(vkey).name != self.origin:
+                raise VerifierKeyError(f"the announced key {vkey!r} is not the log's")
+        for vkey in self.witnesses:
+            CosignatureVerifier.from_verifier_key(vkey)
+        if self.quorum is not None and not 0 <= self.quorum <= len(self.witnesses):
+            raise ValueError(
+                f"a witness quorum of {self.quorum} cannot be met by {len(self.witnesses)} "
+                "witnesses"
+            )
+        edge = CompactRange.from_root_nodes(self.size, self.edge)
+        if edge.root() != self.root:
+            raise ValueError("the saved right edge does not hash to the saved root")
+
+    @classmethod
+    def start(
+        cls, log_key: str, witnesses: Sequence[str] = (), quorum: int | None = None
+    ) -> MonitorState:
+        """The state before a first run: one log key (got out of band), nothing seen yet."""
+        origin = CheckpointVerifier.from_verifier_key(log_key).name
+        return cls(origin, (log_key,), tuple(dict.fromkeys(witnesses)), quorum)
+
+    def trusting(
+        self,
+        log_keys: Sequence[str] = (),
+        witnesses: Sequence[str] = (),
+        quorum: int | None = None,
+    ) -> MonitorState:
+        """This state with more log keys and witnesses trusted (the auditor's own options on a
+        later run), and ``quorum`` instead of the saved one when given."""
+        return replace(
+            self,
+            log_keys=tuple(dict.fromkeys([*self.log_keys, *log_keys])),
+            witnesses=tuple(dict.fromkeys([*self.witnesses, *witnesses])),
+            quorum=self.quorum if quorum is None else quorum,
+        )
+
+    @property
+    def required_cosignatures(self) -> int:
+        return len(self.witnesses) if self.quorum is None else self.quorum
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": STATE_FORMAT,
+            "origin": self.origin,
+            "log_keys": list(self.log_keys),
+            "witnesses": list(self.witnesses),
+            "witness_quorum": self.quorum,
+            "checkpoint": self.note,
+            "size": self.size,
+            "root": _b64(self.root),
+            "right_edge": [_b64(h) for h in self.edge],
+            "announced_keys": list(self.announced),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> MonitorState:
+        """Read a saved state back; ValueError (or VerifierKeyError) naming what is wrong. The
+        saved checkpoint must verify under the saved keys and state the saved size and root,
+        and the right edge must fold to that root: a damaged state file is refused, not
+        trusted."""
+        if not isinstance(data, Mapping) or data.get("format") != STATE_FORMAT:
+            raise ValueError(f"not a monitor state (format {STATE_FORMAT!r} expected)")
+        try:
+            keys, witnesses, edge = data["log_keys"], data["witnesses"], data["right_edge"]
+            announced = data["announced_keys"]
+            origin, note, size, quorum = (
+                data["origin"],
+                data["checkpoint"],
+                data["size"],
+                data["witness_quorum"],
+            )
+        except KeyError as exc:
+            raise ValueError(f"the state has no {exc.args[0]!r}") from None
+        if not (
+            isinstance(origin, str)
+            and isinstance(keys, list)
+            and all(isinstance(k, str) for k in keys)
+            and isinstance(witnesses, list)
+            and all(isinstance(w, str) for w in witnesses)
+            and isinstance(announced, list)
+            and all(isinstance(k, str) for k in announced)
+            and isinstance(edge, list)
+            and (note is None or isinstance(note, str))
+            and isinstance(size, int)
+            and size >= 0
+            and (quorum is None or isinstance(quorum, int))
+        ):
+            raise ValueError("the state's fields have the wrong types")
+        root = _unb64(data["root"], "root")
+        hashes = tuple(_unb64(h, "a right-edge hash") for h in edge)
+        try:
+            CompactRange.from_root_nodes(size, hashes)
+        except ValueError:
+            raise ValueError("the saved right edge does not match the saved size") from None
+        state = cls(
+            origin,
+            tuple(keys),
+            tuple(witnesses),
+            quorum,
+            note,
+            size,
+            root,
+            hashes,
+            tuple(announced),
+        )
+        if note is None:
+            if size:
+                raise ValueError("the state has a size but no checkpoint")
+            return state
+        try:
+            checkpoint, _ = _verified(state, note)
+        except MonitorError as exc:
+            raise ValueError(f"the saved checkpoint does not verify: {exc}") from None
+        if (checkpoint.size, checkpoint.root_hash) != (size, root):
+            raise ValueError("the saved checkpoint does not state the saved size and root")
+        return state
+
+
+@dataclass(frozen=True)
+class Report:
+    """An accepted run: the state to save, and what was checked."""
+
+    state: MonitorState
+    checkpoint: Checkpoint
+    new_entries: int
+    entries_checked: int
+    withheld: int
+    adopted: tuple[str, ...] = ()
+    retired: tuple[str, ...] = ()
+    cosigned_by: tuple[str, ...] = ()
+    unadopted: tuple[str, ...] = ()
+    """Key ids (hex) that signed beside a trusted key under the log's name, but that no
+    ``log.key_added`` entry this monitor checked announces: not trusted."""
+
+
+# --- signatures ----------------------------------------------------------------------------------
+
+
+def _verified(state: MonitorState, note: str) -> tuple[Checkpoint, set[str]]:
+    """The checkpoint, if a trusted key signed it and no trusted key's line fails; and the
+    trusted keys that signed it."""
+    try:
+        body, lines = split_note(note)
+    except VerificationError:
+        raise BadSignature("the checkpoint is not a well-formed signed note") from None
+    trusted = [CheckpointVerifier.from_verifier_key(k) for k in state.log_keys]
+    by_id = {(v.name, v.key_id): v for v in trusted}
+    signed: set[str] = set()
+    for line in lines:
+        verifier = by_id.get((line.name, line.key_id))
+        if verifier is None:
+            continue
+        # signed-note: a failing line from a known key rejects the note, so one good line
+        # cannot vouch for a note that also carries a forged one.
+        if not verifier.verify_signature(body, line.signature):
+            raise BadSignature(
+                f"the signature by trusted log key {line.key_id.hex()} does not verify"
+            )
+        signed.add(verifier.verifier_key())
+    if not signed:
+        ids = ", ".join(line.key_id.hex() for line in lines if line.name == state.origin)
+        raise BadSignature(
+            "the checkpoint is signed by no key this monitor trusts"
+            + (f" (it carries key ids {ids} under the log's name)" if ids else "")
+        )
+    try:
+        checkpoint = Checkpoint.from_body(body)
+    except CheckpointFormatError as exc:
+        raise BadSignature(f"the signed note is not a checkpoint: {exc}") from None
+    if checkpoint.origin != state.origin:
+        raise BadSignature(
+            f"the checkpoint's origin is {checkpoint.origin!r}, not {state.origin!r}"
+        )
+    return checkpoint, signed
+
+
+def _retired(state: MonitorState, signed: set[str]) -> tuple[str, ...]:
+    """Trusted keys that did not sign a checkpoint a trusted key did: the log signs each
+    checkpoint with every key it has not retired (both during a rotation's overlap), so a key
+    missing from one has been retired, and a checkpoint signed by it alone afterwards (a stolen
+    key, say) is refused."""
+    return tuple(k for k in state.log_keys if k not in signed)
+
+
+def _adopt(
+    state: MonitorState, note: str, announced: Sequence[str]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The keys to trust from now on, and the key ids left untrusted: each other line under the
+    log's name, on a note a trusted key signed (a rotation's overlap), is adopted if a
+    ``log.key_added`` entry in the tree this monitor checked announces its key and the line
+    verifies under it. The public key comes from the log itself, not from an answer anyone
+    between the log and the monitor could change: whoever controls the answers but not the key
+    can add their own line to a genuine checkpoint, not an entry to a tree the key signed. An
+    announced key whose line does not verify rejects the note."""
+    body, lines = split_note(note)
+    trusted = {CheckpointVerifier.from_verifier_key(k).key_id for k in state.log_keys}
+    by_id = {v.key_id: v for v in (CheckpointVerifier.from_verifier_key(k) for k in announced)}
+    adopted: list[str] = []
+    unadopted: list[str] = []
+    for line in lines:
+        if line.name != state.origin or line.key_id in trusted:
+            continue
+        verifier = by_id.get(line.key_id)
+        if verifier is None:
+            unadopted.append(line.key_id.hex())
+            continue
+        if not verifier.verify_signature(body, line.signature):
+            raise BadSignature(
+                f"the signature by announced log key {line.key_id.hex()} does not verify"
+            )
+        adopted.append(verifier.verifier_key())
+    return tuple(dict.fromkeys(adopted)), tuple(dict.fromkeys(unadopted))
+
+
+def _announcement(state: MonitorState, entry: bytes) -> str | None:
+    """The verifier key a ``log.key_added`` entry of this log announces, or None."""
+    # A canonical entry has no spaces: the cheap test skips decoding every other entry.
+    if _KEY_ADDED_MARK not in entry:
+        return None
+    try:
+        value = decode_entry(entry)
+    except EntryError:
+        return None
+    data = value.get("data")
+    vkey = data.get("vkey") if isinstance(data, dict) else None
+    if value.get("type") != KEY_ADDED or not isinstance(vkey, str):
+        return None
+    try:
+        if CheckpointVerifier.from_verifier_key(vkey).name != state.origin:
+            return None
+    except VerifierKeyError:
+        return None
+    return vkey
+
+
+def _cosigned(state: MonitorState, note: str) -> tuple[str, ...]:
+    """The witnesses that cosigned, if at least the quorum did; BadSignature otherwise."""
+    found: list[str] = []
+    missing: list[str] = []
+    for vkey in state.witnesses:
+        witness = CosignatureVerifier.from_verifier_key(vkey)
+        try:
+            ok = bool(cosigners(note, [witness]))
+        except VerificationError:
+            raise BadSignature(
+                f"the cosignature by witness {witness.name} does not verify"
+            ) from None
+        (found if ok else missing).append(witness.name)
+    if len(found) < state.required_cosignatures:
+        raise BadSignature(
+            f"{len(found)} of the {state.required_cosignatures} witness cosignatures required "
+            f"(missing: {', '.join(missing)})"
+        )
+    return tuple(found)
+
+
+# --- tiles ---------------------------------------------------------------------------------------
+
+
+def _tile_at(level: int, index: int, size: int) -> Tile:
+    """Hash tile ``index`` at tile ``level`` as a tree of ``size`` leaves has it: full when the
+    tree holds all of it, else the partial tile of the tree's width at that level."""
+    full = Tile(level, index)
+    if full.leaves_needed() <= size:
+        return full
+    width = partial_width(size, level)
+    assert width, "the tile lies beyond the tree"
+    return Tile(level, index, width)
+
+
+def _hashes(source: TileSource, tile: Tile) -> list[bytes]:
+    data = source.hash_tile(tile)
+    if len(data) != HASH_SIZE * tile.width:
+        raise BadTile(
+            f"bad tile: tile {tile.path()} holds {len(data)} bytes, not {HASH_SIZE * tile.width}"
+        )
+    return [data[i : i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)]
+
+
+def _check_bundle(tile: Tile, data: bytes, hashes: Sequence[bytes]) -> list[bytes]:
+    """The bundle's entries, once each hashes to its leaf hash in the tile."""
+    where = f"entries/{tile.path().split('/', 1)[1]}"
+    try:
+        entries = decode_bundle(data)
+    except ValueError as exc:
+        raise BadTile(f"bad tile: entry bundle {where}: {exc}") from None
+    if len(entries) != tile.width:
+        raise BadTile(
+            f"bad tile: entry bundle {where} holds {len(entries)} entries, not {tile.width}"
+        )
+    for i, (entry, expected) in enumerate(zip(entries, hashes, strict=True)):
+        if leaf_hash(entry) != expected:
+            raise BadTile(
+                f"bad tile: entry bundle {where}: entry {tile.first + i} does not hash to "
+                f"its leaf hash in tile {tile.path()}"
+            )
+    return entries
+
+
+def _served_root(size: int, served_size: int, source: TileSource) -> bytes:
+    """The root of the first ``size`` leaves of the tree the log serves (of ``served_size``
+    leaves), from its hash tiles: each perfect subtree of :func:`root_node_ids` is a run of
+    hashes in one tile (a tile hash when its height is a multiple of 8)."""
+    tiles: dict[Tile, list[bytes]] = {}
+    nodes: dict[NodeId, bytes] = {}
+    for level, index in root_node_ids(size):
+        tile_level = level // HEIGHT
+        span = level - HEIGHT * tile_level
+        first = index << span  # index at tree level HEIGHT * tile_level
+        tile = _tile_at(tile_level, first // WIDTH, served_size)
+        if tile not in tiles:
+            tiles[tile] = _hashes(source, tile)
+        offset = first - tile.first
+        nodes[(level, index)] = root_from_leaf_hashes(tiles[tile][offset : offset + (1 << span)])
+    return tree_root(size, nodes)
+
+
+@dataclass
+class _Walk:
+    """The new leaves appended to the saved right edge, tile by tile."""
+
+    edge: CompactRange
+    checked: int = 0
+    withheld: int = 0
+    bad_prefix: Tile | None = None
+    upper: dict[int, dict[int, bytes]] = field(default_factory=dict)
+    tiles: list[Tile] = field(default_factory=list)
+    announced: list[str] = field(default_factory=list)
+
+
+def _walk(
+    state: MonitorState,
+    size: int,
+    source: TileSource,
+    progress: Callable[[int, int], None] | None,
+) -> _Walk:
+    old = state.size
+    walk = _Walk(CompactRange.from_root_nodes(old, state.edge))
+    # The saved edge's nodes below tree level 8 hash exactly the leaves [256 * k, old) of the
+    # level-0 tile the saved tree ends inside: what that tile's first hashes must rebuild.
+    low = [h for (level, _), h in walk.edge.root_nodes() if level < HEIGHT]
+    for index in range(old // WIDTH, -(-size // WIDTH)):
+        tile = _tile_at(0, index, size)
+        walk.tiles.append(tile)
+        hashes = _hashes(source, tile)
+        seen = max(old - tile.first, 0)
+        if seen:
+            prefix = CompactRange()
+            prefix.extend(hashes[:seen])
+            if [h for _, h in prefix.root_nodes()] != low:
+                walk.bad_prefix = tile
+        bundle = source.bundle(tile)
+        if bundle is None:
+            walk.withheld += tile.width - seen
+        else:
+            entries = _check_bundle(tile, bundle, hashes)
+            walk.checked += tile.width - seen
+            for entry in entries[seen:]:
+                vkey = _announcement(state, entry)
+                if vkey is not None:
+                    walk.announced.append(vkey)
+        for level, first, created in walk.edge.extend(hashes[seen:]):
+            if level and level % HEIGHT == 0:
+                found = walk.upper.setdefault(level // HEIGHT, {})
+                found.update((first + i, h) for i, h in enumerate(created))
+        if progress is not None:
+            progress(walk.edge.size - old, size - old)
+    return walk
+
+
+def _check_upper(walk: _Walk, size: int, source: TileSource) -> None:
+    """The higher-level tiles over the new leaves hold the nodes recomputed from level 0."""
+    for level, nodes in sorted(walk.upper.items()):
+        for index in sorted({i // WIDTH for i in nodes}):
+            tile = _tile_at(level, index, size)
+            for i, served in enumerate(_hashes(source, tile)):
+                expected = nodes.get(tile.first + i)
+                if expected is not None and served != expected:
+                    raise BadTile(
+                        f"bad tile: hash {i} of tile {tile.path()} is not the hash of the "
+                        f"level-{level - 1} tile under it"
+                    )
+
+
+def run(
+    state: MonitorState,
+    note: str,
+    source: TileSource,
+    progress: Callable[[int, int], None] | None = None,
+) -> Report:
+    """Check a newly fetched checkpoint ``note`` and the tiles behind it against ``state``.
+
+    ``progress`` is called with (entries done, entries to check) after each tile. Returns the
+    :class:`Report` whose state to save; raises the :class:`MonitorError` naming what is wrong.
+    """
+    checkpoint, signed = _verified(state, note)
+    cosigned = _cosigned(state, note)
+    old, size = state.size, checkpoint.size
+    evidence = (state.note, note) if state.note is not None else (note,)
+    if size < old:
+        raise Rollback(
+            f"rollback: the log's signed tree went from {old} to {size} entries", evidence
+        )
+    if size == old and checkpoint.root_hash != state.root:
+        raise SplitView(
+            f"split view: the log signed two different trees of {size} entries", evidence
+        )
+    accepted = replace(state, note=note)
+    new_entries = checked = withheld = 0
+    announced = list(state.announced)
+    if size > old:
+        try:
+            walk = _extend(state, checkpoint, source, progress, evidence)
+        except BadTile as exc:
+            # Bad tiles are evidence against the log too: keep the checkpoint served with them.
+            raise BadTile(exc.message, exc.evidence or evidence) from None
+        accepted = replace(
+            accepted,
+            size=size,
+            root=checkpoint.root_hash,
+            edge=tuple(h for _, h in walk.edge.root_nodes()),
+        )
+        new_entries, checked, withheld = size - old, walk.checked, walk.withheld
+        announced += walk.announced
+    # Only now are the new entries known to be in the tree a trusted key signed.
+    adopted, unadopted = _adopt(state, note, announced)
+    retired = _retired(state, signed)
+    keys = tuple(dict.fromkeys([*(k for k in state.log_keys if k not in retired), *adopted]))
+    accepted = replace(
+        accepted,
+        log_keys=keys,
+        announced=tuple(k for k in dict.fromkeys(announced) if k not in keys and k not in retired),
+    )
+    return Report(
+        accepted,
+        checkpoint,
+        new_entries,
+        checked,
+        withheld,
+        adopted,
+        retired,
+        cosigned,
+        unadopted,
+    )
+
+
+def _extend(
+    state: MonitorState,
+    checkpoint: Checkpoint,
+    source: TileSource,
+    progress: Callable[[int, int], None] | None,
+    evidence: tuple[str, ...],
+) -> _Walk:
+    """The new leaves appended to the saved edge, checked to reach the signed root; then the
+    higher-level tiles over them."""
+    old, size = state.size, checkpoint.size
+    walk = _walk(state, size, source, progress)
+    if walk.edge.root() != checkpoint.root_hash:
+        if old and _served_root(old, size, source) != state.root:
+            raise SplitView(
+                f"split view: the log's signed tree of {size} entries does not extend the tree "
+                f"of {old} entries this monitor accepted (its first {old} entries hash to "
+                "another root)",
+                evidence,
+            )
+        raise BadTile(
+            f"bad tile: the level-0 tiles {walk.tiles[0].path()} to {walk.tiles[-1].path()} do "
+            f"not hash to the signed root of the tree of {size} entries",
+            evidence,
+        )
+    if walk.bad_prefix is not None:
+        # The new leaves extend the saved edge to the signed root, so the log is consistent;
+        # only the tile's copy of leaves already checked is wrong.
+        raise BadTile(
+            f"bad tile: the first {old - walk.bad_prefix.first} hashes of tile "
+            f"{walk.bad_prefix.path()} are not those of the entries this monitor already checked"
+        )
+    _check_upper(walk, size, source)
+    return walk
