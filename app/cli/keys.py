@@ -129,6 +129,9 @@ def rotate_signing_command(retire_old: bool) -> None:
     key stays listed (GET /v1/log/key), so history verifies."""
     ledger = _ledger()
     if retire_old:
+        # Left by a retirement cut short after its commit: a retired key is never kept.
+        for path in signing_keys.destroy_retired(ledger):
+            click.echo(f"{path}: a retired signing key, overwritten and deleted")
         try:
             retired = signing_keys.retire_old(ledger)
         except (DomainError, keys.KeyFileError) as exc:

@@ -7,6 +7,7 @@ else. Signatures are checked by tlog-scales, a signed-note verifier the project 
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,12 @@ from sqlalchemy import select
 from tlog_scales.signing import Vkey
 from tlog_scales.tlog import Checkpoint as OutsideCheckpoint
 
+from app import create_app, get_ledger
 from app.ledger.checkpoint import Checkpoint, CheckpointSigner, load_private_key_pem
 from app.models import LogCheckpoint
 from app.services.container import Ledger
-from tests.helpers import BOTH, logged_entries, tamper
+from tests.helpers import BOTH, bearer, logged_entries, tamper
+from tests.nhs import valid_nhs_numbers
 
 ORIGIN = "localhost/consent-ledger"
 
@@ -229,3 +232,87 @@ def test_the_key_listing_is_public_and_says_how_to_read_it(client: FlaskClient) 
         "last_at",
     }
     assert only["key_id"] == only["vkey"].split("+")[1]
+
+
+def test_a_second_rotation_adds_generation_three_and_history_still_verifies(
+    client: FlaskClient,
+    runner: FlaskCliRunner,
+    orgs: list[str],
+    make_token: Callable[..., str],
+    instance_path: Path,
+) -> None:
+    for _ in range(2):
+        _ok(runner, "keys", "rotate-signing")
+        make_token("tt-leeds", "auditor")
+        _ok(runner, "keys", "rotate-signing", "--retire-old")
+        make_token("tt-leeds", "auditor")
+    assert sorted(p.name for p in (instance_path / "signing-keys").iterdir()) == ["3.pem"]
+    listed = _keys(client)
+    assert [(k["generation"], k["status"]) for k in listed] == [
+        (3, "active"),
+        (2, "retired"),
+        (1, "retired"),
+    ]
+    # Periods meet without a gap: each retired key signed up to the checkpoint the next began
+    # signing in, or beyond (the overlap).
+    assert listed[1]["first_size"] <= listed[2]["last_size"]
+    assert listed[0]["first_size"] <= listed[1]["last_size"]
+    assert "log verified" in _ok(runner, "verify")
+
+
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
+def test_a_host_without_the_new_key_signs_with_the_old_until_it_is_retired_then_refuses(
+    client: FlaskClient,
+    runner: FlaskCliRunner,
+    orgs: list[str],
+    make_token: Callable[..., str],
+    instance_path: Path,
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    """A second host serving the same database from its own instance folder, to which the
+    operator has not copied the new key: it keeps writing under the old key during the
+    overlap, answers 503 (not 500, nothing written) once the old key is retired, and writes
+    under the new key as soon as the file is copied, without a restart."""
+    other = tmp_path / "other-host"
+    other.mkdir(mode=0o700)
+    for name in ("signing-key.pem", "identifier.key", "webhook-seal.key", "newest-checkpoint"):
+        shutil.copy2(instance_path / name, other / name)
+    host = create_app({"TESTING": True, "INSTANCE_PATH": str(other), "DATABASE_URL": database_url})
+    second = host.test_client()
+    recorder = bearer(make_token("tt-leeds", "case_system"))
+    people = iter(valid_nhs_numbers(5, start=943_486_000))
+
+    def write(http: FlaskClient) -> Any:
+        return http.post(
+            "/v1/consents",
+            headers=recorder,
+            json={
+                "subject": {"nhs_number": next(people)},
+                "purpose": "referral",
+                "recipients": ["ea-tt-leeds"],
+                "data_categories": ["identity"],
+                "form": "verbal",
+            },
+        )
+
+    _ok(runner, "keys", "rotate-signing")
+    old_vkey, new_vkey = (k["vkey"] for k in reversed(_keys(client)))
+    assert write(second).status_code == 201
+    note = client.get("/v1/log/checkpoint").text
+    assert (_verifies(note, old_vkey), _verifies(note, new_vkey)) == (True, False)
+    assert write(client).status_code == 201  # the rotating host signs with both
+    _ok(runner, "keys", "rotate-signing", "--retire-old")
+
+    refused = write(second)
+    assert refused.status_code == 503
+    assert refused.get_json()["type"] == "/problems/log-unavailable"
+    assert "signing-keys" not in refused.text  # no paths for the caller
+
+    (other / "signing-keys").mkdir(mode=0o700)
+    shutil.copy2(instance_path / "signing-keys" / "2.pem", other / "signing-keys" / "2.pem")
+    assert write(second).status_code == 201
+    note = client.get("/v1/log/checkpoint").text
+    assert (_verifies(note, old_vkey), _verifies(note, new_vkey)) == (False, True)
+    assert "log verified" in _ok(runner, "verify")
+    get_ledger(host).db.dispose()
