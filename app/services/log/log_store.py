@@ -431,7 +431,11 @@ class LogStore:
                 self._held = self._load_keys()
                 first = self._held.get(1)
             if first is None:
-                raise KeyFileError("the log's signing key (signing-key.pem) is missing")
+                raise KeyFileError(
+                    "the database lists no signing keys and signing-key.pem is gone: a database "
+                    "from before a rotation whose first key was since retired? Restore a copy "
+                    "taken after the rotation (`keys rotate-signing`), or put the key back"
+                )
             return SigningKeys(KeyRing([ListedKey(first.verifier(), 0)]), (first,), (1,)), True
         ring = KeyRing(
             [ListedKey(CheckpointVerifier.from_verifier_key(v), f, last) for _, v, f, last in rows]
