@@ -22,7 +22,9 @@ keys_group = AppGroup(
 
 @keys_group.command("list")
 def keys_list_command() -> None:
-    """The identifier keys, newest first: id, generation, file and mappings under each."""
+    """The identifier keys, newest first: id, generation, file and mappings under each; then
+    the log's signing keys, newest first: generation, status, the tree sizes each signed and
+    its verifier key."""
     ledger = _ledger()
     with ledger.db.read() as session:
         usage = identifier_keys.key_usage(ledger, session)
@@ -34,6 +36,13 @@ def keys_list_command() -> None:
         click.echo(
             f"{use.key_id}  generation {use.key.generation}  {role:<6}  "
             f"{use.mappings} mappings  {use.key.path}"
+        )
+    for key in signing_keys.list_keys(ledger):
+        first = "-" if key.first_size is None else key.first_size
+        last = "" if key.last_size is None else key.last_size
+        click.echo(
+            f"signing key  generation {key.generation}  {key.status:<7}  "
+            f"sizes {first}..{last}  {key.vkey}"
         )
 
 

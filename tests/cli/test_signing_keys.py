@@ -316,3 +316,17 @@ def test_a_host_without_the_new_key_signs_with_the_old_until_it_is_retired_then_
     assert (_verifies(note, old_vkey), _verifies(note, new_vkey)) == (False, True)
     assert "log verified" in _ok(runner, "verify")
     get_ledger(host).db.dispose()
+
+
+def test_keys_list_shows_the_signing_keys_after_the_identifier_keys(
+    runner: FlaskCliRunner, orgs: list[str], make_token: Callable[..., str]
+) -> None:
+    _ok(runner, "keys", "rotate-signing")
+    make_token("tt-leeds", "auditor")
+    _ok(runner, "keys", "rotate-signing", "--retire-old")
+    lines = _ok(runner, "keys", "list").splitlines()
+    signing = [line for line in lines if line.startswith("signing key")]
+    assert [line.split()[3:5] for line in signing] == [["2", "active"], ["1", "retired"]]
+    assert re.search(r"sizes \d+\.\. ", signing[0])  # still signing: no end
+    assert re.search(r"sizes \d+\.\.\d+ ", signing[1])
+    assert lines.index(signing[0]) > 0  # after the identifier key
