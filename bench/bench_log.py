@@ -105,7 +105,7 @@ def main() -> None:
 
     def verify() -> None:
         with ledger.db.read() as s:
-            assert verify_log(s, ledger.log_store.verifier).ok
+            assert verify_log(s, ledger.keyring()).ok
 
     t_hash = statistics.median(timed(hash_all) for _ in range(3))
     t_verify = statistics.median(timed(verify) for _ in range(3))

@@ -278,7 +278,7 @@ def bench_proofs(ledger: Ledger, db_file: Path, size: int, count: int, seed: int
         # The proofs timed are real: check a sample against the newest signed checkpoint.
         latest = store.latest_checkpoint(s)
         assert latest is not None
-        signed = store.verifier.verify(latest.note)
+        signed = store.keys(s).ring.verify(latest.note)
         assert signed.size == size
         for k in range(0, count, max(1, count // 20)):
             p = store.inclusion_proof(s, picks[k], None)
@@ -332,7 +332,7 @@ def signature_cost(ledger: Ledger, count: int = 300) -> float:
             .scalars()
             .all()
         )
-    verifier = ledger.log_store.verifier
+    verifier = ledger.keyring()
     start = time.perf_counter()
     for note in notes:
         verifier.verify(note)
@@ -349,7 +349,7 @@ def bench_verify(ledger: Ledger, built: BuiltLog, runs: int, cli: bool) -> Verif
         floor.append(hash_floor(db_file, built.size))
         with ledger.db.read() as s:
             start = time.perf_counter()
-            result = verify_log(s, ledger.log_store.verifier)
+            result = verify_log(s, ledger.keyring())
             verify.append(time.perf_counter() - start)
         assert result.ok, result.problem
         checked = result.checkpoints

@@ -111,7 +111,7 @@ def main() -> None:
         size = ledger.log_store.size(session)
     print(f"log: {size} entries from {args.people} people, built in {built:.1f} s")
 
-    verifier = ledger.log_store.verifier
+    verifier = ledger.keyring()
     t_log, result = timed(ledger, lambda s: verify_log(s, verifier), args.runs)
     t_answers, answers = timed(ledger, lambda s: verify_answers(s, size), args.runs)
     t_projections, _ = timed(ledger, lambda s: projections_only(s, size), args.runs)

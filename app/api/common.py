@@ -35,6 +35,7 @@ from app.redaction import redact_json
 from app.services.access.clients import Principal, authenticate
 from app.services.access.idempotency import HEADER, WriteResult, idempotency_key
 from app.services.container import Ledger
+from app.services.log.keys import KeyFileError
 from app.services.log.log_store import LogInconsistent
 from app.web.errors import error_page, is_page
 
@@ -289,6 +290,16 @@ def handle_log_inconsistent(error: LogInconsistent) -> Response:
     )
 
 
+def handle_key_file_error(error: KeyFileError) -> Response:
+    # A write found none of the log's current signing keys in this instance folder (a host the
+    # operator has not copied a rotated key to): nothing was written; it serves again once the
+    # file is there. The paths are for the operator's log, not the caller.
+    logger.error("consent-ledger cannot sign: %s", error)
+    return handle_domain_error(
+        LogUnavailable("the service cannot sign checkpoints now: its signing key is missing")
+    )
+
+
 def ledger() -> Ledger:
     return get_ledger(current_app)
 
@@ -341,6 +352,7 @@ BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 def install_error_handlers(app: Flask) -> None:
     app.register_error_handler(DomainError, handle_domain_error)
     app.register_error_handler(LogInconsistent, handle_log_inconsistent)
+    app.register_error_handler(KeyFileError, handle_key_file_error)
     app.register_error_handler(Exception, handle_unexpected)
     app.before_request(refuse_when_unhealthy)
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import marshmallow as ma
-from flask import Response
+from flask import Response, jsonify, request
 
 from app.api.common import BEARER, Blueprint, authenticated, current_principal, ledger
 from app.api.schemas import Integer, QuerySchema
 from app.services.log import log_entries, receipts, tiles
+from app.services.log import signing_keys as log_keys
 
 blp = Blueprint(
     "log",
@@ -99,12 +100,54 @@ def checkpoint() -> Response:
     return Response(tiles.checkpoint(ledger()), mimetype="text/plain")
 
 
+KEYS_JSON = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "properties": {
+                "keys": {
+                    "type": "array",
+                    "description": "every key the log has signed with, newest first",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "vkey": {"type": "string"},
+                            "key_id": {"type": "string"},
+                            "generation": {"type": "integer"},
+                            "status": {"type": "string", "enum": ["active", "retired"]},
+                            "first_size": {"type": ["integer", "null"]},
+                            "first_at": {"type": ["string", "null"]},
+                            "last_size": {"type": ["integer", "null"]},
+                            "last_at": {"type": ["string", "null"]},
+                        },
+                    },
+                }
+            },
+        }
+    }
+}
+
+
 @blp.route("/key")
 @blp.doc(
-    responses={"200": {"description": "C2SP verifier key (name+keyid+base64 key)", "content": TEXT}}
+    responses={
+        "200": {
+            "description": "text/plain (the default): the newest verifier key "
+            "(name+keyid+base64 key), one line. With Accept: application/json: every key the "
+            "log has signed with, newest first, with the checkpoints each signed (first_size "
+            "to last_size; last_size null while it still signs) and its status",
+            "content": {**TEXT, **KEYS_JSON},
+        }
+    }
 )
 def key() -> Response:
-    return Response(ledger().log_store.signer.verifier_key() + "\n", mimetype="text/plain")
+    listed = log_keys.list_keys(ledger())
+    best = request.accept_mimetypes.best_match(["text/plain", "application/json"])
+    if best == "application/json":
+        return jsonify({"keys": [k.as_json() for k in listed]})
+    # One line, as before rotation existed: `curl .../v1/log/key` is a usable key. The newest
+    # is the one that signs every checkpoint from now on.
+    return Response(listed[0].vkey + "\n", mimetype="text/plain")
 
 
 @blp.route("/entries/<int:index>")

@@ -1,6 +1,8 @@
-"""``keys``: the identifier keys: list them, rotate, re-key the mappings, retire an old one.
+"""``keys``: the identifier keys (list them, rotate, re-key the mappings, retire an old one)
+and the log's signing key (rotate, retire the old one).
 
-Keys are named by their ids; a key itself is never printed."""
+Identifier keys are named by their ids, signing keys by their public verifier keys; a secret
+key itself is never printed."""
 
 from __future__ import annotations
 
@@ -10,14 +12,19 @@ from flask.cli import AppGroup
 from app.cli.common import _fail, _ledger
 from app.errors import DomainError
 from app.services.consents import identifier_keys
-from app.services.log import keys
+from app.services.log import keys, signing_keys
+from app.services.notifications import webhooks
 
-keys_group = AppGroup("keys", help="Identifier keys: list, rotate, re-key, retire.")
+keys_group = AppGroup(
+    "keys", help="Identifier keys: list, rotate, re-key, retire. Signing keys: rotate, retire."
+)
 
 
 @keys_group.command("list")
 def keys_list_command() -> None:
-    """The identifier keys, newest first: id, generation, file and mappings under each."""
+    """The identifier keys, newest first: id, generation, file and mappings under each; then
+    the log's signing keys, newest first: generation, status, the tree sizes each signed and
+    its verifier key."""
     ledger = _ledger()
     with ledger.db.read() as session:
         usage = identifier_keys.key_usage(ledger, session)
@@ -29,6 +36,13 @@ def keys_list_command() -> None:
         click.echo(
             f"{use.key_id}  generation {use.key.generation}  {role:<6}  "
             f"{use.mappings} mappings  {use.key.path}"
+        )
+    for key in signing_keys.list_keys(ledger):
+        first = "-" if key.first_size is None else key.first_size
+        last = "" if key.last_size is None else key.last_size
+        click.echo(
+            f"signing key  generation {key.generation}  {key.status:<7}  "
+            f"sizes {first}..{last}  {key.vkey}"
         )
 
 
@@ -108,4 +122,55 @@ def retire_identifier_command(key_id: str) -> None:
     click.echo(
         "destroy the copies in backups of the instance folder too; restart running workers "
         "to drop it from their memory"
+    )
+
+
+@keys_group.command("rotate-signing")
+@click.option(
+    "--retire-old",
+    is_flag=True,
+    help="add no key: end the overlap, retiring the older key (its private key is destroyed)",
+)
+def rotate_signing_command(retire_old: bool) -> None:
+    """Add a new signing key under the same origin: from a checkpoint made at once, every
+    checkpoint is signed by both keys. With --retire-old, end that overlap: the older key's
+    period closes at the last checkpoint it signed and its private key is destroyed; its public
+    key stays listed (GET /v1/log/key), so history verifies."""
+    ledger = _ledger()
+    if retire_old:
+        # Left by a retirement cut short after its commit: a retired key is never kept.
+        for path in signing_keys.destroy_retired(ledger):
+            click.echo(f"{path}: a retired signing key, overwritten and deleted")
+        try:
+            retired = signing_keys.retire_old(ledger)
+        except (DomainError, keys.KeyFileError) as exc:
+            _fail(exc.detail if isinstance(exc, DomainError) else str(exc))
+        for key in retired:
+            click.echo(
+                f"retired signing key {key.vkey} (generation {key.generation}): it signed the "
+                f"checkpoints up to size {key.last_size}; log entry {key.index} records it"
+            )
+            if key.destroyed:
+                click.echo(f"{key.destroyed} overwritten and deleted")
+        click.echo(
+            "destroy its copies on other hosts and in backups of the instance folder too: "
+            "checkpoints it signs from now on are refused by `verify` and monitors"
+        )
+        return
+    try:
+        # Before the signing key can change: no webhook secret may stay sealed under it.
+        resealed = webhooks.reseal_secrets(ledger)
+        rotated = signing_keys.rotate(ledger)
+    except (DomainError, keys.KeyFileError) as exc:
+        _fail(exc.detail if isinstance(exc, DomainError) else str(exc))
+    if resealed:
+        click.echo(f"re-sealed {resealed} webhook secret(s) under {keys.WEBHOOK_SEAL_KEY_FILE}")
+    click.echo(
+        f"added signing key {rotated.vkey} (generation {rotated.generation}, {rotated.path})"
+    )
+    click.echo(
+        f"checkpoints from size {rotated.first_size} are signed by both keys (log entry "
+        f"{rotated.index}, log.key_added, names it). Copy the file to every host that serves "
+        "this database and back it up; give the new key to those who check the log; then run "
+        "`consent-ledger keys rotate-signing --retire-old`"
     )

@@ -22,7 +22,8 @@ from app.services.log.verify import AnswersResult, verify_instance
     "--key",
     "vkey",
     default=None,
-    help="verifier key to check signatures against (default: this instance's key)",
+    help="verifier key to check every signature against (default: the keys the log lists, "
+    "each for its own period)",
 )
 @click.option("--quiet", is_flag=True, help="no progress lines")
 def verify_command(vkey: str | None, quiet: bool) -> None:
@@ -32,7 +33,8 @@ def verify_command(vkey: str | None, quiet: bool) -> None:
 
     ledger = _ledger()
     try:
-        verifier = CheckpointVerifier.from_verifier_key(vkey) if vkey else ledger.log_store.verifier
+        verifier = CheckpointVerifier.from_verifier_key(vkey) if vkey else None
+        ledger.keyring()  # the log's own keys, each for the checkpoints of its period
     except (VerifierKeyError, keys.KeyFileError) as exc:
         _fail(f"cannot load the verifier key: {exc}")
     verified = verify_instance(

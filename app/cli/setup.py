@@ -20,6 +20,7 @@ from app.models import LogHead, PolicyVersion
 from app.services import demo
 from app.services.decisions import policies
 from app.services.log import keys
+from app.services.notifications import webhooks
 
 DEMO_ORGANISATIONS = REPO_ROOT / "policies" / "organisations.example.yaml"
 DEMO_TOKENS_FILE = "demo-tokens.json"
@@ -55,7 +56,8 @@ def init_command(new_identity: bool) -> None:
     alembic_command.upgrade(alembic_config(ledger), "head")
     with ledger.db.read() as session:
         size = session.execute(select(LogHead.size)).scalar_one()
-    missing = [str(settings.signing_key_path)] if not settings.signing_key_path.exists() else []
+    # After a rotation retired it, signing-key.pem is gone on purpose: a newer key signs.
+    missing = [] if keys.has_signing_key(settings) else [str(settings.signing_key_path)]
     if not keys.has_identifier_key(settings):
         missing.append(str(settings.identifier_key_path))
     if size and missing and not new_identity:
@@ -71,13 +73,18 @@ def init_command(new_identity: bool) -> None:
         created = keys.ensure_keys(settings)
     except keys.KeyFileError as exc:
         _fail(str(exc))
+    # Webhook secrets sealed under the signing key (before the seal key) move under the seal
+    # key now, once, so a signing-key rotation cannot lose them.
+    resealed = webhooks.reseal_secrets(ledger)
+    if resealed:
+        click.echo(f"Re-sealed {resealed} webhook secrets under {keys.WEBHOOK_SEAL_KEY_FILE}")
     for warning in keys.permission_warnings(settings):
         click.echo(f"Warning: {warning}", err=True)
     click.echo(f"Instance folder: {settings.instance_path}")
     click.echo(f"Database: {_safe_url(settings.database_url)} (at the newest migration)")
     click.echo(
         ("Created" if created.signing_key_created else "Kept")
-        + f" the signing key {settings.signing_key_path}"
+        + f" the signing key {keys.newest_signing_key_path(settings)}"
     )
     if created.identifier_key_created:
         click.echo(f"Created the identifier key {settings.identifier_key_path}")

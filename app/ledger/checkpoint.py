@@ -15,6 +15,10 @@ over the exact body, no line claiming our key fails, the envelope is well formed
 body parses as a checkpoint for our origin. Every other outcome is one opaque
 :class:`~app.ledger.errors.VerificationError`. Lines from other keys (witness
 co-signatures, a rotated key) are ignored, as signed-note requires.
+
+A log whose key was rotated has several keys under its one name (the origin), each valid for
+the checkpoints of its own period: :class:`KeyRing` verifies against all of them at once, and a
+checkpoint is accepted only under a key whose period covers its tree size.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import base64
 import binascii
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -46,11 +51,15 @@ __all__ = [
     "Checkpoint",
     "CheckpointSigner",
     "CheckpointVerifier",
+    "KeyRing",
+    "ListedKey",
     "NoteSignature",
     "key_id",
     "load_private_key_pem",
+    "note_signers",
     "parse_verifier_key",
     "private_key_pem",
+    "sign_checkpoint",
     "signature_line",
     "split_note",
     "verify_note",
@@ -372,19 +381,105 @@ def verify_note(note: str | bytes, verifier: CheckpointVerifier) -> bytes:
     least one must be present. Anything else raises
     :class:`~app.ledger.errors.VerificationError`.
     """
-    body, signatures = split_note(note)
-    verified = False
-    for line in signatures:
-        if line.name != verifier.name or line.key_id != verifier.key_id:
-            continue
-        # signed-note: a failing signature from a known key SHOULD reject the note; we do,
-        # so one good line cannot vouch for a note that also carries a forged one.
-        if not verifier.verify_signature(body, line.signature):
-            raise VerificationError
-        verified = True
-    if not verified:
+    body, signed = note_signers(note, (verifier,))
+    if not signed:
         raise VerificationError
     return body
+
+
+def note_signers(
+    note: str | bytes, verifiers: Sequence[CheckpointVerifier]
+) -> tuple[bytes, frozenset[int]]:
+    """Verify a signed note against several keys at once: its text, and the positions in
+    ``verifiers`` of the keys whose signature lines verify (possibly none).
+
+    The envelope rules are :func:`split_note`'s. A line of any of ``verifiers`` that does not
+    verify rejects the whole note (VerificationError), so that one good line cannot vouch for
+    a note that also carries a forged one (signed-note: a failing signature from a known key
+    SHOULD reject the note); lines of other keys are ignored.
+    """
+    body, lines = split_note(note)
+    known = {(v.name, v.key_id): i for i, v in enumerate(verifiers)}
+    signed: set[int] = set()
+    for line in lines:
+        position = known.get((line.name, line.key_id))
+        if position is None:
+            continue
+        if not verifiers[position].verify_signature(body, line.signature):
+            raise VerificationError
+        signed.add(position)
+    return body, frozenset(signed)
+
+
+@dataclass(frozen=True)
+class ListedKey:
+    """A key a log lists as its own, with the checkpoints it may sign: tree sizes from
+    ``first_size`` to ``last_size`` (``None``: still signing)."""
+
+    verifier: CheckpointVerifier
+    first_size: int
+    last_size: int | None = None
+
+    def covers(self, size: int) -> bool:
+        return self.first_size <= size and (self.last_size is None or size <= self.last_size)
+
+
+class KeyRing:
+    """The keys a log has signed its checkpoints with (c2sp.org/signed-note allows several
+    lines under one key name with different key ids), each valid for its own period.
+
+    :meth:`verify` accepts a checkpoint of this log only if a listed key whose period covers
+    its tree size signed it, and no listed key's line on it fails. A key outside its period
+    (a retired key after its retirement, a new key before it was listed) vouches for nothing.
+    """
+
+    def __init__(self, keys: Sequence[ListedKey]) -> None:
+        if not keys:
+            raise ValueError("a key ring needs at least one key")
+        names = {k.verifier.name for k in keys}
+        if len(names) != 1:
+            raise ValueError("every key of a log carries the log's origin as its name")
+        self._keys = tuple(keys)
+        self._verifiers = tuple(k.verifier for k in keys)
+        self._name = names.pop()
+        self.fingerprint = tuple(
+            (k.verifier.key_id, k.verifier.public_key, k.first_size, k.last_size) for k in keys
+        )
+        """Equal for rings that accept exactly the same notes (a cache key)."""
+
+    @classmethod
+    def single(cls, verifier: CheckpointVerifier) -> KeyRing:
+        """One key, for every tree size (a key an operator names on the command line)."""
+        return cls([ListedKey(verifier, 0)])
+
+    @property
+    def keys(self) -> tuple[ListedKey, ...]:
+        return self._keys
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def signed_by(self, note: str | bytes) -> tuple[Checkpoint, tuple[ListedKey, ...]]:
+        """The checkpoint of this log the note holds and the listed keys whose lines verify on
+        it (whatever their periods). Raises VerificationError for a malformed note, another
+        origin, or a failing line of a listed key."""
+        body, signed = note_signers(note, self._verifiers)
+        try:
+            checkpoint = Checkpoint.from_body(body)
+        except CheckpointFormatError:
+            raise VerificationError from None
+        if checkpoint.origin != self._name:
+            raise VerificationError
+        return checkpoint, tuple(self._keys[i] for i in sorted(signed))
+
+    def verify(self, note: str | bytes) -> Checkpoint:
+        """The note's checkpoint if a listed key whose period covers it signed it; otherwise
+        VerificationError."""
+        checkpoint, keys = self.signed_by(note)
+        if not any(k.covers(checkpoint.size) for k in keys):
+            raise VerificationError
+        return checkpoint
 
 
 class CheckpointSigner:
@@ -437,8 +532,12 @@ class CheckpointSigner:
         text = bytes(body).decode("utf-8")
         if not text.endswith("\n") or _has_control(text.replace("\n", "")):
             raise ValueError("note text must end with a newline and contain no control chars")
+        return f"{text}\n{self.signature_line(body)}"
+
+    def signature_line(self, body: bytes) -> str:
+        """This key's signature line over note text ``body``, newline included."""
         signature = self._private_key.sign(bytes(body))
-        return f"{text}\n" + signature_line(self._name, self._key_id, signature)
+        return signature_line(self._name, self._key_id, signature)
 
     def sign(self, checkpoint: Checkpoint) -> str:
         """Return ``checkpoint`` as a signed note.
@@ -449,6 +548,16 @@ class CheckpointSigner:
         if checkpoint.origin != self._name:
             raise ValueError("checkpoint origin does not match the signing key name")
         return self.sign_note(checkpoint.body())
+
+
+def sign_checkpoint(checkpoint: Checkpoint, signers: Sequence[CheckpointSigner]) -> str:
+    """``checkpoint`` as one signed note with a line from each of ``signers``, in order (a log
+    between two keys signs with both: c2sp.org/signed-note allows several lines per name)."""
+    if not signers:
+        raise ValueError("a checkpoint needs at least one signer")
+    note = signers[0].sign(checkpoint)
+    body = checkpoint.body()
+    return note + "".join(signer.signature_line(body) for signer in signers[1:])
 
 
 def load_private_key_pem(data: bytes) -> Ed25519PrivateKey:

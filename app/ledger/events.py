@@ -43,6 +43,8 @@ __all__ = [
     "Denied",
     "DisclosureRecorded",
     "Event",
+    "KeyAdded",
+    "KeyRetired",
     "LegalBasisRef",
     "Logged",
     "MalformedEntry",
@@ -615,6 +617,29 @@ class RollbackAccepted(Event):
     database_size: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyAdded(Event):
+    """The log has a new signing key (``keys rotate-signing``): every checkpoint from the one
+    covering this entry is signed by it too, so anyone trusting the older key learns the new
+    one from a checkpoint both signed. ``vkey`` is its verifier key, ``generation`` its number
+    in the instance folder."""
+
+    TYPE: ClassVar[str] = "log.key_added"
+    vkey: str
+    generation: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeyRetired(Event):
+    """An older signing key was retired (``keys rotate-signing --retire-old``): it signed the
+    checkpoints up to ``last_size`` and none after; its private key was destroyed."""
+
+    TYPE: ClassVar[str] = "log.key_retired"
+    vkey: str
+    generation: int
+    last_size: int
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.TYPE: cls
     for cls in (
@@ -635,6 +660,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         SubjectErased,
         ObligationAcknowledged,
         RollbackAccepted,
+        KeyAdded,
+        KeyRetired,
     )
 }
 for _cls in EVENT_TYPES.values():  # a field type without a JSON form fails here, at import

@@ -430,3 +430,18 @@ class VerificationRun(Base):
     log_size: Mapped[int] = mapped_column(BigInteger, nullable=False)
     checkpoints: Mapped[int] = mapped_column(BigInteger, nullable=False)
     problem: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class SigningKey(Base):
+    """The log's signing keys once it has more than one (``keys rotate-signing``), each with the
+    checkpoints it may sign: tree sizes ``first_size`` to ``last_size`` (NULL: still signing).
+    A retired key's row stays, so history signed by it keeps verifying; its private key is
+    gone. No rows: the one key of ``signing-key.pem`` signs everything. The times of a period
+    are those of its checkpoints (``log_checkpoints.created_at``), not kept twice."""
+
+    __tablename__ = "signing_keys"
+
+    generation: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    vkey: Mapped[str] = mapped_column(String(200), nullable=False, unique=True)
+    first_size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    last_size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from app.config import IDENTIFIER_KEY_FILE, Settings
 from app.db import Database
+from app.ledger.checkpoint import KeyRing
 from app.models import Subject
 from app.services.access.rate_limits import RateLimits, parse_limit
 from app.services.log import keys
@@ -86,8 +87,14 @@ class Ledger:
     @property
     def log_store(self) -> LogStore:
         if self._log_store is None:
-            self._log_store = LogStore(keys.load_signer(self.settings), self.published)
+            settings = self.settings
+            self._log_store = LogStore(lambda: keys.load_signing_keys(settings), self.published)
         return self._log_store
+
+    def keyring(self) -> KeyRing:
+        """The keys the log lists now, each with the checkpoints it may sign."""
+        with self.db.read() as session:
+            return self.log_store.keys(session).ring
 
     @property
     def identifier_keys(self) -> keys.IdentifierKeys:
@@ -131,9 +138,9 @@ class Ledger:
         size = publication.checkpoint.size
         try:
             if publication.declares_fork:
-                self.published.reset(publication.note, self.log_store.verifier)
+                self.published.reset(publication.note, publication.ring)
             else:
-                self.published.advance(publication, self.log_store.verifier, self.prove_consistency)
+                self.published.advance(publication, publication.ring, self.prove_consistency)
         except OSError as exc:
             # The next write records a newer one; the check before signing still holds, since
             # each process remembers what it signed.

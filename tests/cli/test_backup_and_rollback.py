@@ -68,7 +68,7 @@ def test_every_write_records_the_checkpoint_it_published(
     for _ in range(3):
         _add_client(app)
         served = app.test_client().get("/v1/log/checkpoint").get_data(as_text=True)
-        record = ledger.published.read(ledger.log_store.verifier)
+        record = ledger.published.read(ledger.keyring())
         assert record is not None
         assert record.note == served
     # Two slots, overwritten in turn: the record holds the newest note and the one before it,
@@ -88,9 +88,9 @@ def test_a_write_torn_by_a_crash_costs_the_record_one_write_at_most(
 ) -> None:
     ledger = get_ledger(app)
     _add_client(app)
-    before = ledger.published.read(ledger.log_store.verifier)
+    before = ledger.published.read(ledger.keyring())
     _add_client(app)
-    newest = ledger.published.read(ledger.log_store.verifier)
+    newest = ledger.published.read(ledger.keyring())
     assert before is not None
     assert newest is not None
     assert newest.checkpoint.size > before.checkpoint.size
@@ -105,14 +105,14 @@ def test_a_write_torn_by_a_crash_costs_the_record_one_write_at_most(
     # says what happened and puts the good note in the spoilt slot, so no later write can
     # overwrite the only good one; the next write records its own checkpoint again.
     with caplog.at_level(logging.WARNING, logger="consent_ledger.published"):
-        assert ledger.published.read(ledger.log_store.verifier) == before
+        assert ledger.published.read(ledger.keyring()) == before
     assert "a write cut short?" in caplog.text
     assert ledger.published.notes() == [before.note, before.note]
     restarted = _fresh(instance_path, database_url)
     assert restarted.test_client().get("/healthz").status_code == 200
     _add_client(restarted)
     served = restarted.test_client().get("/v1/log/checkpoint").get_data(as_text=True)
-    again = get_ledger(restarted).published.read(ledger.log_store.verifier)
+    again = get_ledger(restarted).published.read(ledger.keyring())
     assert again is not None
     assert again.note == served
     get_ledger(restarted).db.dispose()
@@ -123,13 +123,13 @@ def test_a_record_of_the_earlier_single_note_form_is_read_and_advanced(
 ) -> None:
     ledger = get_ledger(app)
     _add_client(app)
-    record = ledger.published.read(ledger.log_store.verifier)
+    record = ledger.published.read(ledger.keyring())
     assert record is not None
     (instance_path / RECORD_FILE).write_text(record.note)  # as the service wrote it before
-    assert ledger.published.read(ledger.log_store.verifier) == record
+    assert ledger.published.read(ledger.keyring()) == record
     _add_client(app)
     served = app.test_client().get("/v1/log/checkpoint").get_data(as_text=True)
-    newest = ledger.published.read(ledger.log_store.verifier)
+    newest = ledger.published.read(ledger.keyring())
     assert newest is not None
     assert newest.note == served
     assert ledger.published.notes() == [record.note, served]

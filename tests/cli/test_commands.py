@@ -342,7 +342,7 @@ def test_verify_with_a_malformed_key_says_what_is_wrong_with_it(
 def test_verify_with_the_logs_key_altered_names_the_key_id_mismatch(
     runner: FlaskCliRunner, ledger: Ledger, orgs: list[str]
 ) -> None:
-    name, key_id, key = ledger.log_store.verifier.verifier_key().split("+", 2)
+    name, key_id, key = ledger.log_store.signer.verifier_key().split("+", 2)
     result = runner.invoke(args=["verify", "--key", f"{name}x+{key_id}+{key}"])
     assert result.exit_code == 1
     assert "key id mismatch" in result.output

@@ -26,7 +26,7 @@ from app.services.log.log_store import make_entry
 # Written by main's writers at 04cc6fc (before typed events), through the services: every entry
 # type at least once, with and without optional values (a legal basis, evidence, a reason).
 STORED_LOG = Path(__file__).parent / "fixtures" / "log-04cc6fc.jsonl"
-# Entry types added since (issues 14 and 15), as their writer (envelope and encode_entry) wrote
+# Entry types added since (issues 14, 15 and 16), as their writer (envelope and encode_entry) wrote
 # them.
 ADDED_SINCE = Path(__file__).parent / "fixtures" / "log-format2.jsonl"
 LEAVES = STORED_LOG.read_bytes().splitlines() + ADDED_SINCE.read_bytes().splitlines()
@@ -148,4 +148,4 @@ def test_an_unknown_type_is_told_apart() -> None:
 
 def test_every_event_class_is_registered_under_its_type() -> None:
     assert all(issubclass(cls, Event) and t == cls.TYPE for t, cls in EVENT_TYPES.items())
-    assert len(EVENT_TYPES) == 17
+    assert len(EVENT_TYPES) == 19

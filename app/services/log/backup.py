@@ -114,7 +114,7 @@ def restore(
     live = _sqlite_path(ledger.settings.database_url)
     if not source.is_file():
         raise BackupError(f"{source} is not a file")
-    recorded = ledger.published.read(ledger.log_store.verifier)
+    recorded = ledger.published.read(ledger.keyring())
     db, state = _check_copy(ledger, source)
     behind: RollbackDetected | None = None
     try:
@@ -165,7 +165,7 @@ def accept_rollback_now(ledger: Ledger) -> int | None:
     running remember the checkpoint they saw published and keep refusing to write until
     restarted.
     """
-    recorded = ledger.published.read(ledger.log_store.verifier)  # before the snapshot
+    recorded = ledger.published.read(ledger.keyring())  # before the snapshot
     fork_detected = ledger.published.fork_path.exists()
     now = ledger.clock()
 

@@ -55,7 +55,9 @@ def check_log(
     success too."""
     try:
         store = load_store()
-        recorded = record.read(store.verifier)  # before the snapshot: see the callee
+        with db.read() as session:
+            ring = store.keys(session).ring
+        recorded = record.read(ring)  # before the snapshot: see the callee
         with db.read() as session:
             size = store.check_against_checkpoint(session)
             check_database_against_record(session, store, record, recorded, size)

@@ -1,8 +1,14 @@
-"""The instance's secrets: the log's Ed25519 signing key and the identifier HMAC keys.
+"""The instance's secrets: the log's Ed25519 signing keys, the identifier HMAC keys and the
+key webhook secrets are sealed under.
 
 All live in the instance folder, created with mode 0600 and never overwritten: losing the
 signing key means a new log identity, and losing an identifier key makes every subject mapped
 under it unreachable.
+
+Signing keys come in generations too. Generation 1 is ``signing-key.pem``; each
+``consent-ledger keys rotate-signing`` adds the next as ``signing-keys/<generation>.pem``.
+Which of them sign, and the checkpoints each may sign, the database says (the
+``signing_keys`` table, app.services.log.signing_keys); a file here is only the private half.
 
 Identifier keys come in generations. Generation 1 is ``identifier.key``, made by
 ``consent-ledger init`` (an instance from before rotation has only that one, and keeps working
@@ -31,6 +37,13 @@ IDENTIFIER_KEY_BYTES = 32
 IDENTIFIER_KEYS_DIR = "identifier-keys"
 _GENERATION_FILE = re.compile(r"([1-9][0-9]{0,8})\.key")
 _KEY_ID_LABEL = b"consent-ledger identifier key id v1\x00"
+# Signing keys after the first: signing-keys/2.pem, signing-keys/3.pem, ...
+SIGNING_KEYS_DIR = "signing-keys"
+_SIGNING_FILE = re.compile(r"([1-9][0-9]{0,8})\.pem")
+# Webhook signing secrets are sealed under this key, which never rotates (a key derived from
+# the signing key would be lost with it).
+WEBHOOK_SEAL_KEY_FILE = "webhook-seal.key"
+WEBHOOK_SEAL_KEY_BYTES = 32
 # C2SP signed-note: a key name is non-empty and has no whitespace and no "+".
 _ORIGIN = re.compile(r"[^\s+\x00-\x1f\x7f]+")
 
@@ -73,9 +86,13 @@ def permission_warnings(settings: Settings) -> list[str]:
     """Secrets readable by other users of the machine, named so an operator can fix them."""
     out = []
     identifier = _identifier_key_files(settings)
+    signing = _signing_key_files(settings)
     for path in (
         settings.instance_path,
         settings.signing_key_path,
+        signing_keys_dir(settings),
+        *(signing[g] for g in sorted(signing) if g > 1),
+        webhook_seal_key_path(settings),
         settings.identifier_key_path,
         identifier_keys_dir(settings),
         *(identifier[g] for g in sorted(identifier) if g > 1),
@@ -91,9 +108,15 @@ def permission_warnings(settings: Settings) -> list[str]:
 def ensure_keys(settings: Settings) -> CreatedKeys:
     validate_origin(settings.log_origin)
     ensure_instance_folder(settings)
-    signing = not settings.signing_key_path.exists()
+    # Only for an instance with no signing key at all: once generation 1 is retired, a new
+    # signing-key.pem would be a stray key, not the log's first.
+    signing = not has_signing_key(settings)
     if signing:
         _write_secret(settings.signing_key_path, private_key_pem(Ed25519PrivateKey.generate()))
+        # A new log has no webhook secret sealed the old way (under the signing key): its own
+        # seal key from the start. An older instance gets one from `init` or `keys
+        # rotate-signing`, which re-seal its secrets under it.
+        ensure_webhook_seal_key(settings)
     # Only for an instance with no identifier key at all: once generation 1 is retired, a new
     # identifier.key would be a stray older key, not a first one.
     identifier = not has_identifier_key(settings)
@@ -102,18 +125,132 @@ def ensure_keys(settings: Settings) -> CreatedKeys:
     return CreatedKeys(signing, identifier)
 
 
-def load_signer(settings: Settings) -> CheckpointSigner:
-    validate_origin(settings.log_origin)
-    path = settings.signing_key_path
+def signing_keys_dir(settings: Settings) -> Path:
+    return settings.instance_path / SIGNING_KEYS_DIR
+
+
+def _signing_key_files(settings: Settings) -> dict[int, Path]:
+    files = {}
+    if settings.signing_key_path.exists():
+        files[1] = settings.signing_key_path
+    folder = signing_keys_dir(settings)
+    if folder.is_dir():
+        for path in folder.iterdir():
+            match = _SIGNING_FILE.fullmatch(path.name)
+            if match and int(match.group(1)) > 1:
+                files[int(match.group(1))] = path
+    return files
+
+
+def has_signing_key(settings: Settings) -> bool:
+    return bool(_signing_key_files(settings))
+
+
+def newest_signing_key_path(settings: Settings) -> Path:
+    files = _signing_key_files(settings)
+    return files[max(files)] if files else settings.signing_key_path
+
+
+def _read_signer(settings: Settings, path: Path) -> CheckpointSigner:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise KeyFileError(f"no signing key at {path}: run `consent-ledger init`") from None
+        raise KeyFileError(f"signing key {path} disappeared while being read") from None
     try:
         key = load_private_key_pem(data)
     except Exception:
         raise KeyFileError(f"{path} is not an Ed25519 PKCS#8 PEM private key") from None
     return CheckpointSigner(settings.log_origin, key)
+
+
+def load_signing_keys(settings: Settings) -> dict[int, CheckpointSigner]:
+    """Every signing key this instance holds, by generation (never empty)."""
+    validate_origin(settings.log_origin)
+    files = _signing_key_files(settings)
+    if not files:
+        raise KeyFileError(
+            f"no signing key at {settings.signing_key_path}: run `consent-ledger init`"
+        )
+    return {g: _read_signer(settings, path) for g, path in files.items()}
+
+
+def signing_key_path(settings: Settings, generation: int) -> Path:
+    if generation == 1:
+        return settings.signing_key_path
+    return signing_keys_dir(settings) / f"{generation}.pem"
+
+
+def add_signing_key(settings: Settings, generation: int) -> CheckpointSigner:
+    """Write a new signing key as ``generation``: written beside its final name, then linked,
+    so a process loading keys at that moment never reads half a key, and a link never replaces
+    a key another rotation made meanwhile."""
+    folder = signing_keys_dir(settings)
+    folder.mkdir(mode=0o700, exist_ok=True)
+    partial = settings.instance_path / f".signing-{generation}.pem.partial"
+    partial.unlink(missing_ok=True)  # left by a rotation that crashed; never a live key
+    _write_secret(partial, private_key_pem(Ed25519PrivateKey.generate()))
+    final = signing_key_path(settings, generation)
+    try:
+        os.link(partial, final)
+    except FileExistsError:
+        raise KeyFileError(f"{final} appeared meanwhile: another rotation ran") from None
+    finally:
+        partial.unlink()
+    _fsync_dir(folder)
+    return _read_signer(settings, final)
+
+
+def destroy_signing_key(settings: Settings, generation: int) -> Path | None:
+    """Overwrite a signing key's file and delete it; its path, or None if it was not here.
+    Copies elsewhere (backups, other hosts) are the operator's to destroy."""
+    path = signing_key_path(settings, generation)
+    try:
+        fd = os.open(path, os.O_WRONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        os.write(fd, bytes(os.fstat(fd).st_size))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    path.unlink()
+    _fsync_dir(path.parent)
+    return path
+
+
+def webhook_seal_key_path(settings: Settings) -> Path:
+    return settings.instance_path / WEBHOOK_SEAL_KEY_FILE
+
+
+def ensure_webhook_seal_key(settings: Settings) -> bool:
+    """Create the webhook seal key unless it exists; whether it was created. Put in place
+    whole (written beside it, then linked) and never replaced."""
+    final = webhook_seal_key_path(settings)
+    if final.exists():
+        return False
+    partial = settings.instance_path / (WEBHOOK_SEAL_KEY_FILE + ".partial")
+    partial.unlink(missing_ok=True)
+    _write_secret(partial, secrets.token_bytes(WEBHOOK_SEAL_KEY_BYTES))
+    try:
+        os.link(partial, final)
+    except FileExistsError:
+        return False  # another process made it first: theirs is the key
+    finally:
+        partial.unlink()
+    _fsync_dir(settings.instance_path)
+    return True
+
+
+def load_webhook_seal_key(settings: Settings) -> bytes | None:
+    """The webhook seal key, or None for an instance that has none yet."""
+    path = webhook_seal_key_path(settings)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    if len(data) != WEBHOOK_SEAL_KEY_BYTES:
+        raise KeyFileError(f"{path} must hold exactly {WEBHOOK_SEAL_KEY_BYTES} bytes")
+    return data
 
 
 def identifier_keys_dir(settings: Settings) -> Path:

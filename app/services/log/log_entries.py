@@ -23,7 +23,13 @@ from app.services.container import Ledger
 
 # Entries about the service itself: every IG lead may read them.
 SERVICE_ENTRY_TYPES = frozenset(
-    {"organisation.registered", "policy.published", "log.rollback_accepted"}
+    {
+        "organisation.registered",
+        "policy.published",
+        "log.rollback_accepted",
+        "log.key_added",
+        "log.key_retired",
+    }
 )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -24,13 +24,29 @@ from sqlalchemy.orm import Session
 from app.errors import FieldError as FE
 from app.errors import InvalidArgument, NotFound
 from app.ledger import merkle
-from app.ledger.checkpoint import Checkpoint, CheckpointSigner, CheckpointVerifier
+from app.ledger.checkpoint import (
+    Checkpoint,
+    CheckpointSigner,
+    CheckpointVerifier,
+    KeyRing,
+    ListedKey,
+    sign_checkpoint,
+)
 from app.ledger.commitment import SALT_BYTES, commit
 from app.ledger.entry import encode_entry
 from app.ledger.errors import EntryError, VerificationError
 from app.ledger.events import DecisionMade, DisclosureRecorded
-from app.models import LogCheckpoint, LogEntry, LogHead, LogNode, LogOpening, table
+from app.models import (
+    LogCheckpoint,
+    LogEntry,
+    LogHead,
+    LogNode,
+    LogOpening,
+    SigningKey,
+    table,
+)
 from app.services.log import openings
+from app.services.log.keys import KeyFileError
 
 if TYPE_CHECKING:
     from app.services.log.published import PublishedRecord
@@ -104,6 +120,8 @@ class Publication:
     note: str
     checkpoint: Checkpoint
     prefixes: tuple[tuple[int, bytes], ...]
+    # The keys the log listed when it was signed: the record's notes are checked under them.
+    ring: KeyRing
     # Signed on purpose over a tree that does not contain the recorded checkpoint (an operator
     # accepted a rollback): it replaces the record instead of advancing it.
     declares_fork: bool = False
@@ -199,6 +217,12 @@ _CHECKPOINT_NOTE = select(table(LogCheckpoint).c.note).where(
     table(LogCheckpoint).c.tree_size == bindparam("size")
 )
 _HEAD_SIZE = "SELECT size FROM log_head WHERE id = 1"
+_SIGNING_KEYS = select(
+    table(SigningKey).c.generation,
+    table(SigningKey).c.vkey,
+    table(SigningKey).c.first_size,
+    table(SigningKey).c.last_size,
+).order_by(table(SigningKey).c.generation.desc())
 # Positional placeholders of the DB-API drivers supported (sqlite3: qmark; psycopg: pyformat).
 _PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 _NODE_SLOTS = 8
@@ -259,8 +283,10 @@ class Appender:
         nodes: dict[merkle.NodeId, bytes],
         prefixes: tuple[tuple[int, bytes], ...],
         declares_fork: bool,
+        keys: SigningKeys,
     ) -> None:
         self.start_size = size
+        self.keys = keys
         self.nodes = nodes
         self.prefixes = prefixes
         self.declares_fork = declares_fork
@@ -344,14 +370,107 @@ def appended_count(session: Session) -> int:
     return 0 if appender is None else len(appender.entry_rows)
 
 
+@dataclass(frozen=True)
+class SigningKeys:
+    """The keys the log lists (``ring``, newest first, each with its period) and the private
+    keys this process signs with: every listed key still signing that it holds, oldest first
+    (the order of the signature lines)."""
+
+    ring: KeyRing
+    signers: tuple[CheckpointSigner, ...]
+    generations: tuple[int, ...]
+    """The generation of each listed key, in ``ring`` order."""
+
+
+KeyRows = tuple[tuple[int, str, int, int | None], ...]
+
+
 class LogStore:
-    def __init__(self, signer: CheckpointSigner, published: PublishedRecord) -> None:
-        """``published`` is the instance's published-checkpoint record, which every append
-        checks against before signing."""
-        self.signer = signer
-        self.verifier = CheckpointVerifier.from_verifier_key(signer.verifier_key())
+    def __init__(
+        self, load_keys: Callable[[], dict[int, CheckpointSigner]], published: PublishedRecord
+    ) -> None:
+        """``load_keys`` reads the signing keys this instance holds, by generation
+        (app.services.log.keys.load_signing_keys); ``published`` is the instance's
+        published-checkpoint record, which every append checks against before signing."""
+        self._load_keys = load_keys
+        self._held = load_keys()
+        self._keys: tuple[KeyRows, SigningKeys] | None = None
         self.published = published
         self._last_signed: tuple[int, bytes] | None = None
+
+    # -- keys ----------------------------------------------------------------------------------
+
+    @property
+    def signer(self) -> CheckpointSigner:
+        """The newest signing key this process holds (the one to publish)."""
+        if not self._held:
+            self._held = self._load_keys()
+        return self._held[max(self._held)]
+
+    def keys(self, session: Session) -> SigningKeys:
+        """The signing keys as the database lists them now (one small query), with the private
+        keys this process holds for those still signing. A worker started before a rotation
+        picks up the new key here, at its next write, without a restart; a retired key is
+        never used again once its row says so, whatever the files say."""
+        rows: KeyRows = tuple(
+            (g, v, f, last) for g, v, f, last in session.connection().execute(_SIGNING_KEYS)
+        )
+        cached = self._keys
+        if cached is not None and cached[0] == rows:
+            return cached[1]
+        keys, complete = self._build_keys(rows)
+        if complete:  # one still missing is looked for again at the next write
+            self._keys = (rows, keys)
+        return keys
+
+    def _build_keys(self, rows: KeyRows) -> tuple[SigningKeys, bool]:
+        if not rows:
+            # Never rotated: the one key of signing-key.pem signs every checkpoint.
+            first = self._held.get(1)
+            if first is None:
+                self._held = self._load_keys()
+                first = self._held.get(1)
+            if first is None:
+                raise KeyFileError(
+                    "the database lists no signing keys and signing-key.pem is gone: a database "
+                    "from before a rotation whose first key was since retired? Restore a copy "
+                    "taken after the rotation (`keys rotate-signing`), or put the key back"
+                )
+            return SigningKeys(KeyRing([ListedKey(first.verifier(), 0)]), (first,), (1,)), True
+        ring = KeyRing(
+            [ListedKey(CheckpointVerifier.from_verifier_key(v), f, last) for _, v, f, last in rows]
+        )
+        active = [(g, v) for g, v, _, last in reversed(rows) if last is None]
+        retired = {g for g, _, _, last in rows if last is not None}
+        # A retired key's private half is dropped from memory too, not only from the folder.
+        self._held = {g: s for g, s in self._held.items() if g not in retired}
+        if any(self._held.get(g) is None for g, _ in active):
+            self._held = {g: s for g, s in self._load_keys().items() if g not in retired}
+        signers = []
+        for generation, vkey in active:
+            signer = self._held.get(generation)
+            if signer is not None and signer.verifier_key() != vkey:
+                raise KeyFileError(
+                    f"the signing key file of generation {generation} is not the key the log "
+                    f"lists for it ({vkey}): put the right file back"
+                )
+            if signer is not None:
+                signers.append(signer)
+        if not signers:
+            raise KeyFileError(
+                "this instance holds none of the log's current signing keys "
+                f"({', '.join(v for _, v in active)}): copy the newest file of signing-keys/ "
+                "from the host that rotated it"
+            )
+        complete = len(signers) == len(active)
+        if not complete:
+            logger.warning(
+                "signing with %d of the log's %d current keys: copy the missing file of "
+                "signing-keys/ to this host before `keys rotate-signing --retire-old`",
+                len(signers),
+                len(active),
+            )
+        return SigningKeys(ring, tuple(signers), tuple(g for g, _, _, _ in rows)), complete
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -389,11 +508,14 @@ class LogStore:
         head = self.lock_head(session)
         size = head.size
         connection = session.connection()
+        # Read with the head locked: a rotation (which writes alone, under the same lock)
+        # changes them only between batches, so this batch signs with one set of keys.
+        keys = self.keys(session)
         # The newest checkpoint this instance published, read now that the head is locked:
         # every note in the record was committed before it was recorded, so the locked tree
         # contains it unless the database was rolled back under the service.
         try:
-            published = None if declare_fork else self.published.newest(self.verifier)
+            published = None if declare_fork else self.published.newest(keys.ring)
         except OSError as exc:
             # Fail closed: without the record, a rolled-back tree cannot be told apart.
             raise LogInconsistent(f"the published record cannot be read: {exc}") from None
@@ -424,7 +546,7 @@ class LogStore:
             if last is None:
                 raise LogInconsistent(f"log head at size {size} has no signed checkpoint")
             # Usually the note just read from the record too: verified once, not twice.
-            signed = self.published.verify(last, self.verifier)
+            signed = self.published.verify(last, keys.ring)
             if signed is None:
                 raise LogInconsistent(f"the checkpoint for size {size} does not verify")
             if signed.size != size or signed.root_hash != root:
@@ -433,7 +555,7 @@ class LogStore:
         prefixes = [(size, root)]
         if published is not None:
             prefixes.append((published.size, published.root_hash))
-        appender = Appender(size, nodes, tuple(prefixes), declare_fork)
+        appender = Appender(size, nodes, tuple(prefixes), declare_fork, keys)
         session.info[_APPENDER] = appender
         return appender
 
@@ -449,9 +571,11 @@ class LogStore:
             return
         new_size = appender.size
         new_root = merkle.tree_root(new_size, appender.nodes)
-        checkpoint = Checkpoint(self.signer.name, new_size, new_root)
-        note = self.signer.sign(checkpoint)
-        self.published.remember(note, checkpoint, self.verifier)
+        keys = appender.keys
+        checkpoint = Checkpoint(keys.ring.name, new_size, new_root)
+        # One line per key still signing: during a rotation's overlap, both.
+        note = sign_checkpoint(checkpoint, keys.signers)
+        self.published.remember(note, checkpoint, keys.ring)
         # Core statements, not ORM objects: an append is the hot path of every write, and the
         # unit of work's bookkeeping cost more than the statements themselves.
         connection = session.connection()
@@ -471,7 +595,7 @@ class LogStore:
         appender.seal.note = note
         # Recorded once the transaction commits (app.services.log.published), never before.
         session.info[PUBLISHED] = Publication(
-            note, checkpoint, appender.prefixes, appender.declares_fork
+            note, checkpoint, appender.prefixes, keys.ring, appender.declares_fork
         )
 
     def lock_head(self, session: Session) -> LockedHead:
@@ -598,7 +722,7 @@ class LogStore:
         if latest is None:
             raise LogInconsistent(f"{head.size} entries are stored but no signed checkpoint")
         try:
-            signed = self.verifier.verify(latest.note)
+            signed = self.keys(session).ring.verify(latest.note)
         except VerificationError:
             raise LogInconsistent(
                 f"the newest checkpoint (size {latest.tree_size}) does not verify under this "

@@ -35,7 +35,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from app.ledger import merkle
-from app.ledger.checkpoint import Checkpoint, CheckpointVerifier
+from app.ledger.checkpoint import Checkpoint, KeyRing
 from app.ledger.errors import VerificationError
 from app.services.log.log_store import (
     LogStore,
@@ -103,7 +103,8 @@ class PublishedRecord:
         self.path = instance_path / RECORD_FILE
         self.fork_path = instance_path / FORK_FILE
         self._lock_path = instance_path / (RECORD_FILE + ".lock")
-        self._known: dict[tuple[bytes, str], Checkpoint] = {}  # (key id, note): verified
+        # (the keys' fingerprint, note): verified under them
+        self._known: dict[tuple[object, str], Checkpoint] = {}
         self._seen: Checkpoint | None = None
         self._seen_lock = threading.Lock()  # threads of one worker never lower what it saw
         self._holder = threading.local()  # whether this thread holds the record (publishing)
@@ -154,23 +155,23 @@ class PublishedRecord:
         """The newest checkpoint this process has read from the record or recorded."""
         return self._seen
 
-    def remember(self, note: str, checkpoint: Checkpoint, verifier: CheckpointVerifier) -> None:
-        """A note known to verify under ``verifier`` (this process signed it, or checked it):
-        it is not verified again when read back."""
+    def remember(self, note: str, checkpoint: Checkpoint, ring: KeyRing) -> None:
+        """A note known to verify under ``ring`` (this process signed it, or checked it): it
+        is not verified again when read back."""
         if len(self._known) >= _KNOWN_NOTES:
             self._known.clear()
-        self._known[(verifier.key_id, note)] = checkpoint
+        self._known[(ring.fingerprint, note)] = checkpoint
 
-    def verify(self, note: str, verifier: CheckpointVerifier) -> Checkpoint | None:
-        """``note``'s checkpoint if it verifies under ``verifier`` (each note is verified once
-        per process), else ``None``."""
-        checkpoint = self._known.get((verifier.key_id, note))
+    def verify(self, note: str, ring: KeyRing) -> Checkpoint | None:
+        """``note``'s checkpoint if it verifies under ``ring`` (a key the log lists, within
+        its period; each note is verified once per process), else ``None``."""
+        checkpoint = self._known.get((ring.fingerprint, note))
         if checkpoint is None and note:
             try:
-                checkpoint = verifier.verify(note)
+                checkpoint = ring.verify(note)
             except VerificationError:
                 return None  # a torn write, or not ours: the other slot decides
-            self.remember(note, checkpoint, verifier)
+            self.remember(note, checkpoint, ring)
         return checkpoint
 
     def _see(self, checkpoint: Checkpoint) -> None:
@@ -192,25 +193,25 @@ class PublishedRecord:
                 "`consent-ledger accept-rollback`"
             )
 
-    def newest(self, verifier: CheckpointVerifier) -> Checkpoint | None:
+    def newest(self, ring: KeyRing) -> Checkpoint | None:
         """The newest checkpoint this instance is known to have published: the newest in the
         record, or the newest this process saw, whichever is larger. Every write checks
         against it before signing; only the newest slot's note is verified."""
         self.refuse_if_fork_detected()
         notes = self.notes()
         for note in sorted(notes, key=_unverified_size, reverse=True):
-            checkpoint = self.verify(note, verifier)
+            checkpoint = self.verify(note, ring)
             if checkpoint is not None:
                 self._see(checkpoint)
                 break
         else:
             if notes:
                 raise RollbackDetected(
-                    f"{self.path} does not hold a checkpoint signed by this instance's key"
+                    f"{self.path} does not hold a checkpoint signed by this instance's keys"
                 )
         return self._seen
 
-    def read(self, verifier: CheckpointVerifier) -> RecordedCheckpoint | None:
+    def read(self, ring: KeyRing) -> RecordedCheckpoint | None:
         """The newest note in the record that verifies, repairing a slot that does not; a
         record none of whose notes verifies is refused."""
         notes = self.notes()
@@ -219,36 +220,36 @@ class PublishedRecord:
         verified = [
             RecordedCheckpoint(note, checkpoint)
             for note in notes
-            if (checkpoint := self.verify(note, verifier)) is not None
+            if (checkpoint := self.verify(note, ring)) is not None
         ]
         if not verified:
             raise RollbackDetected(
-                f"{self.path} does not hold a checkpoint signed by this instance's key"
+                f"{self.path} does not hold a checkpoint signed by this instance's keys"
             )
         newest = max(verified, key=lambda r: r.checkpoint.size)
         if len(verified) < len(notes):
-            self._repair(newest, verifier)
+            self._repair(newest, ring)
         self._see(newest.checkpoint)
         return newest
 
     # -- writing ---------------------------------------------------------------------------
 
-    def _repair(self, newest: RecordedCheckpoint, verifier: CheckpointVerifier) -> None:
+    def _repair(self, newest: RecordedCheckpoint, ring: KeyRing) -> None:
         """Overwrite a slot that does not verify (a write cut short by a crash, or an edit)
         with the newest note that does."""
         logger.warning(
-            "%s: a slot does not hold a checkpoint signed by this instance's key (a write cut "
+            "%s: a slot does not hold a checkpoint signed by this instance's keys (a write cut "
             "short?); keeping the newest that does (size %d)",
             self.path,
             newest.checkpoint.size,
         )
         with self._slots() as (fd, stored):
             for i, note in enumerate(stored):
-                if note and self.verify(note, verifier) is None:
+                if note and self.verify(note, ring) is None:
                     os.pwrite(fd, _slot(newest.note), i * SLOT)
             _sync(fd)
 
-    def start(self, note: str, verifier: CheckpointVerifier) -> None:
+    def start(self, note: str, ring: KeyRing) -> None:
         """Begin an empty record with ``note`` (trust on first use); a record that holds a
         note already is left as it is."""
         with self._slots() as (fd, stored):
@@ -256,12 +257,10 @@ class PublishedRecord:
                 return
             os.pwrite(fd, _slot(note), 0)
             _sync(fd)
-        if (checkpoint := self.verify(note, verifier)) is not None:
+        if (checkpoint := self.verify(note, ring)) is not None:
             self._see(checkpoint)
 
-    def advance(
-        self, publication: Publication, verifier: CheckpointVerifier, prove: Prover
-    ) -> None:
+    def advance(self, publication: Publication, ring: KeyRing, prove: Prover) -> None:
         """Record ``publication`` if it is newer than the recorded checkpoint and a consistent
         extension of it; otherwise keep both as evidence and raise :class:`RollbackDetected`.
 
@@ -273,7 +272,7 @@ class PublishedRecord:
         with self._slots() as (fd, stored):
             self.refuse_if_fork_detected()
             recorded = max(
-                (cp for note in stored if (cp := self.verify(note, verifier)) is not None),
+                (cp for note in stored if (cp := self.verify(note, ring)) is not None),
                 key=lambda cp: cp.size,
                 default=None,
             )
@@ -289,7 +288,7 @@ class PublishedRecord:
                 self._keep_evidence([n for n in stored if n], publication.note)
                 raise
             # Overwrite an empty or spoilt slot, else the one holding the older note.
-            sizes = [cp.size if (cp := self.verify(n, verifier)) else None for n in stored]
+            sizes = [cp.size if (cp := self.verify(n, ring)) else None for n in stored]
             unused = [i for i, s in enumerate(sizes) if s is None]
             slot = unused[0] if unused else min((0, 1), key=lambda i: sizes[i] or 0)
             os.pwrite(fd, _slot(publication.note), slot * SLOT)
@@ -315,11 +314,11 @@ class PublishedRecord:
             finally:
                 os.close(fd)
 
-    def reset(self, note: str, verifier: CheckpointVerifier) -> None:
+    def reset(self, note: str, ring: KeyRing) -> None:
         """Record ``note`` whatever was there (an operator accepted a rollback): a new file
         with that note alone, put in place by rename so no older note survives beside it. The
         evidence of a fork goes, and this process forgets what it saw before."""
-        checkpoint = verifier.verify(note)
+        checkpoint = ring.verify(note)
         with self._locked():
             _write_new_file(self.path, _slot(note))
             self.fork_path.unlink(missing_ok=True)
@@ -424,7 +423,7 @@ def check_database_against_record(
                 record.path,
                 latest.tree_size,
             )
-            record.start(latest.note, store.verifier)
+            record.start(latest.note, store.keys(session).ring)
         return
     candidates = [seen] if seen is not None else []
     if recorded is not None:

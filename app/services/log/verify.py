@@ -33,7 +33,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from app.ledger import merkle
-from app.ledger.checkpoint import CheckpointVerifier
+from app.ledger.checkpoint import CheckpointVerifier, KeyRing
 from app.ledger.entry import MAX_DEPTH, MAX_LEAF_BYTES, decode_entry
 from app.ledger.errors import EntryError, VerificationError
 from app.models import LogCheckpoint, LogEntry, LogHead, LogNode
@@ -203,7 +203,7 @@ class _Checkpoints:
 
 @dataclass
 class _Walk:
-    verifier: CheckpointVerifier
+    ring: KeyRing
     checkpoints: _Checkpoints
     tree: merkle.CompactRange
     good_through: int = 0
@@ -215,7 +215,7 @@ class _Walk:
 
 def verify_log(
     session: Session,
-    verifier: CheckpointVerifier,
+    ring: KeyRing,
     progress: Progress | None = None,
     progress_opened: Progress | None = None,
 ) -> VerifyResult:
@@ -225,7 +225,7 @@ def verify_log(
     try:
         if head is None:
             raise _Bad("the log head row is missing", None)
-        walk = _Walk(verifier, _Checkpoints(session, size), merkle.CompactRange())
+        walk = _Walk(ring, _Checkpoints(session, size), merkle.CompactRange())
         connection = session.connection()
         while walk.tree.size < size:
             start = walk.tree.size
@@ -320,7 +320,7 @@ def _check_batch_in_bulk(connection: Connection, walk: _Walk, start: int, end: i
             )
         for row in checkpoints:
             _check_checkpoint(
-                walk.verifier, row, merkle.tree_root(row.tree_size, nodes), walk.good_through
+                walk.ring, row, merkle.tree_root(row.tree_size, nodes), walk.good_through
             )
             walk.checkpoints.pop()
             walk.checked += 1
@@ -363,7 +363,7 @@ def _check_batch_by_entry(session: Session, walk: _Walk, start: int, size: int) 
                 )
         pending = walk.checkpoints.peek()
         while pending is not None and pending.tree_size == tree.size:
-            _check_checkpoint(walk.verifier, pending, tree.root(), walk.good_through)
+            _check_checkpoint(walk.ring, pending, tree.root(), walk.good_through)
             walk.checked += 1
             walk.good_through = tree.size
             walk.checkpoints.pop()
@@ -430,13 +430,16 @@ def _check_openings(session: Session, size: int, progress: Progress | None = Non
 
 
 def _check_checkpoint(
-    verifier: CheckpointVerifier, row: _StoredCheckpoint, root: bytes, good_through: int
+    ring: KeyRing, row: _StoredCheckpoint, root: bytes, good_through: int
 ) -> None:
     try:
-        signed = verifier.verify(row.note)
+        # Under a key the log lists whose period covers this size, and no other: a note
+        # re-signed by a key never listed, or by a retired key after its retirement, fails.
+        signed = ring.verify(row.note)
     except VerificationError:
         raise _Bad(
-            f"the checkpoint for size {row.tree_size} has no valid signature from the log's key",
+            f"the checkpoint for size {row.tree_size} has no valid signature from a key the "
+            "log lists for that size",
             None,
         ) from None
     if signed.size != row.tree_size or signed.root_hash != row.root_hash:
@@ -532,28 +535,33 @@ class InstanceVerified:
 
 def verify_instance(
     ledger: Ledger,
-    verifier: CheckpointVerifier,
+    key: CheckpointVerifier | None = None,
     progress_verified: Progress | None = None,
     progress_replayed: Progress | None = None,
     progress_opened: Progress | None = None,
 ) -> InstanceVerified:
     """Verify an instance's whole log: the bytes (:func:`verify_log`), that the log contains
     the newest checkpoint the instance published (the published-checkpoint record), then every
-    logged answer and the projections (:func:`verify_answers`), all in one read snapshot. The
-    outcome is recorded for the IG dashboard only when ``verifier`` is the log's own key: a
-    check against any other key says nothing about this log, so it must not change the log's
-    status there (a mistyped ``--key`` would otherwise mark a sound log "Failed")."""
+    logged answer and the projections (:func:`verify_answers`), all in one read snapshot.
+
+    Signatures are checked under the keys the log lists, each for its own period, or under
+    ``key`` alone (an auditor's ``--key``) for every checkpoint. The outcome is recorded for
+    the IG dashboard only when the log's own keys were used: a check against any other key
+    says nothing about this log, so it must not change the log's status there (a mistyped
+    ``--key`` would otherwise mark a sound log "Failed")."""
+    listed = ledger.keyring()
+    ring = listed if key is None else KeyRing.single(key)
     # The record is read before the snapshot (see check_database_against_record) and judged
     # after the log's bytes, so a bad entry is still named first.
     record_problem: RollbackDetected | None = None
     try:
         ledger.published.refuse_if_fork_detected()
-        recorded = ledger.published.read(verifier)
+        recorded = ledger.published.read(ring)
     except RollbackDetected as exc:
         recorded, record_problem = None, exc
     answers: AnswersResult | None = None
     with ledger.db.read() as session:
-        result = verify_log(session, verifier, progress_verified, progress_opened)
+        result = verify_log(session, ring, progress_verified, progress_opened)
         if result.ok and recorded is not None:
             try:
                 check_contains_published(session, recorded.checkpoint, result.size)
@@ -564,7 +572,8 @@ def verify_instance(
         # In the same snapshot, and only on a log whose bytes are sound.
         if result.ok:
             answers = verify_answers(session, result.size, progress_replayed)
-    own_key = verifier.verifier_key() == ledger.log_store.verifier.verifier_key()
+    # A --key naming the log's one key (never rotated) is a check under the log's own key.
+    own_key = ring.fingerprint == listed.fingerprint
     verified = InstanceVerified(result, answers, recorded=own_key)
     if own_key:
         dashboard.record_verification(

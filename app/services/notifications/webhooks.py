@@ -15,8 +15,11 @@ exponential backoff and jitter until a day after the notification was made, then
 the IG dashboard shows deliveries failing and given up.
 
 The signing secret is shown once, when it is made. It is stored sealed (AES-GCM, bound to the
-organisation) under a key derived with HKDF, under its own label, from the instance's signing
-key: a copy of the database alone does not yield it.
+organisation) under the instance's webhook seal key (``webhook-seal.key``, which never
+rotates): a copy of the database alone does not yield it. Instances from before that key sealed
+under a key derived with HKDF from the signing key, which rotates; :func:`reseal_secrets`
+(run by ``init`` and by ``keys rotate-signing`` before it adds a key) moves every secret under
+the seal key once, in one transaction, and until then both keys open them.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -52,6 +56,7 @@ from app.ledger.checkpoint import load_private_key_pem
 from app.ledger.events import time_text
 from app.models import Obligation, Organisation, Webhook, WebhookDelivery, table
 from app.services.container import Ledger
+from app.services.log import keys
 
 logger = logging.getLogger("consent_ledger.webhooks")
 
@@ -79,13 +84,32 @@ _LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 @lru_cache(maxsize=4)
-def _cipher(signing_key_pem: bytes) -> AESGCM:
+def _legacy_cipher(signing_key_pem: bytes) -> AESGCM:
+    """The key secrets were sealed under before the seal key: derived from the signing key."""
     raw = load_private_key_pem(signing_key_pem).private_bytes(
         serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
     )
     # Its own key under its own label: the Ed25519 seed is never used as an AES key itself.
     derived = HKDF(hashes.SHA256(), length=32, salt=None, info=_SEAL_INFO).derive(raw)
     return AESGCM(derived)
+
+
+def _ciphers(ledger: Ledger) -> list[AESGCM]:
+    """The keys a secret may be sealed under, the one to seal with first: the seal key, and
+    the legacy key while the original signing key is held (an instance not yet re-sealed)."""
+    out = []
+    seal_key = keys.load_webhook_seal_key(ledger.settings)
+    if seal_key is not None:
+        out.append(AESGCM(seal_key))
+    try:
+        pem = ledger.settings.signing_key_path.read_bytes()
+    except FileNotFoundError:  # retired by a rotation, which re-sealed everything first
+        pem = None
+    if pem is not None:
+        out.append(_legacy_cipher(pem))
+    if not out:
+        raise RuntimeError(f"no webhook seal key in {ledger.settings.instance_path}")
+    return out
 
 
 def _aad(organisation_id: str) -> bytes:
@@ -95,13 +119,45 @@ def _aad(organisation_id: str) -> bytes:
 
 def _seal(ledger: Ledger, organisation_id: str, secret: bytes) -> bytes:
     nonce = os.urandom(_NONCE_BYTES)
-    cipher = _cipher(ledger.settings.signing_key_path.read_bytes())
+    cipher = _ciphers(ledger)[0]
     return nonce + cipher.encrypt(nonce, secret, _aad(organisation_id))
 
 
 def _unseal(ledger: Ledger, organisation_id: str, sealed: bytes) -> bytes:
-    cipher = _cipher(ledger.settings.signing_key_path.read_bytes())
-    return cipher.decrypt(sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], _aad(organisation_id))
+    *earlier, last = _ciphers(ledger)
+    nonce, body, aad = sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], _aad(organisation_id)
+    for cipher in earlier:
+        try:
+            return cipher.decrypt(nonce, body, aad)
+        except InvalidTag:
+            continue  # sealed the old way, not yet re-sealed
+    return last.decrypt(nonce, body, aad)
+
+
+def reseal_secrets(ledger: Ledger) -> int:
+    """Make the webhook seal key if the instance has none, and move every secret sealed the old
+    way (under the signing key) under it, in one transaction; how many were moved. Run before
+    the signing key can change, so no secret is lost with it; running it again moves none."""
+    keys.ensure_webhook_seal_key(ledger.settings)
+    ciphers = _ciphers(ledger)
+    if len(ciphers) < 2:
+        return 0  # the original signing key is gone: nothing can be sealed under it
+    seal, legacy = ciphers
+    moved = 0
+    with ledger.db.write() as session:
+        for row in session.execute(select(Webhook).with_for_update()).scalars():
+            nonce, body = row.secret_sealed[:_NONCE_BYTES], row.secret_sealed[_NONCE_BYTES:]
+            aad = _aad(row.organisation_id)
+            try:
+                seal.decrypt(nonce, body, aad)
+                continue  # already under the seal key
+            except InvalidTag:
+                pass
+            secret = legacy.decrypt(nonce, body, aad)
+            fresh = os.urandom(_NONCE_BYTES)
+            row.secret_sealed = fresh + seal.encrypt(fresh, secret, aad)
+            moved += 1
+    return moved
 
 
 # -- registration -------------------------------------------------------------------------------

@@ -189,7 +189,7 @@ def test_processes_appending_at_once_keep_one_dense_consistent_log(
             proof = ledger.log_store.consistency_proof(session, old.size, new.size)
             rfc.verify_consistency(old.size, new.size, proof.hashes, old.root_hash, new.root_hash)
 
-        result = verify_log(session, ledger.log_store.verifier)
+        result = verify_log(session, ledger.keyring())
     assert result.ok, result.problem
     assert result.size == total
     assert result.checkpoints == len(checkpoints)

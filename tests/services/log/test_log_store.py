@@ -93,7 +93,7 @@ def test_a_rolled_back_write_leaves_no_gap(ledger: Ledger) -> None:
         failing_use_case()
     assert _append(ledger, 1) == [2]
     with ledger.db.read() as session:
-        assert verify_log(session, ledger.log_store.verifier).ok
+        assert verify_log(session, ledger.keyring()).ok
 
 
 @pytest.mark.parametrize("backend", BOTH, indirect=True)
@@ -114,7 +114,7 @@ def test_concurrent_writers_serialise_on_the_head(ledger: Ledger) -> None:
     assert errors == []
     with ledger.db.read() as session:
         indexes = session.execute(select(LogEntry.idx).order_by(LogEntry.idx)).scalars().all()
-        result = verify_log(session, ledger.log_store.verifier)
+        result = verify_log(session, ledger.keyring())
     assert indexes == list(range(32))
     assert result.ok, result.problem
     assert result.checkpoints == 32
@@ -163,7 +163,7 @@ def test_checks_see_one_snapshot_while_writers_append(ledger: Ledger) -> None:
             with ledger.db.read() as session:
                 ledger.log_store.check_against_checkpoint(session)
             with ledger.db.read() as session:
-                result = verify_log(session, ledger.log_store.verifier)
+                result = verify_log(session, ledger.keyring())
             assert result.ok, result.problem
             checks += 1
     finally:

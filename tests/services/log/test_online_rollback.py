@@ -164,7 +164,7 @@ def test_a_database_rolled_back_while_serving_is_never_extended_into_a_fork(
         status, body = _consent(client, token, nhs)
         assert status == 201, body
         receipts.append(body["ledger"]["checkpoint"])
-    published = ledger.log_store.verifier.verify(receipts[-1]).size
+    published = ledger.keyring().verify(receipts[-1]).size
     with ledger.db.read() as session:
         assert ledger.log_store.size(session) == published
 
@@ -188,7 +188,7 @@ def test_a_database_rolled_back_while_serving_is_never_extended_into_a_fork(
     roots = _signed_roots(ledger, receipts)
     assert {size: len(r) for size, r in roots.items() if len(r) > 1} == {}
     # The record still holds the newest checkpoint handed out.
-    newest = ledger.published.read(ledger.log_store.verifier)
+    newest = ledger.published.read(ledger.keyring())
     assert newest is not None
     assert newest.checkpoint.size == published
 
@@ -223,7 +223,7 @@ def test_after_a_rollback_command_line_writes_are_refused_and_verify_names_the_s
     older = snapshot()
     status, body = _consent(app.test_client(), token, NHS[9])
     assert status == 201, body
-    published = ledger.log_store.verifier.verify(body["ledger"]["checkpoint"]).size
+    published = ledger.keyring().verify(body["ledger"]["checkpoint"]).size
     older.put_back()
     # A command line process is a new process: it knows only the record.
     cli = _second_worker(app).test_cli_runner()
@@ -250,15 +250,16 @@ def test_the_record_advances_only_along_a_consistent_extension(
     the recorded one (another history, signed with the instance's own key) is never recorded,
     whichever of the two is larger."""
     make_token()
-    recorded = ledger.published.read(ledger.log_store.verifier)
+    recorded = ledger.published.read(ledger.keyring())
     assert recorded is not None
     store, before = ledger.log_store, ledger.published.notes()
     size = recorded.checkpoint.size
     for other_size in (size - 1, size, size + 1):
         other = Checkpoint(store.signer.name, other_size, bytes(32))
-        publication = Publication(store.signer.sign(other), other, ())
+        ring = ledger.keyring()
+        publication = Publication(store.signer.sign(other), other, (), ring)
         with pytest.raises(RollbackDetected):
-            ledger.published.advance(publication, store.verifier, ledger.prove_consistency)
+            ledger.published.advance(publication, ring, ledger.prove_consistency)
         assert ledger.published.notes() == before
 
 
@@ -368,14 +369,15 @@ def test_evidence_of_a_fork_stops_the_instance_until_an_operator_accepts_it(
     record keeps when it refuses to advance): no process of the instance writes, serves or
     verifies until the operator has accepted the rollback, which the log then records."""
     token = make_token("tt-leeds", "case_system")
-    recorded = ledger.published.read(ledger.log_store.verifier)
+    recorded = ledger.published.read(ledger.keyring())
     assert recorded is not None
     store = ledger.log_store
     other = Checkpoint(store.signer.name, recorded.checkpoint.size + 1, bytes(32))
+    ring = ledger.keyring()
     with pytest.raises(RollbackDetected):
         ledger.published.advance(
-            Publication(store.signer.sign(other), other, ()),
-            store.verifier,
+            Publication(store.signer.sign(other), other, (), ring),
+            ring,
             ledger.prove_consistency,
         )
     assert ledger.published.fork_path.exists()

@@ -39,11 +39,11 @@ def _build(ledger: Ledger) -> list[int]:
 
 def _both_ways(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
     with ledger.db.read() as session:
-        bulk = verify_log(session, ledger.log_store.verifier)
+        bulk = verify_log(session, ledger.keyring())
     with monkeypatch.context() as m:
         m.setattr(verify, "_check_batch_in_bulk", lambda *args: False)
         with ledger.db.read() as session:
-            by_entry = verify_log(session, ledger.log_store.verifier)
+            by_entry = verify_log(session, ledger.keyring())
     return bulk, by_entry
 
 
