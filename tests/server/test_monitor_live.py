@@ -173,3 +173,57 @@ def test_a_first_run_needs_the_log_key_and_a_dead_log_fails(
     assert gone.returncode == 1
     assert "could not connect" in gone.stderr
     assert state.read_text() == saved
+
+
+def test_the_monitor_follows_a_signing_key_rotation_and_then_refuses_the_old_key(
+    tmp_path: Path,
+) -> None:
+    instance = tmp_path / "log"
+    _run(instance, "init")
+    _run(instance, "demo")
+    old_key = (instance / "signing-key.pem").read_bytes()
+    srv = Server(instance, workers=2)
+    try:
+        vkey = requests.get(srv.url + "/v1/log/key", timeout=10).text.split()[0]
+        watch = tmp_path / "auditor"
+        watch.mkdir()
+        state = watch / "state.json"
+        assert _monitor(srv.url, state, "--key", vkey).returncode == 0
+
+        # The operator rotates (the service keeps serving): the next checkpoint is signed by
+        # both keys and the log announces the new one; the monitor adopts it from there.
+        _run(instance, "keys", "rotate-signing")
+        _write(srv, instance, 2, start=943_476_900)
+        adopted = _monitor(srv.url, state)
+        assert adopted.returncode == 0, adopted.stderr
+        new_vkey = requests.get(srv.url + "/v1/log/key", timeout=10).text.split()[0]
+        assert new_vkey != vkey
+        assert new_vkey in adopted.stderr  # said where cron mails it
+
+        # The overlap ends; checkpoints carry the new key's line alone, and still pass.
+        _run(instance, "keys", "rotate-signing", "--retire-old")
+        _write(srv, instance, 2, start=943_477_000)
+        after = _monitor(srv.url, state)
+        assert after.returncode == 0, after.stderr
+        assert json.loads(state.read_text())  # saved
+        note = requests.get(srv.url + "/log/checkpoint", timeout=10).text
+        assert note.count("\n— ") == 1
+    finally:
+        srv.stop()
+
+    # Someone who kept the retired private key signs a checkpoint of another history: the
+    # monitor, which dropped that key once the new one signed alone, refuses it.
+    stolen = instance.parent / "stolen"
+    stolen.mkdir(mode=0o700)
+    (stolen / "signing-key.pem").write_bytes(old_key)
+    _run(stolen, "init")
+    _run(stolen, "demo")
+    forged_size = 300  # past the honest log's size: only the signature can refuse it
+    forger = Server(stolen, workers=1)
+    try:
+        _write(forger, stolen, forged_size, start=943_478_000)
+        refused = _monitor(forger.url, state)
+        assert refused.returncode == 1, refused.stderr
+        assert "signed by no key this monitor trusts" in refused.stderr
+    finally:
+        forger.stop()
