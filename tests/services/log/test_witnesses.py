@@ -8,6 +8,7 @@ with the same key and origin but another history) shown to the same witness is r
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -24,10 +25,13 @@ from app.ledger.checkpoint import CheckpointVerifier
 from app.ledger.cosignature import CosignatureVerifier, cosigners
 from app.ledger.errors import VerificationError
 from app.models import WitnessCosignature, WitnessStatus
+from app.services import organisations
+from app.services.access import clients
 from app.services.container import Ledger
 from app.services.log import keys
 from app.services.log.log_store import make_entry
-from tests.helpers import BOTH
+from tests.conftest import ORGS_FILE
+from tests.helpers import BOTH, bearer, ig_sign_in
 from tests.support.aics_witness import AicsWitness, outside_verify
 
 pytestmark = pytest.mark.witness
@@ -136,6 +140,15 @@ def test_an_outside_witness_cosigns_and_an_outside_verifier_accepts(
     state = witness_health(client)["witness.test/w1"]
     assert (state["cosigned_size"], state["behind"], state["last_error"]) == (9, 0, None)
 
+    # An offline receipt at that size carries the cosignature too (c2sp.org/tlog-proof).
+    organisations.import_organisations(
+        ledger, organisations.read_organisation_file(ORGS_FILE), str(ORGS_FILE)
+    )
+    token = clients.create_client(ledger, "tt-leeds", "auditor", None).token
+    receipt = client.get("/v1/log/proof/receipt?index=3&size=9", headers=bearer(token))
+    assert receipt.status_code == 200
+    ours.verify(receipt.text.split("\n\n", 1)[1])
+
 
 def test_a_witness_ahead_of_our_status_is_resubmitted_from_its_size(
     witnessed: tuple[Flask, AicsWitness],
@@ -226,5 +239,17 @@ def test_with_a_quorum_of_two_and_one_down_the_served_checkpoint_waits(
         assert (down["cosigned_size"], down["behind"]) == (5, 4)
         assert str(down["last_error"]).startswith("could not connect")
         assert client.get("/healthz").json["witnesses"]["witnessed_size"] == 5
+
+        # The IG lead's dashboard says the same.
+        organisations.import_organisations(
+            ledger, organisations.read_organisation_file(ORGS_FILE), str(ORGS_FILE)
+        )
+        ig_sign_in(client, clients.create_client(ledger, "tt-leeds", "ig_lead", None).token)
+        page = client.get("/ig/dashboard")
+        assert page.status_code == 200
+        text = " ".join(re.sub(r"<[^>]+>", " ", page.text).split())
+        assert "The published checkpoint is the newest 2 witnesses cosigned: 5 entries of" in text
+        assert "witness.test/w2 5 entries" in text
+        assert "could not connect: ConnectionRefusedError" in text
     finally:
         ledger.db.dispose()
