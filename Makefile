@@ -10,9 +10,10 @@ WORKERS ?= 2
 # Threads per worker: 1 serves with sync workers, more with gthread (README, Serving).
 THREADS ?= $(or $(CONSENT_LEDGER_THREADS),8)
 
-# The outside witness the tests run (aics-witness from PyPI) needs Python 3.12: python3.12 on
-# PATH, else pyenv's; override with `make WITNESS_PYTHON=/path/to/python3.12 test`.
-WITNESS_PYTHON ?= $(or $(shell command -v python3.12 2>/dev/null),/root/.pyenv/versions/3.12.1/bin/python)
+# The outside witness the tests run (aics-witness from PyPI) needs Python 3.12: a python3.12 on
+# PATH that runs (a pyenv shim may not), else pyenv's; override with
+# `make WITNESS_PYTHON=/path/to/python3.12 test`.
+WITNESS_PYTHON ?= $(or $(shell python3.12 -c 'import sys; print(sys.executable)' 2>/dev/null),/root/.pyenv/versions/3.12.1/bin/python)
 WITNESS_VENV ?= .venv-witness
 
 .PHONY: run test lint typecheck bench clean witness-venv
@@ -43,7 +44,7 @@ typecheck: $(VENV)/.installed-dev
 
 $(WITNESS_VENV)/.installed:
 	$(WITNESS_PYTHON) -m venv $(WITNESS_VENV)
-	$(WITNESS_VENV)/bin/pip install --quiet aics-witness
+	$(WITNESS_VENV)/bin/pip install --quiet aics-witness==0.1.0 aics-tlog==0.2.1
 	touch $@
 
 witness-venv: $(WITNESS_VENV)/.installed

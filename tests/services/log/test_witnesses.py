@@ -239,6 +239,11 @@ def test_with_a_quorum_of_two_and_one_down_the_served_checkpoint_waits(
         assert (down["cosigned_size"], down["behind"]) == (5, 4)
         assert str(down["last_error"]).startswith("could not connect")
         assert client.get("/healthz").json["witnesses"]["witnessed_size"] == 5
+        status = app.test_cli_runner().invoke(args=["witnesses", "status"]).output
+        assert "newest checkpoint the quorum cosigned: size 5" in status
+        assert "witness.test/w2+" in status
+        assert "cosigned 5\tbehind 4 entries" in status
+        assert "last error: could not connect: ConnectionRefusedError" in status
 
         # The IG lead's dashboard says the same.
         organisations.import_organisations(
