@@ -149,7 +149,11 @@ def _cosignature(witness: Witness, note: str, answer: bytes) -> tuple[str, datet
         cosigned = witness.verifier.verify(with_cosignatures(note, lines))
     except (UnicodeDecodeError, VerificationError):
         return None
-    return cosigned.line.rstrip("\n"), datetime.fromtimestamp(cosigned.timestamp, UTC)
+    try:
+        at = datetime.fromtimestamp(cosigned.timestamp, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None  # a time no calendar holds: not a cosignature we can date or serve
+    return cosigned.line.rstrip("\n"), at
 
 
 def submit(ledger: Ledger, witness: Witness, note: str, size: int, old_size: int) -> Outcome:
@@ -323,11 +327,29 @@ def start_in_background(ledger: Ledger) -> threading.Event | None:
 
 
 def _witnessed_size(session: Session, policy: WitnessPolicy) -> int | None:
-    """The newest tree size the quorum cosigned: walked backwards along the table's key, so
-    the usual answer (the newest size, or one just before it) reads a few rows."""
+    """The newest tree size the quorum cosigned.
+
+    No size beyond the quorum-th largest size the witnesses last cosigned can have enough
+    cosignatures, so the walk backwards along the table's key starts there: as the submitter
+    shows each checkpoint to every witness in one round, it usually stops at once (and with a
+    witness down, at the last size it cosigned)."""
+    ids = [w.id for w in policy.witnesses]
+    cosigned = sorted(
+        session.execute(
+            select(WitnessStatus.cosigned_size).where(
+                WitnessStatus.witness.in_(ids), WitnessStatus.cosigned_size > 0
+            )
+        ).scalars(),
+        reverse=True,
+    )
+    if len(cosigned) < policy.quorum:
+        return None
     found = session.execute(
         select(WitnessCosignature.tree_size)
-        .where(WitnessCosignature.witness.in_([w.id for w in policy.witnesses]))
+        .where(
+            WitnessCosignature.witness.in_(ids),
+            WitnessCosignature.tree_size <= cosigned[policy.quorum - 1],
+        )
         .group_by(WitnessCosignature.tree_size)
         .having(func.count() >= policy.quorum)
         .order_by(WitnessCosignature.tree_size.desc())
@@ -349,7 +371,16 @@ def cosigned_note(session: Session, policy: WitnessPolicy, checkpoint: LogCheckp
         )
         .order_by(WitnessCosignature.witness)
     ).scalars()
-    return with_cosignatures(checkpoint.note, [line + "\n" for line in lines])
+    try:
+        return with_cosignatures(checkpoint.note, [line + "\n" for line in lines])
+    except VerificationError:
+        # Every line was checked before it was stored: only a change to the database behind
+        # the service's back gets here. Serve the log's own note rather than fail.
+        logger.error(
+            "a stored cosignature on the checkpoint for %d entries is not a signature line",
+            checkpoint.tree_size,
+        )
+        return checkpoint.note
 
 
 def served_checkpoint(ledger: Ledger) -> str:
