@@ -33,6 +33,12 @@ class WitnessesSchema(ma.Schema):
         allow_none=True,
         metadata={"description": "the size of the newest checkpoint the quorum cosigned"},
     )
+    served_size = Integer(
+        metadata={
+            "description": "the size of the checkpoint /log/checkpoint serves: the witnessed "
+            "size, or one already served if that is newer"
+        }
+    )
     witnesses = ma.fields.List(ma.fields.Nested(WitnessSchema))
 
 

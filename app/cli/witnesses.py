@@ -53,10 +53,11 @@ def witnesses_status_command() -> None:
 def _print_status() -> None:
     board = witnesses.report(_ledger())
     assert board is not None
-    served = "none yet" if board.witnessed_size is None else f"size {board.witnessed_size}"
+    witnessed = "none yet" if board.witnessed_size is None else f"size {board.witnessed_size}"
     click.echo(
-        f"log size {board.log_size}; quorum {board.quorum} of {len(board.witnesses)}; "
-        f"newest checkpoint the quorum cosigned: {served}"
+        f"log size {board.log_size}; served checkpoint size {board.served_size}; quorum "
+        f"{board.quorum} of {len(board.witnesses)}; newest checkpoint the quorum cosigned: "
+        f"{witnessed}"
     )
     for w in board.witnesses:
         click.echo(

@@ -425,6 +425,20 @@ class WitnessStatus(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
+class WitnessPublished(Base):
+    """One row (id = 1): the size below which the served checkpoint never goes again, raised
+    by the witness submitter each round to the checkpoint it serves then. With the witnesses
+    or the quorum changed, or before any checkpoint reached the quorum, the newest the quorum
+    cosigned can be older than one already served: serving it would look like a rollback."""
+
+    __tablename__ = "witness_published"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    tree_size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
 class WebSession(Base):
     """An IG lead's or auditor's signed-in browser. The cookie holds a random token; only its
     SHA-256 is stored, so a database read does not yield live sessions."""

@@ -1,4 +1,4 @@
-"""witnesses: cosignatures on our checkpoints, and where each witness stands
+"""witnesses: cosignatures on our checkpoints, where each witness stands, the served floor
 
 Revision ID: 0011
 Revises: 0010
@@ -39,8 +39,17 @@ def upgrade() -> None:
         sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("witness", name=op.f("pk_witness_status")),
     )
+    op.create_table(
+        "witness_published",
+        sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("tree_size", sa.BigInteger(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.CheckConstraint("id = 1", name=op.f("ck_witness_published_single_row")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_witness_published")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("witness_published")
     op.drop_table("witness_status")
     op.drop_table("witness_cosignatures")

@@ -17,7 +17,9 @@ witness's last error, and it is tried again after a backoff.
 Served (:func:`served_checkpoint`, ``/log/checkpoint`` and ``/v1/log/checkpoint``): with
 witnesses configured, the newest checkpoint the quorum has cosigned, with every stored
 cosignature on it as more signature lines of the signed note, as Tessera publishes; until a
-checkpoint reaches the quorum, the newest signed one, with the lines it has.
+checkpoint reaches the quorum, the one the submitter last showed the witnesses (before its
+first round, the newest signed), with the lines it has. Never one older than was served
+before (``witness_published``): a monitor that saw it would call that a rollback.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from sqlalchemy.orm import Session
 from app.errors import NotFound
 from app.ledger.cosignature import with_cosignatures
 from app.ledger.errors import VerificationError
-from app.models import LogCheckpoint, WitnessCosignature, WitnessStatus
+from app.models import LogCheckpoint, WitnessCosignature, WitnessPublished, WitnessStatus
 from app.services.container import Ledger
 from app.services.instance_lock import instance_lock
 from app.services.log.witness_config import Witness, WitnessPolicy
@@ -263,7 +265,14 @@ def submit_due(ledger: Ledger) -> list[Outcome]:
         if latest is None:
             return []
         size, note = latest.tree_size, latest.note
+        witnessed = _witnessed_size(session, policy)
+        floor = _floor(session)
     now = ledger.clock()
+    # What is served from now on: the newest the quorum cosigned, or while none has, the
+    # checkpoint this round shows the witnesses; never less than what was served before.
+    target = size if witnessed is None else witnessed
+    if floor is None or target > floor:
+        _raise_floor(ledger, target)
     done = []
     for witness in policy.witnesses:
         status = statuses.get(witness.id)
@@ -286,6 +295,13 @@ def submit_due(ledger: Ledger) -> list[Outcome]:
                 outcome = Outcome(witness.id, size, error=f"failed: {type(exc).__name__}")
         _record(ledger, outcome)
         done.append(outcome)
+    if done:
+        # Served from the moment the cosignatures were stored: the floor follows at once, so
+        # a restart with other witnesses does not go back below it.
+        with ledger.db.read() as session:
+            witnessed = _witnessed_size(session, policy)
+        if witnessed is not None and witnessed > target:
+            _raise_floor(ledger, witnessed)
     return done
 
 
@@ -383,16 +399,40 @@ def cosigned_note(session: Session, policy: WitnessPolicy, checkpoint: LogCheckp
         return checkpoint.note
 
 
+def _floor(session: Session) -> int | None:
+    row = session.get(WitnessPublished, 1)
+    return None if row is None else row.tree_size
+
+
+def _raise_floor(ledger: Ledger, size: int) -> None:
+    with ledger.db.write() as session:
+        row = session.get(WitnessPublished, 1)
+        if row is None:
+            session.add(WitnessPublished(id=1, tree_size=size, updated_at=ledger.clock()))
+        elif size > row.tree_size:
+            row.tree_size, row.updated_at = size, ledger.clock()
+
+
+def _served_size(session: Session, policy: WitnessPolicy) -> int | None:
+    """The newest the quorum cosigned, or the floor the submitter raised if that is newer (the
+    witnesses or quorum changed, or no checkpoint has reached the quorum yet); None before the
+    submitter's first round."""
+    found = [s for s in (_witnessed_size(session, policy), _floor(session)) if s is not None]
+    return max(found) if found else None
+
+
 def served_checkpoint(ledger: Ledger) -> str:
     """The checkpoint the log publishes: without witnesses the newest signed one; with them
-    the newest the quorum cosigned, or while none has, the newest signed one; each with its
-    stored cosignatures. NotFound while the log is empty."""
+    the newest the quorum cosigned (never older than one served before: :func:`_served_size`),
+    or before the submitter's first round, the newest signed one; each with its stored
+    cosignatures. NotFound while the log is empty."""
     policy = ledger.witnesses
     with ledger.db.read() as session:
         chosen = None
         if policy.configured:
-            size = _witnessed_size(session, policy)
+            size = _served_size(session, policy)
             if size is not None:
+                # None if the database holds fewer entries now (restored): the newest, then.
                 chosen = session.get(LogCheckpoint, size)
         if chosen is None:
             chosen = ledger.log_store.latest_checkpoint(session)
@@ -422,8 +462,9 @@ class WitnessState:
 class WitnessReport:
     quorum: int
     log_size: int
-    # The size of the checkpoint served (the newest the quorum cosigned), None if none has.
+    # The newest size the quorum cosigned (None if none has), and the size served.
     witnessed_size: int | None
+    served_size: int
     witnesses: list[WitnessState]
 
 
@@ -466,4 +507,7 @@ def report(ledger: Ledger) -> WitnessReport | None:
                 )
             )
         witnessed = _witnessed_size(session, policy)
-    return WitnessReport(policy.quorum, size, witnessed, states)
+        served = _served_size(session, policy)
+        if served is None or served > size:
+            served = size
+    return WitnessReport(policy.quorum, size, witnessed, served, states)

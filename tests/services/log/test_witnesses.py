@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -238,7 +239,8 @@ def test_with_a_quorum_of_two_and_one_down_the_served_checkpoint_waits(
         down = states["witness.test/w2"]
         assert (down["cosigned_size"], down["behind"]) == (5, 4)
         assert str(down["last_error"]).startswith("could not connect")
-        assert client.get("/healthz").json["witnesses"]["witnessed_size"] == 5
+        report = client.get("/healthz").json["witnesses"]
+        assert (report["witnessed_size"], report["served_size"]) == (5, 5)
         status = app.test_cli_runner().invoke(args=["witnesses", "status"]).output
         assert "newest checkpoint the quorum cosigned: size 5" in status
         assert "witness.test/w2+" in status
@@ -253,8 +255,43 @@ def test_with_a_quorum_of_two_and_one_down_the_served_checkpoint_waits(
         page = client.get("/ig/dashboard")
         assert page.status_code == 200
         text = " ".join(re.sub(r"<[^>]+>", " ", page.text).split())
-        assert "The published checkpoint is the newest 2 witnesses cosigned: 5 entries of" in text
+        assert "The published checkpoint holds 5 entries of" in text
+        assert "The newest that 2 witnesses cosigned: 5 entries." in text
         assert "witness.test/w2 5 entries" in text
         assert "could not connect: ConnectionRefusedError" in text
+    finally:
+        ledger.db.dispose()
+
+
+def test_the_served_checkpoint_never_steps_back_when_the_witnesses_change(
+    instance_path: Path, database_url: str, witness: AicsWitness, second_witness: AicsWitness
+) -> None:
+    app = witnessed_app(instance_path, database_url, [witness, second_witness], quorum=1)
+    witness.start()
+    second_witness.start()
+    ledger = get_ledger(app)
+    log_key = CheckpointVerifier.from_verifier_key(ledger.log_store.signer.verifier_key())
+    try:
+        grow(ledger, 5)
+        submit(app)
+        second_witness.stop()
+        grow(ledger, 9)
+        submit(app)  # only the first cosigns 9; quorum 1: 9 is served
+        assert log_key.verify(served(app.test_client())).size == 9
+    finally:
+        ledger.db.dispose()
+
+    # The operator drops the first witness: the second cosigned only 5, but a monitor that
+    # saw 9 must not be shown 5 (a rollback to it).
+    app = witnessed_app(instance_path, database_url, [second_witness])
+    ledger = get_ledger(app)
+    try:
+        assert log_key.verify(served(app.test_client())).size == 9
+        second_witness.start()
+        time.sleep(1.1)  # its backoff after one failure (at most FIRST_RETRY) is over
+        submit(app)
+        note = served(app.test_client())
+        assert log_key.verify(note).size == 9
+        CosignatureVerifier.from_verifier_key(second_witness.vkey).verify(note)
     finally:
         ledger.db.dispose()
