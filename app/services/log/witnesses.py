@@ -33,6 +33,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -273,7 +274,7 @@ def submit_due(ledger: Ledger) -> list[Outcome]:
     target = size if witnessed is None else witnessed
     if floor is None or target > floor:
         _raise_floor(ledger, target)
-    done = []
+    due = []
     for witness in policy.witnesses:
         status = statuses.get(witness.id)
         old_size = 0 if status is None else status.cosigned_size
@@ -281,28 +282,42 @@ def submit_due(ledger: Ledger) -> list[Outcome]:
             continue
         if status is not None and status.next_attempt_at and status.next_attempt_at > now:
             continue
-        if old_size > size:
-            outcome = Outcome(
-                witness.id,
-                size,
-                error=f"it cosigned {old_size} entries of ours, more than our newest checkpoint",
-            )
-        else:
-            try:
-                outcome = submit(ledger, witness, note, size, old_size)
-            except Exception as exc:  # recorded like any failure, so it backs off
-                logger.exception("submitting to witness %s failed", witness.name)
-                outcome = Outcome(witness.id, size, error=f"failed: {type(exc).__name__}")
-        _record(ledger, outcome)
-        done.append(outcome)
-    if done:
-        # Served from the moment the cosignatures were stored: the floor follows at once, so
-        # a restart with other witnesses does not go back below it.
-        with ledger.db.read() as session:
-            witnessed = _witnessed_size(session, policy)
-        if witnessed is not None and witnessed > target:
-            _raise_floor(ledger, witnessed)
+        due.append((witness, old_size))
+    if not due:
+        return []
+    # Each witness in a thread of its own: a round takes as long as the slowest answer (at
+    # most the timeout), not the sum, so a witness that does not answer delays the others
+    # by at most one timeout per backoff.
+    with ThreadPoolExecutor(max_workers=len(due), thread_name_prefix="witness") as pool:
+        done = list(
+            pool.map(lambda job: _submit_and_record(ledger, job[0], job[1], note, size), due)
+        )
+    # Served from the moment the cosignatures were stored: the floor follows at once, so a
+    # restart with other witnesses does not go back below it.
+    with ledger.db.read() as session:
+        witnessed = _witnessed_size(session, policy)
+    if witnessed is not None and witnessed > target:
+        _raise_floor(ledger, witnessed)
     return done
+
+
+def _submit_and_record(
+    ledger: Ledger, witness: Witness, old_size: int, note: str, size: int
+) -> Outcome:
+    if old_size > size:
+        outcome = Outcome(
+            witness.id,
+            size,
+            error=f"it cosigned {old_size} entries of ours, more than our newest checkpoint",
+        )
+    else:
+        try:
+            outcome = submit(ledger, witness, note, size, old_size)
+        except Exception as exc:  # recorded like any failure, so it backs off
+            logger.exception("submitting to witness %s failed", witness.name)
+            outcome = Outcome(witness.id, size, error=f"failed: {type(exc).__name__}")
+    _record(ledger, outcome)
+    return outcome
 
 
 def run(
