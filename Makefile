@@ -10,7 +10,13 @@ WORKERS ?= 2
 # Threads per worker: 1 serves with sync workers, more with gthread (README, Serving).
 THREADS ?= $(or $(CONSENT_LEDGER_THREADS),8)
 
-.PHONY: run test lint typecheck bench clean
+# The outside witness the tests run (aics-witness from PyPI) needs Python 3.12: a python3.12 on
+# PATH that runs (a pyenv shim may not), else pyenv's; override with
+# `make WITNESS_PYTHON=/path/to/python3.12 test`.
+WITNESS_PYTHON ?= $(or $(shell python3.12 -c 'import sys; print(sys.executable)' 2>/dev/null),/root/.pyenv/versions/3.12.1/bin/python)
+WITNESS_VENV ?= .venv-witness
+
+.PHONY: run test lint typecheck bench clean witness-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +42,15 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
-test: lint typecheck
-	$(BIN)/pytest
+$(WITNESS_VENV)/.installed:
+	$(WITNESS_PYTHON) -m venv $(WITNESS_VENV)
+	$(WITNESS_VENV)/bin/pip install --quiet aics-witness==0.1.0 aics-tlog==0.2.1
+	touch $@
+
+witness-venv: $(WITNESS_VENV)/.installed
+
+test: lint typecheck witness-venv
+	WITNESS_VENV=$(abspath $(WITNESS_VENV)) $(BIN)/pytest
 
 # Benchmarks (not tests): each prints its figures against a baseline measured in the same run.
 # bench_scale builds 10k/100k/1M-entry logs once (about 5 minutes, 900 MB in bench/.cache).
@@ -52,4 +65,4 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/bench_scale.py --sizes 10000,100000,1000000 --memory
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(WITNESS_VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

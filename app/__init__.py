@@ -30,6 +30,8 @@ SETTING_KEYS = frozenset(
         "WRITE_RATE_LIMIT",
         "DECISION_RATE_LIMIT",
         "RATE_LIMIT_STORAGE",
+        "WITNESSES",
+        "WITNESS_QUORUM",
     }
 )
 

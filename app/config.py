@@ -33,6 +33,10 @@ class Settings:
     write_rate_limit: str = "600/minute"
     decision_rate_limit: str = "3000/minute"
     rate_limit_storage: str = "memory://"
+    # Witnesses (c2sp.org/tlog-witness): the file naming them, one ``<vkey> <URL prefix>`` a
+    # line, and how many must cosign a checkpoint before it is served (default: all of them).
+    witnesses_file: str | None = None
+    witness_quorum: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -77,4 +81,6 @@ def settings_from_env(
         rate_limit_storage=(
             env.get(ENV_PREFIX + "RATE_LIMIT_STORAGE") or Settings.rate_limit_storage
         ),
+        witnesses_file=env.get(ENV_PREFIX + "WITNESSES") or None,
+        witness_quorum=env.get(ENV_PREFIX + "WITNESS_QUORUM") or None,
     )

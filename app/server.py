@@ -33,7 +33,7 @@ from app.headers import security_headers
 from app.limits import MAX_BODY, MAX_HEADER_FIELD_SIZE, MAX_HEADER_FIELDS, MAX_REQUEST_LINE
 from app.logs import REQUEST_ID_HEADER, configure_server_logging, log_request, new_request_id
 from app.redaction import redact_json
-from app.services.log import keys
+from app.services.log import keys, witnesses
 from app.services.notifications import webhooks
 
 logger = logging.getLogger("consent_ledger.server")
@@ -237,6 +237,8 @@ def served_app() -> Flask:
     # Every worker starts a deliverer; a lock file lets one of them send at a time, and another
     # take over when that worker exits or dies (app.services.notifications.webhooks).
     webhooks.start_in_background(get_ledger(app))
+    # Likewise the witness submitter (when witnesses are configured), behind its own lock.
+    witnesses.start_in_background(get_ledger(app))
     return app
 
 

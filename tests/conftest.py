@@ -246,7 +246,11 @@ def make_token(ledger: Ledger, orgs: list[str]) -> Any:
 # -- required suites --
 
 # Suites CI requires: marker -> environment variable that makes a skip a failure.
-REQUIRED_SUITES = {"postgres": "REQUIRE_POSTGRES", "browser": "REQUIRE_BROWSER"}
+REQUIRED_SUITES = {
+    "postgres": "REQUIRE_POSTGRES",
+    "browser": "REQUIRE_BROWSER",
+    "witness": "REQUIRE_WITNESS",
+}
 _passed: dict[str, list[str]] = {m: [] for m in REQUIRED_SUITES}
 _skipped: dict[str, list[str]] = {m: [] for m in REQUIRED_SUITES}
 

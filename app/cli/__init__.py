@@ -3,8 +3,9 @@
 The same commands run as ``consent-ledger ...`` and as ``flask --app wsgi ...``: they are
 registered on the application's CLI group by :func:`init_app`. Each command group has its
 module here (``setup``, ``orgs``, ``clients``, ``keys``, ``log``, ``policy``, ``subjects``,
-``webhooks``, ``receipts``); ``common`` holds what they share. :data:`COMMANDS` wraps each
-command once, at import, in the refusal of writes on an inconsistent log.
+``webhooks``, ``receipts``, ``witnesses``, ``monitor``); ``common`` holds what they share.
+:data:`COMMANDS` wraps each command once, at import, in the refusal of writes on an
+inconsistent log.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import click
 from flask import Flask
 from flask.cli import FlaskGroup
 
@@ -33,6 +35,8 @@ from app.cli.receipts import check_receipt_command
 from app.cli.setup import demo_command, demo_token_command, init_command, serve_command
 from app.cli.subjects import erase_command, retention_group
 from app.cli.webhooks import webhooks_group
+from app.cli.witnesses import witnesses_group
+from app.services.log.witness_config import WitnessConfigError
 
 __all__ = ["COMMANDS", "alembic_config", "init_app", "main"]
 
@@ -53,6 +57,7 @@ COMMANDS = tuple(
         monitor_command,
         policy_group,
         webhooks_group,
+        witnesses_group,
         erase_command,
         retention_group,
         demo_command,
@@ -66,13 +71,21 @@ def init_app(app: Flask) -> None:
         app.cli.add_command(cmd)
 
 
+def _create_app() -> Flask:
+    # A setting that refuses start-up is one line naming what to fix, not a traceback.
+    try:
+        return create_app()
+    except WitnessConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Entry point of the ``consent-ledger`` console script."""
     # Everything this process creates (the SQLite database and its WAL, keys, demo tokens)
     # is for the service's user alone, whatever umask it was started with.
     os.umask(0o077)
     group = FlaskGroup(
-        create_app=lambda: create_app(),
+        create_app=_create_app,
         add_default_commands=False,
         add_version_option=False,
         load_dotenv=False,

@@ -390,6 +390,55 @@ class WebhookDelivery(Base):
     given_up_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
+class WitnessCosignature(Base):
+    """A witness's cosignature on one of our checkpoints (c2sp.org/tlog-cosignature), as the
+    witness answered it and after it verified under the witness's configured key: one per
+    witness per tree size. Keyed by size first, so the newest size enough witnesses cosigned
+    is found by walking this key backwards (``app.services.log.witnesses``)."""
+
+    __tablename__ = "witness_cosignatures"
+
+    tree_size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    # The witness's key name and hex key id (``name+keyid``): a new key is a new witness.
+    witness: Mapped[str] = mapped_column(String(300), primary_key=True)
+    # The signature line, ``— <name> <base64>``, without its newline.
+    line: Mapped[str] = mapped_column(Text, nullable=False)
+    # The time the witness put in its cosignature, and when we stored it.
+    cosigned_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class WitnessStatus(Base):
+    """Where each configured witness stands: the size it last cosigned for us, and how the
+    last attempt went. ``last_error`` names the kind of failure only (a status and what it
+    means, or why no answer came): never a URL, a body or anything about a person."""
+
+    __tablename__ = "witness_status"
+
+    witness: Mapped[str] = mapped_column(String(300), primary_key=True)
+    cosigned_size: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    # Failures in a row, and when to try again (backoff); both cleared by a cosignature.
+    failures: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class WitnessPublished(Base):
+    """One row (id = 1): the size below which the served checkpoint never goes again, raised
+    by the witness submitter each round to the checkpoint it serves then. With the witnesses
+    or the quorum changed, or before any checkpoint reached the quorum, the newest the quorum
+    cosigned can be older than one already served: serving it would look like a rollback."""
+
+    __tablename__ = "witness_published"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    tree_size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
 class WebSession(Base):
     """An IG lead's or auditor's signed-in browser. The cookie holds a random token; only its
     SHA-256 is stored, so a database read does not yield live sessions."""

@@ -29,6 +29,7 @@ from app.services.log.log_store import (
 )
 from app.services.log.published import PublishedRecord
 from app.services.log.sequencer import Sequencer
+from app.services.log.witness_config import load_policy
 
 logger = logging.getLogger("consent_ledger.ledger")
 
@@ -83,6 +84,8 @@ class Ledger:
             parse_limit(settings.decision_rate_limit, "CONSENT_LEDGER_DECISION_RATE_LIMIT"),
             settings.rate_limit_storage,
         )
+        # Read once, at start: a witness file that cannot be used refuses start-up.
+        self.witnesses = load_policy(settings.witnesses_file, settings.witness_quorum)
 
     @property
     def log_store(self) -> LogStore:

@@ -39,6 +39,7 @@ from app.services.access.web_sessions import (
 from app.services.consents import consents, subjects
 from app.services.consents.subjects import InvalidNhsNumber, SubjectIdentifier
 from app.services.decisions import dashboard, decisions
+from app.services.log import witnesses
 from app.services.notifications import obligations, webhooks
 from app.vocabulary import PURPOSES
 from app.web.charts import horizontal_bars, stacked_bars
@@ -172,6 +173,7 @@ def dashboard_page() -> str:
         "ig/dashboard.html",
         board=board,
         webhook_troubles=webhooks.troubles(ledger(), own),
+        witness_report=witnesses.report(ledger()),
         now=ledger().clock(),
         by_day_chart=stacked_bars(
             board.days,

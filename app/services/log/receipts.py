@@ -10,6 +10,7 @@ from app.errors import InvalidArgument, NotFound
 from app.ledger.tlog_proof import TlogProof
 from app.models import LogCheckpoint
 from app.services.container import Ledger
+from app.services.log import witnesses
 from app.services.log.log_store import LogInconsistent
 
 
@@ -38,13 +39,16 @@ def tlog_proof(ledger: Ledger, index: int, size: int | None = None) -> str:
                 errors=[FE("index", f"{index} is outside 0..{signed.tree_size - 1}", "query")],
             )
         proof = store.inclusion_proof(session, index, signed.tree_size)
+        # With the witnesses' cosignatures stored for that size, if any: checkable offline
+        # against the witnesses' keys too.
+        note = witnesses.cosigned_note(session, ledger.witnesses, signed)
     # Served only if the path leads to the root that was signed: a damaged node must not
     # hand a person a receipt that fails to verify later, when nobody can ask why.
     if proof.root_hash != signed.root_hash:
         raise LogInconsistent(
             f"the stored tree does not match the checkpoint at size {signed.tree_size}"
         )
-    return TlogProof(index, tuple(proof.hashes), signed.note).encode()
+    return TlogProof(index, tuple(proof.hashes), note).encode()
 
 
 def download_headers(index: int) -> dict[str, str]:

@@ -19,6 +19,7 @@ from app.ledger.entry import decode_entry
 from app.ledger.errors import EntryError
 from app.models import LogEntry, LogNode, table
 from app.services.container import Ledger
+from app.services.log import witnesses
 from app.services.log.log_store import LogInconsistent
 from app.services.log.openings import COMMITTED_TYPES
 
@@ -34,12 +35,10 @@ class BundleWithheld(DomainError):
 
 
 def checkpoint(ledger: Ledger) -> str:
-    """The newest signed checkpoint note; NotFound while the log is empty."""
-    with ledger.db.read() as session:
-        latest = ledger.log_store.latest_checkpoint(session)
-    if latest is None:
-        raise NotFound("the log is empty: no checkpoint has been signed yet")
-    return latest.note
+    """The checkpoint the log publishes, with its witnesses' cosignatures (the newest signed
+    one without witnesses; :func:`app.services.log.witnesses.served_checkpoint`); NotFound
+    while the log is empty."""
+    return witnesses.served_checkpoint(ledger)
 
 
 def read_tile(ledger: Ledger, tile: tiles.Tile) -> bytes:

@@ -25,7 +25,6 @@ the seal key once, in one transaction, and until then both keys open them.
 from __future__ import annotations
 
 import base64
-import fcntl
 import http.client
 import json
 import logging
@@ -36,8 +35,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -56,6 +54,7 @@ from app.ledger.checkpoint import load_private_key_pem
 from app.ledger.events import time_text
 from app.models import Obligation, Organisation, Webhook, WebhookDelivery, table
 from app.services.container import Ledger
+from app.services.instance_lock import instance_lock
 from app.services.log import keys
 
 logger = logging.getLogger("consent_ledger.webhooks")
@@ -452,24 +451,6 @@ def deliver_due(ledger: Ledger) -> int:
     return done
 
 
-@contextmanager
-def _instance_lock(ledger: Ledger) -> Iterator[bool]:
-    """The instance's deliverer lock (a file beside the keys), if free: whether it was taken."""
-    fd = os.open(ledger.settings.instance_path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-
-
 def run(
     ledger: Ledger, stop: threading.Event, *, once: bool = False, poll_seconds: float = POLL_SECONDS
 ) -> bool:
@@ -478,7 +459,7 @@ def run(
     ``webhooks deliver`` waits for its turn (``once``: returns False at once if it is not its
     turn). Whoever takes the lock first frees the leases of a deliverer that died mid-send."""
     while not stop.is_set():
-        with _instance_lock(ledger) as mine:
+        with instance_lock(ledger.settings.instance_path, LOCK_FILE) as mine:
             if mine:
                 _deliver_while_held(ledger, stop, once, poll_seconds)
                 return True
