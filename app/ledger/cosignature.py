@@ -97,6 +97,10 @@ class CosignatureVerifier:
     def key_id(self) -> bytes:
         return self._key_id
 
+    @property
+    def public_key(self) -> bytes:
+        return self._public_key
+
     def verifier_key(self) -> str:
         key = base64.b64encode(ALG_COSIGNATURE_V1 + self._public_key).decode("ascii")
         return f"{self._name}+{self._key_id.hex()}+{key}"
@@ -140,14 +144,17 @@ def cosigners(note: str | bytes, witnesses: Iterable[CosignatureVerifier]) -> li
     A witness's line that does not verify raises
     :class:`~app.ledger.errors.VerificationError` (a forged cosignature is evidence, not
     noise); a witness with no line is simply absent from the answer. The caller decides
-    whether the count reaches its quorum.
+    whether the count reaches its quorum. One public key counts once, whatever names it is
+    listed under: a key id hashes the name with the key, so whoever holds one witness key can
+    sign under any name.
     """
     body, lines = split_note(note)
     found: dict[bytes, Cosignature] = {}
     for witness in witnesses:
         for line in lines:
             if witness.is_mine(line):
-                found[witness.key_id] = witness.verify_line(body, line)
+                cosignature = witness.verify_line(body, line)
+                found.setdefault(witness.public_key, cosignature)
     return list(found.values())
 
 

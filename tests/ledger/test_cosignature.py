@@ -129,3 +129,13 @@ def test_with_cosignatures_keeps_the_log_signature_and_adds_each_line_once() -> 
     assert with_cosignatures(once, [line]) == once
     assert once.startswith(note)
     assert once.count("\n— ") == 2
+
+
+def test_one_witness_key_under_two_names_counts_once() -> None:
+    # A key id hashes the name with the key: one key holder can sign under any name.
+    key = Ed25519PrivateKey.generate()
+    one, alias = CosignatureSigner("w1.example", key), CosignatureSigner("w2.example", key)
+    note = _note()
+    body, _ = split_note(note)
+    cosigned = with_cosignatures(note, [one.cosign(body, 1), alias.cosign(body, 1)])
+    assert len(cosigners(cosigned, [one.verifier(), alias.verifier()])) == 1

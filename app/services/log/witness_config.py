@@ -62,12 +62,13 @@ class WitnessPolicy:
 def _check_url(url: str) -> str | None:
     """Why ``url`` cannot be a witness's URL prefix, or None if it can."""
     parts = urllib.parse.urlsplit(url)
+    # First, and without quoting it: an error message must never carry a password.
+    if parts.username or parts.password:
+        return "the URL carries a user name or password"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return f"the URL {url!r} is not an http:// or https:// URL with a host"
     if parts.query or parts.fragment:
         return f"the URL {url!r} has a query or fragment; give the prefix before /add-checkpoint"
-    if parts.username or parts.password:
-        return "the URL carries a user name or password"
     try:
         parts.port  # noqa: B018 (raises for a port that is not a number from 0 to 65535)
     except ValueError:
@@ -78,6 +79,10 @@ def _check_url(url: str) -> str | None:
 def parse_witnesses(text: str, source: str) -> tuple[Witness, ...]:
     """The witnesses a file's ``text`` names; ``source`` names the file in errors."""
     found: dict[str, Witness] = {}
+    # One key is one witness, whatever it is called: a cosignature key id hashes the name with
+    # the key, so whoever holds one key can sign under any name, and two names for one key
+    # would let one key holder meet a quorum of two.
+    keys: dict[bytes, Witness] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -99,7 +104,13 @@ def parse_witnesses(text: str, source: str) -> tuple[Witness, ...]:
         witness = Witness(verifier, url.rstrip("/"))
         if witness.id in found:
             raise WitnessConfigError(f"{where}: the witness {witness.id} is named twice")
+        if (same := keys.get(verifier.public_key)) is not None:
+            raise WitnessConfigError(
+                f"{where}: the key of {witness.id} is the key of {same.id}; one key is one "
+                "witness, whatever it is called"
+            )
         found[witness.id] = witness
+        keys[verifier.public_key] = witness
     return tuple(found.values())
 
 

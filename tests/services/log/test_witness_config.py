@@ -17,6 +17,9 @@ from app.services.log.witness_config import WitnessConfigError, load_policy
 
 W1 = CosignatureSigner("witness.test/w1", Ed25519PrivateKey.generate()).verifier().verifier_key()
 W2 = CosignatureSigner("witness.test/w2", Ed25519PrivateKey.generate()).verifier().verifier_key()
+_W1_KEY = Ed25519PrivateKey.generate()
+W1_AGAIN = CosignatureSigner("witness.test/alias", _W1_KEY).verifier().verifier_key()
+W1_SAME_KEY = CosignatureSigner("witness.test/w1b", _W1_KEY).verifier().verifier_key()
 # A log's note key (type 0x01), not a witness's cosignature key (0x04).
 LOG_KEY = CheckpointSigner("log.test/x", Ed25519PrivateKey.generate()).verifier_key()
 
@@ -68,6 +71,12 @@ BAD = [
     pytest.param(
         f"{W1} http://a.test\n{W1} http://b.test\n", None, "line 2: the witness", id="twice"
     ),
+    pytest.param(
+        f"{W1_SAME_KEY} http://a.test\n{W1_AGAIN} http://b.test\n",
+        None,
+        "line 2: the key of witness.test/alias",
+        id="one-key-two-names",
+    ),
     pytest.param(GOOD, "3", "QUORUM=3 cannot be met: 2 witnesses are configured", id="quorum-3"),
     pytest.param(GOOD, "0", "QUORUM='0' is not a whole number from 1", id="quorum-0"),
     pytest.param(GOOD, "two", "QUORUM='two' is not a whole number", id="quorum-word"),
@@ -84,6 +93,16 @@ def test_a_bad_configuration_is_refused_saying_where_and_why(
     assert message in str(caught.value)
     if "line" in message:
         assert f"CONSENT_LEDGER_WITNESSES file {path}, line" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["https://user:s3cret@w.example/x?token=abc", "ftp://user:s3cret@w.example/x"]
+)
+def test_a_refused_witness_url_never_echoes_its_password(tmp_path: Path, url: str) -> None:
+    with pytest.raises(WitnessConfigError) as caught:
+        load_policy(_file(tmp_path, f"{W1} {url}\n"), None)
+    assert "user name or password" in str(caught.value)
+    assert "s3cret" not in str(caught.value)
 
 
 def test_a_quorum_without_witnesses_or_a_missing_file_is_refused(tmp_path: Path) -> None:
