@@ -38,7 +38,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.errors import NotFound
@@ -420,12 +421,25 @@ def _floor(session: Session) -> int | None:
 
 
 def _raise_floor(ledger: Ledger, size: int) -> None:
+    """Raise the floor to ``size``, never lower it. Several hosts of one database each run a
+    submitter: a read then a write would let one lower what another raised (a lost update at
+    PostgreSQL's default isolation), so the raise is one conditional UPDATE, and the first row
+    one INSERT whose loser (the same INSERT by another host) falls back to that UPDATE."""
+    now = ledger.clock()
+    raise_it = (
+        update(WitnessPublished)
+        .where(WitnessPublished.id == 1, WitnessPublished.tree_size < size)
+        .values(tree_size=size, updated_at=now)
+    )
     with ledger.db.write() as session:
-        row = session.get(WitnessPublished, 1)
-        if row is None:
-            session.add(WitnessPublished(id=1, tree_size=size, updated_at=ledger.clock()))
-        elif size > row.tree_size:
-            row.tree_size, row.updated_at = size, ledger.clock()
+        raised = session.connection().execute(raise_it).rowcount
+        if raised or session.get(WitnessPublished, 1) is not None:
+            return
+        try:
+            with session.begin_nested():
+                session.add(WitnessPublished(id=1, tree_size=size, updated_at=now))
+        except IntegrityError:
+            session.execute(raise_it)
 
 
 def _served_size(session: Session, policy: WitnessPolicy) -> int | None:
