@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from app.ledger import merkle
-from app.ledger.checkpoint import Checkpoint, CheckpointVerifier
+from app.ledger.checkpoint import Checkpoint, CheckpointVerifier, KeyRing, ListedKey
 from app.ledger.errors import LedgerError, VerificationError
 from app.ledger.merkle import HASH_SIZE
 
@@ -125,17 +125,23 @@ def verify(
     proof: TlogProof, verifiers: Sequence[CheckpointVerifier], leaf_hash: bytes
 ) -> tuple[Checkpoint, CheckpointVerifier]:
     """Check ``proof`` offline: its checkpoint must verify under one of ``verifiers`` (the log's
-    keys the holder trusts; more than one across a key rotation), and its path must lead from
+    keys the holder trusts; more than one across a key rotation; a line of any of them that does
+    not verify rejects the note), and its path must lead from
     ``leaf_hash`` at its index to that checkpoint's root. Returns the checkpoint and the key
     that signed it; raises :class:`TlogProofError` saying which step failed."""
-    for verifier in verifiers:
-        try:
-            checkpoint = verifier.verify(proof.checkpoint)
-        except VerificationError:
-            continue
-        break
-    else:
+    try:
+        checkpoint, signers = KeyRing([ListedKey(v, 0) for v in verifiers]).signed_by(
+            proof.checkpoint
+        )
+    except ValueError:
+        raise TlogProofError("the keys given are not all keys of one log (one origin)") from None
+    except VerificationError:
+        # A malformed note, another origin, or a line of a given key that does not verify:
+        # a forged line beside a good one rejects the note, as signed-note says it should.
+        raise TlogProofError("the checkpoint is not signed by the log's key") from None
+    if not signers:
         raise TlogProofError("the checkpoint is not signed by the log's key")
+    verifier = signers[0].verifier
     if not proof.index < checkpoint.size:
         raise TlogProofError(
             f"entry {proof.index} is not in the signed tree of {checkpoint.size} entries"

@@ -110,3 +110,21 @@ def test_it_needs_no_instance_and_reads_standard_input(
     assert done.returncode == 0, done.stderr
     assert "receipt checks" in done.stdout
     assert list(elsewhere.iterdir()) == []  # nothing created where it ran
+
+
+def test_a_forged_line_beside_the_good_signature_rejects_the_receipt(
+    runner: FlaskCliRunner, receipt: tuple[Path, str, str]
+) -> None:
+    path, vkey, fingerprint = receipt
+    # A line under another key of the log's name, over other text: it does not verify. Given
+    # that key too, the receipt is refused, though the log's own line is good.
+    forged = OTHER_KEY.sign_note(b"localhost/consent-ledger\n1\n" + b"A" * 43 + b"=\n")
+    path.write_text(path.read_text() + forged.rsplit("\n\n", 1)[1])
+    args = ["--key", vkey, "--key", OTHER_KEY.verifier_key(), "--fingerprint", fingerprint]
+    result = runner.invoke(args=["check-receipt", str(path), *args])
+    assert result.exit_code == 1
+    assert "not signed by the log's key" in result.output
+    alone = runner.invoke(
+        args=["check-receipt", str(path), "--key", vkey, "--fingerprint", fingerprint]
+    )
+    assert alone.exit_code == 0, alone.output  # a stranger's line is ignored, as it should be
