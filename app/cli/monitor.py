@@ -133,9 +133,12 @@ def _monitor(
             "a trusted key)",
             err=True,
         )
+    last_sizes = report.state.last_sizes
     for vkey in report.retired:
         click.echo(
-            f"no longer trusting log key {vkey} (the checkpoint is signed without it)", err=True
+            f"log key {vkey} retired by the log after size {last_sizes[vkey]} (a log.key_retired "
+            "entry): trusted for no later checkpoint, and never adopted",
+            err=True,
         )
     for key_id in report.unadopted:
         click.echo(

@@ -22,10 +22,27 @@ against the nodes recomputed from level 0, because every other tiles client trus
 its proofs. When the root does not match, the tiles of the *served* tree at the saved size tell
 a split view (a different history) from bad tiles (the same history, served wrong).
 
-Keys: the first log key comes from the auditor. A signing-key rotation is followed from the log
-itself: a key is adopted when a ``log.key_added`` entry among the checked entries announces it
-and it signs a checkpoint beside a trusted key; a trusted key that does not sign an accepted
-checkpoint is dropped (the log signs with every key it has not retired).
+Keys: the first log key comes from the auditor (who may add more). A signing-key rotation is
+followed from the log itself, as ``verify`` follows it, through two entries (issue 16 item 4):
+
+* a key is adopted when a ``log.key_added`` entry among the checked entries announces it and it
+  signs a checkpoint beside a trusted key that vouches for that checkpoint;
+* a ``log.key_retired`` entry ``{vkey, last_size}`` closes that key's period: from then on it
+  vouches only for trees of at most ``last_size`` entries (the monitor's sizes only grow, so in
+  effect for none), it is never adopted, and a pending announcement of it is forgotten. A key
+  that merely does not sign a checkpoint keeps its trust: a host still lacking the new key
+  signs with the old one alone during the overlap.
+
+A checkpoint of size N is accepted only if a trusted key whose period covers N signed it, and
+no trusted key's line on it fails (retired keys' lines included). Order within one run: the
+signature is checked first, against the periods known from the saved tree, because the new
+entries are worth nothing until a trusted key has vouched for the root they must hash to. Once
+the tiles reach that root, what the entries of (saved size, N] say about keys is known to be
+the log's: their retirements apply to this checkpoint too (it must still be vouched for by a
+key they leave covering N, else BadSignature), and only then are announced keys adopted. A
+checkpoint signed by a retired key alone that leaves its retirement out (a copy of the key
+showing another history) cannot be told from an honest one by its signatures; the monitor
+accepts it and, still trusting the newer key, reports the real log as a split view.
 
 Pure: no I/O and no clock; the tiles come from the caller's source.
 """
@@ -77,12 +94,17 @@ __all__ = [
     "run",
 ]
 
-STATE_FORMAT = "consent-ledger-monitor/1"
+STATE_FORMAT = "consent-ledger-monitor/2"
 """The ``format`` field of a saved state: a later layout gets a new name, not a silent guess."""
+_STATE_FORMAT_1 = "consent-ledger-monitor/1"
+"""The layout before ``retired_keys``: still read (an auditor's state file keeps working)."""
 KEY_ADDED = "log.key_added"
 """The entry that announces a new signing key (``keys rotate-signing``, issue 16 item 4); its
 ``data.vkey`` is the key's verifier key."""
-_KEY_ADDED_MARK = b'"type":"' + KEY_ADDED.encode() + b'"'
+KEY_RETIRED = "log.key_retired"
+"""The entry that retires a signing key (``keys rotate-signing --retire-old``); ``data.vkey``
+signed the log's checkpoints up to ``data.last_size`` entries and none after."""
+_KEY_EVENT_MARK = b'"type":"log.key_'
 
 
 class MonitorError(LedgerError):
@@ -156,6 +178,9 @@ class MonitorState:
     root: bytes = field(default_factory=empty_root)
     edge: tuple[bytes, ...] = ()
     announced: tuple[str, ...] = ()
+    retired: tuple[tuple[str, int], ...] = ()
+    """(verifier key, last size) of every key a ``log.key_retired`` entry this monitor checked
+    retired, trusted or not."""
 
     def __post_init__(self) -> None:
         if not self.log_keys:
@@ -169,6 +194,13 @@ class MonitorState:
         for vkey in self.announced:
             if CheckpointVerifier.from_verifier_key(vkey).name != self.origin:
                 raise VerifierKeyError(f"the announced key {vkey!r} is not the log's")
+        for vkey, last_size in self.retired:
+            if CheckpointVerifier.from_verifier_key(vkey).name != self.origin:
+                raise VerifierKeyError(f"the retired key {vkey!r} is not the log's")
+            if isinstance(last_size, bool) or not isinstance(last_size, int) or last_size < 0:
+                raise ValueError(f"the retired key {vkey!r} has no valid last size")
+        if len({vkey for vkey, _ in self.retired}) != len(self.retired):
+            raise ValueError("a key is retired twice")
         for vkey in self.witnesses:
             CosignatureVerifier.from_verifier_key(vkey)
         if self.quorum is not None and not 0 <= self.quorum <= len(self.witnesses):
@@ -207,6 +239,11 @@ class MonitorState:
     def required_cosignatures(self) -> int:
         return len(self.witnesses) if self.quorum is None else self.quorum
 
+    @property
+    def last_sizes(self) -> dict[str, int]:
+        """The last tree size each retired key may sign, by verifier key."""
+        return dict(self.retired)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "format": STATE_FORMAT,
@@ -219,6 +256,7 @@ class MonitorState:
             "root": _b64(self.root),
             "right_edge": [_b64(h) for h in self.edge],
             "announced_keys": list(self.announced),
+            "retired_keys": {vkey: last_size for vkey, last_size in self.retired},
         }
 
     @classmethod
@@ -226,12 +264,18 @@ class MonitorState:
         """Read a saved state back; ValueError (or VerifierKeyError) naming what is wrong. The
         saved checkpoint must verify under the saved keys and state the saved size and root,
         and the right edge must fold to that root: a damaged state file is refused, not
-        trusted."""
-        if not isinstance(data, Mapping) or data.get("format") != STATE_FORMAT:
+        trusted.
+
+        A state of format 1 (before retirements were read) is read with no retired keys and
+        without its pending announcements: it may announce keys the log has since retired in
+        entries already behind it, which this monitor will not read again."""
+        fmt = data.get("format") if isinstance(data, Mapping) else None
+        if fmt not in (STATE_FORMAT, _STATE_FORMAT_1):
             raise ValueError(f"not a monitor state (format {STATE_FORMAT!r} expected)")
         try:
             keys, witnesses, edge = data["log_keys"], data["witnesses"], data["right_edge"]
-            announced = data["announced_keys"]
+            announced = data["announced_keys"] if fmt == STATE_FORMAT else []
+            retired = data["retired_keys"] if fmt == STATE_FORMAT else {}
             origin, note, size, quorum = (
                 data["origin"],
                 data["checkpoint"],
@@ -248,6 +292,7 @@ class MonitorState:
             and all(isinstance(w, str) for w in witnesses)
             and isinstance(announced, list)
             and all(isinstance(k, str) for k in announced)
+            and isinstance(retired, dict)  # each last size is checked by __post_init__
             and isinstance(edge, list)
             and (note is None or isinstance(note, str))
             and isinstance(size, int)
@@ -271,13 +316,15 @@ class MonitorState:
             root,
             hashes,
             tuple(announced),
+            tuple(retired.items()),
         )
         if note is None:
             if size:
                 raise ValueError("the state has a size but no checkpoint")
             return state
         try:
-            checkpoint, _ = _verified(state, note)
+            checkpoint, signed = _signed(state, note)
+            _vouched(state, checkpoint, signed, state.last_sizes)
         except MonitorError as exc:
             raise ValueError(f"the saved checkpoint does not verify: {exc}") from None
         if (checkpoint.size, checkpoint.root_hash) != (size, root):
@@ -296,18 +343,20 @@ class Report:
     withheld: int
     adopted: tuple[str, ...] = ()
     retired: tuple[str, ...] = ()
+    """Keys a ``log.key_retired`` entry among this run's new entries retired (their last sizes
+    are in ``state.retired``)."""
     cosigned_by: tuple[str, ...] = ()
     unadopted: tuple[str, ...] = ()
     """Key ids (hex) that signed beside a trusted key under the log's name, but that no
-    ``log.key_added`` entry this monitor checked announces: not trusted."""
+    ``log.key_added`` entry this monitor checked announces (and none retired): not trusted."""
 
 
 # --- signatures ----------------------------------------------------------------------------------
 
 
-def _verified(state: MonitorState, note: str) -> tuple[Checkpoint, set[str]]:
-    """The checkpoint, if a trusted key signed it and no trusted key's line fails; and the
-    trusted keys that signed it."""
+def _signed(state: MonitorState, note: str) -> tuple[Checkpoint, set[str]]:
+    """The checkpoint, and the trusted keys whose lines verify on it (whatever their periods),
+    if no trusted key's line fails."""
     try:
         body, lines = split_note(note)
     except VerificationError:
@@ -343,31 +392,45 @@ def _verified(state: MonitorState, note: str) -> tuple[Checkpoint, set[str]]:
     return checkpoint, signed
 
 
-def _retired(state: MonitorState, signed: set[str]) -> tuple[str, ...]:
-    """Trusted keys that did not sign a checkpoint a trusted key did: the log signs each
-    checkpoint with every key it has not retired (both during a rotation's overlap), so a key
-    missing from one has been retired, and a checkpoint signed by it alone afterwards (a stolen
-    key, say) is refused."""
-    return tuple(k for k in state.log_keys if k not in signed)
+def _vouched(
+    state: MonitorState, checkpoint: Checkpoint, signed: set[str], last_sizes: Mapping[str, int]
+) -> None:
+    """BadSignature unless a key in ``signed`` covers the checkpoint's size: a key the log
+    retired (``last_sizes``) vouches only for trees of at most its last size."""
+    size = checkpoint.size
+    if any(last_sizes.get(vkey, size) >= size for vkey in signed):
+        return
+    past = "; ".join(
+        f"log key {vkey} was retired by the log after size {last_sizes[vkey]}"
+        for vkey in state.log_keys
+        if vkey in signed
+    )
+    raise BadSignature(
+        f"the checkpoint of {size} entries is signed by no key this monitor trusts for that "
+        f"size ({past}, by a log.key_retired entry)"
+    )
 
 
 def _adopt(
-    state: MonitorState, note: str, announced: Sequence[str]
+    state: MonitorState, note: str, announced: Sequence[str], last_sizes: Mapping[str, int]
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The keys to trust from now on, and the key ids left untrusted: each other line under the
-    log's name, on a note a trusted key signed (a rotation's overlap), is adopted if a
-    ``log.key_added`` entry in the tree this monitor checked announces its key and the line
-    verifies under it. The public key comes from the log itself, not from an answer anyone
-    between the log and the monitor could change: whoever controls the answers but not the key
-    can add their own line to a genuine checkpoint, not an entry to a tree the key signed. An
-    announced key whose line does not verify rejects the note."""
+    log's name, on a note a trusted key vouched for (a rotation's overlap), is adopted if a
+    ``log.key_added`` entry in the tree this monitor checked announces its key, no
+    ``log.key_retired`` entry retired it, and the line verifies under it. The public key comes
+    from the log itself, not from an answer anyone between the log and the monitor could
+    change: whoever controls the answers but not the key can add their own line to a genuine
+    checkpoint, not an entry to a tree the key signed; and a retired key (a copy may survive
+    somewhere) is never trusted again. An announced key whose line does not verify rejects the
+    note; a retired key's line is ignored."""
     body, lines = split_note(note)
     trusted = {CheckpointVerifier.from_verifier_key(k).key_id for k in state.log_keys}
+    retired = {CheckpointVerifier.from_verifier_key(k).key_id for k in last_sizes}
     by_id = {v.key_id: v for v in (CheckpointVerifier.from_verifier_key(k) for k in announced)}
     adopted: list[str] = []
     unadopted: list[str] = []
     for line in lines:
-        if line.name != state.origin or line.key_id in trusted:
+        if line.name != state.origin or line.key_id in trusted or line.key_id in retired:
             continue
         verifier = by_id.get(line.key_id)
         if verifier is None:
@@ -381,25 +444,32 @@ def _adopt(
     return tuple(dict.fromkeys(adopted)), tuple(dict.fromkeys(unadopted))
 
 
-def _announcement(state: MonitorState, entry: bytes) -> str | None:
-    """The verifier key a ``log.key_added`` entry of this log announces, or None."""
+def _key_event(state: MonitorState, entry: bytes) -> tuple[str, int | None] | None:
+    """(verifier key, None) of a ``log.key_added`` entry about a key of this log, (verifier
+    key, last size) of a ``log.key_retired`` one; None for any other entry."""
     # A canonical entry has no spaces: the cheap test skips decoding every other entry.
-    if _KEY_ADDED_MARK not in entry:
+    if _KEY_EVENT_MARK not in entry:
         return None
     try:
         value = decode_entry(entry)
     except EntryError:
         return None
-    data = value.get("data")
-    vkey = data.get("vkey") if isinstance(data, dict) else None
-    if value.get("type") != KEY_ADDED or not isinstance(vkey, str):
+    kind, data = value.get("type"), value.get("data")
+    if kind not in (KEY_ADDED, KEY_RETIRED) or not isinstance(data, dict):
+        return None
+    vkey, last_size = data.get("vkey"), data.get("last_size")
+    if not isinstance(vkey, str):
+        return None
+    if kind == KEY_RETIRED and (
+        isinstance(last_size, bool) or not isinstance(last_size, int) or last_size < 0
+    ):
         return None
     try:
         if CheckpointVerifier.from_verifier_key(vkey).name != state.origin:
             return None
     except VerifierKeyError:
         return None
-    return vkey
+    return vkey, last_size if kind == KEY_RETIRED else None
 
 
 def _cosigned(state: MonitorState, note: str) -> tuple[str, ...]:
@@ -495,6 +565,7 @@ class _Walk:
     upper: dict[int, dict[int, bytes]] = field(default_factory=dict)
     tiles: list[Tile] = field(default_factory=list)
     announced: list[str] = field(default_factory=list)
+    retired: dict[str, int] = field(default_factory=dict)
 
 
 def _walk(
@@ -525,9 +596,14 @@ def _walk(
             entries = _check_bundle(tile, bundle, hashes)
             walk.checked += tile.width - seen
             for entry in entries[seen:]:
-                vkey = _announcement(state, entry)
-                if vkey is not None:
+                event = _key_event(state, entry)
+                if event is None:
+                    continue
+                vkey, last_size = event
+                if last_size is None:
                     walk.announced.append(vkey)
+                else:  # retired twice (it should not be): the shorter period holds
+                    walk.retired[vkey] = min(last_size, walk.retired.get(vkey, last_size))
         for level, first, created in walk.edge.extend(hashes[seen:]):
             if level and level % HEIGHT == 0:
                 found = walk.upper.setdefault(level // HEIGHT, {})
@@ -562,7 +638,8 @@ def run(
     ``progress`` is called with (entries done, entries to check) after each tile. Returns the
     :class:`Report` whose state to save; raises the :class:`MonitorError` naming what is wrong.
     """
-    checkpoint, signed = _verified(state, note)
+    checkpoint, signed = _signed(state, note)
+    _vouched(state, checkpoint, signed, state.last_sizes)
     cosigned = _cosigned(state, note)
     old, size = state.size, checkpoint.size
     evidence = (state.note, note) if state.note is not None else (note,)
@@ -577,6 +654,7 @@ def run(
     accepted = replace(state, note=note)
     new_entries = checked = withheld = 0
     announced = list(state.announced)
+    last_sizes = state.last_sizes
     if size > old:
         try:
             walk = _extend(state, checkpoint, source, progress, evidence)
@@ -591,15 +669,22 @@ def run(
         )
         new_entries, checked, withheld = size - old, walk.checked, walk.withheld
         announced += walk.announced
-    # Only now are the new entries known to be in the tree a trusted key signed.
-    adopted, unadopted = _adopt(state, note, announced)
-    retired = _retired(state, signed)
-    keys = tuple(dict.fromkeys([*(k for k in state.log_keys if k not in retired), *adopted]))
+        for vkey, last_size in walk.retired.items():
+            last_sizes[vkey] = min(last_size, last_sizes.get(vkey, last_size))
+    # Only now are the new entries known to be in the tree a trusted key signed: a retirement
+    # among them applies to this very checkpoint, before any key is adopted from it.
+    _vouched(state, checkpoint, signed, last_sizes)
+    adopted, unadopted = _adopt(state, note, announced, last_sizes)
+    keys = tuple(dict.fromkeys([*state.log_keys, *adopted]))
     accepted = replace(
         accepted,
         log_keys=keys,
-        announced=tuple(k for k in dict.fromkeys(announced) if k not in keys and k not in retired),
+        announced=tuple(
+            k for k in dict.fromkeys(announced) if k not in keys and k not in last_sizes
+        ),
+        retired=tuple(last_sizes.items()),
     )
+    retired = tuple(k for k in last_sizes if k not in state.last_sizes)
     return Report(
         accepted,
         checkpoint,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -138,12 +139,35 @@ def test_a_later_run_fetches_only_the_new_tiles_and_proves_the_log_extends(
 
 
 def test_the_state_survives_a_round_trip_through_json() -> None:
-    log = Log(leaves(300))
+    new = CheckpointSigner(ORIGIN, Ed25519PrivateKey.generate())
+    log = Log([*leaves(296), key_added(new)], signers=[KEY, new])
     state = monitor(fresh(), log).state
+    log.append([key_retired(KEY, 297), *leaves(2, start=298)])
+    log.signers = [new]
+    state = monitor(state, log).state
+    assert (state.announced, state.retired) == ((), ((KEY.verifier_key(), 297),))
     again = MonitorState.from_json(json.loads(json.dumps(state.to_json())))
     assert again == state
     log.append(leaves(10, start=300))
     assert monitor(again, log).state.size == 310
+
+
+def test_a_state_saved_in_format_1_is_read_without_its_pending_announcements() -> None:
+    # What a monitor from before key retirements were read wrote. Its pending announcements may
+    # name keys the log has since retired in entries already behind it: they are not kept (a
+    # new key then signing is reported, to be passed with --key), the rest is.
+    new = CheckpointSigner(ORIGIN, Ed25519PrivateKey.generate())
+    log = Log([*leaves(300), key_added(new)])
+    state = monitor(fresh(), log).state
+    saved = state.to_json()
+    del saved["retired_keys"]
+    saved["format"] = "consent-ledger-monitor/1"
+    again = MonitorState.from_json(json.loads(json.dumps(saved)))
+    assert again == replace(state, announced=())
+    log.append(leaves(10, start=301))
+    log.signers = [KEY, new]
+    report = monitor(again, log)
+    assert (report.state.size, report.unadopted) == (311, (new.key_id.hex(),))
 
 
 def test_a_state_whose_saved_edge_does_not_fold_to_its_root_is_refused() -> None:
@@ -266,6 +290,14 @@ def key_added(signer: CheckpointSigner) -> bytes:
     )
 
 
+def key_retired(signer: CheckpointSigner, last_size: int, generation: int = 1) -> bytes:
+    """The log entry that retires a signing key (``keys rotate-signing --retire-old``)."""
+    data = {"vkey": signer.verifier_key(), "generation": generation, "last_size": last_size}
+    return encode_entry(
+        {"v": 1, "type": "log.key_retired", "time": "2026-12-03T13:00:00Z", "data": data}
+    )
+
+
 def test_a_new_key_is_adopted_when_the_log_announces_it_and_it_signs_beside_a_trusted_key() -> None:
     new = CheckpointSigner(ORIGIN, Ed25519PrivateKey.generate())
     log = Log(leaves(10))
@@ -283,17 +315,111 @@ def test_a_new_key_is_adopted_when_the_log_announces_it_and_it_signs_beside_a_tr
     assert report.adopted == (new.verifier_key(),)
     assert report.state.log_keys == (KEY.verifier_key(), new.verifier_key())
 
-    # After the old key retires, the new one alone is enough, and the old one is no longer
-    # trusted: a checkpoint it alone signs (a stolen key showing another history) is refused.
-    log.append(leaves(5, start=16))
+    # --retire-old: the log retires the old key in an entry, in a checkpoint the new key alone
+    # signs. It passes, and the old key vouches for no checkpoint past its period any more: one
+    # it alone signs (a stolen copy showing another history) is refused.
+    log.append([*leaves(5, start=16), key_retired(KEY, 21)])
     log.signers = [new]
     later = monitor(report.state, log)
-    assert (later.state.size, later.retired) == (21, (KEY.verifier_key(),))
-    assert later.state.log_keys == (new.verifier_key(),)
-    log.append(leaves(5, start=21))
+    assert (later.state.size, later.retired) == (22, (KEY.verifier_key(),))
+    assert later.state.retired == ((KEY.verifier_key(), 21),)
+    log.append(leaves(5, start=22))
     log.signers = [KEY]
-    with pytest.raises(BadSignature, match="signed by no key this monitor trusts"):
+    with pytest.raises(BadSignature, match=r"signed by no key this monitor trusts.*retired"):
         monitor(later.state, log)
+
+
+def _overlap(new: CheckpointSigner) -> tuple[Log, MonitorState]:
+    """A log in a rotation's overlap, and a monitor that adopted the new key from it."""
+    log = Log([*leaves(10), key_added(new)], signers=[KEY, new])
+    state = monitor(fresh(), log).state
+    assert state.log_keys == (KEY.verifier_key(), new.verifier_key())
+    return log, state
+
+
+def test_a_checkpoint_the_old_key_alone_signs_during_the_overlap_drops_no_key() -> None:
+    # Several hosts: one the new key file was not yet copied to signs with the old key alone
+    # (it logs a warning). An honest log: the monitor keeps both keys, and follows the log
+    # once the old key is retired.
+    new = CheckpointSigner(ORIGIN, Ed25519PrivateKey.generate())
+    log, state = _overlap(new)
+    for signers, added in [([KEY], leaves(3, start=11)), ([KEY, new], leaves(3, start=14))]:
+        log.append(added)
+        log.signers = signers
+        report = monitor(state, log)
+        assert (report.state.log_keys, report.retired) == (state.log_keys, ())
+        state = report.state
+    log.append([key_retired(KEY, 17), *leaves(3, start=18)])
+    log.signers = [new]
+    assert monitor(state, log).state.size == 21
+
+
+def test_a_fork_the_old_key_alone_signs_during_the_overlap_leaves_the_real_log_a_split_view() -> (
+    None
+):
+    # After --retire-old the real log goes on under the new key; someone who kept a copy of the
+    # old key shows this monitor, which last ran during the overlap, another continuation. It
+    # cannot tell that from the checkpoint of a host lacking the new key (the test above), so
+    # it accepts it; but it keeps trusting the new key, so the real log is then a split view,
+    # not "signed by no key this monitor trusts".
+    new = CheckpointSigner(ORIGIN, Ed25519PrivateKey.generate())
+    real, overlap = _overlap(new)
+    real.append([key_retired(KEY, 11), *leaves(4, start=12, tag=b"real")])
+    real.signers = [new]
+    fork = Log([*leaves(10), key_added(new)], signers=[KEY])
+    fork.append(leaves(5, start=11, tag=b"fork"))
+    after_fork = monitor(overlap, fork).state
+    assert after_fork.log_keys == overlap.log_keys
+    with pytest.raises(SplitView) as caught:
+        monitor(after_fork, real)
+    assert caught.value.evidence == (fork.note(), real.note())
+
+
+def test_a_checkpoint_signed_past_a_retirement_inside_its_own_tree_is_refused() -> None:
+    # The entries of the new range are trusted only once the signed root is reached; then a
+    # retirement among them applies to the checkpoint that holds it: the old key, retired at
+    # size 11 by this very tree, cannot vouch for its 15 entries.
+    new = CheckpointSigner(ORIGIN, Ed25519PrivateKey.generate())
+    log, state = _overlap(new)
+    log.append([key_retired(KEY, 11), *leaves(3, start=12)])
+    log.signers = [KEY]
+    with pytest.raises(BadSignature, match=r"retired.*after size 11"):
+        monitor(state, log)
+    log.signers = [KEY, new]  # the new key's line vouches
+    assert monitor(state, log).retired == (KEY.verifier_key(),)
+
+
+def _retired_generation() -> tuple[CheckpointSigner, CheckpointSigner, Log]:
+    """Generations 2 and 3 of a log that rotated twice: 2 added and 1 retired, then 3 added
+    and 2 retired; signed by generation 3 alone."""
+    gen2 = CheckpointSigner(ORIGIN, Ed25519PrivateKey.generate())
+    gen3 = CheckpointSigner(ORIGIN, Ed25519PrivateKey.generate())
+    log = Log([*leaves(10), key_added(gen2), key_retired(KEY, 11)], signers=[gen2])
+    log.append([key_added(gen3), key_retired(gen2, 13, generation=2), *leaves(3, start=14)])
+    log.signers = [gen3]
+    return gen2, gen3, log
+
+
+@pytest.mark.parametrize("earlier", [False, True], ids=["first-run", "announced-on-a-run-before"])
+def test_a_key_the_log_announced_and_then_retired_is_never_adopted(earlier: bool) -> None:
+    # An auditor starts today with the current key (generation 3), or had seen generation 2
+    # announced on a run before and now passes generation 3 with --key. Whoever kept a copy of
+    # the retired generation 2 and sits between log and monitor adds its line to a genuine
+    # checkpoint: not adopted, and not offered to the auditor either.
+    gen2, gen3, log = _retired_generation()
+    state = MonitorState.start(gen3.verifier_key())
+    if earlier:
+        seen = monitor(fresh(), Log(log.leaves[:11])).state
+        assert seen.announced == (gen2.verifier_key(),)
+        state = seen.trusting([gen3.verifier_key()])
+    state = monitor(state, log).state
+    assert gen2.verifier_key() not in state.announced
+    assert dict(state.retired)[gen2.verifier_key()] == 13
+    log.append(leaves(2, start=17))
+    log.signers = [gen3, gen2]
+    report = monitor(state, log)
+    assert gen2.verifier_key() not in report.state.log_keys
+    assert (report.adopted, report.unadopted) == ((), ())
 
 
 def test_a_key_the_log_does_not_announce_is_not_adopted() -> None:

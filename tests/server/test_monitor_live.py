@@ -205,14 +205,18 @@ def test_the_monitor_follows_a_signing_key_rotation_and_then_refuses_the_old_key
         _write(srv, instance, 2, start=943_477_000)
         after = _monitor(srv.url, state)
         assert after.returncode == 0, after.stderr
-        assert json.loads(state.read_text())  # saved
+        # The retirement is read from the log's own log.key_retired entry, and said.
+        assert f"log key {vkey} retired by the log" in after.stderr
+        saved = json.loads(state.read_text())
+        assert list(saved["retired_keys"]) == [vkey]
+        assert saved["log_keys"] == [vkey, new_vkey]
         note = requests.get(srv.url + "/log/checkpoint", timeout=10).text
         assert note.count("\n— ") == 1
     finally:
         srv.stop()
 
     # Someone who kept the retired private key signs a checkpoint of another history: the
-    # monitor, which dropped that key once the new one signed alone, refuses it.
+    # monitor, which read that key's retirement in the log, refuses it.
     stolen = instance.parent / "stolen"
     stolen.mkdir(mode=0o700)
     (stolen / "signing-key.pem").write_bytes(old_key)
@@ -225,5 +229,6 @@ def test_the_monitor_follows_a_signing_key_rotation_and_then_refuses_the_old_key
         refused = _monitor(forger.url, state)
         assert refused.returncode == 1, refused.stderr
         assert "signed by no key this monitor trusts" in refused.stderr
+        assert f"log key {vkey} was retired by the log" in refused.stderr
     finally:
         forger.stop()
