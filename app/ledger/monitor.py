@@ -473,9 +473,12 @@ def _key_event(state: MonitorState, entry: bytes) -> tuple[str, int | None] | No
 
 
 def _cosigned(state: MonitorState, note: str) -> tuple[str, ...]:
-    """The witnesses that cosigned, if at least the quorum did; BadSignature otherwise."""
+    """The witnesses that cosigned, if at least the quorum did; BadSignature otherwise. One
+    public key counts once, under whatever names it is given: a key id hashes the name with
+    the key, so one key holder can sign under any name."""
     found: list[str] = []
     missing: list[str] = []
+    counted: set[bytes] = set()
     for vkey in state.witnesses:
         witness = CosignatureVerifier.from_verifier_key(vkey)
         try:
@@ -484,6 +487,10 @@ def _cosigned(state: MonitorState, note: str) -> tuple[str, ...]:
             raise BadSignature(
                 f"the cosignature by witness {witness.name} does not verify"
             ) from None
+        if witness.public_key in counted:
+            continue
+        if ok:
+            counted.add(witness.public_key)
         (found if ok else missing).append(witness.name)
     if len(found) < state.required_cosignatures:
         raise BadSignature(

@@ -482,6 +482,18 @@ def test_a_checkpoint_needs_a_quorum_of_witness_cosignatures(
             monitor(state, log, note=note)
 
 
+def test_one_witness_key_under_two_names_counts_once_towards_the_quorum() -> None:
+    # A key id hashes the name with the key: whoever holds one witness key can sign under
+    # any name, so two names for one key must not meet a quorum of two.
+    key = Ed25519PrivateKey.generate()
+    one, alias = CosignatureSigner("w1.example", key), CosignatureSigner("w9.example", key)
+    witnesses = (one.verifier().verifier_key(), alias.verifier().verifier_key())
+    state = fresh(witnesses=witnesses, quorum=2)
+    log = Log(leaves(10))
+    with pytest.raises(BadSignature, match="1 of the 2 witness cosignatures required"):
+        monitor(state, log, note=log.note(cosign=[one, alias]))
+
+
 def test_a_forged_cosignature_names_the_witness() -> None:
     state = fresh(witnesses=(W1.verifier().verifier_key(),))
     log = Log(leaves(10))
