@@ -75,7 +75,10 @@ def init_command(new_identity: bool) -> None:
         _fail(str(exc))
     # Webhook secrets sealed under the signing key (before the seal key) move under the seal
     # key now, once, so a signing-key rotation cannot lose them.
-    resealed = webhooks.reseal_secrets(ledger)
+    try:
+        resealed = webhooks.reseal_secrets(ledger)
+    except keys.KeyFileError as exc:
+        _fail(str(exc))
     if resealed:
         click.echo(f"Re-sealed {resealed} webhook secrets under {keys.WEBHOOK_SEAL_KEY_FILE}")
     for warning in keys.permission_warnings(settings):
