@@ -124,9 +124,13 @@ def _recorded_key_id(session: Session) -> str | None:
 
 
 def _lock_recorded_key_id(session: Session) -> str | None:
-    # Under the log-head lock: two hosts choosing the database's seal key at once (or one
-    # sealing the old way while another re-seals) take turns, so exactly one key is recorded
-    # and no secret is left behind (SQLite: BEGIN IMMEDIATE already serialises writers).
+    """The recorded key id; while there is none, read under the log-head lock, so two hosts
+    choosing the database's seal key at once (or one sealing the old way while another
+    re-seals) take turns: exactly one key is recorded and no secret is left behind (SQLite:
+    BEGIN IMMEDIATE already serialises writers). Once recorded it never changes."""
+    recorded = _recorded_key_id(session)
+    if recorded is not None:
+        return recorded
     session.execute(select(LogHead.size).with_for_update())
     return _recorded_key_id(session)
 
