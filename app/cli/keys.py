@@ -24,7 +24,8 @@ keys_group = AppGroup(
 def keys_list_command() -> None:
     """The identifier keys, newest first: id, generation, file and mappings under each; then
     the log's signing keys, newest first: generation, status, the tree sizes each signed and
-    its verifier key."""
+    its verifier key; then the id of the database's webhook seal key, and whether this host
+    holds it."""
     ledger = _ledger()
     with ledger.db.read() as session:
         usage = identifier_keys.key_usage(ledger, session)
@@ -44,6 +45,15 @@ def keys_list_command() -> None:
             f"signing key  generation {key.generation}  {key.status:<7}  "
             f"sizes {first}..{last}  {key.vkey}"
         )
+    recorded, held = webhooks.seal_key_ids(ledger)
+    path = keys.webhook_seal_key_path(ledger.settings)
+    if recorded is None:
+        state = "none chosen yet" if held is None else f"{held}  not yet recorded"
+    elif held == recorded:
+        state = f"{recorded}  held"
+    else:
+        state = f"{recorded}  NOT HELD (copy it from a host that holds it)"
+    click.echo(f"webhook seal key  {state}  {path}")
 
 
 @keys_group.command("rotate-identifier")

@@ -19,7 +19,7 @@ from app.cli.common import (
 from app.models import LogHead, PolicyVersion
 from app.services import demo
 from app.services.decisions import policies
-from app.services.log import keys
+from app.services.log import keys, signing_keys
 from app.services.notifications import webhooks
 
 DEMO_ORGANISATIONS = REPO_ROOT / "policies" / "organisations.example.yaml"
@@ -75,7 +75,10 @@ def init_command(new_identity: bool) -> None:
         _fail(str(exc))
     # Webhook secrets sealed under the signing key (before the seal key) move under the seal
     # key now, once, so a signing-key rotation cannot lose them.
-    resealed = webhooks.reseal_secrets(ledger)
+    try:
+        resealed = webhooks.reseal_secrets(ledger)
+    except keys.KeyFileError as exc:
+        _fail(str(exc))
     if resealed:
         click.echo(f"Re-sealed {resealed} webhook secrets under {keys.WEBHOOK_SEAL_KEY_FILE}")
     for warning in keys.permission_warnings(settings):
@@ -94,7 +97,9 @@ def init_command(new_identity: bool) -> None:
         except keys.KeyFileError as exc:
             _fail(str(exc))
         click.echo(f"Kept the identifier keys (newest {newest.key_id}, {newest.path})")
-    click.echo(f"Log origin and verifier key: {ledger.log_store.signer.verifier_key()}")
+    with ledger.db.read() as session:
+        vkey = signing_keys.newest_vkey(ledger, session)
+    click.echo(f"Log origin and verifier key: {vkey}")
     with ledger.db.read() as session:
         has_policy = session.execute(select(PolicyVersion.version).limit(1)).first() is not None
     if not has_policy:

@@ -10,6 +10,7 @@ from flask.cli import AppGroup
 
 from app.cli.common import _fail, _ledger
 from app.errors import DomainError
+from app.services.log import keys
 from app.services.notifications import webhooks
 
 webhooks_group = AppGroup(
@@ -29,6 +30,8 @@ def webhooks_set_command(organisation: str, url: str) -> None:
         secret = webhooks.set_webhook(_ledger(), organisation, url)
     except DomainError as exc:
         _fail(exc.detail)
+    except keys.KeyFileError as exc:
+        _fail(str(exc))
     click.echo(f"webhook for {organisation}: {url}")
     click.echo(f"signing secret (shown only now; give it to the receiver): {secret}")
 
@@ -64,7 +67,11 @@ def webhooks_deliver_command(once: bool) -> None:
         signal.signal(sig, lambda *_: stop.set())
     if not once:
         click.echo("delivering (Ctrl-C to stop)")
-    if webhooks.run(_ledger(), stop, once=once):
+    try:
+        ran = webhooks.run(_ledger(), stop, once=once)
+    except keys.KeyFileError as exc:  # this host lacks the seal key: what to copy
+        _fail(str(exc))
+    if ran:
         click.echo("sent what was due" if once else "stopped")
     elif once:
         _fail("another deliverer is running for this instance (consent-ledger serve?)")

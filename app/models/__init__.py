@@ -439,6 +439,20 @@ class WitnessPublished(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
 
 
+class WebhookSealKey(Base):
+    """One row (id = 1) once the database has its webhook seal key: the key's id
+    (``keys.webhook_seal_key_id``). Chosen once per database, by the first host that needs it;
+    every other host must hold the same ``webhook-seal.key`` and refuses to seal or open
+    secrets until it does, so no host makes a second key."""
+
+    __tablename__ = "webhook_seal_key"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    key_id: Mapped[str] = mapped_column(String(16), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
 class WebSession(Base):
     """An IG lead's or auditor's signed-in browser. The cookie holds a random token; only its
     SHA-256 is stored, so a database read does not yield live sessions."""

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import select
 from tlog_scales.signing import Vkey
@@ -23,7 +24,8 @@ from app import create_app, get_ledger
 from app.ledger.checkpoint import Checkpoint, CheckpointSigner, load_private_key_pem
 from app.models import LogCheckpoint
 from app.services.container import Ledger
-from tests.helpers import BOTH, bearer, logged_entries, tamper
+from app.services.log import keys
+from tests.helpers import BOTH, bearer, ig_sign_in, logged_entries, tamper
 from tests.nhs import valid_nhs_numbers
 
 ORIGIN = "localhost/consent-ledger"
@@ -330,3 +332,41 @@ def test_keys_list_shows_the_signing_keys_after_the_identifier_keys(
     assert re.search(r"sizes \d+\.\. ", signing[0])  # still signing: no end
     assert re.search(r"sizes \d+\.\.\d+ ", signing[1])
     assert lines.index(signing[0]) > 0  # after the identifier key
+
+
+def _key_init_prints(host: Flask, token: str) -> str:
+    output = _ok(host.test_cli_runner(), "init")
+    (shown,) = re.findall(r"^Log origin and verifier key: (\S+)$", output, re.M)
+    return str(shown)
+
+
+def _key_dashboard_shows(host: Flask, token: str) -> str:
+    client = host.test_client()
+    ig_sign_in(client, token)
+    page = client.get("/ig/dashboard")
+    assert page.status_code == 200
+    (shown,) = re.findall(r"<dt>Verifier key</dt><dd><code>([^<]+)</code>", page.text)
+    return str(shown)
+
+
+@pytest.mark.parametrize("shown_by", [_key_init_prints, _key_dashboard_shows])
+def test_the_key_shown_to_the_operator_is_the_one_the_log_signs_with(
+    shown_by: Callable[[Flask, str], str],
+    client: FlaskClient,
+    ledger: Ledger,
+    instance_path: Path,
+    database_url: str,
+    make_token: Callable[..., str],
+) -> None:
+    token = make_token("tt-leeds", "ig_lead")
+    served = client.get("/v1/log/key").text.strip()
+    # `keys rotate-signing` stopped after writing signing-keys/2.pem, before listing it: that
+    # key has signed nothing, and a monitor given it fails at its first run.
+    keys.add_signing_key(ledger.settings, 2)
+    host = create_app(
+        {"TESTING": True, "INSTANCE_PATH": str(instance_path), "DATABASE_URL": database_url}
+    )
+    try:
+        assert shown_by(host, token) == served
+    finally:
+        get_ledger(host).db.dispose()

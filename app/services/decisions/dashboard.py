@@ -14,6 +14,7 @@ from sqlalchemy import func, or_, select
 from app.models import DecisionRecord, Disclosure, LogCheckpoint, Organisation, VerificationRun
 from app.services.access.clients import Principal
 from app.services.container import Ledger
+from app.services.log import signing_keys
 from app.services.notifications import obligations
 
 DAYS = 14
@@ -66,7 +67,7 @@ def build(ledger: Ledger, principal: Principal) -> Dashboard:
         health = LogHealth(
             size=ledger.log_store.size(session),
             newest_checkpoint_at=newest,
-            verifier_key=ledger.log_store.signer.verifier_key(),
+            verifier_key=signing_keys.newest_vkey(ledger, session),
             last_verification=last_run,
         )
         rows = session.execute(

@@ -41,15 +41,22 @@ _KEY_ID_LABEL = b"consent-ledger identifier key id v1\x00"
 SIGNING_KEYS_DIR = "signing-keys"
 _SIGNING_FILE = re.compile(r"([1-9][0-9]{0,8})\.pem")
 # Webhook signing secrets are sealed under this key, which never rotates (a key derived from
-# the signing key would be lost with it).
+# the signing key would be lost with it, and so would one derived from identifier.key, which
+# `keys retire-identifier` can destroy). One per database: the database records its id, and
+# every host serving it holds a copy (app.services.notifications.webhooks).
 WEBHOOK_SEAL_KEY_FILE = "webhook-seal.key"
 WEBHOOK_SEAL_KEY_BYTES = 32
+_SEAL_KEY_ID_LABEL = b"consent-ledger webhook seal key id v1\x00"
 # C2SP signed-note: a key name is non-empty and has no whitespace and no "+".
 _ORIGIN = re.compile(r"[^\s+\x00-\x1f\x7f]+")
 
 
 class KeyFileError(Exception):
     """A key file is missing, unreadable, or not what it should be."""
+
+
+class WebhookSealKeyError(KeyFileError):
+    """This host cannot seal or open webhook secrets: it lacks the database's seal key."""
 
 
 @dataclass(frozen=True)
@@ -239,6 +246,11 @@ def ensure_webhook_seal_key(settings: Settings) -> bool:
         partial.unlink()
     _fsync_dir(settings.instance_path)
     return True
+
+
+def webhook_seal_key_id(secret: bytes) -> str:
+    """The seal key's name, recorded in the database: tells which key it is, nothing of it."""
+    return hashlib.sha256(_SEAL_KEY_ID_LABEL + secret).digest()[:8].hex()
 
 
 def load_webhook_seal_key(settings: Settings) -> bytes | None:

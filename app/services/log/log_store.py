@@ -402,7 +402,9 @@ class LogStore:
 
     @property
     def signer(self) -> CheckpointSigner:
-        """The newest signing key this process holds (the one to publish)."""
+        """The newest signing key this process holds. Not necessarily one the log lists (a
+        rotation cut short leaves an unlisted file): the key to publish is
+        ``signing_keys.newest_vkey``."""
         if not self._held:
             self._held = self._load_keys()
         return self._held[max(self._held)]

@@ -89,15 +89,27 @@ def _first_checkpoint_size(session: Session) -> int | None:
     ).scalar_one_or_none()
 
 
+def _listed(ledger: Ledger, session: Session) -> list[tuple[int, str, int | None, int | None]]:
+    rows: list[tuple[int, str, int | None, int | None]] = [
+        (r.generation, r.vkey, r.first_size, r.last_size) for r in _rows(session)
+    ]
+    if not rows:  # never rotated: the one key has signed every checkpoint there is
+        vkey = ledger.log_store.keys(session).ring.keys[0].verifier.verifier_key()
+        rows = [(1, vkey, _first_checkpoint_size(session), None)]
+    return rows
+
+
+def newest_vkey(ledger: Ledger, session: Session) -> str:
+    """The key to publish: the newest the log lists (it signs every checkpoint from now on;
+    ``GET /v1/log/key`` serves it). Not the newest file held: a rotation cut short between
+    writing its file and listing it leaves a key that has signed nothing."""
+    return _listed(ledger, session)[0][1]
+
+
 def list_keys(ledger: Ledger) -> list[ListedKey]:
     """Every key the log lists, newest first, with the period each signed."""
     with ledger.db.read() as session:
-        rows: list[tuple[int, str, int | None, int | None]] = [
-            (r.generation, r.vkey, r.first_size, r.last_size) for r in _rows(session)
-        ]
-        if not rows:  # never rotated: the one key has signed every checkpoint there is
-            vkey = ledger.log_store.keys(session).ring.keys[0].verifier.verifier_key()
-            rows = [(1, vkey, _first_checkpoint_size(session), None)]
+        rows = _listed(ledger, session)
         times = _checkpoint_times(
             session, {s for _, _, first, last in rows for s in (first, last) if s is not None}
         )

@@ -15,11 +15,15 @@ exponential backoff and jitter until a day after the notification was made, then
 the IG dashboard shows deliveries failing and given up.
 
 The signing secret is shown once, when it is made. It is stored sealed (AES-GCM, bound to the
-organisation) under the instance's webhook seal key (``webhook-seal.key``, which never
-rotates): a copy of the database alone does not yield it. Instances from before that key sealed
-under a key derived with HKDF from the signing key, which rotates; :func:`reseal_secrets`
-(run by ``init`` and by ``keys rotate-signing`` before it adds a key) moves every secret under
-the seal key once, in one transaction, and until then both keys open them.
+organisation) under the webhook seal key (``webhook-seal.key``, which never rotates): a copy of
+the database alone does not yield it. There is one seal key per database, however many hosts
+serve it: the database records its id (``webhook_seal_key``) when the first host makes or
+claims it, and a host holding no copy of that key, or another one, refuses to seal or open a
+secret with a message naming the file to copy; it never makes a key of its own. Instances from
+before that key sealed under a key derived with HKDF from the signing key, which rotates;
+:func:`reseal_secrets` (run by ``init`` and by ``keys rotate-signing`` before it adds a key)
+moves every secret under the seal key once, in the transaction that records it, and until then
+both keys open them.
 """
 
 from __future__ import annotations
@@ -52,7 +56,15 @@ from standardwebhooks import Webhook as Signer
 from app.errors import FieldError, InvalidRequest, NotFound
 from app.ledger.checkpoint import load_private_key_pem
 from app.ledger.events import time_text
-from app.models import Obligation, Organisation, Webhook, WebhookDelivery, table
+from app.models import (
+    LogHead,
+    Obligation,
+    Organisation,
+    Webhook,
+    WebhookDelivery,
+    WebhookSealKey,
+    table,
+)
 from app.services.container import Ledger
 from app.services.instance_lock import instance_lock
 from app.services.log import keys
@@ -93,70 +105,160 @@ def _legacy_cipher(signing_key_pem: bytes) -> AESGCM:
     return AESGCM(derived)
 
 
-def _ciphers(ledger: Ledger) -> list[AESGCM]:
-    """The keys a secret may be sealed under, the one to seal with first: the seal key, and
-    the legacy key while the original signing key is held (an instance not yet re-sealed)."""
-    out = []
-    seal_key = keys.load_webhook_seal_key(ledger.settings)
-    if seal_key is not None:
-        out.append(AESGCM(seal_key))
-    try:
-        pem = ledger.settings.signing_key_path.read_bytes()
-    except FileNotFoundError:  # retired by a rotation, which re-sealed everything first
-        pem = None
-    if pem is not None:
-        out.append(_legacy_cipher(pem))
-    if not out:
-        raise RuntimeError(f"no webhook seal key in {ledger.settings.instance_path}")
-    return out
-
-
 def _aad(organisation_id: str) -> bytes:
     # Bound to its organisation: copied onto another organisation's row, it does not open.
     return b"consent-ledger webhook\x00" + organisation_id.encode()
 
 
-def _seal(ledger: Ledger, organisation_id: str, secret: bytes) -> bytes:
-    nonce = os.urandom(_NONCE_BYTES)
-    cipher = _ciphers(ledger)[0]
-    return nonce + cipher.encrypt(nonce, secret, _aad(organisation_id))
+def _legacy(ledger: Ledger) -> AESGCM | None:
+    """The key of secrets sealed before the seal key, while ``signing-key.pem`` is held (a
+    rotation re-seals everything before it can be retired)."""
+    try:
+        return _legacy_cipher(ledger.settings.signing_key_path.read_bytes())
+    except FileNotFoundError:
+        return None
 
 
-def _unseal(ledger: Ledger, organisation_id: str, sealed: bytes) -> bytes:
-    *earlier, last = _ciphers(ledger)
+def _recorded_key_id(session: Session) -> str | None:
+    return session.execute(select(WebhookSealKey.key_id)).scalar_one_or_none()
+
+
+def _lock_recorded_key_id(session: Session) -> str | None:
+    """The recorded key id; while there is none, read under the log-head lock, so two hosts
+    choosing the database's seal key at once (or one sealing the old way while another
+    re-seals) take turns: exactly one key is recorded and no secret is left behind (SQLite:
+    BEGIN IMMEDIATE already serialises writers). Once recorded it never changes."""
+    recorded = _recorded_key_id(session)
+    if recorded is not None:
+        return recorded
+    session.execute(select(LogHead.size).with_for_update())
+    return _recorded_key_id(session)
+
+
+def _held_seal_key(ledger: Ledger, recorded: str) -> AESGCM:
+    """This host's copy of the database's seal key; refused, naming the file to copy, if this
+    host lacks it or holds another one."""
+    path = keys.webhook_seal_key_path(ledger.settings)
+    local = keys.load_webhook_seal_key(ledger.settings)
+    if local is not None and keys.webhook_seal_key_id(local) == recorded:
+        return AESGCM(local)
+    held = (
+        "is missing" if local is None else f"holds another key ({keys.webhook_seal_key_id(local)})"
+    )
+    raise keys.WebhookSealKeyError(
+        f"this database's webhook secrets are sealed under the webhook seal key {recorded}, "
+        f"and {path} {held}: copy {keys.WEBHOOK_SEAL_KEY_FILE} (mode 0600) to {path} from a "
+        f"host that serves this database (`consent-ledger keys list` there shows seal key "
+        f"{recorded})"
+    )
+
+
+def _claim(ledger: Ledger, session: Session, local: bytes) -> tuple[AESGCM, int]:
+    """Record ``local`` as the database's seal key and move every secret sealed the old way
+    under it, in the caller's transaction (the caller holds the lock and found none recorded);
+    the key, and how many secrets moved."""
+    session.add(
+        WebhookSealKey(id=1, key_id=keys.webhook_seal_key_id(local), created_at=ledger.clock())
+    )
+    seal = AESGCM(local)
+    return seal, _reseal_the_old_way(ledger, session, seal)
+
+
+def _reseal_the_old_way(ledger: Ledger, session: Session, seal: AESGCM) -> int:
+    legacy = _legacy(ledger)
+    if legacy is None:
+        return 0  # the original signing key is gone: nothing can be sealed under it
+    moved = 0
+    for row in session.execute(select(Webhook).with_for_update()).scalars():
+        nonce, body = row.secret_sealed[:_NONCE_BYTES], row.secret_sealed[_NONCE_BYTES:]
+        aad = _aad(row.organisation_id)
+        try:
+            seal.decrypt(nonce, body, aad)
+            continue  # already under the seal key
+        except InvalidTag:
+            pass
+        try:
+            secret = legacy.decrypt(nonce, body, aad)
+        except InvalidTag:
+            # Under neither (another host's stray seal key): left as it is; delivering it
+            # names what to do.
+            continue
+        fresh = os.urandom(_NONCE_BYTES)
+        row.secret_sealed = fresh + seal.encrypt(fresh, secret, aad)
+        moved += 1
+    return moved
+
+
+def _sealing_key(ledger: Ledger, session: Session) -> AESGCM:
+    """The key a new secret is sealed under, in the caller's write transaction: the database's
+    seal key; before it has one, this host's ``webhook-seal.key`` (made by an earlier version,
+    now recorded), or else the old way, which every host shares."""
+    recorded = _lock_recorded_key_id(session)
+    if recorded is not None:
+        return _held_seal_key(ledger, recorded)
+    local = keys.load_webhook_seal_key(ledger.settings)
+    if local is not None:
+        return _claim(ledger, session, local)[0]
+    legacy = _legacy(ledger)
+    if legacy is None:
+        raise keys.WebhookSealKeyError(
+            f"no webhook seal key at {keys.webhook_seal_key_path(ledger.settings)}: "
+            "run `consent-ledger init`"
+        )
+    return legacy
+
+
+def _unseal(ledger: Ledger, session: Session, organisation_id: str, sealed: bytes) -> bytes:
+    """Open a secret, or refuse with what to do (never an InvalidTag)."""
+    recorded = _recorded_key_id(session)
+    if recorded is not None:
+        ciphers = [_held_seal_key(ledger, recorded)]
+    else:  # a key made by an earlier version, before the database recorded one
+        local = keys.load_webhook_seal_key(ledger.settings)
+        ciphers = [] if local is None else [AESGCM(local)]
+    legacy = _legacy(ledger)
+    if legacy is not None:
+        ciphers.append(legacy)  # sealed the old way, not yet re-sealed
     nonce, body, aad = sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], _aad(organisation_id)
-    for cipher in earlier:
+    for cipher in ciphers:
         try:
             return cipher.decrypt(nonce, body, aad)
         except InvalidTag:
-            continue  # sealed the old way, not yet re-sealed
-    return last.decrypt(nonce, body, aad)
+            continue
+    raise keys.WebhookSealKeyError(
+        f"the webhook secret of {organisation_id} opens under no key this host holds: it was "
+        "sealed under another webhook-seal.key. Copy that file here, or make a new secret with "
+        f"`consent-ledger webhooks set {organisation_id} URL`"
+    )
+
+
+def seal_key_ids(ledger: Ledger) -> tuple[str | None, str | None]:
+    """The id of the database's seal key (None: not chosen yet) and of this host's
+    ``webhook-seal.key`` (None: no file), for ``keys list``."""
+    with ledger.db.read() as session:
+        recorded = _recorded_key_id(session)
+    local = keys.load_webhook_seal_key(ledger.settings)
+    return recorded, None if local is None else keys.webhook_seal_key_id(local)
 
 
 def reseal_secrets(ledger: Ledger) -> int:
-    """Make the webhook seal key if the instance has none, and move every secret sealed the old
-    way (under the signing key) under it, in one transaction; how many were moved. Run before
-    the signing key can change, so no secret is lost with it; running it again moves none."""
-    keys.ensure_webhook_seal_key(ledger.settings)
-    ciphers = _ciphers(ledger)
-    if len(ciphers) < 2:
-        return 0  # the original signing key is gone: nothing can be sealed under it
-    seal, legacy = ciphers
-    moved = 0
+    """Make sure this host holds the database's webhook seal key, and move every secret sealed
+    the old way (under the signing key) under it, in one transaction; how many were moved.
+    Only when the database has no seal key yet is one made here (and recorded); a host lacking
+    the recorded one is refused, naming the file to copy, and makes none of its own. Run
+    before the signing key can change, so no secret is lost with it; running it again moves
+    none."""
     with ledger.db.write() as session:
-        for row in session.execute(select(Webhook).with_for_update()).scalars():
-            nonce, body = row.secret_sealed[:_NONCE_BYTES], row.secret_sealed[_NONCE_BYTES:]
-            aad = _aad(row.organisation_id)
-            try:
-                seal.decrypt(nonce, body, aad)
-                continue  # already under the seal key
-            except InvalidTag:
-                pass
-            secret = legacy.decrypt(nonce, body, aad)
-            fresh = os.urandom(_NONCE_BYTES)
-            row.secret_sealed = fresh + seal.encrypt(fresh, secret, aad)
-            moved += 1
-    return moved
+        recorded = _lock_recorded_key_id(session)
+        if recorded is not None:
+            return _reseal_the_old_way(ledger, session, _held_seal_key(ledger, recorded))
+        keys.ensure_webhook_seal_key(ledger.settings)
+        local = keys.load_webhook_seal_key(ledger.settings)
+        if local is None:
+            raise keys.WebhookSealKeyError(
+                f"{keys.webhook_seal_key_path(ledger.settings)} vanished while being made"
+            )
+        return _claim(ledger, session, local)[1]
 
 
 # -- registration -------------------------------------------------------------------------------
@@ -196,10 +298,12 @@ def set_webhook(ledger: Ledger, organisation_id: str, url: str) -> str:
     never shown again. Replacing it makes a new secret: the old one stops verifying."""
     check_url(url)
     secret = secrets.token_bytes(_SECRET_BYTES)
-    sealed = _seal(ledger, organisation_id, secret)
+    nonce = os.urandom(_NONCE_BYTES)
     with ledger.db.write() as session:
         if session.get(Organisation, organisation_id) is None:
             raise NotFound(f"there is no organisation {organisation_id!r}")
+        cipher = _sealing_key(ledger, session)
+        sealed = nonce + cipher.encrypt(nonce, secret, _aad(organisation_id))
         row = session.get(Webhook, organisation_id)
         if row is None:
             session.add(
@@ -347,7 +451,7 @@ def claim(ledger: Ledger) -> Job | None:
         return Job(
             delivery.obligation_id,
             hook.url,
-            _unseal(ledger, hook.organisation_id, hook.secret_sealed),
+            _unseal(ledger, session, hook.organisation_id, hook.secret_sealed),
             json.dumps(body, separators=(",", ":"), sort_keys=True),
         )
 
@@ -473,6 +577,7 @@ def _deliver_while_held(
     ledger: Ledger, stop: threading.Event, once: bool, poll_seconds: float
 ) -> None:
     released = False
+    refused = None
     while not stop.is_set():
         try:
             if not released:
@@ -482,6 +587,15 @@ def _deliver_while_held(
                     )
                 released = True
             deliver_due(ledger)
+            refused = None
+        except keys.WebhookSealKeyError as exc:
+            # This host lacks the seal key: what to do, said once, not a traceback a second.
+            # The delivery stays due (its attempt is not counted), for a host that holds it.
+            if once:
+                raise
+            if str(exc) != refused:
+                logger.error("cannot deliver webhooks from this host: %s", exc)
+            refused = str(exc)
         except Exception:
             # A database hiccup must not end the deliverer: the rows are still there.
             logger.exception("webhook delivery pass failed; trying again")
