@@ -136,17 +136,21 @@ def signing_keys_dir(settings: Settings) -> Path:
     return settings.instance_path / SIGNING_KEYS_DIR
 
 
-def _signing_key_files(settings: Settings) -> dict[int, Path]:
+def _generation_files(first: Path, folder: Path, name: re.Pattern[str]) -> dict[int, Path]:
+    """A key's generations on disk: 1 is ``first``; later ones are ``folder/<g><suffix>``."""
     files = {}
-    if settings.signing_key_path.exists():
-        files[1] = settings.signing_key_path
-    folder = signing_keys_dir(settings)
+    if first.exists():
+        files[1] = first
     if folder.is_dir():
         for path in folder.iterdir():
-            match = _SIGNING_FILE.fullmatch(path.name)
+            match = name.fullmatch(path.name)
             if match and int(match.group(1)) > 1:
                 files[int(match.group(1))] = path
     return files
+
+
+def _signing_key_files(settings: Settings) -> dict[int, Path]:
+    return _generation_files(settings.signing_key_path, signing_keys_dir(settings), _SIGNING_FILE)
 
 
 def has_signing_key(settings: Settings) -> bool:
@@ -304,16 +308,9 @@ class IdentifierKeys:
 
 
 def _identifier_key_files(settings: Settings) -> dict[int, Path]:
-    files = {}
-    if settings.identifier_key_path.exists():
-        files[1] = settings.identifier_key_path
-    folder = identifier_keys_dir(settings)
-    if folder.is_dir():
-        for path in folder.iterdir():
-            match = _GENERATION_FILE.fullmatch(path.name)
-            if match and int(match.group(1)) > 1:
-                files[int(match.group(1))] = path
-    return files
+    return _generation_files(
+        settings.identifier_key_path, identifier_keys_dir(settings), _GENERATION_FILE
+    )
 
 
 def has_identifier_key(settings: Settings) -> bool:
