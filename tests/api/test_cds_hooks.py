@@ -251,6 +251,52 @@ def test_a_consult_is_one_logged_decision(
     assert asked["purpose"] == "evaluation"
 
 
+def test_an_erased_person_is_a_stranger_to_a_consult(
+    client: FlaskClient, policy: Policy, make_token: Callable[..., str]
+) -> None:
+    token = bearer(make_token("tt-leeds", "case_system"))
+    nhs = valid_nhs_numbers(1, start=943_476_800)[0]
+    first = card_of(
+        client.post(
+            URL, json=consult_body(nhs, "ea-tt-leeds", "referral", ["identity"]), headers=token
+        )
+    )
+    ref = first["extension"][OURS]["subject_ref"]
+    by_ref = consult_body(nhs, "ea-tt-leeds", "referral", ["identity"])
+    by_ref["context"]["patientId"] = [{"system": SUBJECT, "value": ref}]
+    assert client.post(URL, json=by_ref, headers=token).status_code == 200
+    erased = client.post(
+        "/v1/subjects/erasures",
+        json={"subject": {"nhs_number": nhs}, "reason": "recorded_in_error", "reference": "c-17"},
+        headers=bearer(make_token("tt-leeds", "auditor")),
+    )
+    assert erased.status_code == 201, erased.get_json()
+    after = client.post(URL, json=by_ref, headers=token)
+    stranger = copy.deepcopy(by_ref)
+    stranger["context"]["patientId"] = [NOBODY]
+    never = client.post(URL, json=stranger, headers=token)
+    assert after.status_code == never.status_code == 422
+    assert after.get_json()["errors"] == never.get_json()["errors"]
+
+
+def test_a_retried_consult_gets_its_first_card(
+    client: FlaskClient, ledger: Ledger, demo_tokens: Callable[..., str]
+) -> None:
+    headers = {**bearer(demo_tokens("tt-leeds")), "Idempotency-Key": "consult-1"}
+    body = consult_body(demo.PEOPLE["therapy"], "ea-tt-leeds", "referral", ["identity"])
+    first = client.post(URL, json=body, headers=headers)
+    with ledger.db.read() as session:
+        size = ledger.log_store.size(session)
+    again = client.post(URL, json=body, headers=headers)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert card_of(again) == card_of(first)
+    with ledger.db.read() as session:
+        assert ledger.log_store.size(session) == size
+    changed = consult_body(demo.PEOPLE["therapy"], "ea-tt-leeds", "referral", ["work_needs"])
+    reused = client.post(URL, json=changed, headers=headers)
+    assert reused.status_code == 422
+
+
 def test_discovery_lists_the_service(client: FlaskClient, policy: Policy) -> None:
     response = client.get("/cds-services")
     assert response.status_code == 200
@@ -344,6 +390,9 @@ BAD = {
     "no purposeOfUse": (_without("context.purposeOfUse"), "context.purposeOfUse", "required"),
     "an ambiguous v3 purpose": (_set("context.purposeOfUse", "COC"), "context.purposeOfUse", "COC"),
     "an unknown purpose": (_set("context.purposeOfUse", ["TREAT"]), "context.purposeOfUse", "TREA"),
+    "an NHS number as a purpose": (
+        _set("context.purposeOfUse", [STRANGER]), "context.purposeOfUse", "[redacted]",
+    ),
     "two purposes": (
         _set("context.purposeOfUse", ["referral", "evaluation"]), "context.purposeOfUse", "one",
     ),
@@ -398,6 +447,7 @@ def test_a_bad_request_names_the_field(
     assert field in named, named
     assert says in named[field]
     assert BAD_NHS not in response.text
+    assert STRANGER not in response.text
     with ledger.db.read() as session:
         assert ledger.log_store.size(session) == before  # nothing recorded
 
