@@ -34,6 +34,7 @@ from app.services.consents.subjects import (
     normalise_nhs_number,
 )
 from app.services.decisions import decisions
+from app.vocabulary import PURPOSES
 
 blp = Blueprint(
     "cds_hooks",
@@ -49,10 +50,10 @@ USAGE_REQUIREMENTS = (
     f"context.patientId: the person's NHS number ({NHS_NUMBER_SYSTEM}) or the subject "
     f"reference this service gave them ({SUBJECT_ID_SYSTEM}); context.actor: the one "
     f"recipient organisation ({ORGANISATION_ID_SYSTEM}); context.purposeOfUse: one of our "
-    "purposes (referral, case_conferencing, evaluation, sms_contact, employer_contact) or a v3 "
-    "PurposeOfUse code naming exactly one of them (HOUTCOMS, PATADMIN); context.class: our "
-    f"data categories ({DATA_CATEGORY_SYSTEM}). Every consult is a decision recorded in the "
-    "signed log. NO_CONSENT is not a permit: do not share on it."
+    f"purposes ({', '.join(PURPOSES)}) or a v3 PurposeOfUse code naming exactly one of them "
+    f"({', '.join(cds.UNAMBIGUOUS_V3)}); context.class: our data categories "
+    f"({DATA_CATEGORY_SYSTEM}). Every consult is a decision recorded in the signed log. "
+    "NO_CONSENT is not a permit: do not share on it."
 )
 
 _IDENTIFIERS = ma.validate.Length(min=1, max=10)

@@ -80,6 +80,10 @@ NO_CONSENT_REASONS: Final = frozenset(
     }
 )
 
+# The v3 PurposeOfUse codes that name exactly one of our purposes (COC names two).
+_V3: Final = [v for v in PURPOSE_OF_USE.values() if v is not None]
+UNAMBIGUOUS_V3: Final = tuple(v for v in _V3 if _V3.count(v) == 1)
+
 SUBJECT_REF: Final = re.compile(r"sub_[0-9a-f]{32}")
 # Identifier systems a person may be named by: the NHS number, or our own subject reference.
 PERSON_SYSTEMS: Final = (NHS_NUMBER_SYSTEM, SUBJECT_ID_SYSTEM)
@@ -208,7 +212,7 @@ def _purpose(codes: str | Sequence[str], errors: dict[str, str]) -> str | None:
     ]
     found = purpose_from_codings(codings)
     if found is None:
-        v3 = ", ".join(f"{v} ({p})" for p, v in PURPOSE_OF_USE.items() if _unique_v3(v))
+        v3 = ", ".join(f"{v} ({p})" for p, v in PURPOSE_OF_USE.items() if v in UNAMBIGUOUS_V3)
         errors["purposeOfUse"] = (
             f"{', '.join(listed)}: not a purpose of ours ({', '.join(PURPOSES)}) nor a v3 "
             f"PurposeOfUse code that names exactly one of them ({v3}); COC is both referral "
@@ -222,10 +226,6 @@ def _purpose(codes: str | Sequence[str], errors: dict[str, str]) -> str | None:
             )
             return None
     return found
-
-
-def _unique_v3(code: str | None) -> bool:
-    return code is not None and list(PURPOSE_OF_USE.values()).count(code) == 1
 
 
 def _categories(classes: Sequence[Mapping[str, str]], errors: dict[str, str]) -> list[str]:
