@@ -188,7 +188,7 @@ def _one(
         return None
     at, first = ours[0]
     for n, other in ours[1:]:
-        if (other["system"], other["value"]) != (first["system"], first["value"]):
+        if _same(other) != _same(first):
             errors[f"{field}.{n}.value"] = (
                 f"a consult asks about one {what}, and this names another: ask once per {what}"
                 if what == "recipient"
@@ -197,6 +197,12 @@ def _one(
             )
             return None
     return first["system"], first["value"], at
+
+
+def _same(identifier: Mapping[str, str]) -> tuple[str, str]:
+    # An NHS number may be written with spaces (as v1 accepts it): the same number either way.
+    system, value = identifier["system"], identifier["value"]
+    return system, value.replace(" ", "") if system == NHS_NUMBER_SYSTEM else value
 
 
 def _purpose(codes: str | Sequence[str], errors: dict[str, str]) -> str | None:

@@ -245,6 +245,18 @@ def test_a_consult_is_one_logged_decision(
     assert again["extension"][OURS]["ledger"]["index"] == index + 1
     assert {k: again["extension"][OURS][k] for k in SAME} == {k: ours[k] for k in SAME}
 
+    # Every identifier LEAP knows may come: others' are ignored, one number written two ways
+    # is one person.
+    spaced = f"{nhs[:3]} {nhs[3:6]} {nhs[6:]}"
+    by_all = consult_body(nhs, "ea-tt-leeds", "referral", ["identity"])
+    by_all["context"]["patientId"] = [
+        SSN,
+        {"system": NHS_SYSTEM, "value": spaced},
+        *by_all["context"]["patientId"],
+    ]
+    thrice = card_of(client.post(URL, json=by_all, headers=token))
+    assert thrice["extension"][OURS]["subject_ref"] == ours["subject_ref"]
+
     # A v3 PurposeOfUse code that names one of our purposes is taken for it.
     evaluation = consult_body(nhs, "eval-northern-uni", "HOUTCOMS", ["outcome_measures"])
     asked = card_of(client.post(URL, json=evaluation, headers=token))["extension"][OURS]
