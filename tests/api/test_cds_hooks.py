@@ -356,7 +356,7 @@ BAD = {
     "no context": (_without("context"), "context", "required"),
     "an unknown context member": (_set("context.foo", 1), "context.foo", "Unknown"),
     "no patientId": (_without("context.patientId"), "context.patientId", "required"),
-    "patientId not a list": (_set("context.patientId", "9434765919"), "context.patientId", "list"),
+    "patientId not a list": (_set("context.patientId", STRANGER), "context.patientId", "list"),
     "a bad NHS number": (
         _set("context.patientId", [{"system": NHS_SYSTEM, "value": BAD_NHS}]),
         "context.patientId.0.value",
@@ -445,7 +445,7 @@ def test_a_bad_request_names_the_field(
     field: str,
     says: str,
 ) -> None:
-    body = copy.deepcopy(consult_body(BAD_NHS[:-1] + "9", "ea-tt-leeds", "referral", ["identity"]))
+    body = copy.deepcopy(consult_body(STRANGER, "ea-tt-leeds", "referral", ["identity"]))
     edit(body)
     token = bearer(make_token("tt-leeds", "case_system"))
     with ledger.db.read() as session:
