@@ -89,3 +89,12 @@ def test_each_outcome_maps_to_leaps_word(
 def test_no_consent_is_said_not_to_be_a_permit() -> None:
     card = cds.response(decision([], {"identity": ("no_consent", "P2")}), "https://x.example/")
     assert "not a permit" in card["cards"][0]["detail"]
+
+
+def test_no_consent_is_every_consent_failure_of_the_engine_but_an_objection() -> None:
+    # A reason renamed in the engine would read as CONSENT_DENY (the safe side): this says so.
+    from app.policy.engine import _CONSENT_FAILURES, _best_failure
+
+    assert _best_failure([], {}, "identity") == "no_consent"
+    wanting = {*_CONSENT_FAILURES, "no_consent", "category_not_in_consent"}
+    assert wanting - {"objection_direct_care"} == cds.NO_CONSENT_REASONS
