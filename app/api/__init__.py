@@ -7,6 +7,7 @@ from flask_smorest.spec.plugins import integerconverter2paramschema
 from werkzeug.routing import IntegerConverter
 
 from app.api import (
+    cds_hooks,
     consents,
     decisions,
     disclosures,
@@ -70,6 +71,7 @@ def init_app(app: Flask) -> None:
     api.register_blueprint(disclosures.blp)
     api.register_blueprint(subjects.blp)
     api.register_blueprint(notifications.blp)
+    api.register_blueprint(cds_hooks.blp)
     app.register_blueprint(problems.bp)
     app.register_blueprint(tiles.bp)
     app.extensions["consent_ledger_api"] = api

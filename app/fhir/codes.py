@@ -76,3 +76,17 @@ def consent_form_coding(form: str) -> dict[str, str]:
     if form not in CONSENT_FORMS:
         raise ValueError(f"not a consent form: {form!r}")
     return {"system": CONSENT_FORM_SYSTEM, "code": form}
+
+
+# -- references and obligations (added for the CDS Hooks face) -------------------------------------
+
+
+def consent_reference(consent_id: str) -> str:
+    """A relative reference to our consent as a FHIR Consent (``Consent/cns-<hex>``): our ids
+    (``cns_<hex>``) are not FHIR ids, and never hold ``-``, so ``_`` -> ``-`` is one-to-one."""
+    return f"Consent/{consent_id.replace('_', '-')}"
+
+
+def obligation_coding(obligation: str) -> dict[str, str]:
+    """One of the policy's obligations (``notify_subject_unless_prejudicial``...) as a Coding."""
+    return {"system": OBLIGATION_SYSTEM, "code": obligation}

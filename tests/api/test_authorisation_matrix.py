@@ -329,6 +329,29 @@ def consents_read(
     assert body == stranger.get_json() == {"consents": [], "objections": []}
 
 
+def consult_body(nhs_number: str) -> dict[str, Any]:
+    return {
+        "hook": "patient-consent-consult",
+        "hookInstance": "3f2a9c1e-7b4d-4e8a-9c0f-1d2e3f4a5b6c",
+        "context": {
+            "patientId": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": nhs_number}],
+            "actor": [
+                {
+                    "system": "https://consent-ledger.example/fhir/Id/organisation",
+                    "value": RECIPIENT,
+                }
+            ],
+            "purposeOfUse": "referral",
+            "class": [
+                {
+                    "system": "https://consent-ledger.example/fhir/CodeSystem/data-category",
+                    "code": "identity",
+                }
+            ],
+        },
+    }
+
+
 def disclosures_read(
     w: World, role: str, relation: str, resp: TestResponse, headers: dict[str, str]
 ) -> None:
@@ -483,6 +506,16 @@ EXPECTED: dict[Route, Expect] = {
             },
         ),
         only(case_system=(200, 403), ig_lead=(200, 403)),
+    ),
+    # CDS Hooks: the service list is public; a consult is a decision about a share from the
+    # caller's own organisation (it names no sender), so every case system and IG lead may ask,
+    # about a person of its own (like /v1/decisions, the answer names them by subject_ref)
+    ("GET", "/cds-services"): Expect(at("/cds-services"), everyone(200), anonymous=200),
+    ("POST", "/cds-services/patient-consent-consult"): Expect(
+        lambda w: Call(
+            "/cds-services/patient-consent-consult", body=consult_body(w.fresh_person())
+        ),
+        only(case_system=(200, 200), ig_lead=(200, 200)),
     ),
     # a disclosure is recorded by the organisation that made the share
     ("POST", "/v1/disclosures"): Expect(

@@ -1,9 +1,9 @@
 """Per-client limits on writes and on decisions, counted with the ``limits`` library.
 
-Every authenticated POST counts against its client: ``POST /v1/decisions`` in the decisions
-bucket (a list once for each decision it asks for), every other POST (consents, withdrawals,
-objections, disclosures, access links) in the writes bucket. A client over its limit gets 429
-with ``Retry-After`` and nothing is recorded.
+Every authenticated POST counts against its client: ``POST /v1/decisions`` and a CDS Hooks
+consult in the decisions bucket (a list once for each decision it asks for), every other POST
+(consents, withdrawals, objections, disclosures, access links) in the writes bucket. A client
+over its limit gets 429 with ``Retry-After`` and nothing is recorded.
 
 The counters live in ``CONSENT_LEDGER_RATE_LIMIT_STORAGE`` (a ``limits`` storage URI). The
 default, ``memory://``, counts in each worker process alone, so with W workers a client can
@@ -22,7 +22,8 @@ from limits.strategies import MovingWindowRateLimiter
 
 from app.errors import RateLimited
 
-DECISION_ENDPOINTS = frozenset({"decisions.decide"})
+# A CDS Hooks consult is a decision too, counted in the same bucket.
+DECISION_ENDPOINTS = frozenset({"decisions.decide", "cds_hooks.consult"})
 OFF = ("", "0", "off", "none")
 
 

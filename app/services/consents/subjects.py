@@ -92,6 +92,23 @@ class SubjectIdentifier:
         return cls(kind, value, system)
 
 
+@dataclass(frozen=True)
+class SubjectRef:
+    """A person named by the ``subject_ref`` this service gave them (v1 answers carry it; the
+    FHIR and CDS Hooks faces name people by it rather than echo an NHS number). Never created
+    from: a reference nobody holds (never given, or its person erased) is refused."""
+
+    value: str
+
+
+_KNOWN_REF = select(Subject.subject_ref).where(Subject.subject_ref == bindparam("ref"))
+
+
+def is_known(session: Session, ref: SubjectRef) -> bool:
+    """Whether someone holds ``ref`` now (an erased person's row is gone, as a stranger's)."""
+    return session.execute(_KNOWN_REF, {"ref": ref.value}).first() is not None
+
+
 def lookup_key(identifier_key: bytes, identifier: SubjectIdentifier) -> bytes:
     return hmac.new(identifier_key, identifier.canonical(), hashlib.sha256).digest()
 

@@ -74,12 +74,30 @@ class ObjectionRecorded(Conflict):
 
 @dataclass(frozen=True)
 class DecisionInput:
-    subject: subjects.SubjectIdentifier
+    subject: subjects.SubjectIdentifier | subjects.SubjectRef
     from_org: str
     to_org: str
     purpose: str
     data_categories: Sequence[str]
     legal_basis: LegalBasis | None = None
+
+
+@dataclass(frozen=True)
+class FieldNames:
+    """Where each field of a :class:`DecisionInput` was in the request, to name it when it is
+    refused: in ``POST /v1/decisions``'s body by default; the CDS Hooks face names its
+    context's members (``context.actor.0.value``)."""
+
+    subject: str = "subject"
+    subject_system: str = subjects.JSON_SYSTEM[0]
+    from_: str = "from"
+    to: str = "to"
+    purpose: str = "purpose"
+    data_categories: str = "data_categories"
+    legal_basis: str = "legal_basis"
+
+
+V1_FIELDS = FieldNames()
 
 
 def _validate(
@@ -88,15 +106,17 @@ def _validate(
     inputs: Sequence[DecisionInput],
     policy: Policy,
     prefixes: Sequence[str],
+    names: FieldNames = V1_FIELDS,
 ) -> list[tuple[Party, Party]]:
     """Every request checked before anything is written, each field at fault named with its
-    request's prefix (``""`` alone, ``"3."`` in a list); one refusal for them all."""
+    request's prefix (``""`` alone, ``"3."`` in a list) and ``names``; one refusal for them
+    all."""
     forbidden: list[FieldError] = []
     for at, inp in zip(prefixes, inputs, strict=True):
         if principal.organisation_id != inp.from_org:
             forbidden.append(
                 FieldError(
-                    f"{at}from",
+                    f"{at}{names.from_}",
                     "a client may ask only about shares from its own organisation "
                     f"({principal.organisation_id})",
                     "json",
@@ -105,7 +125,7 @@ def _validate(
         if inp.legal_basis is not None and principal.role not in LEGAL_BASIS_ROLES:
             forbidden.append(
                 FieldError(
-                    f"{at}legal_basis",
+                    f"{at}{names.legal_basis}",
                     "only an ig_lead client may assert a legal basis instead of consent",
                     "json",
                 )
@@ -121,7 +141,7 @@ def _validate(
     )
     errors: list[FieldError] = []
     for at, inp in zip(prefixes, inputs, strict=True):
-        for field, org in (("from", inp.from_org), ("to", inp.to_org)):
+        for field, org in ((names.from_, inp.from_org), (names.to, inp.to_org)):
             if org not in kinds:
                 errors.append(
                     FieldError(f"{at}{field}", "is not a registered organisation id", "json")
@@ -129,7 +149,7 @@ def _validate(
         if inp.purpose not in policy.purposes:
             errors.append(
                 FieldError(
-                    f"{at}purpose",
+                    f"{at}{names.purpose}",
                     f"{inp.purpose!r} is not a purpose of the policy in force",
                     "json",
                 )
@@ -138,24 +158,35 @@ def _validate(
             if cat not in policy.categories:
                 errors.append(
                     FieldError(
-                        f"{at}data_categories.{n}",
+                        f"{at}{names.data_categories}.{n}",
                         f"{cat!r} is not a data category of the policy in force",
                         "json",
                     )
                 )
-        errors += listed_twice(f"{at}data_categories", inp.data_categories)
+        errors += listed_twice(f"{at}{names.data_categories}", inp.data_categories)
         if inp.legal_basis is not None and inp.legal_basis.type not in policy.legal_bases:
             errors.append(
                 FieldError(
-                    f"{at}legal_basis.type",
+                    f"{at}{names.legal_basis}.type",
                     f"{inp.legal_basis.type!r} is not a legal basis of the policy in force",
                     "json",
                 )
             )
-        where = (f"{at}{subjects.JSON_SYSTEM[0]}", subjects.JSON_SYSTEM[1])
-        problem = subjects.local_system_problem(session, inp.subject, principal, where)
-        if problem is not None:
-            errors.append(problem)
+        if isinstance(inp.subject, subjects.SubjectRef):
+            if not subjects.is_known(session, inp.subject):
+                errors.append(
+                    FieldError(
+                        f"{at}{names.subject}",
+                        "is not a person this service knows: a subject reference it gave, "
+                        "of someone not erased",
+                        "json",
+                    )
+                )
+        else:
+            where = (f"{at}{names.subject_system}", subjects.JSON_SYSTEM[1])
+            problem = subjects.local_system_problem(session, inp.subject, principal, where)
+            if problem is not None:
+                errors.append(problem)
     if errors:
         raise InvalidRequest.from_fields("the decision request is not valid", errors)
     return [
@@ -184,17 +215,18 @@ def _record_decisions(
     principal: Principal,
     inputs: Sequence[DecisionInput],
     prefixes: Sequence[str],
+    names: FieldNames = V1_FIELDS,
 ) -> list[dict[str, Any]]:
     """Decide each request and record it, all in the caller's transaction: every request is
     validated first, then all are appended at once, so they take consecutive log indexes
     under one signed checkpoint, and a refusal anywhere records nothing."""
     policy = policies.current_policy(session)
-    parties = _validate(session, principal, inputs, policy, prefixes)
+    parties = _validate(session, principal, inputs, policy, prefixes, names)
     now = ledger.clock()
     # A person named twice (a referral to several recipients) is resolved, and created if new,
     # once. Their facts are loaded once too: a decision changes no consent or objection, so
     # each request in the list sees exactly what the first one does.
-    refs: dict[subjects.SubjectIdentifier, str] = {}
+    refs: dict[subjects.SubjectIdentifier | subjects.SubjectRef, str] = {}
     facts: dict[str, Facts] = {}
     made: list[DecisionMade] = []
     for inp, (sender, recipient) in zip(inputs, parties, strict=True):
@@ -267,12 +299,17 @@ def _check_replayed_permit(ledger: Ledger, session: Session, body: Mapping[str, 
 
 
 def decide(
-    ledger: Ledger, principal: Principal, inp: DecisionInput, idem: IdempotencyKey | None
+    ledger: Ledger,
+    principal: Principal,
+    inp: DecisionInput,
+    idem: IdempotencyKey | None,
+    names: FieldNames = V1_FIELDS,
 ) -> WriteResult:
-    """One decision; the answer's body is the decision."""
+    """One decision; the answer's body is the decision. ``names`` says where the request held
+    each field (``POST /v1/decisions``'s body by default), to name those refused."""
 
     def use_case(session: Session) -> tuple[int, dict[str, Any]]:
-        (body,) = _record_decisions(ledger, session, principal, [inp], [""])
+        (body,) = _record_decisions(ledger, session, principal, [inp], [""], names)
         return 200, body
 
     def check_replay(session: Session, body: dict[str, Any]) -> None:

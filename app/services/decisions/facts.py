@@ -105,8 +105,15 @@ def load_facts(session: Session, subject_ref: str) -> Facts:
     return Facts(consents, objections)
 
 
-def subject_ref(ledger: Ledger, session: Session, identifier: subjects.SubjectIdentifier) -> str:
-    """The person's ``subject_ref``, created if they are new (under the log-head lock)."""
+def subject_ref(
+    ledger: Ledger,
+    session: Session,
+    identifier: subjects.SubjectIdentifier | subjects.SubjectRef,
+) -> str:
+    """The person's ``subject_ref``, created if they are new (under the log-head lock); a
+    :class:`~subjects.SubjectRef` is one already (checked to be known beforehand)."""
+    if isinstance(identifier, subjects.SubjectRef):
+        return identifier.value
     batch = session.info.get(_BATCH_FACTS)
     if isinstance(batch, _BatchFacts):
         # Found under the newest key only: a person the prefetch found under an older one is
@@ -123,15 +130,16 @@ def subject_ref(ledger: Ledger, session: Session, identifier: subjects.SubjectId
 class _BatchFacts:
     def __init__(self) -> None:
         self.lookups: set[bytes] = set()
+        # People named by their subject_ref: no lookup to make, only their facts to load.
+        self.named: set[str] = set()
         self.refs: dict[bytes, str] = {}
         self.facts: dict[str, Facts] = {}
 
     def load(self, session: Session) -> None:
-        if not self.lookups:
-            return
-        rows = session.execute(_REFS_OF_MANY, {"lookups": sorted(self.lookups)})
-        self.refs = {bytes(lookup): ref for lookup, ref in rows}
-        refs = sorted(set(self.refs.values()))
+        if self.lookups:
+            rows = session.execute(_REFS_OF_MANY, {"lookups": sorted(self.lookups)})
+            self.refs = {bytes(lookup): ref for lookup, ref in rows}
+        refs = sorted(set(self.refs.values()) | self.named)
         if not refs:
             return
         consents: dict[str, list[ConsentFact]] = defaultdict(list)
@@ -150,7 +158,11 @@ class _BatchFacts:
         }
 
 
-def want(ledger: Ledger, batch: Batch, identifiers: Iterable[subjects.SubjectIdentifier]) -> None:
+def want(
+    ledger: Ledger,
+    batch: Batch,
+    identifiers: Iterable[subjects.SubjectIdentifier | subjects.SubjectRef],
+) -> None:
     """Say, before a batch runs, which people a decision in it is about."""
     session = batch.session
     facts = session.info.get(_BATCH_FACTS)
@@ -160,4 +172,7 @@ def want(ledger: Ledger, batch: Batch, identifiers: Iterable[subjects.SubjectIde
     # Under every key held: a person's facts are prefetched whichever key their row is under.
     keys = ledger.identifier_keys
     for identifier in identifiers:
-        facts.lookups.update(subjects.lookup_keys(keys, identifier))
+        if isinstance(identifier, subjects.SubjectRef):
+            facts.named.add(identifier.value)
+        else:
+            facts.lookups.update(subjects.lookup_keys(keys, identifier))
