@@ -10,6 +10,7 @@ from app.api import (
     consents,
     decisions,
     disclosures,
+    fhir,
     health,
     log,
     notifications,
@@ -72,4 +73,5 @@ def init_app(app: Flask) -> None:
     api.register_blueprint(notifications.blp)
     app.register_blueprint(problems.bp)
     app.register_blueprint(tiles.bp)
+    app.register_blueprint(fhir.bp)
     app.extensions["consent_ledger_api"] = api
