@@ -6,7 +6,7 @@ import functools
 import http
 import json as json_module
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, cast
 
 import flask_smorest
@@ -23,15 +23,13 @@ from app.api.schemas import Integer
 from app.errors import (
     MAX_FIELD_ERRORS,
     PROBLEM_CONTENT_TYPE,
-    PROBLEM_TYPES,
     DomainError,
     FieldError,
     Forbidden,
     LogUnavailable,
     describe,
-    problem_body,
+    error_body,
 )
-from app.fhir.resources import FHIR_JSON, operation_outcome
 from app.logs import redact_path
 from app.redaction import redact_json
 from app.services.access.clients import Principal, authenticate
@@ -176,39 +174,11 @@ def problem_response(
     headers: dict[str, str] | None = None,
 ) -> Response:
     # Refusals name what was wrong, and the caller may have put an NHS number there.
-    if is_fhir(request.path):
-        # The FHIR face answers every error as an OperationOutcome, not problem+json.
-        body = redact_json(fhir_outcome(status, slug, detail, errors))
-        mimetype = FHIR_JSON
-    else:
-        body = redact_json(problem_body(status, slug, detail, errors=errors, extra=extra))
-        mimetype = PROBLEM_CONTENT_TYPE
-    resp = Response(json.dumps(body), status=status, mimetype=mimetype)
+    body, mimetype = error_body(request.path, status, slug, detail, errors=errors, extra=extra)
+    resp = Response(json.dumps(redact_json(body)), status=status, mimetype=mimetype)
     for k, v in (headers or {}).items():
         resp.headers[k] = v
     return resp
-
-
-FHIR_PREFIX = "/fhir/"
-
-
-def is_fhir(path: str) -> bool:
-    return path.startswith(FHIR_PREFIX)
-
-
-def fhir_outcome(
-    status: int, slug: str, detail: str | None, errors: Iterable[FieldError]
-) -> dict[str, Any]:
-    """The problem as an OperationOutcome: one issue per field at fault (naming it: a query
-    parameter as ``parameter '<name>'``), else one carrying the detail."""
-    title = PROBLEM_TYPES.get(slug, ("Error", ""))[0]
-    lines = [
-        f"parameter {e.field!r}: {e.message}"
-        if e.location == "query"
-        else f"{e.field}: {e.message}"
-        for e in list(errors)[:MAX_FIELD_ERRORS]
-    ]
-    return operation_outcome(status, slug, title, lines or ([detail] if detail else []))
 
 
 def _flatten(messages: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, str]]:

@@ -58,19 +58,21 @@ _ISSUE_CODES: Final = {
     404: "not-found",
     405: "not-supported",
     406: "not-supported",
+    408: "timeout",
     409: "conflict",
     413: "too-long",
     414: "too-long",
     415: "not-supported",
     422: "invalid",
     429: "throttled",
+    431: "too-long",
+    501: "not-supported",
+    503: "transient",  # the log is unavailable: try again later
 }
 
 
 def issue_code(status: int) -> str:
-    if status >= 500:
-        return "exception"
-    return _ISSUE_CODES.get(status, "invalid")
+    return _ISSUE_CODES.get(status, "exception" if status >= 500 else "invalid")
 
 
 def operation_outcome(
