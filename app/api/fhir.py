@@ -18,7 +18,7 @@ from typing import Any
 from flask import Blueprint, Response, json, request
 
 from app.api.common import authenticated, current_principal, ledger
-from app.errors import FieldError, InvalidArgument, NotFound
+from app.errors import PROBLEM_TYPES, FieldError, InvalidArgument, NotFound
 from app.fhir import codes, resources
 from app.services import fhir
 from app.services.consents.subjects import InvalidNhsNumber, SubjectIdentifier
@@ -170,7 +170,7 @@ def audit_event_search() -> Response:
 def code_system(resource_id: str) -> Response:
     query_args((), ())
     tiers, obligation_codes = fhir.vocabulary_in_force(ledger())
-    systems = resources.code_systems(tiers, obligation_codes)
+    systems = resources.code_systems(tiers, obligation_codes, PROBLEM_TYPES)
     if resource_id not in systems:
         raise NotFound(
             f"there is no CodeSystem {resource_id!r}; these are served: {', '.join(systems)}"

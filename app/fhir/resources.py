@@ -387,9 +387,14 @@ def _code_system(
     return resource
 
 
-def code_systems(tiers: Mapping[str, str], obligations: Iterable[str]) -> dict[str, dict[str, Any]]:
+def code_systems(
+    tiers: Mapping[str, str],
+    obligations: Iterable[str],
+    problem_types: Mapping[str, tuple[str, str]],
+) -> dict[str, dict[str, Any]]:
     """Every CodeSystem the resources above use, by id. ``tiers`` (category -> tier) and
-    ``obligations`` come from the policy in force: they are the policy's, not fixed here."""
+    ``obligations`` come from the policy in force: they are the policy's, not fixed here;
+    ``problem_types`` (slug -> (title, description)) are the errors' types."""
     purposes = [
         {
             "code": p,
@@ -464,6 +469,16 @@ def code_systems(tiers: Mapping[str, str], obligations: Iterable[str]) -> dict[s
             "Withdrawal reasons",
             "Why a consent was withdrawn; recorded_in_error shows as entered-in-error.",
             [{"code": r, "display": _display(r)} for r in WITHDRAWAL_REASONS],
+        ),
+        "problem-type": _code_system(
+            "problem-type",
+            codes.PROBLEM_TYPE_SYSTEM,
+            "Problem types",
+            "What went wrong: an OperationOutcome's details, as /problems/<code> in /v1.",
+            [
+                {"code": slug, "display": title, "definition": description}
+                for slug, (title, description) in problem_types.items()
+            ],
         ),
     }
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from app.errors import PROBLEM_TYPES
 from app.fhir import codes
 from app.policy import Policy
 from app.vocabulary import CONSENT_FORMS, DATA_CATEGORIES, PURPOSES, WITHDRAWAL_REASONS
@@ -276,7 +277,7 @@ EXPECTED_CODES = {
 }
 
 
-@pytest.mark.parametrize("cs_id", [*EXPECTED_CODES, "obligation"])
+@pytest.mark.parametrize("cs_id", [*EXPECTED_CODES, "obligation", "problem-type"])
 def test_each_code_system_is_served_complete(
     client: FlaskClient, tokens: Tokens, policy: Policy, cs_id: str
 ) -> None:
@@ -286,7 +287,9 @@ def test_each_code_system_is_served_complete(
     assert cs["url"] == f"{codes.CANONICAL_BASE}/CodeSystem/{cs_id}"
     assert cs["content"] == "complete"
     served = {c["code"] for c in cs["concept"]}
-    if cs_id == "obligation":
+    if cs_id == "problem-type":
+        assert served == set(PROBLEM_TYPES)
+    elif cs_id == "obligation":
         in_policy = {o for rule in policy.rules for o in rule.obligations}
         assert in_policy | {"notify_recipient", "cease_processing_and_erase"} <= served
     else:

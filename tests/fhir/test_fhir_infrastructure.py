@@ -175,6 +175,17 @@ def test_other_client_errors_are_operation_outcomes(
     outcome(resp, status, code)
 
 
+def test_an_outcomes_problem_type_is_in_the_served_code_system(
+    client: FlaskClient, make_token: Any
+) -> None:
+    token = make_token()
+    (issue,) = outcome(client.get("/fhir/r4/Consent?x=1", headers=bearer(token)), 400, "invalid")
+    (coding,) = issue["details"]["coding"]
+    cs = client.get("/fhir/r4/CodeSystem/problem-type", headers=bearer(token)).get_json(force=True)
+    assert coding["system"] == check_resource(cs)["url"]
+    assert coding["code"] in {c["code"] for c in cs["concept"]}
+
+
 def test_an_nhs_number_in_a_path_is_redacted_from_the_outcome(
     client: FlaskClient, make_token: Any
 ) -> None:
