@@ -42,6 +42,11 @@ PROBLEM_TYPES: dict[str, tuple[str, str]] = {
     "not-found": ("Not found", "The resource does not exist, or is not visible to this client."),
     "method-not-allowed": ("Method not allowed", "The resource does not accept this method."),
     "conflict": ("Conflict", "The request conflicts with the current state of the resource."),
+    "not-acceptable": (
+        "Not acceptable",
+        "The FHIR face answers only JSON (`application/fhir+json`): ask for it with `Accept` "
+        "or `_format=json`, or leave both out.",
+    ),
     "unsupported-media-type": (
         "Unsupported media type",
         "Send JSON bodies with `Content-Type: application/json`.",
@@ -256,6 +261,11 @@ class Forbidden(DomainError):
 class NotFound(DomainError):
     status = 404
     slug = "not-found"
+
+
+class NotAcceptable(DomainError):
+    status = 406
+    slug = "not-acceptable"
 
 
 class Conflict(DomainError):

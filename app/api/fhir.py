@@ -18,7 +18,7 @@ from typing import Any
 from flask import Blueprint, Response, json, request
 
 from app.api.common import authenticated, current_principal, ledger
-from app.errors import PROBLEM_TYPES, FieldError, InvalidArgument, NotFound
+from app.errors import PROBLEM_TYPES, FieldError, InvalidArgument, NotAcceptable, NotFound
 from app.fhir import codes, resources
 from app.services import fhir
 from app.services.consents.subjects import InvalidNhsNumber, SubjectIdentifier
@@ -35,6 +35,23 @@ DEFAULT_COUNT = 50
 MAX_COUNT = 500
 # When this CapabilityStatement last changed (a constant: the statement changes with the code).
 CAPABILITY_DATE = "2026-12-03"
+
+
+# What ``_format`` may say (R4 http.html: json, or a JSON media type), and what Accept may take.
+JSON_FORMATS = frozenset(("json", "application/json", resources.FHIR_JSON))
+FORMAT = "_format"
+
+
+@bp.before_request
+def json_only() -> None:
+    """JSON is the only format served: asked for anything else (``Accept`` or ``_format``),
+    answer 406 rather than JSON the client did not ask for (R4 http.html, content types)."""
+    wanted = request.args.get(FORMAT)
+    refused = wanted is not None and wanted.split(";")[0].strip() not in JSON_FORMATS
+    if "Accept" in request.headers:
+        refused |= request.accept_mimetypes.best_match(sorted(JSON_FORMATS - {"json"})) is None
+    if refused:
+        raise NotAcceptable(f"only {resources.FHIR_JSON} is served; ask for it or for json")
 
 
 def base_url() -> str:
@@ -56,6 +73,8 @@ def query_args(allowed: Collection[str], required: Collection[str]) -> dict[str,
     """The query string, each parameter at most once; an unknown one is refused rather than
     ignored (an ignored filter would answer with more than was asked for)."""
     args: dict[str, str] = {}
+    # _format is checked for every request (json_only), so it is taken everywhere.
+    allowed = {*allowed, FORMAT}
     for name in request.args:
         values = request.args.getlist(name)
         if name not in allowed:

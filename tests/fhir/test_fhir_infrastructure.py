@@ -118,7 +118,7 @@ def test_roles_are_v1s(client: FlaskClient, make_token: Any, path: str, role: st
     [
         ("", "patient:identifier", "is required"),
         ("patient=Patient/1", "patient", "not a search parameter"),
-        (f"{PATIENT}&_format=xml", "_format", "not a search parameter"),
+        (f"{PATIENT}&_elements=id", "_elements", "not a search parameter"),
         (f"{PATIENT}&{PATIENT}", "patient:identifier", "more than once"),
         ("patient:identifier=9990000018", "patient:identifier", "must be https://fhir.nhs.uk"),
         (
@@ -193,3 +193,30 @@ def test_an_nhs_number_in_a_path_is_redacted_from_the_outcome(
     outcome(resp, 404, "not-found")
     assert PERSON not in resp.get_data(as_text=True)
     assert "[redacted]" in resp.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    ("headers", "query", "status"),
+    [
+        ({}, "", 200),
+        ({"Accept": "application/fhir+json"}, "", 200),
+        ({"Accept": "application/json"}, "", 200),
+        ({"Accept": "text/html,*/*;q=0.8"}, "", 200),
+        ({}, "?_format=json", 200),
+        ({}, "?_format=application/fhir%2Bjson", 200),
+        ({"Accept": "application/fhir+xml"}, "", 406),
+        ({}, "?_format=xml", 406),
+        ({}, "?_format=application/fhir%2Bxml", 406),
+    ],
+)
+def test_json_is_the_only_format_and_anything_else_is_406(
+    client: FlaskClient, make_token: Any, headers: dict[str, str], query: str, status: int
+) -> None:
+    resp = client.get(f"/fhir/r4/metadata{query}", headers={**bearer(make_token()), **headers})
+    assert resp.mimetype == FHIR_JSON
+    if status == 200:
+        assert resp.status_code == 200, resp.get_data(as_text=True)
+        assert check_resource(resp.get_json(force=True))["resourceType"] == "CapabilityStatement"
+    else:
+        (issue,) = outcome(resp, 406, "not-supported")
+        assert "application/fhir+json" in issue["diagnostics"]
