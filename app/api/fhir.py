@@ -142,7 +142,7 @@ def _one_consent(resource_id: str) -> list[dict[str, Any]]:
     ours = resources.our_id(resource_id)
     if resources.fhir_id(ours) != resource_id:
         # An id that holds "_" is not one we serve (ours map 1:1 to ids without it).
-        raise NotFound(f"there is no Consent {resource_id!r}")
+        raise NotFound("there is no consent with this id that this client may see")
     records = fhir.consent(ledger(), current_principal(), ours)
     return _newest_versions(records)[0]
 

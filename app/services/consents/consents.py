@@ -602,7 +602,8 @@ def consent_for_reader(session: Session, principal: Principal, consent_id: str) 
         is not None
     )
     if consent is None or not visible:
-        raise NotFound(f"there is no consent {consent_id!r}")
+        # The id is not echoed: the answer is the same whether it exists or not.
+        raise NotFound("there is no consent with this id that this client may see")
     return consent_view(consent, _events(session, consent.id))
 
 
