@@ -496,6 +496,9 @@ _PATIENT_SEARCH: Final = {
     "Consent": "http://hl7.org/fhir/SearchParameter/clinical-patient",
     "AuditEvent": "http://hl7.org/fhir/SearchParameter/AuditEvent-patient",
 }
+_PAGING: Final = {
+    "AuditEvent": " Newest first, paged with _count (1 to 500, default 50) and page (from 1).",
+}
 _PROFILES: Final = {
     "Consent": codes.UK_CORE_CONSENT_PROFILE,
     "AuditEvent": codes.BALP_DISCLOSURE_SOURCE_PROFILE,
@@ -521,9 +524,10 @@ def capability_statement(base: str, software_version: str, date: str) -> dict[st
                     "definition": _PATIENT_SEARCH[resource_type],
                     "type": "reference",
                     "documentation": (
-                        f"Only patient:identifier={codes.NHS_NUMBER_SYSTEM}|<NHS number>. "
-                        "The patient is answered as the service's pseudonymous reference "
-                        f"({codes.SUBJECT_ID_SYSTEM}), never the NHS number."
+                        f"Only patient:identifier={codes.NHS_NUMBER_SYSTEM}|<NHS number>, "
+                        "required. The patient is answered as the service's pseudonymous "
+                        f"reference ({codes.SUBJECT_ID_SYSTEM}), never the NHS number."
+                        + _PAGING.get(resource_type, "")
                     ),
                 }
             ]
