@@ -268,6 +268,11 @@ class NotAcceptable(DomainError):
     slug = "not-acceptable"
 
 
+class UnsupportedMediaType(DomainError):
+    status = 415
+    slug = "unsupported-media-type"
+
+
 class Conflict(DomainError):
     status = 409
     slug = "conflict"

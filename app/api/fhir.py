@@ -16,9 +16,17 @@ from email.utils import format_datetime
 from typing import Any
 
 from flask import Blueprint, Response, json, request
+from werkzeug.datastructures import MultiDict
 
 from app.api.common import authenticated, current_principal, ledger
-from app.errors import PROBLEM_TYPES, FieldError, InvalidArgument, NotAcceptable, NotFound
+from app.errors import (
+    PROBLEM_TYPES,
+    FieldError,
+    InvalidArgument,
+    NotAcceptable,
+    NotFound,
+    UnsupportedMediaType,
+)
 from app.fhir import codes, resources
 from app.services import fhir
 from app.services.consents.subjects import InvalidNhsNumber, SubjectIdentifier
@@ -40,13 +48,14 @@ CAPABILITY_DATE = "2026-12-03"
 # What ``_format`` may say (R4 http.html: json, or a JSON media type), and what Accept may take.
 JSON_FORMATS = frozenset(("json", "application/json", resources.FHIR_JSON))
 FORMAT = "_format"
+FORM = "application/x-www-form-urlencoded"
 
 
 @bp.before_request
 def json_only() -> None:
     """JSON is the only format served: asked for anything else (``Accept`` or ``_format``),
     answer 406 rather than JSON the client did not ask for (R4 http.html, content types)."""
-    wanted = request.args.get(FORMAT)
+    wanted = request.values.get(FORMAT)
     refused = wanted is not None and wanted.split(";")[0].strip() not in JSON_FORMATS
     if "Accept" in request.headers:
         refused |= request.accept_mimetypes.best_match(sorted(JSON_FORMATS - {"json"})) is None
@@ -69,14 +78,16 @@ def _bad(name: str, message: str) -> InvalidArgument:
     return InvalidArgument(f"{name}: {message}", errors=[FieldError(name, message, "query")])
 
 
-def query_args(allowed: Collection[str], required: Collection[str]) -> dict[str, str]:
-    """The query string, each parameter at most once; an unknown one is refused rather than
-    ignored (an ignored filter would answer with more than was asked for)."""
+def _params(
+    source: MultiDict[str, str], allowed: Collection[str], required: Collection[str]
+) -> dict[str, str]:
+    """Each parameter at most once; an unknown one is refused rather than ignored (an ignored
+    filter would answer with more than was asked for)."""
     args: dict[str, str] = {}
     # _format is checked for every request (json_only), so it is taken everywhere.
     allowed = {*allowed, FORMAT}
-    for name in request.args:
-        values = request.args.getlist(name)
+    for name in source:
+        values = source.getlist(name)
         if name not in allowed:
             raise _bad(name, f"is not a search parameter here; use {', '.join(sorted(allowed))}")
         if len(values) > 1:
@@ -86,6 +97,24 @@ def query_args(allowed: Collection[str], required: Collection[str]) -> dict[str,
         if name not in args:
             raise _bad(name, f"is required: {name}={codes.NHS_NUMBER_SYSTEM}|<NHS number>")
     return args
+
+
+def query_args(allowed: Collection[str], required: Collection[str]) -> dict[str, str]:
+    return _params(request.args, allowed, required)
+
+
+def search_args(allowed: Collection[str], required: Collection[str]) -> dict[str, str]:
+    """A search's parameters: a GET's query string, or a POST ``_search``'s form body (R4
+    http.html), which keeps the NHS number out of the URL (and so out of proxies' logs and
+    browser history); a POST takes nothing else in its URL but ``_format``."""
+    if request.method != "POST":
+        return query_args(allowed, required)
+    if request.mimetype not in ("", FORM):  # no body at all is an empty form
+        raise UnsupportedMediaType(f"send a search's parameters as {FORM}")
+    for name in request.args:
+        if name != FORMAT:
+            raise _bad(name, "belongs in the form body of a POST search, not the URL")
+    return _params(request.form, allowed, required)
 
 
 def patient_identifier(token: str) -> SubjectIdentifier:
@@ -128,10 +157,11 @@ def _newest_versions(records: fhir.ConsentRecords) -> list[list[dict[str, Any]]]
 
 
 @bp.get("/Consent")
+@bp.post("/Consent/_search")
 @authenticated(*CONSENT_READERS)
 def consent_search() -> Response:
     """A person's consents, newest version of each, as ``GET /v1/consents`` shows them."""
-    args = query_args((PATIENT,), (PATIENT,))
+    args = search_args((PATIENT,), (PATIENT,))
     subject = patient_identifier(args[PATIENT])
     records = fhir.consents_of(ledger(), current_principal(), subject)
     newest = [versions[-1] for versions in _newest_versions(records)]
@@ -170,12 +200,13 @@ def consent_history(resource_id: str) -> Response:
 
 
 @bp.get("/AuditEvent")
+@bp.post("/AuditEvent/_search")
 @authenticated(*DISCLOSURE_READERS)
 def audit_event_search() -> Response:
     """A person's disclosures as ``GET /v1/disclosures?nhs_number=`` shows them: an IG lead
     those from or to its organisation, an auditor all. Newest first; ``_count`` and ``page``
     page as v1 does (no ``next`` link: it would carry the NHS number)."""
-    args = query_args((PATIENT, "_count", "page"), (PATIENT,))
+    args = search_args((PATIENT, "_count", "page"), (PATIENT,))
     subject = patient_identifier(args[PATIENT])
     count = positive_int(args, "_count", DEFAULT_COUNT, MAX_COUNT)
     page = positive_int(args, "page", 1, 10**6)

@@ -50,13 +50,19 @@ def test_metadata_is_a_valid_capability_statement_served_as_fhir_json(
     }
 
 
-# FHIR interaction -> the route that serves it
-ROUTE_OF = {
-    ("Consent", "read"): "/fhir/r4/Consent/<resource_id>",
-    ("Consent", "history-instance"): "/fhir/r4/Consent/<resource_id>/_history",
-    ("Consent", "search-type"): "/fhir/r4/Consent",
-    ("AuditEvent", "search-type"): "/fhir/r4/AuditEvent",
-    ("CodeSystem", "read"): "/fhir/r4/CodeSystem/<resource_id>",
+# FHIR interaction -> the routes that serve it (a search: GET, and POST _search with a form)
+ROUTES_OF = {
+    ("Consent", "read"): {("GET", "/fhir/r4/Consent/<resource_id>")},
+    ("Consent", "history-instance"): {("GET", "/fhir/r4/Consent/<resource_id>/_history")},
+    ("Consent", "search-type"): {
+        ("GET", "/fhir/r4/Consent"),
+        ("POST", "/fhir/r4/Consent/_search"),
+    },
+    ("AuditEvent", "search-type"): {
+        ("GET", "/fhir/r4/AuditEvent"),
+        ("POST", "/fhir/r4/AuditEvent/_search"),
+    },
+    ("CodeSystem", "read"): {("GET", "/fhir/r4/CodeSystem/<resource_id>")},
 }
 
 
@@ -65,14 +71,16 @@ def test_the_capability_statement_lists_exactly_the_routes_served(
 ) -> None:
     resp = client.get("/fhir/r4/metadata", headers=bearer(make_token()))
     listed = {
-        ROUTE_OF[(r["type"], i["code"])]
+        route
         for r in resp.get_json(force=True)["rest"][0]["resource"]
         for i in r["interaction"]
+        for route in ROUTES_OF[(r["type"], i["code"])]
     }
     routes = {
-        rule.rule
+        (method, rule.rule)
         for rule in app.url_map.iter_rules()
         if rule.rule.startswith("/fhir/") and rule.rule != "/fhir/r4/metadata"
+        for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}
     }
     assert listed == routes
 

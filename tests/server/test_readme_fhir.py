@@ -58,9 +58,11 @@ def test_the_readme_fhir_calls_work_as_pasted(server: Server, demo_instance: Pat
         ("Consent", None),
         ("Bundle", "history"),
         ("Bundle", "searchset"),
+        ("Bundle", "searchset"),
         ("CodeSystem", None),
     ]
-    _, search, read, history, audit, _ = answers
+    _, search, read, history, audit, posted, _ = answers
+    assert posted == audit  # the POST search answers as the GET
     # Flow 1: the Jobcentre's signed consent, confirmed by Talking Therapies (G6).
     assert search["total"] >= 1
     check_uk_core_consent(read)
