@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from app.fhir.resources import FHIR_JSON, operation_outcome
 from app.limits import MAX_BODY, MAX_HEADER_FIELD_SIZE, MAX_HEADER_FIELDS, MAX_REQUEST_LINE
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -41,6 +42,11 @@ PROBLEM_TYPES: dict[str, tuple[str, str]] = {
     "not-found": ("Not found", "The resource does not exist, or is not visible to this client."),
     "method-not-allowed": ("Method not allowed", "The resource does not accept this method."),
     "conflict": ("Conflict", "The request conflicts with the current state of the resource."),
+    "not-acceptable": (
+        "Not acceptable",
+        "The FHIR face answers only JSON (`application/fhir+json`): ask for it with `Accept` "
+        "or `_format=json`, or leave both out.",
+    ),
     "unsupported-media-type": (
         "Unsupported media type",
         "Send JSON bodies with `Content-Type: application/json`.",
@@ -257,6 +263,16 @@ class NotFound(DomainError):
     slug = "not-found"
 
 
+class NotAcceptable(DomainError):
+    status = 406
+    slug = "not-acceptable"
+
+
+class UnsupportedMediaType(DomainError):
+    status = 415
+    slug = "unsupported-media-type"
+
+
 class Conflict(DomainError):
     status = 409
     slug = "conflict"
@@ -305,3 +321,36 @@ def problem_body(
     if extra:
         body.update({k: v for k, v in extra.items() if k not in body})
     return body
+
+
+# The FHIR face (app/api/fhir.py) answers the same errors as OperationOutcomes.
+FHIR_PREFIX = "/fhir/"
+
+
+def is_fhir_path(path: str | None) -> bool:
+    return path is not None and path.startswith(FHIR_PREFIX)
+
+
+def error_body(
+    path: str | None,
+    status: int,
+    slug: str,
+    detail: str | None = None,
+    *,
+    errors: Iterable[FieldError] = (),
+    extra: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, Any], str]:
+    """The error's body and media type for a request to ``path``: problem+json, or under
+    ``/fhir/`` an OperationOutcome, one issue per field at fault (a query parameter named as
+    ``parameter '<name>'``), else one carrying the detail. Not yet redacted."""
+    if not is_fhir_path(path):
+        body = problem_body(status, slug, detail, errors=errors, extra=extra)
+        return body, PROBLEM_CONTENT_TYPE
+    title = PROBLEM_TYPES.get(slug, ("Error", ""))[0]
+    lines = [
+        f"parameter {e.field!r}: {e.message}"
+        if e.location == "query"
+        else f"{e.field}: {e.message}"
+        for e in list(errors)[:MAX_FIELD_ERRORS]
+    ]
+    return operation_outcome(status, slug, title, lines or ([detail] if detail else [])), FHIR_JSON

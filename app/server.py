@@ -28,7 +28,7 @@ from gunicorn.workers.gthread import TConn, ThreadWorker
 from gunicorn.workers.sync import SyncWorker
 
 from app import create_app, get_ledger
-from app.errors import PROBLEM_CONTENT_TYPE, problem_body
+from app.errors import error_body
 from app.headers import security_headers
 from app.limits import MAX_BODY, MAX_HEADER_FIELD_SIZE, MAX_HEADER_FIELDS, MAX_REQUEST_LINE
 from app.logs import REQUEST_ID_HEADER, configure_server_logging, log_request, new_request_id
@@ -121,10 +121,17 @@ class _ProblemAnswers:
         if status >= 500:
             logger.error("the server failed a request", exc_info=exc)
         rid = new_request_id()
-        body = json.dumps(redact_json(problem_body(status, slug, detail))).encode()
+        # gunicorn's path is still percent-encoded: decode it as the application would, so the
+        # log's redaction (NHS numbers, patient-link tokens) sees what the application sees.
+        path = getattr(req, "path", None)
+        path = None if path is None else urllib.parse.unquote(path, errors="replace")
+        # A FHIR path gets an OperationOutcome, as the application would answer it; a request
+        # line too long to read has no path, so it gets problem+json whatever it asked for.
+        problem, content_type = error_body(path, status, slug, detail)
+        body = json.dumps(redact_json(problem)).encode()
         headers = {
             "Connection": "close",
-            "Content-Type": PROBLEM_CONTENT_TYPE,
+            "Content-Type": content_type,
             "Content-Length": str(len(body)),
             REQUEST_ID_HEADER: rid,
             # The answer is data whatever the path was, so the data headers apply.
@@ -133,10 +140,6 @@ class _ProblemAnswers:
         head = f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}\r\n" + "".join(
             f"{name}: {value}\r\n" for name, value in headers.items()
         )
-        # gunicorn's path is still percent-encoded: decode it as the application would, so the
-        # log's redaction (NHS numbers, patient-link tokens) sees what the application sees.
-        path = getattr(req, "path", None)
-        path = None if path is None else urllib.parse.unquote(path, errors="replace")
         log_request(rid, getattr(req, "method", None), path, status, started)
         try:
             util.write_nonblock(client, head.encode("latin-1") + b"\r\n" + body)

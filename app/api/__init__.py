@@ -11,6 +11,7 @@ from app.api import (
     consents,
     decisions,
     disclosures,
+    fhir,
     health,
     log,
     notifications,
@@ -74,4 +75,5 @@ def init_app(app: Flask) -> None:
     api.register_blueprint(cds_hooks.blp)
     app.register_blueprint(problems.bp)
     app.register_blueprint(tiles.bp)
+    app.register_blueprint(fhir.bp)
     app.extensions["consent_ledger_api"] = api

@@ -28,7 +28,7 @@ from app.errors import (
     Forbidden,
     LogUnavailable,
     describe,
-    problem_body,
+    error_body,
 )
 from app.logs import redact_path
 from app.redaction import redact_json
@@ -174,8 +174,8 @@ def problem_response(
     headers: dict[str, str] | None = None,
 ) -> Response:
     # Refusals name what was wrong, and the caller may have put an NHS number there.
-    body = redact_json(problem_body(status, slug, detail, errors=errors, extra=extra))
-    resp = Response(json.dumps(body), status=status, mimetype=PROBLEM_CONTENT_TYPE)
+    body, mimetype = error_body(request.path, status, slug, detail, errors=errors, extra=extra)
+    resp = Response(json.dumps(redact_json(body)), status=status, mimetype=mimetype)
     for k, v in (headers or {}).items():
         resp.headers[k] = v
     return resp

@@ -22,11 +22,26 @@ PURPOSE_SYSTEM: Final = f"{CANONICAL_BASE}/CodeSystem/purpose"
 DATA_CATEGORY_SYSTEM: Final = f"{CANONICAL_BASE}/CodeSystem/data-category"
 CONSENT_FORM_SYSTEM: Final = f"{CANONICAL_BASE}/CodeSystem/consent-form"
 OBLIGATION_SYSTEM: Final = f"{CANONICAL_BASE}/CodeSystem/obligation"
+WITHDRAWAL_REASON_SYSTEM: Final = f"{CANONICAL_BASE}/CodeSystem/withdrawal-reason"
+# The problem types of app/errors.py (``/problems/<slug>``), carried in OperationOutcome details.
+PROBLEM_TYPE_SYSTEM: Final = f"{CANONICAL_BASE}/CodeSystem/problem-type"
 ORGANISATION_ID_SYSTEM: Final = f"{CANONICAL_BASE}/Id/organisation"
 # The service's pseudonymous reference for a person (what v1 returns as ``subject_ref``): the
 # FHIR faces never echo an NHS number, which is accepted as input only (README, "Security").
 SUBJECT_ID_SYSTEM: Final = f"{CANONICAL_BASE}/Id/subject"
+DISCLOSURE_ID_SYSTEM: Final = f"{CANONICAL_BASE}/Id/disclosure"
+DECISION_ID_SYSTEM: Final = f"{CANONICAL_BASE}/Id/decision"
 LOG_ENTRY_EXTENSION: Final = f"{CANONICAL_BASE}/StructureDefinition/log-entry"
+# Attachment.hash is SHA-1 by definition (R4 datatypes): our SHA-256 rides in an extension.
+SHA256_EXTENSION: Final = f"{CANONICAL_BASE}/StructureDefinition/sha256"
+CONFIRMATION_EXTENSION: Final = f"{CANONICAL_BASE}/StructureDefinition/confirmation"
+WITHDRAWAL_REASON_EXTENSION: Final = f"{CANONICAL_BASE}/StructureDefinition/withdrawal-reason"
+POLICY_URN_PREFIX: Final = "urn:consent-ledger:policy:"
+
+UK_CORE_CONSENT_PROFILE: Final = "https://fhir.hl7.org.uk/StructureDefinition/UKCore-Consent"
+BALP_DISCLOSURE_SOURCE_PROFILE: Final = (
+    "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.PrivacyDisclosure.Source"
+)
 
 NHS_NUMBER_SYSTEM: Final = "https://fhir.nhs.uk/Id/nhs-number"
 PURPOSE_OF_USE_SYSTEM: Final = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
@@ -81,10 +96,19 @@ def consent_form_coding(form: str) -> dict[str, str]:
 # -- references and obligations (added for the CDS Hooks face) -------------------------------------
 
 
+def fhir_id(our_id: str) -> str:
+    """``cns_<hex>`` is not a FHIR id (``[A-Za-z0-9-.]{1,64}``); ours never hold ``-``, so
+    ``_`` -> ``-`` is one-to-one."""
+    return our_id.replace("_", "-")
+
+
+def our_id(resource_id: str) -> str:
+    return resource_id.replace("-", "_")
+
+
 def consent_reference(consent_id: str) -> str:
-    """A relative reference to our consent as a FHIR Consent (``Consent/cns-<hex>``): our ids
-    (``cns_<hex>``) are not FHIR ids, and never hold ``-``, so ``_`` -> ``-`` is one-to-one."""
-    return f"Consent/{consent_id.replace('_', '-')}"
+    """A relative reference to our consent as a FHIR Consent (``Consent/cns-<hex>``)."""
+    return f"Consent/{fhir_id(consent_id)}"
 
 
 def obligation_coding(obligation: str) -> dict[str, str]:

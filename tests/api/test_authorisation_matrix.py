@@ -51,6 +51,7 @@ from app.services.log import keys
 from tests.conftest import ORGS_FILE
 from tests.helpers import bearer
 from tests.nhs import with_check_digit
+from tests.support.fhir_check import check_resource
 
 Route = tuple[str, str]  # (method, rule as in app.url_map)
 Pair = tuple[int, int]  # (status for a caller from the owning organisation, from another one)
@@ -370,6 +371,44 @@ def disclosures_read(
     assert body == stranger.get_json()
 
 
+NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
+
+
+def _fhir_ids(body: dict[str, Any]) -> list[str]:
+    return [e["resource"]["id"] for e in body.get("entry", [])]
+
+
+def fhir_consents_read(
+    w: World, role: str, relation: str, resp: TestResponse, headers: dict[str, str]
+) -> None:
+    """As consents_read, in FHIR: a searchset Bundle holding the owner's consent, or exactly
+    what a stranger's search holds."""
+    body = resp.get_json()
+    if role in SEES_ALL or relation == OWN:
+        assert _fhir_ids(body) == [w.consent_id.replace("_", "-")]
+        return
+    stranger = w.client.get(
+        "/fhir/r4/Consent",
+        query_string={"patient:identifier": f"{NHS_SYSTEM}|{w.fresh_person()}"},
+        headers=headers,
+    )
+    assert stranger.status_code == 200
+    assert body == stranger.get_json()
+    assert (body["total"], _fhir_ids(body)) == (0, [])
+
+
+def fhir_audit_events_read(
+    w: World, role: str, relation: str, resp: TestResponse, headers: dict[str, str]
+) -> None:
+    """As disclosures_read, in FHIR: the owner's IG lead and any auditor see the one share as
+    an AuditEvent; another organisation's IG lead no entry and a total of nothing."""
+    body = resp.get_json()
+    if role == "auditor" or relation == OWN:
+        assert (_fhir_ids(body), body["total"]) == ([w.disclosure_id.replace("_", "-")], 1)
+        return
+    assert (_fhir_ids(body), body["total"]) == ([], 0)
+
+
 def entry_read(
     w: World, role: str, relation: str, resp: TestResponse, headers: dict[str, str]
 ) -> None:
@@ -573,6 +612,70 @@ EXPECTED: dict[Route, Expect] = {
         lambda w: Call(f"/v1/subjects/access-links/{w.new_link()}/revoke"),
         only(case_system=(200, 403), patient_portal=(200, 200)),
     ),
+    # The FHIR R4 face: the same roles and visibility as the v1 reads it mirrors.
+    ("GET", "/fhir/r4/metadata"): Expect(at("/fhir/r4/metadata"), everyone(200)),
+    ("GET", "/fhir/r4/CodeSystem/<resource_id>"): Expect(
+        at("/fhir/r4/CodeSystem/purpose"), everyone(200)
+    ),
+    ("GET", "/fhir/r4/Consent"): Expect(
+        lambda w: Call(
+            "/fhir/r4/Consent", query={"patient:identifier": f"{NHS_SYSTEM}|{w.person}"}
+        ),
+        only(
+            case_system=(200, 200),
+            ig_lead=(200, 200),
+            patient_portal=(200, 200),
+            auditor=(200, 200),
+        ),
+        reads=fhir_consents_read,
+    ),
+    # a consent another organisation's client could not list is not found, as none would be
+    ("GET", "/fhir/r4/Consent/<resource_id>"): Expect(
+        lambda w: Call(f"/fhir/r4/Consent/{w.consent_id.replace('_', '-')}"),
+        only(
+            case_system=(200, 404),
+            ig_lead=(200, 404),
+            patient_portal=(200, 200),
+            auditor=(200, 200),
+        ),
+    ),
+    ("GET", "/fhir/r4/Consent/<resource_id>/_history"): Expect(
+        lambda w: Call(f"/fhir/r4/Consent/{w.consent_id.replace('_', '-')}/_history"),
+        only(
+            case_system=(200, 404),
+            ig_lead=(200, 404),
+            patient_portal=(200, 200),
+            auditor=(200, 200),
+        ),
+    ),
+    # the same searches with the NHS number in a form body rather than the URL
+    ("POST", "/fhir/r4/Consent/_search"): Expect(
+        lambda w: Call(
+            "/fhir/r4/Consent/_search", form={"patient:identifier": f"{NHS_SYSTEM}|{w.person}"}
+        ),
+        only(
+            case_system=(200, 200),
+            ig_lead=(200, 200),
+            patient_portal=(200, 200),
+            auditor=(200, 200),
+        ),
+        reads=fhir_consents_read,
+    ),
+    ("POST", "/fhir/r4/AuditEvent/_search"): Expect(
+        lambda w: Call(
+            "/fhir/r4/AuditEvent/_search",
+            form={"patient:identifier": f"{NHS_SYSTEM}|{w.person}"},
+        ),
+        only(ig_lead=(200, 200), auditor=(200, 200)),
+        reads=fhir_audit_events_read,
+    ),
+    ("GET", "/fhir/r4/AuditEvent"): Expect(
+        lambda w: Call(
+            "/fhir/r4/AuditEvent", query={"patient:identifier": f"{NHS_SYSTEM}|{w.person}"}
+        ),
+        only(ig_lead=(200, 200), auditor=(200, 200)),
+        reads=fhir_audit_events_read,
+    ),
 }
 
 PROBLEM_TYPES = {
@@ -580,6 +683,7 @@ PROBLEM_TYPES = {
     403: "/problems/forbidden",
     404: "/problems/not-found",
 }
+FHIR_ISSUE_CODES = {401: "login", 403: "forbidden", 404: "not-found"}
 
 
 def _served_routes(app: Flask) -> set[Route]:
@@ -600,16 +704,26 @@ def _explain(resp: TestResponse) -> str:
     return f"got {resp.status_code}: {resp.get_data(as_text=True)[:400]}"
 
 
-def _check_refusal_and_writes(method: str, resp: TestResponse, before: int, w: World) -> None:
-    """A refusal is a problem+json of the right type that changed nothing; an allowed write
-    appended exactly one entry; a read appended none."""
+def _check_refusal_and_writes(
+    method: str, resp: TestResponse, before: int, w: World, path: str = ""
+) -> None:
+    """A refusal is a problem+json of the right type (under /fhir/, an OperationOutcome of
+    the right issue code) that changed nothing; an allowed write appended exactly one entry; a
+    read appended none."""
     status = resp.status_code
-    if status >= 400:
+    if status >= 400 and path.startswith("/fhir/"):
+        assert resp.mimetype == "application/fhir+json", _explain(resp)
+        (issue,) = check_resource(resp.get_json())["issue"]
+        assert issue["code"] == FHIR_ISSUE_CODES.get(status), _explain(resp)
+        if status == 401:
+            assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+    elif status >= 400:
         assert resp.mimetype == "application/problem+json", _explain(resp)
         assert resp.get_json()["type"] == PROBLEM_TYPES.get(status), _explain(resp)
         if status == 401:
             assert resp.headers["WWW-Authenticate"].startswith("Bearer")
-    wrote = 1 if method == "POST" and status < 300 else 0
+    # a POST search reads
+    wrote = 1 if method == "POST" and status < 300 and not path.endswith("/_search") else 0
     assert w.log_size() == before + wrote
 
 
@@ -664,7 +778,7 @@ def test_role_and_organisation(world: World, route: Route, role: str, relation: 
     before = world.log_size()
     resp = world.send(route[0], call, headers)
     assert resp.status_code == expect.status(role, relation), _explain(resp)
-    _check_refusal_and_writes(route[0], resp, before, world)
+    _check_refusal_and_writes(route[0], resp, before, world, route[1])
     if relation == OTHER_ORG and role not in SEES_ALL:
         _assert_no_owner_secrets(world, resp)
     if expect.reads is not None and resp.status_code == 200:
@@ -678,9 +792,11 @@ def test_without_a_usable_token(world: World, route: Route, credential: str) -> 
     before = world.log_size()
     resp = world.send(route[0], call, world.credentials[credential])
     assert resp.status_code == expect.anonymous, _explain(resp)
-    _check_refusal_and_writes(route[0], resp, before, world)
+    _check_refusal_and_writes(route[0], resp, before, world, route[1])
     _assert_no_owner_secrets(world, resp)
-    if resp.status_code == 401:
+    if resp.status_code == 401 and route[1].startswith("/fhir/"):
+        assert resp.get_json()["issue"][0]["diagnostics"] == "a valid bearer token is required"
+    elif resp.status_code == 401:
         assert resp.get_json()["detail"] == "a valid bearer token is required"
 
 

@@ -20,6 +20,7 @@ import pytest
 from app.headers import DATA_CSP
 from tests.nhs import valid_nhs_numbers
 from tests.server.conftest import WORKER_THREADS, Server, _run
+from tests.support.fhir_check import check_resource
 
 pytestmark = pytest.mark.server
 
@@ -197,3 +198,40 @@ def test_a_chunked_body_within_the_limit_is_read_whole(live: tuple[Server, str])
     )
     assert got == 201, answer
     assert NHS not in answer.decode()
+
+
+# (name, request given the token, status, OperationOutcome issue code). Where gunicorn refuses
+# a request before it has read the path (a request line or headers too large), the answer is
+# problem+json whatever the path: nothing tells it the request was for the FHIR face.
+FHIR_CASES = [
+    (
+        "a broken chunked body",
+        lambda t: _post("/fhir/r4/Consent", t, b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n"),
+        400,
+        "invalid",
+    ),
+    (
+        "a bad Content-Length on a path holding an NHS number",
+        lambda t: (
+            f"GET /fhir/r4/Consent/{NHS} HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n"
+        ).encode(),
+        400,
+        "invalid",
+    ),
+]
+
+
+@pytest.mark.parametrize(("request_bytes", "status", "code"), [c[1:] for c in FHIR_CASES],
+                         ids=[c[0] for c in FHIR_CASES])  # fmt: skip
+def test_a_fhir_request_the_server_refuses_is_an_operation_outcome(
+    live: tuple[Server, str], request_bytes: object, status: int, code: str
+) -> None:
+    srv, token = live
+    assert callable(request_bytes)
+    got, headers, body = _send(srv, request_bytes(token))
+    assert got == status
+    assert headers["content-type"] == "application/fhir+json"
+    outcome = check_resource(json.loads(body))
+    assert [i["code"] for i in outcome["issue"]] == [code]
+    assert NHS.encode() not in body
+    assert headers["x-request-id"]

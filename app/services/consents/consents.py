@@ -588,6 +588,25 @@ def subject_history(
         return history_for_ref(session, principal, ref or subjects.NOBODY)
 
 
+def consent_for_reader(session: Session, principal: Principal, consent_id: str) -> dict[str, Any]:
+    """One consent with its history, by id, under the same visibility as a person's history
+    (:func:`history_for_ref`): a consent this client could not list is not found, as is one
+    that does not exist (or whose person was erased)."""
+    consent = session.get(Consent, consent_id) if CONSENT_ID.fullmatch(consent_id) else None
+    visible = consent is not None and (
+        sees_all_of_a_person(principal)
+        or session.execute(
+            _CONSENTS_SEEN.where(Consent.id == consent.id),
+            {"ref": consent.subject_ref, **_seen_by(principal)},
+        ).first()
+        is not None
+    )
+    if consent is None or not visible:
+        # The id is not echoed: the answer is the same whether it exists or not.
+        raise NotFound("there is no consent with this id that this client may see")
+    return consent_view(consent, _events(session, consent.id))
+
+
 def history_for_ref(session: Session, principal: Principal, ref: str) -> dict[str, Any]:
     all_of_them = sees_all_of_a_person(principal)
     params = {"ref": ref} if all_of_them else {"ref": ref, **_seen_by(principal)}

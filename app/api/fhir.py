@@ -1,0 +1,232 @@
+"""``/fhir/r4``: the service's consents, disclosures and vocabularies as FHIR R4 (issue 17).
+
+A plain Flask blueprint, not a flask-smorest one: the FHIR face describes itself with its
+CapabilityStatement (``GET /fhir/r4/metadata``) and answers errors as OperationOutcome
+(``app.api.common.problem_response``), neither of which the OpenAPI document (problem+json
+errors) could state truthfully. Authentication, roles and rate limits are v1's decorator; the
+reads are v1's services, so visibility is the same.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Collection
+from datetime import datetime
+from email.utils import format_datetime
+from typing import Any
+
+from flask import Blueprint, Response, json, request
+from werkzeug.datastructures import MultiDict
+
+from app.api.common import authenticated, current_principal, ledger
+from app.errors import (
+    PROBLEM_TYPES,
+    FieldError,
+    InvalidArgument,
+    NotAcceptable,
+    NotFound,
+    UnsupportedMediaType,
+)
+from app.fhir import codes, resources
+from app.services import fhir
+from app.services.consents.subjects import InvalidNhsNumber, SubjectIdentifier
+
+PREFIX = "/fhir/r4"
+bp = Blueprint("fhir_r4", __name__, url_prefix=PREFIX)
+
+# Who may read what: the roles of the v1 operation each one mirrors.
+CONSENT_READERS = ("case_system", "ig_lead", "patient_portal", "auditor")  # GET /v1/consents
+DISCLOSURE_READERS = ("ig_lead", "auditor")  # GET /v1/disclosures
+PATIENT = "patient:identifier"
+# As GET /v1/disclosures pages: the same default and ceiling.
+DEFAULT_COUNT = 50
+MAX_COUNT = 500
+# When this CapabilityStatement last changed (a constant: the statement changes with the code).
+CAPABILITY_DATE = "2026-12-03"
+
+
+# What ``_format`` may say (R4 http.html: json, or a JSON media type), and what Accept may take.
+JSON_FORMATS = frozenset(("json", "application/json", resources.FHIR_JSON))
+FORMAT = "_format"
+FORM = "application/x-www-form-urlencoded"
+
+
+@bp.before_request
+def json_only() -> None:
+    """JSON is the only format served: asked for anything else (``Accept`` or ``_format``),
+    answer 406 rather than JSON the client did not ask for (R4 http.html, content types)."""
+    wanted = request.values.get(FORMAT)
+    refused = wanted is not None and wanted.split(";")[0].strip() not in JSON_FORMATS
+    if "Accept" in request.headers:
+        refused |= request.accept_mimetypes.best_match(sorted(JSON_FORMATS - {"json"})) is None
+    if refused:
+        raise NotAcceptable(f"only {resources.FHIR_JSON} is served; ask for it or for json")
+
+
+def base_url() -> str:
+    return request.url_root.rstrip("/") + PREFIX
+
+
+def fhir_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    resp = Response(json.dumps(body), status=200, mimetype=resources.FHIR_JSON)
+    for name, value in (headers or {}).items():
+        resp.headers[name] = value
+    return resp
+
+
+def _bad(name: str, message: str) -> InvalidArgument:
+    return InvalidArgument(f"{name}: {message}", errors=[FieldError(name, message, "query")])
+
+
+def _params(
+    source: MultiDict[str, str], allowed: Collection[str], required: Collection[str]
+) -> dict[str, str]:
+    """Each parameter at most once; an unknown one is refused rather than ignored (an ignored
+    filter would answer with more than was asked for)."""
+    args: dict[str, str] = {}
+    # _format is checked for every request (json_only), so it is taken everywhere.
+    allowed = {*allowed, FORMAT}
+    for name in source:
+        values = source.getlist(name)
+        if name not in allowed:
+            raise _bad(name, f"is not a search parameter here; use {', '.join(sorted(allowed))}")
+        if len(values) > 1:
+            raise _bad(name, "is given more than once")
+        args[name] = values[0]
+    for name in required:
+        if name not in args:
+            raise _bad(name, f"is required: {name}={codes.NHS_NUMBER_SYSTEM}|<NHS number>")
+    return args
+
+
+def query_args(allowed: Collection[str], required: Collection[str]) -> dict[str, str]:
+    return _params(request.args, allowed, required)
+
+
+def search_args(allowed: Collection[str], required: Collection[str]) -> dict[str, str]:
+    """A search's parameters: a GET's query string, or a POST ``_search``'s form body (R4
+    http.html), which keeps the NHS number out of the URL (and so out of proxies' logs and
+    browser history); a POST takes nothing else in its URL but ``_format``."""
+    if request.method != "POST":
+        return query_args(allowed, required)
+    if request.mimetype not in ("", FORM):  # no body at all is an empty form
+        raise UnsupportedMediaType(f"send a search's parameters as {FORM}")
+    for name in request.args:
+        if name != FORMAT:
+            raise _bad(name, "belongs in the form body of a POST search, not the URL")
+    return _params(request.form, allowed, required)
+
+
+def patient_identifier(token: str) -> SubjectIdentifier:
+    """``patient:identifier`` as a token search: ``<system>|<value>``, the NHS number system
+    only (the FHIR face names nobody by a local identifier)."""
+    system, bar, value = token.partition("|")
+    if not bar:
+        raise _bad(PATIENT, f"must be {codes.NHS_NUMBER_SYSTEM}|<NHS number>")
+    if system != codes.NHS_NUMBER_SYSTEM:
+        raise _bad(PATIENT, f"the identifier system must be {codes.NHS_NUMBER_SYSTEM}")
+    try:
+        return SubjectIdentifier.nhs_number(value)
+    except InvalidNhsNumber as exc:
+        raise _bad(PATIENT, f"the value is not a valid NHS number ({exc})") from None
+
+
+def positive_int(args: dict[str, str], name: str, default: int, ceiling: int) -> int:
+    raw = args.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= ceiling:
+        raise _bad(name, f"must be a whole number from 1 to {ceiling}")
+    return int(raw)
+
+
+@bp.get("/metadata")
+@authenticated()
+def metadata() -> Response:
+    """What this FHIR face serves; like everything else here, it needs a token."""
+    version = importlib.metadata.version("consent-ledger")
+    query_args((), ())
+    return fhir_response(resources.capability_statement(base_url(), version, CAPABILITY_DATE))
+
+
+def _newest_versions(records: fhir.ConsentRecords) -> list[list[dict[str, Any]]]:
+    return [
+        resources.consent_versions(view, records.leaf_hashes, records.policy_versions[view["id"]])
+        for view in records.views
+    ]
+
+
+@bp.get("/Consent")
+@bp.post("/Consent/_search")
+@authenticated(*CONSENT_READERS)
+def consent_search() -> Response:
+    """A person's consents, newest version of each, as ``GET /v1/consents`` shows them."""
+    args = search_args((PATIENT,), (PATIENT,))
+    subject = patient_identifier(args[PATIENT])
+    records = fhir.consents_of(ledger(), current_principal(), subject)
+    newest = [versions[-1] for versions in _newest_versions(records)]
+    return fhir_response(resources.searchset(base_url(), newest, len(newest)))
+
+
+def _one_consent(resource_id: str) -> list[dict[str, Any]]:
+    ours = codes.our_id(resource_id)
+    if codes.fhir_id(ours) != resource_id:
+        # An id that holds "_" is not one we serve (ours map 1:1 to ids without it).
+        raise NotFound("there is no consent with this id that this client may see")
+    records = fhir.consent(ledger(), current_principal(), ours)
+    return _newest_versions(records)[0]
+
+
+@bp.get("/Consent/<resource_id>")
+@authenticated(*CONSENT_READERS)
+def consent_read(resource_id: str) -> Response:
+    query_args((), ())
+    newest = _one_consent(resource_id)[-1]
+    return fhir_response(
+        newest,
+        {
+            "ETag": resources.etag(newest),
+            "Last-Modified": _http_date(newest["meta"]["lastUpdated"]),
+        },
+    )
+
+
+@bp.get("/Consent/<resource_id>/_history")
+@authenticated(*CONSENT_READERS)
+def consent_history(resource_id: str) -> Response:
+    """Every version, newest first: recorded, then confirmed and withdrawn as they happened."""
+    query_args((), ())
+    return fhir_response(resources.history(base_url(), _one_consent(resource_id)))
+
+
+@bp.get("/AuditEvent")
+@bp.post("/AuditEvent/_search")
+@authenticated(*DISCLOSURE_READERS)
+def audit_event_search() -> Response:
+    """A person's disclosures as ``GET /v1/disclosures?nhs_number=`` shows them: an IG lead
+    those from or to its organisation, an auditor all. Newest first; ``_count`` and ``page``
+    page as v1 does (no ``next`` link: it would carry the NHS number)."""
+    args = search_args((PATIENT, "_count", "page"), (PATIENT,))
+    subject = patient_identifier(args[PATIENT])
+    count = positive_int(args, "_count", DEFAULT_COUNT, MAX_COUNT)
+    page = positive_int(args, "page", 1, 10**6)
+    result, hashes = fhir.disclosures_of(ledger(), current_principal(), subject, page, count)
+    events = [resources.audit_event(d, hashes[d["ledger_index"]]) for d in result["items"]]
+    return fhir_response(resources.searchset(base_url(), events, result["total"]))
+
+
+@bp.get("/CodeSystem/<resource_id>")
+@authenticated()
+def code_system(resource_id: str) -> Response:
+    query_args((), ())
+    tiers, obligation_codes = fhir.vocabulary_in_force(ledger())
+    systems = resources.code_systems(tiers, obligation_codes, PROBLEM_TYPES)
+    if resource_id not in systems:
+        raise NotFound(
+            f"there is no CodeSystem {resource_id!r}; these are served: {', '.join(systems)}"
+        )
+    return fhir_response(systems[resource_id])
+
+
+def _http_date(rfc3339: str) -> str:
+    return format_datetime(datetime.fromisoformat(rfc3339.replace("Z", "+00:00")), usegmt=True)

@@ -1,0 +1,75 @@
+"""README's "FHIR R4" commands run as written against a served demo, and every resource they
+print is valid R4 (schema and fhirclient), so an integrator's first calls cannot rot."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.server.conftest import Server
+from tests.server.test_readme_walkthrough import _answers
+from tests.support.fhir_check import check_balp_disclosure, check_resource, check_uk_core_consent
+
+pytestmark = pytest.mark.server
+
+REPO = Path(__file__).resolve().parents[2]
+SECTION = "### FHIR R4"
+
+
+def _commands() -> str:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split(SECTION, 1)[1].split("\n### ", 1)[0]
+    (block,) = re.findall(r"```sh\n(.*?)```", section, re.S)
+    return str(block)
+
+
+@pytest.fixture
+def server(demo_instance: Path) -> Iterator[Server]:
+    srv = Server(demo_instance, workers=1)
+    yield srv
+    srv.stop()
+
+
+def test_the_readme_fhir_calls_work_as_pasted(server: Server, demo_instance: Path) -> None:
+    env = {**os.environ, "URL": server.url, "CONSENT_LEDGER_INSTANCE_PATH": str(demo_instance)}
+    ran = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", _commands()],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ran.returncode == 0, ran.stderr + ran.stdout
+    assert "9990000018" not in ran.stdout
+    assert "9990000026" not in ran.stdout
+    answers = [a for a in _answers(ran.stdout) if "resourceType" in a]
+    for answer in answers:
+        check_resource(answer)
+    kinds = [(a["resourceType"], a.get("type")) for a in answers]
+    assert kinds == [
+        ("CapabilityStatement", None),
+        ("Bundle", "searchset"),
+        ("Consent", None),
+        ("Bundle", "history"),
+        ("Bundle", "searchset"),
+        ("Bundle", "searchset"),
+        ("CodeSystem", None),
+    ]
+    _, search, read, history, audit, posted, _ = answers
+    assert posted == audit  # the POST search answers as the GET
+    # Flow 1: the Jobcentre's signed consent, confirmed by Talking Therapies (G6).
+    assert search["total"] >= 1
+    check_uk_core_consent(read)
+    assert read == search["entry"][0]["resource"]
+    assert history["entry"][0]["resource"] == read
+    assert history["total"] >= 2
+    # Flow 2: Talking Therapies' disclosures to its Employment Advisers, as its IG lead sees.
+    assert audit["total"] >= 1
+    for entry in audit["entry"]:
+        check_balp_disclosure(entry["resource"])
