@@ -10,11 +10,13 @@ How our answers map to LEAP's three (README, "CDS Hooks"):
   shared) are one ``REDACT`` obligation naming them as data-category Codings; the policy's own
   obligations follow, in our obligation CodeSystem.
 - ``NO_CONSENT``: nothing is permitted, and every category was refused for want of a consent
-  that can be relied on (none, withdrawn, expired, not yet valid, not signed, not confirmed, or
-  not listing the category): a usable consent would change the answer.
-- ``CONSENT_DENY``: nothing is permitted, and something else refused it: the person objected
-  (G3, opt-out), a rule forbids the route (P10...), the category is above the recipient's
-  ceiling (G7), or no rule covers the route at all (G0). No consent could change these.
+  that can be relied on (none, expired, not yet valid, not signed, not confirmed, or not
+  listing the category): a usable consent would change the answer.
+- ``CONSENT_DENY``: nothing is permitted, and something else refused it: the person withdrew
+  their consent (G5: the person said no, and the engine names a withdrawal before an
+  objection in force, so a withdrawal must never read as "no consent, apply your default"),
+  the person objected (G3, opt-out), a rule forbids the route (P10...), the category is above
+  the recipient's ceiling (G7), or no rule covers the route at all (G0).
   When some categories lack consent and others are refused outright, the refusal wins.
 """
 
@@ -72,7 +74,6 @@ NO_CONSENT_REASONS: Final = frozenset(
     {
         "no_consent",
         "category_not_in_consent",
-        "consent_withdrawn",
         "consent_expired",
         "consent_not_yet_valid",
         "consent_not_signed",

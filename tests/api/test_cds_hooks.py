@@ -108,7 +108,7 @@ FLOWS = {
     ),
     "4 evaluation, withdrawn": (
         "evaluation", "tt-leeds", "eval-northern-uni", "evaluation",
-        ["outcome_measures", "employment_status"], "NO_CONSENT",
+        ["outcome_measures", "employment_status"], "CONSENT_DENY",  # the person said no
     ),
     "5 sms: reminders yes, condition no (P12)": (
         "sms", "tt-leeds", "tt-leeds", "sms_contact", ["contact_details", "condition"],
@@ -547,3 +547,92 @@ def test_consults_count_against_the_decision_rate_limit(
     assert third.status_code == 429
     assert third.get_json()["type"] == "/problems/rate-limited"
     get_ledger(small).db.dispose()
+
+
+def test_a_retried_partial_permit_is_not_replayed_after_its_consent_is_withdrawn(
+    client: FlaskClient, ledger: Ledger, policy: Policy, make_token: Callable[..., str]
+) -> None:
+    """A CONSENT_PERMIT that redacted a category (v1 says deny, G7) rests on a consent just as
+    a full permit does: once that consent is withdrawn, a retry must not hand the old
+    CONSENT_PERMIT back (a full permit's retry gets 409 consent-withdrawn)."""
+    token = bearer(make_token("tt-leeds", "case_system"))
+    nhs = valid_nhs_numbers(1, start=943_476_900)[0]
+    given = client.post(
+        "/v1/consents",
+        json={
+            "subject": {"nhs_number": nhs},
+            "purpose": "referral",
+            "recipients": ["ea-tt-leeds"],
+            "data_categories": ["identity"],
+            "form": "verbal",
+        },
+        headers=token,
+    )
+    assert given.status_code == 201, given.get_json()
+    headers = {**token, "Idempotency-Key": "partial-1"}
+    body = consult_body(nhs, "ea-tt-leeds", "referral", ["identity", "work_needs"])
+    first = card_of(client.post(URL, json=body, headers=headers))
+    assert first["summary"] == "CONSENT_PERMIT"
+    assert first["extension"]["obligations"][0]["id"]["code"] == "REDACT"
+
+    withdrawn = client.post(f"/v1/consents/{given.get_json()['id']}/withdraw", headers=token)
+    assert withdrawn.status_code == 200, withdrawn.get_json()
+    fresh = card_of(client.post(URL, json=body, headers=token))
+    assert fresh["summary"] == "CONSENT_DENY"
+
+    replay = client.post(URL, json=body, headers=headers)
+    answer: Any = replay.get_json()
+    assert replay.status_code == 409 or answer["cards"][0]["summary"] != "CONSENT_PERMIT", (
+        replay.headers.get("Idempotent-Replayed"),
+        answer,
+    )
+
+
+def test_an_objection_in_force_is_a_deny_whatever_consent_was_withdrawn_before(
+    client: FlaskClient, policy: Policy, make_token: Callable[..., str]
+) -> None:
+    """Two people in the same state now: a referral consent overridden by a later direct-care
+    objection (G3). One of them also has an older, withdrawn consent for the same share. The
+    card must not depend on that history: both are CONSENT_DENY (the objection), not
+    NO_CONSENT ("a usable consent would change the answer", which LEAP clients may treat as
+    'apply your default policy')."""
+    token = bearer(make_token("tt-leeds", "case_system"))
+    with_history, without = valid_nhs_numbers(2, start=943_477_100)
+
+    def consent(nhs: str) -> str:
+        r = client.post(
+            "/v1/consents",
+            json={
+                "subject": {"nhs_number": nhs},
+                "purpose": "referral",
+                "recipients": ["ea-tt-leeds"],
+                "data_categories": ["identity"],
+                "form": "verbal",
+            },
+            headers=token,
+        )
+        assert r.status_code == 201, r.get_json()
+        return str(r.get_json()["id"])
+
+    old = consent(with_history)
+    assert client.post(f"/v1/consents/{old}/withdraw", headers=token).status_code == 200
+    for nhs in (with_history, without):
+        consent(nhs)
+        objected = client.post(
+            "/v1/objections",
+            json={"subject": {"nhs_number": nhs}, "scope": "direct_care"},
+            headers=token,
+        )
+        assert objected.status_code == 201, objected.get_json()
+
+    words = {
+        nhs: card_of(
+            client.post(
+                URL,
+                json=consult_body(nhs, "ea-tt-leeds", "referral", ["identity"]),
+                headers=token,
+            )
+        )["summary"]
+        for nhs in (with_history, without)
+    }
+    assert words == {with_history: "CONSENT_DENY", without: "CONSENT_DENY"}

@@ -44,7 +44,7 @@ CASES = {
     "all permitted": (["identity"], {}, "CONSENT_PERMIT"),
     "some refused (G7)": (["identity"], {"condition": ("above_ceiling", "G7")}, "CONSENT_PERMIT"),
     "no consent at all": ([], {"identity": ("no_consent", "P2")}, "NO_CONSENT"),
-    "withdrawn": ([], {"identity": ("consent_withdrawn", "P2")}, "NO_CONSENT"),
+    "withdrawn": ([], {"identity": ("consent_withdrawn", "P2")}, "CONSENT_DENY"),
     "expired": ([], {"identity": ("consent_expired", "P2")}, "NO_CONSENT"),
     "not yet valid": ([], {"identity": ("consent_not_yet_valid", "P2")}, "NO_CONSENT"),
     "verbal where signed is needed": ([], {"identity": ("consent_not_signed", "P3")}, "NO_CONSENT"),
@@ -91,10 +91,12 @@ def test_no_consent_is_said_not_to_be_a_permit() -> None:
     assert "not a permit" in card["cards"][0]["detail"]
 
 
-def test_no_consent_is_every_consent_failure_of_the_engine_but_an_objection() -> None:
+def test_no_consent_is_every_consent_failure_of_the_engine_but_an_objection_or_withdrawal() -> None:
     # A reason renamed in the engine would read as CONSENT_DENY (the safe side): this says so.
+    # A withdrawal is a deny: the engine names it before an objection in force, so as "no
+    # consent" an objection could read as "apply your default policy".
     from app.policy.engine import _CONSENT_FAILURES, _best_failure
 
     assert _best_failure([], {}, "identity") == "no_consent"
     wanting = {*_CONSENT_FAILURES, "no_consent", "category_not_in_consent"}
-    assert wanting - {"objection_direct_care"} == cds.NO_CONSENT_REASONS
+    assert wanting - {"objection_direct_care", "consent_withdrawn"} == cds.NO_CONSENT_REASONS

@@ -278,8 +278,10 @@ def _record_decisions(
 def _check_replayed_permit(ledger: Ledger, session: Session, body: Mapping[str, Any]) -> None:
     # A retried request gets its first answer, but never a permit that is no longer true
     # (a withdrawal, objection or expiry since, or a stricter policy): the caller might act
-    # on it. It is re-evaluated now as a disclosure under it would be.
-    if body.get("decision") != "permit":
+    # on it. It is re-evaluated now as a disclosure under it would be. A partial answer (a
+    # `deny` that permits some categories, G7) rests on consents just as a permit does: a CDS
+    # Hooks card shows it as CONSENT_PERMIT with the rest redacted.
+    if not body.get("permitted_categories"):
         return
     record = session.get(DecisionRecord, body["id"])
     assert record is not None  # recorded in the same transaction as the replayed body
