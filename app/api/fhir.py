@@ -15,26 +15,33 @@ from datetime import datetime
 from email.utils import format_datetime
 from typing import Any
 
+import marshmallow as ma
 from flask import Blueprint, Response, json, request
 from werkzeug.datastructures import MultiDict
 
-from app.api.common import authenticated, current_principal, ledger
+from app.api import schemas
+from app.api.common import authenticated, current_principal, flatten, idempotency, ledger
 from app.errors import (
+    FHIR_ELEMENT,
     PROBLEM_TYPES,
     FieldError,
     InvalidArgument,
+    InvalidRequest,
     NotAcceptable,
     NotFound,
     UnsupportedMediaType,
 )
-from app.fhir import codes, resources
+from app.fhir import codes, intake, resources
 from app.services import fhir
+from app.services.consents import consents
+from app.services.consents.consents import ConsentInput
 from app.services.consents.subjects import InvalidNhsNumber, SubjectIdentifier
 
 PREFIX = "/fhir/r4"
 bp = Blueprint("fhir_r4", __name__, url_prefix=PREFIX)
 
 # Who may read what: the roles of the v1 operation each one mirrors.
+CONSENT_WRITERS = ("case_system",)  # POST /v1/consents
 CONSENT_READERS = ("case_system", "ig_lead", "patient_portal", "auditor")  # GET /v1/consents
 DISCLOSURE_READERS = ("ig_lead", "auditor")  # GET /v1/disclosures
 PATIENT = "patient:identifier"
@@ -197,6 +204,90 @@ def consent_history(resource_id: str) -> Response:
     """Every version, newest first: recorded, then confirmed and withdrawn as they happened."""
     query_args((), ())
     return fhir_response(resources.history(base_url(), _one_consent(resource_id)))
+
+
+def fhir_body() -> Any:
+    """The resource sent: FHIR JSON (or plain JSON); malformed JSON is Flask's 400."""
+    if request.mimetype not in (resources.FHIR_JSON, "application/json"):
+        raise UnsupportedMediaType(f"send the resource as {resources.FHIR_JSON}")
+    return request.get_json()
+
+
+def consent_input(
+    resource: Any, prefix: str = ""
+) -> tuple[ConsentInput | None, intake.Intake, list[FieldError]]:
+    """A FHIR Consent as v1's input, checked by v1's own schema; every fault named by its FHIR
+    element (under ``prefix`` inside a Bundle). ``None`` when any fault was found."""
+    taken = intake.consent_request(resource)
+    errors = [FieldError(intake.place(e, prefix), m, FHIR_ELEMENT) for e, m in taken.faults]
+    try:
+        data = schemas.ConsentCreateSchema().load(taken.body)
+    except ma.ValidationError as exc:
+        faulted = {e.field for e in errors}
+        for name, message in flatten(exc.messages):
+            element = intake.element_of(taken, name, prefix)
+            # An element already refused as unmappable is not refused again by v1's name.
+            if element not in faulted:
+                errors.append(FieldError(element, message, FHIR_ELEMENT))
+        return None, taken, errors
+    return (None if errors else ConsentInput(**data)), taken, errors
+
+
+def in_fhir_terms(exc: InvalidRequest, taken: intake.Intake, prefix: str = "") -> InvalidRequest:
+    """v1's refusal (fields named as v1 names them) with each field named by its FHIR element."""
+    return InvalidRequest(
+        exc.detail,
+        errors=[
+            FieldError(intake.element_of(taken, e.field, prefix), e.message, FHIR_ELEMENT)
+            for e in exc.errors
+        ],
+        extra=exc.extra,
+    )
+
+
+def created_response(base: str, consent_id: str, replayed: bool) -> Response:
+    """201 with the consent as read back (R4 create, Prefer return=representation), its
+    Location naming the version and its ETag."""
+    newest = _one_consent(codes.fhir_id(consent_id))[-1]
+    version = newest["meta"]["versionId"]
+    resp = fhir_response(
+        newest,
+        {
+            "Location": f"{base}/Consent/{newest['id']}/_history/{version}",
+            "ETag": resources.etag(newest),
+            "Last-Modified": _http_date(newest["meta"]["lastUpdated"]),
+        },
+    )
+    resp.status_code = 201
+    if replayed:
+        resp.headers["Idempotent-Replayed"] = "true"
+    return resp
+
+
+@bp.post("/Consent")
+@authenticated(*CONSENT_WRITERS)
+def consent_create() -> Response:
+    """Record a consent as ``POST /v1/consents`` does: its service, rules, messages and
+    Idempotency-Key; the consent is given now (historical ones come in a transaction Bundle)."""
+    query_args((), ())
+    resource = fhir_body()
+    inp, taken, errors = consent_input(resource)
+    if taken.given_at is not None:
+        errors.append(
+            FieldError(
+                "Consent.dateTime",
+                "is when the service records the consent; send a consent given earlier in a "
+                "transaction Bundle (POST /fhir/r4)",
+                FHIR_ELEMENT,
+            )
+        )
+    if errors or inp is None:
+        raise InvalidRequest.from_fields("the consent is not valid", errors)
+    try:
+        result = consents.record_consent(ledger(), current_principal(), inp, idempotency())
+    except InvalidRequest as exc:
+        raise in_fhir_terms(exc, taken) from None
+    return created_response(base_url(), result.body["id"], result.replayed)
 
 
 @bp.get("/AuditEvent")

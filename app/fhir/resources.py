@@ -66,20 +66,31 @@ def issue_code(status: int) -> str:
 
 
 def operation_outcome(
-    status: int, slug: str, title: str, diagnostics: Sequence[str]
+    status: int,
+    slug: str,
+    title: str,
+    diagnostics: Sequence[str],
+    expressions: Sequence[str | None] = (),
 ) -> dict[str, Any]:
-    """One error issue per thing at fault (each ``diagnostics`` line names it and why); the
-    problem type (``/problems/<slug>``) rides in ``details`` so a client can tell errors of
-    the same HTTP status apart, as with problem+json."""
+    """One error issue per thing at fault (each ``diagnostics`` line names it and why, and
+    ``expressions``, where given, names the element as FHIRPath); the problem type
+    (``/problems/<slug>``) rides in ``details`` so a client can tell errors of the same HTTP
+    status apart, as with problem+json."""
     details = {"coding": [{"system": codes.PROBLEM_TYPE_SYSTEM, "code": slug}], "text": title}
     lines = list(diagnostics) or [title]
-    return {
-        "resourceType": "OperationOutcome",
-        "issue": [
-            {"severity": "error", "code": issue_code(status), "details": details, "diagnostics": d}
-            for d in lines
-        ],
-    }
+    where = list(expressions) + [None] * (len(lines) - len(expressions))
+    issues: list[dict[str, Any]] = []
+    for line, expression in zip(lines, where, strict=True):
+        issue: dict[str, Any] = {
+            "severity": "error",
+            "code": issue_code(status),
+            "details": details,
+            "diagnostics": line,
+        }
+        if expression:
+            issue["expression"] = [expression]
+        issues.append(issue)
+    return {"resourceType": "OperationOutcome", "issue": issues}
 
 
 # -- shared pieces --------------------------------------------------------------------------------
@@ -478,7 +489,7 @@ def code_systems(
 # What the FHIR face serves: (resource type, interactions, search parameters). The routes in
 # app/api/fhir.py are checked against this in the tests, both ways.
 SERVED: Final = (
-    ("Consent", ("read", "history-instance", "search-type")),
+    ("Consent", ("read", "history-instance", "search-type", "create")),
     ("AuditEvent", ("search-type",)),
     ("CodeSystem", ("read",)),
 )
@@ -528,7 +539,7 @@ def capability_statement(base: str, software_version: str, date: str) -> dict[st
         "date": date,
         "kind": "instance",
         "software": {"name": "consent-ledger", "version": software_version},
-        "implementation": {"description": "consent-ledger FHIR R4 facade (read)", "url": base},
+        "implementation": {"description": "consent-ledger FHIR R4 facade", "url": base},
         "fhirVersion": FHIR_VERSION,
         "format": [FHIR_JSON, "json"],
         "rest": [

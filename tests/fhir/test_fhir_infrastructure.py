@@ -44,7 +44,7 @@ def test_metadata_is_a_valid_capability_statement_served_as_fhir_json(
     assert body["implementation"]["url"] == "http://localhost/fhir/r4"
     served = {r["type"]: {i["code"] for i in r["interaction"]} for r in body["rest"][0]["resource"]}
     assert served == {
-        "Consent": {"read", "history-instance", "search-type"},
+        "Consent": {"read", "history-instance", "search-type", "create"},
         "AuditEvent": {"search-type"},
         "CodeSystem": {"read"},
     }
@@ -53,6 +53,7 @@ def test_metadata_is_a_valid_capability_statement_served_as_fhir_json(
 # FHIR interaction -> the routes that serve it (a search: GET, and POST _search with a form)
 ROUTES_OF = {
     ("Consent", "read"): {("GET", "/fhir/r4/Consent/<resource_id>")},
+    ("Consent", "create"): {("POST", "/fhir/r4/Consent")},
     ("Consent", "history-instance"): {("GET", "/fhir/r4/Consent/<resource_id>/_history")},
     ("Consent", "search-type"): {
         ("GET", "/fhir/r4/Consent"),
