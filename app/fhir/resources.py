@@ -177,7 +177,7 @@ def _consent_version(
                     }
                 )
     recorder = organisation(view["recorded_by"])
-    period: dict[str, str] = {"start": view["valid_from"] or view["recorded_at"]}
+    period: dict[str, str] = {"start": view["valid_from"] or view["given_at"]}
     if view["expires_at"]:
         period["end"] = view["expires_at"]
     resource: dict[str, Any] = {
@@ -196,8 +196,9 @@ def _consent_version(
             {"coding": [codes.consent_form_coding(view["form"])]},
         ],
         "patient": patient(view["subject_ref"]),
-        # When the consent was recorded (lead's decision 6): what v1 calls recorded_at.
-        "dateTime": view["recorded_at"],
+        # When the consent was given (lead's decision 6): v1's given_at, which is recorded_at
+        # unless an import said when it was given.
+        "dateTime": view["given_at"],
         "performer": [recorder],
         "organization": [recorder],
     }
@@ -278,6 +279,28 @@ def history(base: str, versions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             }
         )
     return {"resourceType": "Bundle", "type": "history", "total": len(entries), "entry": entries}
+
+
+def transaction_response(base: str, created: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The answer to a transaction of creates: one entry per request, in order, each the
+    consent as read back (R4 http.html transaction; bdl-4: ``response`` in every entry)."""
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction-response",
+        "entry": [
+            {
+                "fullUrl": f"{base}/Consent/{r['id']}",
+                "resource": r,
+                "response": {
+                    "status": "201 Created",
+                    "location": f"Consent/{r['id']}/_history/{r['meta']['versionId']}",
+                    "etag": etag(r),
+                    "lastModified": r["meta"]["lastUpdated"],
+                },
+            }
+            for r in created
+        ],
+    }
 
 
 def etag(resource: Mapping[str, Any]) -> str:
@@ -550,6 +573,14 @@ def capability_statement(base: str, software_version: str, date: str) -> dict[st
                     "rate limits as /v1. Every call, this one included, needs a token."
                 },
                 "resource": resources,
+                # POST [base]: a transaction Bundle of Consent creates (an import).
+                "interaction": [
+                    {
+                        "code": "transaction",
+                        "documentation": "Consent creates only (request POST Consent), all "
+                        "recorded or none; Consent.dateTime may say when a consent was given.",
+                    }
+                ],
             }
         ],
     }

@@ -681,6 +681,22 @@ EXPECTED: dict[Route, Expect] = {
         lambda w: Call("/fhir/r4/Consent", body=fhir_consent_body(w.fresh_person())),
         only(case_system=(201, 201)),
     ),
+    ("POST", "/fhir/r4"): Expect(
+        lambda w: Call(
+            "/fhir/r4",
+            body={
+                "resourceType": "Bundle",
+                "type": "transaction",
+                "entry": [
+                    {
+                        "resource": fhir_consent_body(w.fresh_person()),
+                        "request": {"method": "POST", "url": "Consent"},
+                    }
+                ],
+            },
+        ),
+        only(case_system=(200, 200)),
+    ),
     # the same searches with the NHS number in a form body rather than the URL
     ("POST", "/fhir/r4/Consent/_search"): Expect(
         lambda w: Call(
