@@ -318,7 +318,7 @@ def _entries() -> int:
     return min(len(entries), MAX_ENTRIES) if isinstance(entries, list) and entries else 1
 
 
-def _transaction_entries(bundle: Any) -> list[Any]:
+def transaction_entries(bundle: Any) -> list[Any]:
     def refuse(element: str, message: str) -> NotATransaction:
         return NotATransaction(
             f"{element}: {message}", errors=[FieldError(element, message, FHIR_ELEMENT)]
@@ -362,7 +362,7 @@ def transaction() -> Response:
     each perhaps with the date it was given and an end already past, all recorded in one
     write or none; faults named by 0-based ``Bundle.entry[n]``."""
     query_args((), ())
-    resources_sent = _transaction_entries(fhir_body())
+    resources_sent = transaction_entries(fhir_body())
     inputs: list[ConsentInput | None] = []
     taken: list[intake.Intake] = []
     errors: list[FieldError] = []
