@@ -145,3 +145,32 @@ def test_it_records_only_as_an_existing_case_system_client(
     result = run_import(runner, f, who)
     assert result.exit_code == 1
     assert message in result.stderr
+
+
+def test_a_log_with_entries_before_and_after_given_at_verifies_and_rebuilds(
+    runner: FlaskCliRunner, client: FlaskClient, case_system: tuple[str, str], tmp_path: Path
+) -> None:
+    # A consent recorded through /v1 is written as every entry before given_at existed (no
+    # key); an imported one carries it. verify re-reads, re-hashes and replays both, and
+    # rebuild --check re-derives consents.given_at from the log.
+    client_id, token = case_system
+    recorded = client.post(
+        "/v1/consents",
+        json={
+            "subject": {"nhs_number": OTHER},
+            "purpose": "referral",
+            "recipients": ["ea-tt-leeds"],
+            "data_categories": ["identity"],
+            "form": "verbal",
+        },
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert recorded.status_code == 201
+    assert recorded.get_json()["given_at"] == recorded.get_json()["recorded_at"]
+    f = tmp_path / "paper.csv"
+    f.write_text(f"{HEADER}\n{PERSON},,,referral,ea-tt-leeds,identity,verbal,,2024-03-01,,\n")
+    assert run_import(runner, f, client_id).exit_code == 0
+    verified = runner.invoke(args=["verify"])
+    assert verified.exit_code == 0, verified.output
+    rebuilt = runner.invoke(args=["rebuild", "--check"])
+    assert rebuilt.exit_code == 0, rebuilt.output
