@@ -325,6 +325,8 @@ def problem_body(
 
 # The FHIR face (app/api/fhir.py) answers the same errors as OperationOutcomes.
 FHIR_PREFIX = "/fhir/"
+# FieldError.location of a fault in a FHIR resource sent: its field is a FHIRPath expression.
+FHIR_ELEMENT = "fhir"
 
 
 def is_fhir_path(path: str | None) -> bool:
@@ -347,10 +349,16 @@ def error_body(
         body = problem_body(status, slug, detail, errors=errors, extra=extra)
         return body, PROBLEM_CONTENT_TYPE
     title = PROBLEM_TYPES.get(slug, ("Error", ""))[0]
+    shown = list(errors)[:MAX_FIELD_ERRORS]
     lines = [
         f"parameter {e.field!r}: {e.message}"
         if e.location == "query"
         else f"{e.field}: {e.message}"
-        for e in list(errors)[:MAX_FIELD_ERRORS]
+        for e in shown
     ]
-    return operation_outcome(status, slug, title, lines or ([detail] if detail else [])), FHIR_JSON
+    # A fault in a FHIR resource sent is named by its element (FHIRPath), as R4 asks.
+    expressions = [e.field if e.location == FHIR_ELEMENT else None for e in shown]
+    body = operation_outcome(
+        status, slug, title, lines or ([detail] if detail else []), expressions
+    )
+    return body, FHIR_JSON

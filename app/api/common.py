@@ -181,17 +181,17 @@ def problem_response(
     return resp
 
 
-def _flatten(messages: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, str]]:
+def flatten(messages: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, str]]:
     if isinstance(messages, dict):
         for key, value in messages.items():
             part = () if key == "_schema" else (str(key),)
-            yield from _flatten(value, path + part)
+            yield from flatten(value, path + part)
     elif isinstance(messages, list) and all(isinstance(m, str) for m in messages):
         for m in messages:
             yield ".".join(path), m
     elif isinstance(messages, list):
         for m in messages:
-            yield from _flatten(m, path)
+            yield from flatten(m, path)
     else:
         yield ".".join(path), str(messages)
 
@@ -200,7 +200,7 @@ def field_errors_from_webargs(data: Any) -> list[FieldError]:
     errors: list[FieldError] = []
     messages = (data or {}).get("messages") or {}
     for location, fields in messages.items():
-        for field, message in _flatten(fields):
+        for field, message in flatten(fields):
             # An empty name is the body itself, or in a query string an argument with no name.
             empty = '""' if location == "query" else "(body)"
             errors.append(FieldError(field or empty, message, location))

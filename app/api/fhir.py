@@ -10,31 +10,39 @@ reads are v1's services, so visibility is the same.
 from __future__ import annotations
 
 import importlib.metadata
+import re
 from collections.abc import Collection
 from datetime import datetime
 from email.utils import format_datetime
 from typing import Any
 
+import marshmallow as ma
 from flask import Blueprint, Response, json, request
 from werkzeug.datastructures import MultiDict
 
-from app.api.common import authenticated, current_principal, ledger
+from app.api import schemas
+from app.api.common import authenticated, current_principal, flatten, idempotency, ledger
 from app.errors import (
+    FHIR_ELEMENT,
     PROBLEM_TYPES,
     FieldError,
     InvalidArgument,
+    InvalidRequest,
     NotAcceptable,
     NotFound,
     UnsupportedMediaType,
 )
-from app.fhir import codes, resources
+from app.fhir import codes, intake, resources
 from app.services import fhir
+from app.services.consents import consents
+from app.services.consents.consents import ConsentInput
 from app.services.consents.subjects import InvalidNhsNumber, SubjectIdentifier
 
 PREFIX = "/fhir/r4"
 bp = Blueprint("fhir_r4", __name__, url_prefix=PREFIX)
 
 # Who may read what: the roles of the v1 operation each one mirrors.
+CONSENT_WRITERS = ("case_system",)  # POST /v1/consents
 CONSENT_READERS = ("case_system", "ig_lead", "patient_portal", "auditor")  # GET /v1/consents
 DISCLOSURE_READERS = ("ig_lead", "auditor")  # GET /v1/disclosures
 PATIENT = "patient:identifier"
@@ -197,6 +205,188 @@ def consent_history(resource_id: str) -> Response:
     """Every version, newest first: recorded, then confirmed and withdrawn as they happened."""
     query_args((), ())
     return fhir_response(resources.history(base_url(), _one_consent(resource_id)))
+
+
+def fhir_body() -> Any:
+    """The resource sent: FHIR JSON (or plain JSON); malformed JSON is Flask's 400."""
+    if request.mimetype not in (resources.FHIR_JSON, "application/json"):
+        raise UnsupportedMediaType(f"send the resource as {resources.FHIR_JSON}")
+    return request.get_json()
+
+
+def consent_input(
+    resource: Any, prefix: str = "", *, historical: bool = False
+) -> tuple[ConsentInput | None, intake.Intake, list[FieldError]]:
+    """A FHIR Consent as v1's input, checked by v1's own schema (an import's, for a
+    ``historical`` one, which may say when it was given); every fault named by its FHIR
+    element (under ``prefix`` inside a Bundle). ``None`` when any fault was found."""
+    taken = intake.consent_request(resource)
+    if historical and taken.given_at is not None:
+        taken.put("given_at", taken.given_at, "Consent.dateTime")
+    errors = [FieldError(intake.place(e, prefix), m, FHIR_ELEMENT) for e, m in taken.faults]
+    schema = schemas.ConsentImportSchema() if historical else schemas.ConsentCreateSchema()
+    try:
+        data = schema.load(taken.body)
+    except ma.ValidationError as exc:
+        faulted = {e.field for e in errors}
+        for name, message in flatten(exc.messages):
+            element = intake.element_of(taken, name, prefix)
+            # An element already refused as unmappable is not refused again by v1's name.
+            if element not in faulted:
+                errors.append(FieldError(element, message, FHIR_ELEMENT))
+        return None, taken, errors
+    return (None if errors else ConsentInput(**data)), taken, errors
+
+
+def in_fhir_terms(
+    exc: InvalidRequest, taken: intake.Intake | list[intake.Intake], prefix: str = ""
+) -> InvalidRequest:
+    """v1's refusal (fields named as v1 names them) with each field named by its FHIR element;
+    for a Bundle (``taken`` a list), v1's ``<n>.<field>`` in entry ``n``."""
+    errors = []
+    for e in exc.errors:
+        if isinstance(taken, list):
+            n, _, name = e.field.partition(".")
+            element = intake.element_of(taken[int(n)], name, f"Bundle.entry[{n}]")
+        else:
+            element = intake.element_of(taken, e.field, prefix)
+        errors.append(FieldError(element, e.message, FHIR_ELEMENT))
+    return InvalidRequest(exc.detail, errors=errors, extra=exc.extra)
+
+
+def created_response(base: str, consent_id: str, replayed: bool) -> Response:
+    """201 with the consent as read back (R4 create, Prefer return=representation), its
+    Location naming the version and its ETag."""
+    newest = _one_consent(codes.fhir_id(consent_id))[-1]
+    version = newest["meta"]["versionId"]
+    resp = fhir_response(
+        newest,
+        {
+            "Location": f"{base}/Consent/{newest['id']}/_history/{version}",
+            "ETag": resources.etag(newest),
+            "Last-Modified": _http_date(newest["meta"]["lastUpdated"]),
+        },
+    )
+    resp.status_code = 201
+    if replayed:
+        resp.headers["Idempotent-Replayed"] = "true"
+    return resp
+
+
+@bp.post("/Consent")
+@authenticated(*CONSENT_WRITERS)
+def consent_create() -> Response:
+    """Record a consent as ``POST /v1/consents`` does: its service, rules, messages and
+    Idempotency-Key; the consent is given now (historical ones come in a transaction Bundle)."""
+    query_args((), ())
+    resource = fhir_body()
+    inp, taken, errors = consent_input(resource)
+    if taken.given_at is not None:
+        errors.append(
+            FieldError(
+                "Consent.dateTime",
+                "is when the service records the consent; send a consent given earlier in a "
+                "transaction Bundle (POST /fhir/r4)",
+                FHIR_ELEMENT,
+            )
+        )
+    if errors or inp is None:
+        raise InvalidRequest.from_fields("the consent is not valid", errors)
+    try:
+        result = consents.record_consent(ledger(), current_principal(), inp, idempotency())
+    except InvalidRequest as exc:
+        raise in_fhir_terms(exc, taken) from None
+    return created_response(base_url(), result.body["id"], result.replayed)
+
+
+# The most entries one Bundle may hold: the 1 MiB body limit holds about this many consents,
+# and a larger file goes through ``consent-ledger import``.
+MAX_ENTRIES = 1000
+
+
+class NotATransaction(InvalidRequest):
+    """The body is not a transaction Bundle of Consent creates (R4 http.html: 400)."""
+
+    status = 400
+
+
+def _entries() -> int:
+    """What an import costs against the rate limit: a POST per consent, as v1 counts them;
+    counted as the body says, before it is checked (``decisions_asked``)."""
+    body = request.get_json(silent=True)
+    entries = body.get("entry") if isinstance(body, dict) else None
+    return min(len(entries), MAX_ENTRIES) if isinstance(entries, list) and entries else 1
+
+
+def transaction_entries(bundle: Any) -> list[Any]:
+    def refuse(element: str, message: str) -> NotATransaction:
+        return NotATransaction(
+            f"{element}: {message}", errors=[FieldError(element, message, FHIR_ELEMENT)]
+        )
+
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        raise refuse("Bundle", "send a Bundle of type transaction (R4 http.html)")
+    if bundle.get("type") != "transaction":
+        raise refuse("Bundle.type", "must be transaction: every entry recorded, or none")
+    entries = bundle.get("entry")
+    if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_ENTRIES:
+        raise refuse("Bundle.entry", f"must hold 1 to {MAX_ENTRIES} entries")
+    errors = []
+    for n, entry in enumerate(entries):
+        req = entry.get("request") if isinstance(entry, dict) else None
+        if not isinstance(req, dict) or (req.get("method"), req.get("url")) != ("POST", "Consent"):
+            errors.append(
+                FieldError(
+                    f"Bundle.entry[{n}].request",
+                    "must be {method: POST, url: Consent}: the service only creates consents",
+                    FHIR_ELEMENT,
+                )
+            )
+    if errors:
+        raise NotATransaction.from_fields("the Bundle is not a transaction of creates", errors)
+    return [entry.get("resource") for entry in entries]
+
+
+_POSITION = re.compile(r"Bundle\.entry\[([0-9]+)\]")
+
+
+def _entry_position(error: FieldError) -> int:
+    found = _POSITION.match(error.field)
+    return int(found.group(1)) if found else -1
+
+
+@bp.post("")
+@authenticated(*CONSENT_WRITERS, cost=_entries)
+def transaction() -> Response:
+    """A transaction Bundle of Consent creates: historical consents (paper, spreadsheets),
+    each perhaps with the date it was given and an end already past, all recorded in one
+    write or none; faults named by 0-based ``Bundle.entry[n]``."""
+    query_args((), ())
+    resources_sent = transaction_entries(fhir_body())
+    inputs: list[ConsentInput | None] = []
+    taken: list[intake.Intake] = []
+    errors: list[FieldError] = []
+    for n, resource in enumerate(resources_sent):
+        inp, one, faults = consent_input(resource, f"Bundle.entry[{n}]", historical=True)
+        taken.append(one)
+        errors += faults
+        inputs.append(inp)
+    try:
+        # Run even when some entries were refused here, so that one answer names every
+        # fault of every entry (the service records nothing unless all are good).
+        result = consents.import_consents(ledger(), current_principal(), inputs, idempotency())
+    except InvalidRequest as exc:
+        errors += in_fhir_terms(exc, taken).errors
+        errors.sort(key=_entry_position)
+        raise InvalidRequest.from_fields(
+            "the Bundle is not valid; nothing was recorded", errors
+        ) from None
+    base = base_url()
+    created = [_one_consent(codes.fhir_id(v["id"]))[-1] for v in result.body["consents"]]
+    resp = fhir_response(resources.transaction_response(base, created))
+    if result.replayed:
+        resp.headers["Idempotent-Replayed"] = "true"
+    return resp
 
 
 @bp.get("/AuditEvent")

@@ -239,6 +239,15 @@ class ConsentCreateSchema(ma.Schema):
     expires_at = Timestamp(load_default=None, allow_none=True)
 
 
+class ConsentImportSchema(ConsentCreateSchema):
+    """A consent brought in by an import (issue 17 item 2): v1's fields, plus when the person
+    gave it; dates may be plain days (``2024-03-01``), as paper and spreadsheets write them."""
+
+    given_at = DayOrTimestamp(load_default=None, allow_none=True)
+    valid_from = DayOrTimestamp(load_default=None, allow_none=True)
+    expires_at = DayOrTimestamp(load_default=None, allow_none=True)
+
+
 class ConsentSchema(ma.Schema):
     id = ma.fields.String()
     status = ma.fields.String(metadata={"description": "active or withdrawn"})
@@ -252,6 +261,9 @@ class ConsentSchema(ma.Schema):
     expires_at = ma.fields.String(allow_none=True)
     recorded_by = ma.fields.String()
     recorded_at = ma.fields.String()
+    given_at = ma.fields.String(
+        metadata={"description": "when the person gave it: recorded_at, or an import's date"}
+    )
     confirmed_by = ma.fields.String(allow_none=True)
     confirmed_at = ma.fields.String(allow_none=True)
     withdrawn_at = ma.fields.String(allow_none=True)

@@ -20,6 +20,7 @@ from flask.cli import FlaskGroup
 from app import create_app
 from app.cli.clients import clients_group
 from app.cli.common import _refusing_inconsistent_logs, alembic_config
+from app.cli.imports import import_command
 from app.cli.keys import keys_group
 from app.cli.log import (
     accept_rollback_command,
@@ -60,6 +61,7 @@ COMMANDS = tuple(
         witnesses_group,
         erase_command,
         retention_group,
+        import_command,
         demo_command,
         demo_token_command,
     )

@@ -66,20 +66,31 @@ def issue_code(status: int) -> str:
 
 
 def operation_outcome(
-    status: int, slug: str, title: str, diagnostics: Sequence[str]
+    status: int,
+    slug: str,
+    title: str,
+    diagnostics: Sequence[str],
+    expressions: Sequence[str | None] = (),
 ) -> dict[str, Any]:
-    """One error issue per thing at fault (each ``diagnostics`` line names it and why); the
-    problem type (``/problems/<slug>``) rides in ``details`` so a client can tell errors of
-    the same HTTP status apart, as with problem+json."""
+    """One error issue per thing at fault (each ``diagnostics`` line names it and why, and
+    ``expressions``, where given, names the element as FHIRPath); the problem type
+    (``/problems/<slug>``) rides in ``details`` so a client can tell errors of the same HTTP
+    status apart, as with problem+json."""
     details = {"coding": [{"system": codes.PROBLEM_TYPE_SYSTEM, "code": slug}], "text": title}
     lines = list(diagnostics) or [title]
-    return {
-        "resourceType": "OperationOutcome",
-        "issue": [
-            {"severity": "error", "code": issue_code(status), "details": details, "diagnostics": d}
-            for d in lines
-        ],
-    }
+    where = list(expressions) + [None] * (len(lines) - len(expressions))
+    issues: list[dict[str, Any]] = []
+    for line, expression in zip(lines, where, strict=True):
+        issue: dict[str, Any] = {
+            "severity": "error",
+            "code": issue_code(status),
+            "details": details,
+            "diagnostics": line,
+        }
+        if expression:
+            issue["expression"] = [expression]
+        issues.append(issue)
+    return {"resourceType": "OperationOutcome", "issue": issues}
 
 
 # -- shared pieces --------------------------------------------------------------------------------
@@ -166,7 +177,7 @@ def _consent_version(
                     }
                 )
     recorder = organisation(view["recorded_by"])
-    period: dict[str, str] = {"start": view["valid_from"] or view["recorded_at"]}
+    period: dict[str, str] = {"start": view["valid_from"] or view["given_at"]}
     if view["expires_at"]:
         period["end"] = view["expires_at"]
     resource: dict[str, Any] = {
@@ -185,8 +196,9 @@ def _consent_version(
             {"coding": [codes.consent_form_coding(view["form"])]},
         ],
         "patient": patient(view["subject_ref"]),
-        # When the consent was recorded (lead's decision 6): what v1 calls recorded_at.
-        "dateTime": view["recorded_at"],
+        # When the consent was given (lead's decision 6): v1's given_at, which is recorded_at
+        # unless an import said when it was given.
+        "dateTime": view["given_at"],
         "performer": [recorder],
         "organization": [recorder],
     }
@@ -267,6 +279,28 @@ def history(base: str, versions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             }
         )
     return {"resourceType": "Bundle", "type": "history", "total": len(entries), "entry": entries}
+
+
+def transaction_response(base: str, created: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The answer to a transaction of creates: one entry per request, in order, each the
+    consent as read back (R4 http.html transaction; bdl-4: ``response`` in every entry)."""
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction-response",
+        "entry": [
+            {
+                "fullUrl": f"{base}/Consent/{r['id']}",
+                "resource": r,
+                "response": {
+                    "status": "201 Created",
+                    "location": f"Consent/{r['id']}/_history/{r['meta']['versionId']}",
+                    "etag": etag(r),
+                    "lastModified": r["meta"]["lastUpdated"],
+                },
+            }
+            for r in created
+        ],
+    }
 
 
 def etag(resource: Mapping[str, Any]) -> str:
@@ -478,7 +512,7 @@ def code_systems(
 # What the FHIR face serves: (resource type, interactions, search parameters). The routes in
 # app/api/fhir.py are checked against this in the tests, both ways.
 SERVED: Final = (
-    ("Consent", ("read", "history-instance", "search-type")),
+    ("Consent", ("read", "history-instance", "search-type", "create")),
     ("AuditEvent", ("search-type",)),
     ("CodeSystem", ("read",)),
 )
@@ -528,7 +562,7 @@ def capability_statement(base: str, software_version: str, date: str) -> dict[st
         "date": date,
         "kind": "instance",
         "software": {"name": "consent-ledger", "version": software_version},
-        "implementation": {"description": "consent-ledger FHIR R4 facade (read)", "url": base},
+        "implementation": {"description": "consent-ledger FHIR R4 facade", "url": base},
         "fhirVersion": FHIR_VERSION,
         "format": [FHIR_JSON, "json"],
         "rest": [
@@ -539,6 +573,14 @@ def capability_statement(base: str, software_version: str, date: str) -> dict[st
                     "rate limits as /v1. Every call, this one included, needs a token."
                 },
                 "resource": resources,
+                # POST [base]: a transaction Bundle of Consent creates (an import).
+                "interaction": [
+                    {
+                        "code": "transaction",
+                        "documentation": "Consent creates only (request POST Consent), all "
+                        "recorded or none; Consent.dateTime may say when a consent was given.",
+                    }
+                ],
             }
         ],
     }

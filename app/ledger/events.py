@@ -215,6 +215,9 @@ class _Field:
     decode: Decode
     encode: Encode
     flatten: type[Record] | None
+    # May be absent from an entry (read as None), and is left out when None: a field added
+    # after entries without it were signed (``ConsentGranted.given_at``).
+    optional: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,12 +256,12 @@ def _codec(cls: type[Record]) -> _Codec:
         decode, encode = _codec_for(hint, f.metadata)
         key = f.metadata.get("key", f.name)
         keys.add(key)
-        field_ = _Field(f.name, key, decode, encode, None)
-        if decode is _decode_str:
+        field_ = _Field(f.name, key, decode, encode, None, bool(f.metadata.get(OPTIONAL)))
+        if decode is _decode_str and not field_.optional:
             strings.append((f.name, key))
         else:
             decoded.append(field_)
-        if encode is _identity or hint in _AS_IS:
+        if (encode is _identity or hint in _AS_IS) and not field_.optional:
             as_is.append((f.name, key))
         else:
             encoded.append(field_)
@@ -270,6 +273,8 @@ def _codec(cls: type[Record]) -> _Codec:
 # Optional values whose JSON form is the value itself.
 _AS_IS = (str | None, int | None)
 _MISSING = object()
+# Field metadata: the key may be absent (see _Field.optional).
+OPTIONAL = "optional"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -284,7 +289,7 @@ class Record:
             value = getattr(self, f.name)
             if f.flatten is not None:
                 out.update(value.data())
-            else:
+            elif not (f.optional and value is None):
                 out[f.key] = f.encode(value)
         return out
 
@@ -323,7 +328,13 @@ class Record:
             try:
                 value = data[f.key]
             except KeyError:
+                if f.optional:
+                    values[f.name] = None
+                    continue
                 raise _Problem("is missing", f".{f.key}") from None
+            if value is None and f.optional:
+                # One spelling per entry: absent, never null (its bytes are what is signed).
+                raise _Problem("must be left out rather than null", f".{f.key}")
             try:
                 values[f.name] = f.decode(value)
             except _Problem as problem:
@@ -453,6 +464,10 @@ class ConsentGranted(Event):
     expires_at: datetime | None
     recorded_by: str
     client_id: str
+    # When the person gave the consent, for one given before it was recorded (an import of
+    # paper or spreadsheet records, issue 17); absent (None) when given as it was recorded,
+    # and on every entry made before it existed. The entry's own time stays when it was logged.
+    given_at: datetime | None = field(default=None, metadata={OPTIONAL: True})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

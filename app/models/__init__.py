@@ -193,6 +193,8 @@ class Consent(Base):
     recorded_by: Mapped[str] = mapped_column(ForeignKey("organisations.id"), nullable=False)
     recorded_by_client: Mapped[str] = mapped_column(String(40), nullable=False)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    # When the person gave it, if before it was recorded (an import); None: when recorded.
+    given_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     status: Mapped[str] = mapped_column(String(16), nullable=False)
     confirmed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

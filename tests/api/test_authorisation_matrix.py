@@ -95,6 +95,34 @@ def consent_body(nhs_number: str, recipients: list[str] | None = None) -> dict[s
     }
 
 
+def fhir_consent_body(nhs_number: str) -> dict[str, Any]:
+    """``consent_body`` as a FHIR Consent (POST /fhir/r4/Consent)."""
+    system = "https://consent-ledger.example/fhir"
+    return {
+        "resourceType": "Consent",
+        "status": "active",
+        "category": [
+            {"coding": [{"system": f"{system}/CodeSystem/consent-form", "code": "verbal"}]}
+        ],
+        "patient": {"identifier": {"system": NHS_SYSTEM, "value": nhs_number}},
+        "provision": {
+            "actor": [
+                {
+                    "role": {"coding": [{"system": IRCP_SYSTEM, "code": "IRCP"}]},
+                    "reference": {
+                        "identifier": {"system": f"{system}/Id/organisation", "value": RECIPIENT}
+                    },
+                }
+            ],
+            "purpose": [{"system": f"{system}/CodeSystem/purpose", "code": "referral"}],
+            "class": [
+                {"system": f"{system}/CodeSystem/data-category", "code": c}
+                for c in ("identity", "service_status")
+            ],
+        },
+    }
+
+
 @dataclass(frozen=True)
 class Call:
     """What one cell sends: the path with its parameters filled in, a query, a JSON or form body."""
@@ -372,6 +400,7 @@ def disclosures_read(
 
 
 NHS_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
+IRCP_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 
 
 def _fhir_ids(body: dict[str, Any]) -> list[str]:
@@ -647,6 +676,26 @@ EXPECTED: dict[Route, Expect] = {
             patient_portal=(200, 200),
             auditor=(200, 200),
         ),
+    ),
+    ("POST", "/fhir/r4/Consent"): Expect(
+        lambda w: Call("/fhir/r4/Consent", body=fhir_consent_body(w.fresh_person())),
+        only(case_system=(201, 201)),
+    ),
+    ("POST", "/fhir/r4"): Expect(
+        lambda w: Call(
+            "/fhir/r4",
+            body={
+                "resourceType": "Bundle",
+                "type": "transaction",
+                "entry": [
+                    {
+                        "resource": fhir_consent_body(w.fresh_person()),
+                        "request": {"method": "POST", "url": "Consent"},
+                    }
+                ],
+            },
+        ),
+        only(case_system=(200, 200)),
     ),
     # the same searches with the NHS number in a form body rather than the URL
     ("POST", "/fhir/r4/Consent/_search"): Expect(

@@ -15,6 +15,7 @@ from app import create_app, get_ledger
 from app.models import LogEntry
 from app.policy import Policy
 from app.services.access.rate_limits import parse_limit
+from tests.fhir.test_fhir_import import historical, transaction
 from tests.helpers import bearer
 from tests.nhs import valid_nhs_numbers
 
@@ -143,3 +144,21 @@ def test_a_limit_that_cannot_be_read_stops_start_up_with_its_name(
 def test_limits_are_read_in_limits_notation_or_switched_off(text: str, amount: int | None) -> None:
     item = parse_limit(text, "CONSENT_LEDGER_WRITE_RATE_LIMIT")
     assert (item.amount if item else None) == amount
+
+
+def test_a_fhir_import_counts_each_consent_against_the_write_limit(
+    limited: FlaskClient, make_token: Callable[..., str], app: Flask
+) -> None:
+    # Issue 17 item 2: a transaction Bundle is as many writes as it has entries, as v1 counts.
+    tt = make_token("tt-leeds", "case_system")
+    people = valid_nhs_numbers(6, start=943_478_000)
+    size = _log_size(app)
+    bundle = transaction(*(historical(n, "2024-03-01", None, None) for n in people[:4]))
+    refused = limited.post("/fhir/r4", json=bundle, headers=bearer(tt))
+    assert refused.status_code == 429
+    assert "4 writes" in refused.get_json(force=True)["issue"][0]["diagnostics"]
+    assert _log_size(app) == size
+    two = transaction(*(historical(n, "2024-03-01", None, None) for n in people[4:]))
+    assert limited.post("/fhir/r4", json=two, headers=bearer(tt)).status_code == 200
+    assert limited.post("/v1/consents", json=CONSENT, headers=bearer(tt)).status_code == 201
+    assert limited.post("/fhir/r4", json=two, headers=bearer(tt)).status_code == 429

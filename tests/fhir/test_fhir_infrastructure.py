@@ -44,7 +44,7 @@ def test_metadata_is_a_valid_capability_statement_served_as_fhir_json(
     assert body["implementation"]["url"] == "http://localhost/fhir/r4"
     served = {r["type"]: {i["code"] for i in r["interaction"]} for r in body["rest"][0]["resource"]}
     assert served == {
-        "Consent": {"read", "history-instance", "search-type"},
+        "Consent": {"read", "history-instance", "search-type", "create"},
         "AuditEvent": {"search-type"},
         "CodeSystem": {"read"},
     }
@@ -53,6 +53,8 @@ def test_metadata_is_a_valid_capability_statement_served_as_fhir_json(
 # FHIR interaction -> the routes that serve it (a search: GET, and POST _search with a form)
 ROUTES_OF = {
     ("Consent", "read"): {("GET", "/fhir/r4/Consent/<resource_id>")},
+    ("Consent", "create"): {("POST", "/fhir/r4/Consent")},
+    ("system", "transaction"): {("POST", "/fhir/r4")},
     ("Consent", "history-instance"): {("GET", "/fhir/r4/Consent/<resource_id>/_history")},
     ("Consent", "search-type"): {
         ("GET", "/fhir/r4/Consent"),
@@ -70,12 +72,13 @@ def test_the_capability_statement_lists_exactly_the_routes_served(
     app: Flask, client: FlaskClient, make_token: Any
 ) -> None:
     resp = client.get("/fhir/r4/metadata", headers=bearer(make_token()))
+    rest = resp.get_json(force=True)["rest"][0]
     listed = {
         route
-        for r in resp.get_json(force=True)["rest"][0]["resource"]
+        for r in rest["resource"]
         for i in r["interaction"]
         for route in ROUTES_OF[(r["type"], i["code"])]
-    }
+    } | {route for i in rest["interaction"] for route in ROUTES_OF[("system", i["code"])]}
     routes = {
         (method, rule.rule)
         for rule in app.url_map.iter_rules()

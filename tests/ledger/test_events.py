@@ -149,3 +149,21 @@ def test_an_unknown_type_is_told_apart() -> None:
 def test_every_event_class_is_registered_under_its_type() -> None:
     assert all(issubclass(cls, Event) and t == cls.TYPE for t, cls in EVENT_TYPES.items())
     assert len(EVENT_TYPES) == 19
+
+
+def test_given_at_is_absent_from_entries_made_before_it_and_round_trips_when_given() -> None:
+    # Issue 17 item 2: an imported consent says when it was given; entries without the key
+    # (every one written before it existed) still read, as given when recorded.
+    stored = _first("consent.granted")
+    assert "given_at" not in stored["data"]
+    old = parse_event(stored)
+    assert isinstance(old, ConsentGranted)
+    assert old.given_at is None
+    given = datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
+    new = ConsentGranted.parse({**stored["data"], "given_at": "2024-03-01T09:30:00.000000Z"})
+    assert new.given_at == given
+    assert new.data()["given_at"] == "2024-03-01T09:30:00.000000Z"
+    assert ConsentGranted.parse(new.data()) == new
+    # One spelling of "not given": absent, so an entry's bytes cannot vary.
+    with pytest.raises(EntryError, match="given_at must be left out rather than null"):
+        ConsentGranted.parse({**stored["data"], "given_at": None})

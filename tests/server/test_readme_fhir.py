@@ -60,8 +60,10 @@ def test_the_readme_fhir_calls_work_as_pasted(server: Server, demo_instance: Pat
         ("Bundle", "searchset"),
         ("Bundle", "searchset"),
         ("CodeSystem", None),
+        ("Consent", None),
+        ("Bundle", "transaction-response"),
     ]
-    _, search, read, history, audit, posted, _ = answers
+    _, search, read, history, audit, posted, _, created, imported = answers
     assert posted == audit  # the POST search answers as the GET
     # Flow 1: the Jobcentre's signed consent, confirmed by Talking Therapies (G6).
     assert search["total"] >= 1
@@ -73,3 +75,9 @@ def test_the_readme_fhir_calls_work_as_pasted(server: Server, demo_instance: Pat
     assert audit["total"] >= 1
     for entry in audit["entry"]:
         check_balp_disclosure(entry["resource"])
+    # Issue 17 item 2: a consent recorded now, and one given on paper in 2024 and since expired.
+    check_uk_core_consent(created)
+    (entry,) = imported["entry"]
+    assert entry["response"]["status"] == "201 Created"
+    assert entry["resource"]["dateTime"] == "2024-03-01T00:00:00.000000Z"
+    assert entry["resource"]["provision"]["period"]["end"] == "2025-03-01T00:00:00.000000Z"

@@ -142,6 +142,18 @@ def authenticate(ledger: Ledger, authorization: str | None) -> Principal:
     )
 
 
+def acting_as(ledger: Ledger, client_id: str) -> Principal:
+    """An operator's command acting as one of the service's clients (``consent-ledger import
+    --as``): a live client, so the log names who recorded each entry as an API call would."""
+    with ledger.db.read_connection() as connection:
+        row = connection.execute(_CLIENT_BY_ID, {"id": client_id}).first()
+    if row is None:
+        raise ClientError(f"there is no client {client_id!r}")
+    if row.revoked_at is not None:
+        raise ClientError(f"client {client_id} was revoked")
+    return Principal(client_id, row.organisation_id, row.kind, row.role)
+
+
 def revoke_client(ledger: Ledger, client_id: str) -> int:
     """Revoke a client: its token stops working at once, everywhere (its browser sessions end
     with it). Logged; returns the log index. Revoking twice is refused."""

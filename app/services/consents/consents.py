@@ -80,6 +80,8 @@ class ConsentInput:
     evidence_sha256: str | None = None
     valid_from: datetime | None = None
     expires_at: datetime | None = None
+    # When the person gave it, if before now: imports only (``import_consents``).
+    given_at: datetime | None = None
 
 
 def iso(value: datetime | None) -> str | None:
@@ -101,6 +103,8 @@ def consent_view(consent: Consent, events: Sequence[ConsentEvent]) -> dict[str, 
         "expires_at": iso(consent.expires_at),
         "recorded_by": consent.recorded_by,
         "recorded_at": iso(consent.recorded_at),
+        # When the person gave it: an import's original date, else when it was recorded.
+        "given_at": iso(consent.given_at or consent.recorded_at),
         "confirmed_by": consent.confirmed_by,
         "confirmed_at": iso(consent.confirmed_at),
         "withdrawn_at": iso(consent.withdrawn_at),
@@ -173,7 +177,12 @@ def _append_one(
 # -- recording ------------------------------------------------------------------------------------
 
 
-def _validate(session: Session, principal: Principal, inp: ConsentInput, now: datetime) -> None:
+def _problems(
+    session: Session, principal: Principal, inp: ConsentInput, now: datetime, *, historical: bool
+) -> list[FieldError]:
+    """What is wrong with a consent to record, each fault named by its v1 field. A
+    ``historical`` one (an import) may have ended already: expired consents are history worth
+    keeping, and the engine refuses them on its own (``consent_expired``)."""
     errors = listed_twice("recipients", inp.recipients)
     errors += listed_twice("data_categories", inp.data_categories)
     known = organisations.registered_kinds(session, inp.recipients)
@@ -192,12 +201,35 @@ def _validate(session: Session, principal: Principal, inp: ConsentInput, now: da
         )
     if inp.valid_from and inp.expires_at and inp.valid_from >= inp.expires_at:
         errors.append(FieldError("expires_at", "must be later than valid_from", "json"))
-    if inp.expires_at and inp.expires_at <= now:
+    if inp.expires_at and inp.expires_at <= now and not historical:
         errors.append(FieldError("expires_at", "is in the past", "json"))
+    if inp.given_at is not None and inp.given_at > now:
+        errors.append(FieldError("given_at", "is in the future", "json"))
     if (problem := subjects.local_system_problem(session, inp.subject, principal)) is not None:
         errors.append(problem)
-    if errors:
+    return errors
+
+
+def _validate(session: Session, principal: Principal, inp: ConsentInput, now: datetime) -> None:
+    if errors := _problems(session, principal, inp, now, historical=False):
         raise InvalidRequest.from_fields("the consent is not valid", errors)
+
+
+def _granted(principal: Principal, subject_ref: str, inp: ConsentInput) -> ConsentGranted:
+    return ConsentGranted(
+        consent_id=new_id("cns"),
+        subject_ref=subject_ref,
+        purpose=inp.purpose,
+        recipients=tuple(inp.recipients),
+        data_categories=tuple(inp.data_categories),
+        form=inp.form,
+        evidence_sha256=inp.evidence_sha256,
+        valid_from=inp.valid_from,
+        expires_at=inp.expires_at,
+        recorded_by=principal.organisation_id,
+        client_id=principal.client_id,
+        given_at=inp.given_at,
+    )
 
 
 def record_consent(
@@ -210,24 +242,7 @@ def record_consent(
         _validate(session, principal, inp, now)
         subject_ref = subjects.resolve(ledger, session, inp.subject, create=True)
         assert subject_ref is not None
-        receipt, written = _append_one(
-            ledger,
-            session,
-            now,
-            ConsentGranted(
-                consent_id=new_id("cns"),
-                subject_ref=subject_ref,
-                purpose=inp.purpose,
-                recipients=tuple(inp.recipients),
-                data_categories=tuple(inp.data_categories),
-                form=inp.form,
-                evidence_sha256=inp.evidence_sha256,
-                valid_from=inp.valid_from,
-                expires_at=inp.expires_at,
-                recorded_by=principal.organisation_id,
-                client_id=principal.client_id,
-            ),
-        )
+        receipt, written = _append_one(ledger, session, now, _granted(principal, subject_ref, inp))
         (consent,) = written.inserted[Consent]
         (event,) = written.inserted[ConsentEvent]
         view = consent_view(Consent(**consent), [ConsentEvent(**event)])
@@ -238,6 +253,84 @@ def record_consent(
         )
         warnings = [b.as_json() for b in reach.blocked] if reach is not None else []
         return 201, {**view, "warnings": warnings, "ledger": receipt}
+
+    return run_write(ledger, idem, use_case)
+
+
+def _objection_since(session: Session, ref: str | None, given_at: datetime) -> Objection | None:
+    """An objection of the person, in force, recorded after ``given_at``: the first such."""
+    if ref is None:
+        return None
+    return session.execute(
+        select(Objection)
+        .where(
+            Objection.subject_ref == ref,
+            Objection.status == ACTIVE,
+            Objection.recorded_at > given_at,
+        )
+        .order_by(Objection.ledger_index)
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def import_consents(
+    ledger: Ledger,
+    principal: Principal,
+    items: Sequence[ConsentInput | None],
+    idem: IdempotencyKey | None,
+) -> WriteResult:
+    """Record many consents, each perhaps given long ago (``given_at``) and perhaps ended
+    since, in one write: every one or none (``POST /fhir/r4`` transaction Bundles and
+    ``consent-ledger import``). Faults are named ``<n>.<field>`` with ``n`` the 0-based
+    position, every fault of every item at once. A ``None`` item is one the caller already
+    refused (its input could not be read): the others are still checked, so that one answer
+    names every fault, and nothing is recorded.
+
+    G3 (the engine orders consents and objections by log position): an imported consent is
+    logged now, after any objection already recorded, so a consent given *before* an objection
+    still in force would outrank it. It is refused: the person objected since, and only
+    they can agree again (the lead's rule, issue 17)."""
+
+    def use_case(session: Session) -> tuple[int, dict[str, Any]]:
+        now = ledger.clock()
+        errors: list[FieldError] = []
+        for n, inp in enumerate(items):
+            if inp is None:
+                continue
+            for e in _problems(session, principal, inp, now, historical=True):
+                errors.append(FieldError(f"{n}.{e.field}", e.message, e.location))
+            if inp.given_at is None:
+                continue
+            ref = subjects.resolve(ledger, session, inp.subject, create=False)
+            objection = _objection_since(session, ref, inp.given_at)
+            if objection is not None:
+                errors.append(
+                    FieldError(
+                        f"{n}.given_at",
+                        f"the consent was given before the person objected "
+                        f"({iso(objection.recorded_at)}), and the objection is in force: record "
+                        "it afresh if the person agrees again",
+                        "json",
+                    )
+                )
+        if errors or None in items:
+            raise InvalidRequest.from_fields(
+                "the import is not valid; nothing was recorded", errors
+            )
+        events: list[Event] = []
+        for inp in items:
+            assert inp is not None  # refused above
+            subject_ref = subjects.resolve(ledger, session, inp.subject, create=True)
+            assert subject_ref is not None
+            events.append(_granted(principal, subject_ref, inp))
+        written = Written(session)
+        append_events(ledger.log_store, session, now, events, written)
+        # Each consent's log entry is in its history; the FHIR answer links to its receipt.
+        views = [
+            consent_view(Consent(**c), [ConsentEvent(**e)])
+            for c, e in zip(written.inserted[Consent], written.inserted[ConsentEvent], strict=True)
+        ]
+        return 200, {"consents": views}
 
     return run_write(ledger, idem, use_case)
 

@@ -158,6 +158,7 @@ def _consent_granted(e: ConsentGranted, idx: int, at: datetime, t: Tables) -> No
             "recorded_by": e.recorded_by,
             "recorded_by_client": e.client_id,
             "recorded_at": at,
+            "given_at": e.given_at,
             "status": ACTIVE,
             "confirmed_by": None,
             "confirmed_at": None,
