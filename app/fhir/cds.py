@@ -285,7 +285,11 @@ def detail(decision: Mapping[str, Any], leap: str) -> str:
     shared, what not and by which rule, each reason with its legal source, and where the
     decision is in the log."""
     lines = {
-        CONSENT_PERMIT: "**Permitted**: the categories below may be shared now.",
+        CONSENT_PERMIT: (
+            "**Permitted**: only the categories listed as permitted below may be shared now; "
+            "any other is refused (the REDACT obligation names them in this service's "
+            "data-category codes: a category you cannot match there is not permitted)."
+        ),
         NO_CONSENT: (
             "**No consent**: no consent this service holds can be relied on for this share. "
             "This is not a permit: do not share on this answer."

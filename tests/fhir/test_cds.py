@@ -100,3 +100,15 @@ def test_no_consent_is_every_consent_failure_of_the_engine_but_an_objection_or_w
     assert _best_failure([], {}, "identity") == "no_consent"
     wanting = {*_CONSENT_FAILURES, "no_consent", "category_not_in_consent"}
     assert wanting - {"objection_direct_care", "consent_withdrawn"} == cds.NO_CONSENT_REASONS
+
+
+def test_a_partial_permit_says_only_the_listed_categories_may_be_shared() -> None:
+    # A client that drops REDACT codes of a system it does not know must still not share the
+    # refused categories: the card says what is permitted, and that nothing else is.
+    card = cds.response(
+        decision(["identity"], {"work_needs": ("category_not_in_consent", "P2")}),
+        "https://x.example/",
+    )["cards"][0]
+    assert card["summary"] == "CONSENT_PERMIT"
+    assert "only the categories listed as permitted" in card["detail"]
+    assert "- Permitted: `identity`" in card["detail"]
