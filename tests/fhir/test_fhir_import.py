@@ -249,3 +249,54 @@ def test_an_entry_refused_on_its_own_still_rejects_the_bundle(
     (issue,) = check_resource(resp.get_json(force=True))["issue"]
     assert issue["expression"] == ["Bundle.entry[1].resource.dateTime"]
     assert v1_consents(client, tokens["tt"], PERSON) == []
+
+
+# (given, period start, period end): each ends before, or as, it was given (now when there is
+# no dateTime), so it was never in force; R4 per-1 too (start before end).
+NEVER_IN_FORCE = [
+    (None, None, "2024-03-01"),
+    ("2025-06-01", None, "2024-03-01"),
+    ("2025-06-01", None, "2025-06-01"),
+    ("2024-01-01", "2024-06-01", "2024-03-01"),
+]
+
+
+@pytest.mark.parametrize(("given", "start", "end"), NEVER_IN_FORCE)
+def test_an_import_that_ends_before_it_was_given_is_refused_naming_the_end(
+    client: FlaskClient, tokens: Tokens, given: str | None, start: str | None, end: str
+) -> None:
+    resource = historical(PERSON, given or "unused", start, end)
+    if given is None:
+        del resource["dateTime"]
+    resp = post_bundle(client, tokens["tt"], transaction(resource))
+    assert resp.status_code == 422, resp.get_json(force=True)
+    (issue,) = check_resource(resp.get_json(force=True))["issue"]
+    assert issue["expression"] == ["Bundle.entry[0].resource.provision.period.end"]
+    assert v1_consents(client, tokens["tt"], PERSON) == []
+
+
+# (the objection in force, the purpose of the consent given before it): the policy never lets
+# this objection override a consent for this purpose (only direct_care overrides, and only
+# the consent rules with overridden_by_later_objection: policies/default.yaml), so the engine
+# uses the consent as it is, and the import records it.
+NOT_OVERRIDING = [
+    ("national_data_opt_out", "referral"),
+    ("direct_care", "evaluation"),
+]
+
+
+@pytest.mark.parametrize(("scope", "purpose"), NOT_OVERRIDING)
+def test_an_objection_that_never_overrides_the_consent_does_not_block_its_import(
+    client: FlaskClient, tokens: Tokens, scope: str, purpose: str
+) -> None:
+    objected = client.post(
+        "/v1/objections",
+        headers=bearer(tokens["portal"]),
+        json={"subject": {"nhs_number": PERSON}, "scope": scope},
+    )
+    assert objected.status_code == 201
+    resource = historical(PERSON, "2024-03-01", None, None)
+    resource["provision"]["purpose"] = [{"system": codes.PURPOSE_SYSTEM, "code": purpose}]
+    resp = post_bundle(client, tokens["tt"], transaction(resource))
+    assert resp.status_code == 200, resp.get_json(force=True)
+    assert [c["purpose"] for c in v1_consents(client, tokens["tt"], PERSON)] == [purpose]
