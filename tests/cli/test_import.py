@@ -14,7 +14,14 @@ from flask.testing import FlaskClient, FlaskCliRunner
 
 from app.policy import Policy
 from app.services.container import Ledger
-from tests.fhir.test_fhir_import import historical, log_size, search, transaction, v1_consents
+from tests.fhir.test_fhir_import import (
+    historical,
+    log_size,
+    odd_entries,
+    search,
+    transaction,
+    v1_consents,
+)
 from tests.nhs import valid_nhs_numbers
 from tests.support.fhir_check import check_uk_core_consent
 
@@ -220,3 +227,14 @@ def test_a_utf8_csv_with_excels_byte_order_mark_imports(
     result = run_import(runner, f, client_id)
     assert result.exit_code == 0, result.output
     assert len(v1_consents(client, token, PERSON)) == 1
+
+
+def test_odd_json_in_a_bundle_file_is_named_never_a_traceback(
+    runner: FlaskCliRunner, case_system: tuple[str, str], tmp_path: Path
+) -> None:
+    f = tmp_path / "bundle.json"
+    f.write_text(json.dumps(transaction(*odd_entries())))
+    result = run_import(runner, f, case_system[0])
+    assert result.exit_code == 1, result.output[-500:]
+    assert isinstance(result.exception, SystemExit), result.exception  # no traceback
+    assert "nothing was recorded" in result.stderr

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from app.fhir import codes, intake
 from app.policy import Policy
 from app.services.container import Ledger
-from tests.fhir.test_fhir_write import consent_resource, org
+from tests.fhir.test_fhir_write import ODD_VALUES, _set, consent_resource, element_paths, org
 from tests.helpers import BOTH, bearer
 from tests.nhs import valid_nhs_numbers
 from tests.support.fhir_check import check_resource, check_uk_core_consent
@@ -300,3 +300,27 @@ def test_an_objection_that_never_overrides_the_consent_does_not_block_its_import
     resp = post_bundle(client, tokens["tt"], transaction(resource))
     assert resp.status_code == 200, resp.get_json(force=True)
     assert [c["purpose"] for c in v1_consents(client, tokens["tt"], PERSON)] == [purpose]
+
+
+def odd_entries() -> list[dict[str, Any]]:
+    """A historical Consent with each element in turn replaced by each odd JSON value."""
+    good = historical(PERSON, "2024-03-01", None, "2099-01-01")
+    return [_set(good, path, odd) for path in element_paths(good) for odd in ODD_VALUES]
+
+
+def test_odd_json_at_any_element_of_an_entry_is_a_client_error_never_a_500(
+    client: FlaskClient, tokens: Tokens, make_token: Callable[..., str]
+) -> None:
+    """Every shape check is total in a Bundle too: one entry per element and odd value, and
+    the Bundle itself odd at each of its own elements."""
+    entries = odd_entries()
+    for start in range(0, len(entries), 100):  # the HTTP cap and the body limit
+        resp = post_bundle(client, tokens["tt"], transaction(*entries[start : start + 100]))
+        assert resp.status_code in (400, 422), resp.get_data(as_text=True)[:500]
+    bundle = transaction(historical(PERSON, "2024-03-01", None, None))
+    # Another client of the organisation: each client has 600 writes a minute.
+    token = make_token("tt-leeds", "case_system")
+    for path in element_paths(bundle):
+        for odd in ODD_VALUES:
+            resp = post_bundle(client, token, _set(bundle, path, odd))
+            assert resp.status_code in (200, 400, 422), (path, odd, resp.get_data(as_text=True))
