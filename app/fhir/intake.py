@@ -297,9 +297,14 @@ def consent_request(resource: Any) -> Intake:
     form = None
     for n, category in enumerate(_list(resource, "category", "Consent", intake)):
         for coding in _codes_of(category):
-            if coding.get("system") == CONSENT_FORM_SYSTEM:
-                form = coding.get("code")
-                intake.paths["form"] = f"Consent.category[{n}]"
+            if coding.get("system") != CONSENT_FORM_SYSTEM:
+                continue
+            if form is not None and coding.get("code") != form:
+                # A signed form and a verbal one are different consents to the policy.
+                intake.fault(f"Consent.category[{n}]", "names a second consent form: send one")
+                continue
+            form = coding.get("code")
+            intake.paths.setdefault("form", f"Consent.category[{n}]")
     if form is None:
         intake.fault(
             "Consent.category", f"must hold the consent form, a code of {CONSENT_FORM_SYSTEM}"

@@ -314,6 +314,15 @@ UNRECORDABLE = [
         "Consent.provision.actor[0].modifierExtension",
     ),
     ("verification", ("verification",), [{"verified": False}], "Consent.verification"),
+    (
+        "two consent forms",
+        ("category",),
+        [
+            {"coding": [{"system": codes.CONSENT_FORM_SYSTEM, "code": "written"}]},
+            {"coding": [{"system": codes.CONSENT_FORM_SYSTEM, "code": "verbal"}]},
+        ],
+        "Consent.category[1]",
+    ),
 ]
 
 
