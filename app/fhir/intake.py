@@ -35,7 +35,8 @@ NOT_RECORDED: Final = (
 # What intake understands, element by element (FHIR path without indexes -> its elements).
 # ``id``, ``meta``, ``text``, ``performer``, ``organization``, ``policy`` and ``policyRule`` say
 # nothing about what the person agreed to (the recorder is the caller, the policy the one in
-# force); they are accepted so that a Consent as read back may be sent again, and ignored.
+# force): accepted and ignored. ``extension`` is not: even our own (a confirmation) would be
+# a claim the service does not check on a create.
 ALLOWED: Final[dict[str, frozenset[str]]] = {
     "Consent": frozenset(
         {
@@ -155,10 +156,10 @@ def _purpose(provision: Mapping[str, Any], where: str, intake: Intake) -> None:
     """The one purpose all of ``provision.purpose`` stands for. Codings may say one purpose in
     several systems (ours and v3, as the read face writes them); purposes that differ are
     refused, as a consent here is for one purpose (record one consent per purpose)."""
+    purposes = _list(provision, "purpose", where, intake)
     where = f"{where}.purpose"
     # A purpose refused here is not refused again by v1 (as missing), naming the resource.
     intake.paths["purpose"] = where
-    purposes = _list(provision, "purpose", where.rpartition(".")[0], intake)
     meant: list[frozenset[str]] = []
     for n, coding in enumerate(purposes):
         if not isinstance(coding, Mapping):
