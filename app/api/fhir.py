@@ -318,7 +318,10 @@ def _entries() -> int:
     return min(len(entries), MAX_ENTRIES) if isinstance(entries, list) and entries else 1
 
 
-def transaction_entries(bundle: Any) -> list[Any]:
+def transaction_entries(bundle: Any, max_entries: int | None = MAX_ENTRIES) -> list[Any]:
+    """The resources of a transaction Bundle of Consent creates; at most ``max_entries`` (the
+    HTTP cap; ``None``, any number, for ``consent-ledger import``, which has no body limit)."""
+
     def refuse(element: str, message: str) -> NotATransaction:
         return NotATransaction(
             f"{element}: {message}", errors=[FieldError(element, message, FHIR_ELEMENT)]
@@ -329,8 +332,11 @@ def transaction_entries(bundle: Any) -> list[Any]:
     if bundle.get("type") != "transaction":
         raise refuse("Bundle.type", "must be transaction: every entry recorded, or none")
     entries = bundle.get("entry")
-    if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_ENTRIES:
-        raise refuse("Bundle.entry", f"must hold 1 to {MAX_ENTRIES} entries")
+    if max_entries is None:
+        if not isinstance(entries, list) or not entries:
+            raise refuse("Bundle.entry", "must hold at least one entry")
+    elif not isinstance(entries, list) or not 1 <= len(entries) <= max_entries:
+        raise refuse("Bundle.entry", f"must hold 1 to {max_entries} entries")
     errors = []
     for n, entry in enumerate(entries):
         req = entry.get("request") if isinstance(entry, dict) else None

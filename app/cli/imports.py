@@ -116,7 +116,8 @@ def _bundle_inputs(
     except ValueError as exc:
         _fail(f"the file is neither the CSV header nor JSON: {exc}")
     try:
-        resources = transaction_entries(bundle)
+        # Any size: the HTTP cap is for the body limit, and the README promises any size here.
+        resources = transaction_entries(bundle, max_entries=None)
     except DomainError as exc:
         _fail("; ".join(f"{e.field}: {e.message}" for e in exc.errors) or exc.detail)
     inputs: list[ConsentInput | None] = []
@@ -139,6 +140,21 @@ def _service_faults(exc: InvalidRequest, taken: list[intake.Intake] | None) -> l
         n, _, name = e.field.partition(".")
         out.append(f"{_where(int(n))}, column {_column(name)}: {e.message}")
     return out
+
+
+def _text(file: Path) -> str:
+    """The file as text: UTF-8, perhaps after the byte order mark Excel writes. Anything else
+    (Excel's "CSV" is cp1252 on Windows) is refused, naming the first line that is not, rather
+    than guessing an encoding and recording names or codes garbled."""
+    data = file.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        _fail(
+            f'the file must be UTF-8 (line {line} is not): save it as "CSV UTF-8" '
+            "(or convert it, e.g. iconv -f cp1252 -t utf-8)"
+        )
 
 
 @click.command("import")
@@ -164,7 +180,7 @@ def import_command(file: Path, client_id: str) -> None:
         _fail(exc.detail)
     if principal.role != WRITER:
         _fail(f"--as must be a client with role {WRITER}; {client_id} has role {principal.role}")
-    text = file.read_text(encoding="utf-8-sig")  # a spreadsheet's CSV may start with a BOM
+    text = _text(file)
     taken: list[intake.Intake] | None = None
     if text.lstrip().startswith("{"):
         inputs, faults, taken = _bundle_inputs(text)

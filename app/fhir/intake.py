@@ -8,7 +8,10 @@ element the caller wrote (``purpose`` -> ``Consent.provision.purpose[0]``).
 
 What cannot be mapped at all (not a Consent, a patient named otherwise than by NHS number or
 the caller's local identifier, a provision that is not a permit) is a fault of its own, named
-by its element.
+by its element. So is every element it does not understand (``ALLOWED``): an element left out
+(a nested deny, ``provision.data``, ``dataPeriod``, a second purpose) would record a consent
+wider than the person agreed to, so intake keeps an allow-list rather than a list of what to
+refuse. Every shape check is total: no client JSON raises here.
 """
 
 from __future__ import annotations
@@ -18,10 +21,51 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from app.fhir import codes
-from app.fhir.resources import PARTICIPATION_TYPE_SYSTEM
+from app.fhir.resources import CONSENT_ACTION_SYSTEM, PARTICIPATION_TYPE_SYSTEM
+from app.vocabulary import PURPOSES
 
 CONSENT_FORM_SYSTEM: Final = codes.CONSENT_FORM_SYSTEM
 IRCP: Final = "IRCP"
+# The one action a consent here permits: disclosing (sharing) the data listed.
+DISCLOSE: Final = "disclose"
+NOT_RECORDED: Final = (
+    "is not an element this service records: it records a permit for the purposes, "
+    "recipients and categories listed; record exceptions as a narrower consent"
+)
+# What intake understands, element by element (FHIR path without indexes -> its elements).
+# ``id``, ``meta``, ``text``, ``performer``, ``organization``, ``policy`` and ``policyRule`` say
+# nothing about what the person agreed to (the recorder is the caller, the policy the one in
+# force): accepted and ignored. ``extension`` is not: even our own (a confirmation) would be
+# a claim the service does not check on a create.
+ALLOWED: Final[dict[str, frozenset[str]]] = {
+    "Consent": frozenset(
+        {
+            "resourceType",
+            "id",
+            "meta",
+            "text",
+            "status",
+            "scope",
+            "category",
+            "patient",
+            "dateTime",
+            "performer",
+            "organization",
+            "sourceAttachment",
+            "policy",
+            "policyRule",
+            "provision",
+        }
+    ),
+    "Consent.patient": frozenset({"identifier", "display"}),
+    "Consent.patient.identifier": frozenset({"system", "value"}),
+    "Consent.sourceAttachment": frozenset({"extension", "contentType", "title"}),
+    "Consent.provision": frozenset({"type", "period", "actor", "action", "purpose", "class"}),
+    "Consent.provision.period": frozenset({"start", "end"}),
+    "Consent.provision.actor": frozenset({"role", "reference"}),
+    "Consent.provision.actor.reference": frozenset({"identifier", "display"}),
+    "Consent.provision.actor.reference.identifier": frozenset({"system", "value"}),
+}
 
 
 @dataclass
@@ -42,6 +86,28 @@ class Intake:
 
     def fault(self, element: str, message: str) -> None:
         self.faults.append((element, message))
+
+
+def _understood(value: Mapping[str, Any], kind: str, where: str, intake: Intake) -> None:
+    """Refuse each element of ``value`` (at ``where``, an element of kind ``kind``) that intake
+    does not map exactly (``ALLOWED``)."""
+    for name in value:
+        if name not in ALLOWED[kind]:
+            intake.fault(f"{where}.{name}", NOT_RECORDED)
+
+
+def _object(
+    value: Any, kind: str, where: str, intake: Intake, *, required: str | None = None
+) -> Mapping[str, Any] | None:
+    """``value`` if it is a JSON object (its elements checked against ``ALLOWED``); else a
+    fault, unless it is absent and not ``required`` (the why when it is)."""
+    if value is None and required is None:
+        return None
+    if not isinstance(value, Mapping):
+        intake.fault(where, required if value is None and required else "must be an object")
+        return None
+    _understood(value, kind, where, intake)
+    return value
 
 
 def _codes_of(concept: Any) -> list[Mapping[str, Any]]:
@@ -70,12 +136,85 @@ def _list(resource: Mapping[str, Any], name: str, where: str, intake: Intake) ->
     return value
 
 
+def _str(value: Any) -> str | None:
+    """A code as sent, if it is a string (anything else is no code: v1's schema names it)."""
+    return value if isinstance(value, str) else None
+
+
+def _purposes_meant(coding: Mapping[str, Any]) -> frozenset[str]:
+    """Which of our purposes one Coding can stand for: ours exactly, or each of ours that its
+    v3 PurposeOfUse code maps to (``COC`` is referral and case conferencing); none if unknown."""
+    code = _str(coding.get("code"))
+    if coding.get("system") == codes.PURPOSE_SYSTEM and code in PURPOSES:
+        return frozenset({code})
+    if coding.get("system") == codes.PURPOSE_OF_USE_SYSTEM and code is not None:
+        return frozenset(p for p, v3 in codes.PURPOSE_OF_USE.items() if v3 == code)
+    return frozenset()
+
+
+def _purpose(provision: Mapping[str, Any], where: str, intake: Intake) -> None:
+    """The one purpose all of ``provision.purpose`` stands for. Codings may say one purpose in
+    several systems (ours and v3, as the read face writes them); purposes that differ are
+    refused, as a consent here is for one purpose (record one consent per purpose)."""
+    purposes = _list(provision, "purpose", where, intake)
+    where = f"{where}.purpose"
+    # A purpose refused here is not refused again by v1 (as missing), naming the resource.
+    intake.paths["purpose"] = where
+    meant: list[frozenset[str]] = []
+    for n, coding in enumerate(purposes):
+        if not isinstance(coding, Mapping):
+            intake.fault(f"{where}[{n}]", "must be a Coding")
+            return
+        meaning = _purposes_meant(coding)
+        if not meaning:
+            # Unknown: v1's schema says why, naming this Coding.
+            intake.put("purpose", coding.get("code"), f"{where}[{n}]")
+            return
+        meant.append(meaning)
+    if not meant:
+        intake.put("purpose", None, where)  # v1: required
+        return
+    common = frozenset.intersection(*meant)
+    if len(common) == 1:
+        intake.put("purpose", next(iter(common)), f"{where}[0]")
+    elif common:
+        intake.fault(
+            where,
+            f"could mean any of {', '.join(sorted(common))}: send the purpose as a code of "
+            f"{codes.PURPOSE_SYSTEM}",
+        )
+    else:
+        intake.fault(
+            where,
+            "names more than one purpose: a consent here is for one purpose; record a consent "
+            "for each",
+        )
+
+
+def _action(provision: Mapping[str, Any], where: str, intake: Intake) -> None:
+    """``provision.action`` may only say what a consent here permits: disclosing."""
+    for n, action in enumerate(_list(provision, "action", where, intake)):
+        codings = _codes_of(action)
+        if not codings or any(
+            (c.get("system"), c.get("code")) != (CONSENT_ACTION_SYSTEM, DISCLOSE) for c in codings
+        ):
+            intake.fault(
+                f"{where}.action[{n}]",
+                f"must be {CONSENT_ACTION_SYSTEM}#{DISCLOSE}: a consent here permits sharing "
+                "(disclosing) the data listed, and nothing else",
+            )
+
+
 def _patient(resource: Mapping[str, Any], intake: Intake) -> None:
     where = "Consent.patient.identifier"
-    patient = resource.get("patient")
-    ident = patient.get("identifier") if isinstance(patient, Mapping) else None
-    if not isinstance(ident, Mapping):
-        intake.fault(where, f"is required: {{system: {codes.NHS_NUMBER_SYSTEM}, value: <n>}}")
+    required = f"is required: {{system: {codes.NHS_NUMBER_SYSTEM}, value: <n>}}"
+    patient = _object(
+        resource.get("patient"), "Consent.patient", "Consent.patient", intake, required=required
+    )
+    if patient is None:
+        return
+    ident = _object(patient.get("identifier"), where, where, intake, required=required)
+    if ident is None:
         return
     system, value = ident.get("system"), ident.get("value")
     if system == codes.NHS_NUMBER_SYSTEM:
@@ -91,28 +230,39 @@ def _patient(resource: Mapping[str, Any], intake: Intake) -> None:
 
 def _provision(resource: Mapping[str, Any], intake: Intake) -> None:
     where = "Consent.provision"
-    provision = resource.get("provision")
-    if not isinstance(provision, Mapping):
-        intake.fault(where, "is required: the purpose, recipients and data categories")
+    provision = _object(
+        resource.get("provision"),
+        where,
+        where,
+        intake,
+        required="is required: the purpose, recipients and data categories",
+    )
+    if provision is None:
         return
     if provision.get("type", "permit") != "permit":
         intake.fault(f"{where}.type", "must be permit: the service records consents, not denials")
-    purposes = _codes_of(provision.get("purpose"))
-    purpose = codes.purpose_from_codings([dict(c) for c in purposes])
-    intake.put(
-        "purpose",
-        purpose if purpose is not None else _code(purposes, codes.PURPOSE_SYSTEM),
-        f"{where}.purpose[0]",
-    )
+    _purpose(provision, where, intake)
+    _action(provision, where, intake)
     recipients: list[Any] = []
     for n, actor in enumerate(_list(provision, "actor", where, intake)):
         at = f"{where}.actor[{n}]"
-        role = _codes_of(actor.get("role") if isinstance(actor, Mapping) else None)
+        if not isinstance(actor, Mapping):
+            intake.fault(at, "must be an object")
+            continue
+        _understood(actor, f"{where}.actor", at, intake)
+        role = _codes_of(actor.get("role"))
         if _code(role, PARTICIPATION_TYPE_SYSTEM) != IRCP:
             intake.fault(f"{at}.role", "must be IRCP (information recipient)")
-        ref = actor.get("reference") if isinstance(actor, Mapping) else None
-        ident = ref.get("identifier") if isinstance(ref, Mapping) else None
-        if not isinstance(ident, Mapping) or ident.get("system") != codes.ORGANISATION_ID_SYSTEM:
+        ref = _object(actor.get("reference"), f"{where}.actor.reference", f"{at}.reference", intake)
+        ident = None
+        if ref is not None:
+            ident = _object(
+                ref.get("identifier"),
+                f"{where}.actor.reference.identifier",
+                f"{at}.reference.identifier",
+                intake,
+            )
+        if ident is None or ident.get("system") != codes.ORGANISATION_ID_SYSTEM:
             intake.fault(
                 f"{at}.reference.identifier",
                 f"must name an organisation: {{system: {codes.ORGANISATION_ID_SYSTEM}, value}}",
@@ -127,8 +277,8 @@ def _provision(resource: Mapping[str, Any], intake: Intake) -> None:
         intake.paths[f"data_categories.{n}"] = f"{where}.class[{n}]"
         categories.append(_code(_codes_of([coding]), codes.DATA_CATEGORY_SYSTEM))
     intake.put("data_categories", categories, f"{where}.class")
-    period = provision.get("period")
-    if isinstance(period, Mapping):
+    period = _object(provision.get("period"), f"{where}.period", f"{where}.period", intake)
+    if period is not None:
         if "start" in period:
             intake.put("valid_from", period["start"], f"{where}.period.start")
         if "end" in period:
@@ -141,24 +291,31 @@ def consent_request(resource: Any) -> Intake:
     if not isinstance(resource, Mapping) or resource.get("resourceType") != "Consent":
         intake.fault("Consent", "must be a FHIR Consent resource (resourceType Consent)")
         return intake
+    _understood(resource, "Consent", "Consent", intake)
     if resource.get("status", "active") != "active":
         intake.fault("Consent.status", "must be active: the service records a consent as given")
     _patient(resource, intake)
     form = None
     for n, category in enumerate(_list(resource, "category", "Consent", intake)):
         for coding in _codes_of(category):
-            if coding.get("system") == CONSENT_FORM_SYSTEM:
-                form = coding.get("code")
-                intake.paths["form"] = f"Consent.category[{n}]"
+            if coding.get("system") != CONSENT_FORM_SYSTEM:
+                continue
+            if form is not None and coding.get("code") != form:
+                # A signed form and a verbal one are different consents to the policy.
+                intake.fault(f"Consent.category[{n}]", "names a second consent form: send one")
+                continue
+            form = coding.get("code")
+            intake.paths.setdefault("form", f"Consent.category[{n}]")
     if form is None:
         intake.fault(
             "Consent.category", f"must hold the consent form, a code of {CONSENT_FORM_SYSTEM}"
         )
     else:
         intake.body["form"] = form
-    attachment = resource.get("sourceAttachment")
-    if isinstance(attachment, Mapping):
-        for n, ext in enumerate(attachment.get("extension") or []):
+    where = "Consent.sourceAttachment"
+    attachment = _object(resource.get("sourceAttachment"), where, where, intake)
+    if attachment is not None:
+        for n, ext in enumerate(_list(attachment, "extension", where, intake)):
             if isinstance(ext, Mapping) and ext.get("url") == codes.SHA256_EXTENSION:
                 where = f"Consent.sourceAttachment.extension[{n}].valueString"
                 intake.put("evidence_sha256", ext.get("valueString"), where)

@@ -266,6 +266,20 @@ def _active_objection(facts: Facts, scope: str | None) -> ObjectionFact | None:
     return latest
 
 
+def overriding_scopes(policy: Policy, purpose: str) -> frozenset[str]:
+    """The objection scopes that override a consent for ``purpose`` given before them: the
+    ``overridden_by_later_objection`` of the consent rules for that purpose, the scopes
+    ``_apply_consent_rule`` ranks a consent against. An objection of any other scope never
+    makes the engine set such a consent aside."""
+    return frozenset(
+        rule.overridden_by_later_objection
+        for rule in policy.rules
+        if rule.kind == "consent"
+        and rule.overridden_by_later_objection is not None
+        and (rule.purposes is None or purpose in rule.purposes)
+    )
+
+
 def _after(objection: ObjectionFact, consent: ConsentFact) -> bool:
     """Was the objection recorded after the consent? By log position when both are known."""
     if objection.sequence is not None and consent.sequence is not None:

@@ -14,7 +14,14 @@ from flask.testing import FlaskClient, FlaskCliRunner
 
 from app.policy import Policy
 from app.services.container import Ledger
-from tests.fhir.test_fhir_import import historical, log_size, search, transaction, v1_consents
+from tests.fhir.test_fhir_import import (
+    historical,
+    log_size,
+    odd_entries,
+    search,
+    transaction,
+    v1_consents,
+)
 from tests.nhs import valid_nhs_numbers
 from tests.support.fhir_check import check_uk_core_consent
 
@@ -174,3 +181,60 @@ def test_a_log_with_entries_before_and_after_given_at_verifies_and_rebuilds(
     assert verified.exit_code == 0, verified.output
     rebuilt = runner.invoke(args=["rebuild", "--check"])
     assert rebuilt.exit_code == 0, rebuilt.output
+
+
+def test_a_bundle_larger_than_post_fhir_r4_takes_imports_from_the_command(
+    runner: FlaskCliRunner,
+    client: FlaskClient,
+    case_system: tuple[str, str],
+    tmp_path: Path,
+) -> None:
+    """README: the command takes a file of any size; only the HTTP Bundle has a cap (1,000)."""
+    client_id, token = case_system
+    people = valid_nhs_numbers(1001, start=943_478_000)
+    f = tmp_path / "bundle.json"
+    f.write_text(
+        json.dumps(transaction(*(historical(n, "2024-03-01", None, None) for n in people)))
+    )
+    result = run_import(runner, f, client_id)
+    assert result.exit_code == 0, result.output[-500:]
+    assert "imported 1001 consents" in result.stdout
+    assert "read 1000 of 1001" in result.stderr  # progress
+    assert len(v1_consents(client, token, people[-1])) == 1
+
+
+def test_a_csv_not_in_utf8_is_refused_saying_so(
+    runner: FlaskCliRunner, case_system: tuple[str, str], tmp_path: Path
+) -> None:
+    f = tmp_path / "paper.csv"
+    row = f"{PERSON},,,referral,ea-tt-leeds,identity,verbal,,2024-03-01,,\n"
+    # Excel's "CSV" on Windows: cp1252, where a pound sign or an accent is not UTF-8.
+    f.write_bytes(f"{HEADER}\n{row}".replace("verbal", "verbal£").encode("cp1252"))
+    result = run_import(runner, f, case_system[0])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)  # no traceback
+    assert "UTF-8" in result.stderr
+    assert "line 2" in result.stderr
+
+
+def test_a_utf8_csv_with_excels_byte_order_mark_imports(
+    runner: FlaskCliRunner, client: FlaskClient, case_system: tuple[str, str], tmp_path: Path
+) -> None:
+    client_id, token = case_system
+    f = tmp_path / "paper.csv"
+    row = f"{PERSON},,,referral,ea-tt-leeds,identity,verbal,,2024-03-01,,\n"
+    f.write_bytes(f"{HEADER}\n{row}".encode("utf-8-sig"))
+    result = run_import(runner, f, client_id)
+    assert result.exit_code == 0, result.output
+    assert len(v1_consents(client, token, PERSON)) == 1
+
+
+def test_odd_json_in_a_bundle_file_is_named_never_a_traceback(
+    runner: FlaskCliRunner, case_system: tuple[str, str], tmp_path: Path
+) -> None:
+    f = tmp_path / "bundle.json"
+    f.write_text(json.dumps(transaction(*odd_entries())))
+    result = run_import(runner, f, case_system[0])
+    assert result.exit_code == 1, result.output[-500:]
+    assert isinstance(result.exception, SystemExit), result.exception  # no traceback
+    assert "nothing was recorded" in result.stderr

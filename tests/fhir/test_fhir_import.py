@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from app.fhir import codes, intake
 from app.policy import Policy
 from app.services.container import Ledger
-from tests.fhir.test_fhir_write import consent_resource, org
+from tests.fhir.test_fhir_write import ODD_VALUES, _set, consent_resource, element_paths, org
 from tests.helpers import BOTH, bearer
 from tests.nhs import valid_nhs_numbers
 from tests.support.fhir_check import check_resource, check_uk_core_consent
@@ -249,3 +249,78 @@ def test_an_entry_refused_on_its_own_still_rejects_the_bundle(
     (issue,) = check_resource(resp.get_json(force=True))["issue"]
     assert issue["expression"] == ["Bundle.entry[1].resource.dateTime"]
     assert v1_consents(client, tokens["tt"], PERSON) == []
+
+
+# (given, period start, period end): each ends before, or as, it was given (now when there is
+# no dateTime), so it was never in force; R4 per-1 too (start before end).
+NEVER_IN_FORCE = [
+    (None, None, "2024-03-01"),
+    ("2025-06-01", None, "2024-03-01"),
+    ("2025-06-01", None, "2025-06-01"),
+    ("2024-01-01", "2024-06-01", "2024-03-01"),
+]
+
+
+@pytest.mark.parametrize(("given", "start", "end"), NEVER_IN_FORCE)
+def test_an_import_that_ends_before_it_was_given_is_refused_naming_the_end(
+    client: FlaskClient, tokens: Tokens, given: str | None, start: str | None, end: str
+) -> None:
+    resource = historical(PERSON, given or "unused", start, end)
+    if given is None:
+        del resource["dateTime"]
+    resp = post_bundle(client, tokens["tt"], transaction(resource))
+    assert resp.status_code == 422, resp.get_json(force=True)
+    (issue,) = check_resource(resp.get_json(force=True))["issue"]
+    assert issue["expression"] == ["Bundle.entry[0].resource.provision.period.end"]
+    assert v1_consents(client, tokens["tt"], PERSON) == []
+
+
+# (the objection in force, the purpose of the consent given before it): the policy never lets
+# this objection override a consent for this purpose (only direct_care overrides, and only
+# the consent rules with overridden_by_later_objection: policies/default.yaml), so the engine
+# uses the consent as it is, and the import records it.
+NOT_OVERRIDING = [
+    ("national_data_opt_out", "referral"),
+    ("direct_care", "evaluation"),
+]
+
+
+@pytest.mark.parametrize(("scope", "purpose"), NOT_OVERRIDING)
+def test_an_objection_that_never_overrides_the_consent_does_not_block_its_import(
+    client: FlaskClient, tokens: Tokens, scope: str, purpose: str
+) -> None:
+    objected = client.post(
+        "/v1/objections",
+        headers=bearer(tokens["portal"]),
+        json={"subject": {"nhs_number": PERSON}, "scope": scope},
+    )
+    assert objected.status_code == 201
+    resource = historical(PERSON, "2024-03-01", None, None)
+    resource["provision"]["purpose"] = [{"system": codes.PURPOSE_SYSTEM, "code": purpose}]
+    resp = post_bundle(client, tokens["tt"], transaction(resource))
+    assert resp.status_code == 200, resp.get_json(force=True)
+    assert [c["purpose"] for c in v1_consents(client, tokens["tt"], PERSON)] == [purpose]
+
+
+def odd_entries() -> list[dict[str, Any]]:
+    """A historical Consent with each element in turn replaced by each odd JSON value."""
+    good = historical(PERSON, "2024-03-01", None, "2099-01-01")
+    return [_set(good, path, odd) for path in element_paths(good) for odd in ODD_VALUES]
+
+
+def test_odd_json_at_any_element_of_an_entry_is_a_client_error_never_a_500(
+    client: FlaskClient, tokens: Tokens, make_token: Callable[..., str]
+) -> None:
+    """Every shape check is total in a Bundle too: one entry per element and odd value, and
+    the Bundle itself odd at each of its own elements."""
+    entries = odd_entries()
+    for start in range(0, len(entries), 100):  # the HTTP cap and the body limit
+        resp = post_bundle(client, tokens["tt"], transaction(*entries[start : start + 100]))
+        assert resp.status_code in (400, 422), resp.get_data(as_text=True)[:500]
+    bundle = transaction(historical(PERSON, "2024-03-01", None, None))
+    # Another client of the organisation: each client has 600 writes a minute.
+    token = make_token("tt-leeds", "case_system")
+    for path in element_paths(bundle):
+        for odd in ODD_VALUES:
+            resp = post_bundle(client, token, _set(bundle, path, odd))
+            assert resp.status_code in (200, 400, 422), (path, odd, resp.get_data(as_text=True))

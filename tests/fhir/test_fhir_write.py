@@ -19,8 +19,11 @@ from tests.support.fhir_check import check_resource, check_uk_core_consent
 PERSON, OTHER = valid_nhs_numbers(2, start=943_476_700)
 EVIDENCE = "cd" * 32
 Tokens = dict[str, str]
-IRCP = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
-                    "code": "IRCP"}]}  # fmt: skip
+IRCP = {
+    "coding": [
+        {"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}
+    ]
+}
 
 
 def org(org_id: str) -> dict[str, Any]:
@@ -235,3 +238,144 @@ def test_an_idempotency_key_replays_the_first_answer_and_records_once(
         client, tokens["whp"], consent_resource(OTHER), **{"Idempotency-Key": "k-1"}
     )
     assert other.status_code == 422
+
+
+# (what the caller adds, where, the element named): each narrows or widens what the person
+# agreed to in a way the service cannot record exactly, so recording it without would record
+# more (or other) than they agreed to.
+UNRECORDABLE = [
+    (
+        "a nested deny for one category",
+        ("provision", "provision"),
+        [{"type": "deny", "class": [{"system": codes.DATA_CATEGORY_SYSTEM, "code": "work_needs"}]}],
+        "Consent.provision.provision",
+    ),
+    (
+        "the data it covers",
+        ("provision", "data"),
+        [{"meaning": "instance", "reference": {"reference": "DocumentReference/1"}}],
+        "Consent.provision.data",
+    ),
+    (
+        "the period of the data",
+        ("provision", "dataPeriod"),
+        {"start": "2024-01-01"},
+        "Consent.provision.dataPeriod",
+    ),
+    (
+        "an action other than disclosing",
+        ("provision", "action"),
+        [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/consentaction",
+                        "code": "access",
+                    }
+                ]
+            }
+        ],
+        "Consent.provision.action[0]",
+    ),
+    (
+        "a second purpose",
+        ("provision", "purpose"),
+        [
+            {"system": codes.PURPOSE_SYSTEM, "code": "referral"},
+            {"system": codes.PURPOSE_SYSTEM, "code": "evaluation"},
+        ],
+        "Consent.provision.purpose",
+    ),
+    (
+        "a v3 purpose that means another of ours",
+        ("provision", "purpose"),
+        [
+            {"system": codes.PURPOSE_SYSTEM, "code": "referral"},
+            {"system": codes.PURPOSE_OF_USE_SYSTEM, "code": "HOUTCOMS"},
+        ],
+        "Consent.provision.purpose",
+    ),
+    (
+        "a security label",
+        ("provision", "securityLabel"),
+        [{"code": "R"}],
+        "Consent.provision.securityLabel",
+    ),
+    (
+        "a modifier extension",
+        ("modifierExtension",),
+        [{"url": "http://x.example/m"}],
+        "Consent.modifierExtension",
+    ),
+    (
+        "an actor's modifier",
+        ("provision", "actor", 0, "modifierExtension"),
+        [{"url": "http://x.example/m"}],
+        "Consent.provision.actor[0].modifierExtension",
+    ),
+    ("verification", ("verification",), [{"verified": False}], "Consent.verification"),
+    (
+        "two consent forms",
+        ("category",),
+        [
+            {"coding": [{"system": codes.CONSENT_FORM_SYSTEM, "code": "written"}]},
+            {"coding": [{"system": codes.CONSENT_FORM_SYSTEM, "code": "verbal"}]},
+        ],
+        "Consent.category[1]",
+    ),
+]
+
+
+@pytest.mark.parametrize(("why", "fhir_path", "value", "element"), UNRECORDABLE)
+def test_an_element_the_service_cannot_record_exactly_is_refused_naming_it(
+    client: FlaskClient,
+    tokens: Tokens,
+    why: str,
+    fhir_path: tuple[Any, ...],
+    value: Any,
+    element: str,
+) -> None:
+    resp = post_consent(client, tokens["whp"], _set(consent_resource(), fhir_path, value))
+    assert resp.status_code == 422, (why, resp.get_data(as_text=True))
+    outcome = check_resource(resp.get_json(force=True))
+    (issue,) = outcome["issue"]
+    assert issue["expression"] == [element], why
+    history = client.get(
+        f"/v1/consents?nhs_number={PERSON}", headers=bearer(tokens["whp"])
+    ).get_json()
+    assert history["consents"] == []
+
+
+def test_a_purpose_in_our_codes_and_v3_together_is_one_purpose(
+    client: FlaskClient, tokens: Tokens
+) -> None:
+    """As the read face writes it: referral, and COC (referral or case conferencing)."""
+    resource = consent_resource()
+    resource["provision"]["purpose"] = codes.purpose_codings("referral")
+    resp = post_consent(client, tokens["whp"], resource)
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    assert resp.get_json()["provision"]["purpose"] == codes.purpose_codings("referral")
+
+
+def element_paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every element of a JSON value, as the key path to it."""
+    keys: Any = value.keys() if isinstance(value, dict) else range(len(value))
+    out = []
+    for key in keys:
+        out.append((*path, key))
+        if isinstance(value[key], dict | list):
+            out += element_paths(value[key], (*path, key))
+    return out
+
+
+ODD_VALUES = [5, True, 1.5, None, "x", {}, [], [5], {"a": [1]}]
+
+
+def test_odd_json_at_any_element_is_a_client_error_never_a_500(
+    client: FlaskClient, tokens: Tokens
+) -> None:
+    """Every shape check is total: each element replaced by each odd JSON value."""
+    for path in element_paths(consent_resource()):
+        for odd in ODD_VALUES:
+            resp = post_consent(client, tokens["whp"], _set(consent_resource(), path, odd))
+            assert resp.status_code in (201, 400, 422), (path, odd, resp.get_data(as_text=True))

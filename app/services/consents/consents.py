@@ -9,7 +9,7 @@ never the person's identifier.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,7 +17,15 @@ from typing import Any
 from sqlalchemy import String, bindparam, cast, or_, select
 from sqlalchemy.orm import Session
 
-from app.errors import Conflict, FieldError, Forbidden, InvalidRequest, NotFound, listed_twice
+from app.errors import (
+    Conflict,
+    FieldError,
+    Forbidden,
+    InvalidRequest,
+    LogUnavailable,
+    NotFound,
+    listed_twice,
+)
 from app.ids import new_id
 from app.ledger.events import (
     ConsentConfirmed,
@@ -37,6 +45,7 @@ from app.models import (
     Objection,
     Organisation,
 )
+from app.policy import engine
 from app.services import organisations
 from app.services.access.clients import Principal
 from app.services.access.idempotency import IdempotencyKey, WriteResult, run_write
@@ -257,20 +266,32 @@ def record_consent(
     return run_write(ledger, idem, use_case)
 
 
-def _objection_since(session: Session, ref: str | None, given_at: datetime) -> Objection | None:
-    """An objection of the person, in force, recorded after ``given_at``: the first such."""
+def _objection_since(
+    session: Session, ref: str | None, given_at: datetime, scopes: Collection[str] | None
+) -> Objection | None:
+    """An objection of the person, in force, recorded after ``given_at``, of one of ``scopes``
+    (any scope when ``None``): the first such."""
     if ref is None:
         return None
-    return session.execute(
-        select(Objection)
-        .where(
-            Objection.subject_ref == ref,
-            Objection.status == ACTIVE,
-            Objection.recorded_at > given_at,
-        )
-        .order_by(Objection.ledger_index)
-        .limit(1)
-    ).scalar_one_or_none()
+    query = select(Objection).where(
+        Objection.subject_ref == ref,
+        Objection.status == ACTIVE,
+        Objection.recorded_at > given_at,
+    )
+    if scopes is not None:
+        query = query.where(Objection.scope.in_(scopes))
+    return session.execute(query.order_by(Objection.ledger_index).limit(1)).scalar_one_or_none()
+
+
+def _overriding_scopes(session: Session, purpose: str) -> frozenset[str] | None:
+    """The objection scopes that, in the policy in force, override a consent for ``purpose``
+    given before them (the engine's own reading); ``None`` (every scope, to be safe) before
+    any policy is published."""
+    try:
+        policy = policies.current_policy(session)
+    except LogUnavailable:
+        return None
+    return engine.overriding_scopes(policy, purpose)
 
 
 def import_consents(
@@ -289,7 +310,12 @@ def import_consents(
     G3 (the engine orders consents and objections by log position): an imported consent is
     logged now, after any objection already recorded, so a consent given *before* an objection
     still in force would outrank it. It is refused: the person objected since, and only
-    they can agree again (the lead's rule, issue 17)."""
+    they can agree again (the lead's rule, issue 17). Only an objection the policy lets
+    override a consent for that purpose counts (``engine.overriding_scopes``): the engine
+    never ranks a consent against any other (a national data opt-out), so its order is moot.
+
+    A consent that ended before (or as) it was given (now, when ``given_at`` is absent) was
+    never in force: refused, naming ``expires_at``."""
 
     def use_case(session: Session) -> tuple[int, dict[str, Any]]:
         now = ledger.clock()
@@ -299,16 +325,29 @@ def import_consents(
                 continue
             for e in _problems(session, principal, inp, now, historical=True):
                 errors.append(FieldError(f"{n}.{e.field}", e.message, e.location))
+            given = inp.given_at or now
+            if inp.expires_at is not None and inp.expires_at <= given:
+                errors.append(
+                    FieldError(
+                        f"{n}.expires_at",
+                        f"is not after when the consent was given ({iso(given)}"
+                        f"{'' if inp.given_at else ': now, as no date was sent'}): "
+                        "it was never in force",
+                        "json",
+                    )
+                )
             if inp.given_at is None:
                 continue
             ref = subjects.resolve(ledger, session, inp.subject, create=False)
-            objection = _objection_since(session, ref, inp.given_at)
+            scopes = _overriding_scopes(session, inp.purpose)
+            objection = _objection_since(session, ref, inp.given_at, scopes)
             if objection is not None:
                 errors.append(
                     FieldError(
                         f"{n}.given_at",
                         f"the consent was given before the person objected "
-                        f"({iso(objection.recorded_at)}), and the objection is in force: record "
+                        f"({iso(objection.recorded_at)}, {objection.scope}), and the objection "
+                        f"is in force and overrides an earlier consent for {inp.purpose}: record "
                         "it afresh if the person agrees again",
                         "json",
                     )
