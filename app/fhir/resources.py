@@ -93,6 +93,36 @@ def operation_outcome(
     return {"resourceType": "OperationOutcome", "issue": issues}
 
 
+def warnings_outcome(warnings: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """What v1 warns of when it records a consent (``warnings``: what it lists that the policy
+    never permits), as the OperationOutcome a create answers under ``Prefer:
+    return=OperationOutcome``: one warning issue each, its rule first in ``details`` (with
+    the recipient and category), v1's message as ``diagnostics``. With nothing to warn of,
+    one information issue says the consent was recorded (an OperationOutcome needs one)."""
+    issues: list[dict[str, Any]] = []
+    for w in warnings:
+        about = f"recipient {w['recipient']}" + (
+            f", category {w['category']}" if w.get("category") else ", every category"
+        )
+        issues.append(
+            {
+                "severity": "warning",
+                "code": "business-rule",
+                "details": {"text": f"{w['rule']}: {about}"},
+                "diagnostics": w["message"],
+            }
+        )
+    if not issues:
+        issues.append(
+            {
+                "severity": "information",
+                "code": "informational",
+                "diagnostics": "recorded; the policy in force permits everything it lists",
+            }
+        )
+    return {"resourceType": "OperationOutcome", "issue": issues}
+
+
 # -- shared pieces --------------------------------------------------------------------------------
 
 
@@ -512,7 +542,7 @@ def code_systems(
 # What the FHIR face serves: (resource type, interactions, search parameters). The routes in
 # app/api/fhir.py are checked against this in the tests, both ways.
 SERVED: Final = (
-    ("Consent", ("read", "history-instance", "search-type", "create")),
+    ("Consent", ("read", "vread", "history-instance", "search-type", "create")),
     ("AuditEvent", ("search-type",)),
     ("CodeSystem", ("read",)),
 )
@@ -540,7 +570,7 @@ def capability_statement(base: str, software_version: str, date: str) -> dict[st
             entry["supportedProfile"] = [_PROFILES[resource_type]]
         if "history-instance" in interactions:
             entry["versioning"] = "versioned"
-            entry["readHistory"] = False  # no vread: only the whole history
+            entry["readHistory"] = "vread" in interactions
         if resource_type in _PATIENT_SEARCH:
             entry["searchParam"] = [
                 {

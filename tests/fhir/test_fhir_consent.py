@@ -184,6 +184,24 @@ def test_confirmation_and_withdrawal_are_versions_in_the_history(
     # The search shows the newest version too.
     (entry,) = fhir_get(client, search_path(PERSON), tokens["whp"]).get_json(force=True)["entry"]
     assert entry["resource"] == versions[0]
+    # Each version is read on its own (vread), as the history shows it.
+    for version in versions:
+        path = f"/fhir/r4/Consent/{rid}/_history/{version['meta']['versionId']}"
+        vread = fhir_get(client, path, tokens["whp"])
+        assert vread.status_code == 200, vread.get_json(force=True)
+        assert check_resource(vread.get_json(force=True)) == version
+        assert vread.headers["ETag"] == f'W/"{version["meta"]["versionId"]}"'
+
+
+@pytest.mark.parametrize("version", ["1", "0", "x", "-1", "99999"])
+def test_a_version_the_consent_never_had_is_not_found(
+    client: FlaskClient, tokens: Tokens, version: str
+) -> None:
+    v1 = record(client, tokens["whp"])
+    rid = v1["id"].replace("_", "-")
+    resp = fhir_get(client, f"/fhir/r4/Consent/{rid}/_history/{version}", tokens["whp"])
+    assert resp.status_code == 404
+    assert check_resource(resp.get_json(force=True))["resourceType"] == "OperationOutcome"
 
 
 def test_a_consent_withdrawn_as_recorded_in_error_is_entered_in_error(
@@ -227,7 +245,12 @@ def test_search_read_and_history_show_what_v1_shows(
     assert [e["resource"]["id"] for e in check_resource(bundle).get("entry", [])] == (
         [rid] if sees else []
     )
-    for path in (f"/fhir/r4/Consent/{rid}", f"/fhir/r4/Consent/{rid}/_history"):
+    version = v1["history"][0]["ledger_index"]
+    for path in (
+        f"/fhir/r4/Consent/{rid}",
+        f"/fhir/r4/Consent/{rid}/_history",
+        f"/fhir/r4/Consent/{rid}/_history/{version}",
+    ):
         resp = fhir_get(client, path, token)
         assert resp.status_code == (200 if sees else 404)
         check_resource(resp.get_json(force=True))
@@ -261,7 +284,12 @@ def test_an_erased_persons_consents_are_gone_as_for_a_stranger(
         headers=bearer(tokens["whp_ig"]),
     )
     assert erased.status_code == 201, erased.get_json()
-    for path in (f"/fhir/r4/Consent/{rid}", f"/fhir/r4/Consent/{rid}/_history"):
+    version = v1["history"][0]["ledger_index"]
+    for path in (
+        f"/fhir/r4/Consent/{rid}",
+        f"/fhir/r4/Consent/{rid}/_history",
+        f"/fhir/r4/Consent/{rid}/_history/{version}",
+    ):
         assert fhir_get(client, path, tokens["auditor"]).status_code == 404
     bundle = fhir_get(client, search_path(PERSON), tokens["auditor"]).get_json(force=True)
     assert bundle["total"] == 0
