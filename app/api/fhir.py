@@ -209,17 +209,20 @@ def metadata() -> Response:
 
 
 def _newest_versions(records: fhir.ConsentRecords) -> list[list[dict[str, Any]]]:
+    """Every version of each consent, then of each objection (a Consent denying disclosure)."""
     return [
         resources.consent_versions(view, records.leaf_hashes, records.policy_versions[view["id"]])
         for view in records.views
-    ]
+    ] + [resources.objection_versions(view, records.leaf_hashes) for view in records.objections]
 
 
 @bp.get("/Consent")
 @bp.post("/Consent/_search")
 @authenticated(*CONSENT_READERS)
 def consent_search() -> Response:
-    """A person's consents, newest version of each, as ``GET /v1/consents`` shows them."""
+    """A person's consents and objections, newest version of each, as ``GET /v1/consents``
+    shows them: an objection is a Consent whose provision is deny, so a client sees what
+    overrides a consent (G3)."""
     args = search_args((PATIENT,), (PATIENT,))
     subject = patient_identifier(args[PATIENT])
     records = fhir.consents_of(ledger(), current_principal(), subject)
@@ -232,7 +235,10 @@ def _one_consent(resource_id: str) -> list[dict[str, Any]]:
     if codes.fhir_id(ours) != resource_id:
         # An id that holds "_" is not one we serve (ours map 1:1 to ids without it).
         raise NotFound("there is no consent with this id that this client may see")
-    records = fhir.consent(ledger(), current_principal(), ours)
+    if ours.startswith("obj_"):
+        records = fhir.objection(ledger(), current_principal(), ours)
+    else:
+        records = fhir.consent(ledger(), current_principal(), ours)
     return _newest_versions(records)[0]
 
 

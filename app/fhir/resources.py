@@ -15,6 +15,7 @@ from app.fhir import codes
 from app.vocabulary import (
     CONSENT_FORMS,
     DATA_CATEGORIES,
+    OBJECTION_SCOPES,
     PURPOSES,
     SIGNED_FORMS,
     WITHDRAWAL_REASONS,
@@ -286,6 +287,55 @@ def consent_versions(
     ]
 
 
+def _objection_version(
+    view: Mapping[str, Any], events: Sequence[Mapping[str, Any]], leaf_hashes: Mapping[int, str]
+) -> dict[str, Any]:
+    """An objection (``objection_view``) as it stood after ``events``: a Consent whose
+    provision denies disclosure, as FHIR records a person's refusal (R4 Consent, "opt-out"),
+    so a client reading a person's consents sees what overrides them (G3). Not claimed as UK
+    Core: who recorded it is left out for most readers (v1's ``reveal_recorder``), and UK Core
+    makes performer must-support."""
+    last = events[-1]
+    withdrawn = any(e["event"] == "withdrawn" for e in events)
+    resource: dict[str, Any] = {
+        "resourceType": "Consent",
+        "id": codes.fhir_id(view["id"]),
+        "meta": {"versionId": str(last["ledger_index"]), "lastUpdated": last["at"]},
+        "extension": [log_entry_extension(last["ledger_index"], leaf_hashes[last["ledger_index"]])],
+        "status": "inactive" if withdrawn else "active",
+        "scope": {"coding": [{"system": CONSENT_SCOPE_SYSTEM, "code": "patient-privacy"}]},
+        "category": [
+            {"coding": [{"system": LOINC, "code": "59284-0", "display": "Patient Consent"}]},
+            {"coding": [codes.objection_scope_coding(view["scope"])]},
+        ],
+    }
+    if view["subject_ref"] is not None:
+        resource["patient"] = patient(view["subject_ref"])
+    resource["dateTime"] = view["recorded_at"]
+    if view["recorded_by"] is not None:
+        recorder = organisation(view["recorded_by"])
+        resource["performer"] = [recorder]
+        resource["organization"] = [recorder]
+    # ppc-1: an objection is an opt-out.
+    resource["policyRule"] = {
+        "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT"}]
+    }
+    resource["provision"] = {
+        "type": "deny",
+        "period": {"start": view["recorded_at"]},
+        "action": [{"coding": [{"system": CONSENT_ACTION_SYSTEM, "code": "disclose"}]}],
+    }
+    return resource
+
+
+def objection_versions(
+    view: Mapping[str, Any], leaf_hashes: Mapping[int, str]
+) -> list[dict[str, Any]]:
+    """Every version of an objection, oldest first: recorded, then withdrawn if it was."""
+    events = sorted(view["history"], key=lambda e: e["ledger_index"])
+    return [_objection_version(view, events[: n + 1], leaf_hashes) for n in range(len(events))]
+
+
 def history(base: str, versions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """A ``history`` Bundle, newest first, with the request and response each version had
     (bdl-3, bdl-4)."""
@@ -523,6 +573,13 @@ def code_systems(
             "Withdrawal reasons",
             "Why a consent was withdrawn; recorded_in_error shows as entered-in-error.",
             [{"code": r, "display": _display(r)} for r in WITHDRAWAL_REASONS],
+        ),
+        "objection-scope": _code_system(
+            "objection-scope",
+            codes.OBJECTION_SCOPE_SYSTEM,
+            "Objection scopes",
+            "What a person's objection refuses: shown as a Consent whose provision is deny.",
+            [{"code": o, "display": _display(o)} for o in OBJECTION_SCOPES],
         ),
         "problem-type": _code_system(
             "problem-type",
