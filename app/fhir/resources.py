@@ -609,6 +609,8 @@ _PATIENT_SEARCH: Final = {
 }
 _PAGING: Final = {
     "AuditEvent": " Newest first, paged with _count (1 to 500, default 50) and page (from 1).",
+    "Consent": " The person's objections follow their consents, each a Consent whose "
+    "provision.type is deny (id obj-...).",
 }
 _PROFILES: Final = {
     "Consent": codes.UK_CORE_CONSENT_PROFILE,
