@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import marshmallow as ma
-from flask import Response, jsonify, request
+from flask import Response, jsonify
 
 from app.api.common import (
     BEARER,
@@ -17,6 +17,7 @@ from app.api.common import (
     current_principal,
     idempotency,
     ledger,
+    public_root,
     render,
 )
 from app.api.schemas import Text
@@ -230,4 +231,4 @@ def consult(data: dict[str, Any]) -> Response:
         data_categories="context.class",
     )
     result = decisions.decide(ledger(), principal, inp, idempotency(), names)
-    return render(result, cds.response(result.body, request.url_root))
+    return render(result, cds.response(result.body, public_root() + "/"))

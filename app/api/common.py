@@ -304,6 +304,13 @@ def ledger() -> Ledger:
     return get_ledger(current_app)
 
 
+def public_root() -> str:
+    """Where clients reach this service, without a trailing slash: the configured public URL
+    when set (behind a TLS-terminating proxy the Host header names the internal address),
+    else the request's own."""
+    return ledger().settings.public_url or request.host_url.rstrip("/")
+
+
 def refuse_when_unhealthy() -> Response | None:
     if request.path == "/" or request.path.startswith(_ALWAYS_SERVED):
         return None

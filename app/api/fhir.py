@@ -19,9 +19,17 @@ from typing import Any
 import marshmallow as ma
 from flask import Blueprint, Response, json, request
 from werkzeug.datastructures import MultiDict
+from werkzeug.http import parse_options_header
 
 from app.api import schemas
-from app.api.common import authenticated, current_principal, flatten, idempotency, ledger
+from app.api.common import (
+    authenticated,
+    current_principal,
+    flatten,
+    idempotency,
+    ledger,
+    public_root,
+)
 from app.errors import (
     FHIR_ELEMENT,
     PROBLEM_TYPES,
@@ -59,20 +67,63 @@ FORMAT = "_format"
 FORM = "application/x-www-form-urlencoded"
 
 
+# The FHIR version this face speaks, as the fhirVersion media type parameter names it.
+FHIR_VERSION_PARAMETER = "4.0"
+JSON_TYPES = frozenset(("application/json", resources.FHIR_JSON))
+
+
+def _acceptable(header: str) -> tuple[bool, str]:
+    """Whether ``Accept`` takes JSON: media types compared without their parameters (charset
+    and the like change nothing); an empty header says nothing, so anything will do (RFC 9110
+    12.5.1). ``fhirVersion`` is the one parameter that matters (R4 http.html, "FHIR version
+    parameter"): another version is refused, saying why."""
+    ranges = [r for r in (parse_options_header(p) for p in header.split(",")) if r[0]]
+    if not ranges:
+        return True, ""
+    other_version = ""
+    for media_type, options in ranges:
+        if media_type.lower() not in (*JSON_TYPES, "application/*", "*/*") or _refuses(options):
+            continue
+        version = options.get("fhirversion")  # parameter names come lower-cased
+        if version not in (None, FHIR_VERSION_PARAMETER):
+            other_version = version
+            continue
+        return True, ""
+    if other_version:
+        return False, (
+            f"fhirVersion={other_version} is not served: this is FHIR R4, "
+            f"fhirVersion={FHIR_VERSION_PARAMETER}"
+        )
+    return False, ""
+
+
+def _refuses(options: dict[str, str]) -> bool:
+    """``q=0`` means "not this" (RFC 9110 12.4.2); an unreadable weight counts as 1."""
+    try:
+        return float(options.get("q", "1")) <= 0
+    except ValueError:
+        return False
+
+
 @bp.before_request
 def json_only() -> None:
     """JSON is the only format served: asked for anything else (``Accept`` or ``_format``),
     answer 406 rather than JSON the client did not ask for (R4 http.html, content types)."""
     wanted = request.values.get(FORMAT)
     refused = wanted is not None and wanted.split(";")[0].strip() not in JSON_FORMATS
+    why = ""
     if "Accept" in request.headers:
-        refused |= request.accept_mimetypes.best_match(sorted(JSON_FORMATS - {"json"})) is None
+        accepted, why = _acceptable(request.headers["Accept"])
+        refused |= not accepted
     if refused:
-        raise NotAcceptable(f"only {resources.FHIR_JSON} is served; ask for it or for json")
+        because = f" ({why})" if why else ""
+        raise NotAcceptable(
+            f"only {resources.FHIR_JSON} is served; ask for it or for json{because}"
+        )
 
 
 def base_url() -> str:
-    return request.url_root.rstrip("/") + PREFIX
+    return public_root() + PREFIX
 
 
 def fhir_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
@@ -158,17 +209,20 @@ def metadata() -> Response:
 
 
 def _newest_versions(records: fhir.ConsentRecords) -> list[list[dict[str, Any]]]:
+    """Every version of each consent, then of each objection (a Consent denying disclosure)."""
     return [
         resources.consent_versions(view, records.leaf_hashes, records.policy_versions[view["id"]])
         for view in records.views
-    ]
+    ] + [resources.objection_versions(view, records.leaf_hashes) for view in records.objections]
 
 
 @bp.get("/Consent")
 @bp.post("/Consent/_search")
 @authenticated(*CONSENT_READERS)
 def consent_search() -> Response:
-    """A person's consents, newest version of each, as ``GET /v1/consents`` shows them."""
+    """A person's consents and objections, newest version of each, as ``GET /v1/consents``
+    shows them: an objection is a Consent whose provision is deny, so a client sees what
+    overrides a consent (G3)."""
     args = search_args((PATIENT,), (PATIENT,))
     subject = patient_identifier(args[PATIENT])
     records = fhir.consents_of(ledger(), current_principal(), subject)
@@ -181,7 +235,10 @@ def _one_consent(resource_id: str) -> list[dict[str, Any]]:
     if codes.fhir_id(ours) != resource_id:
         # An id that holds "_" is not one we serve (ours map 1:1 to ids without it).
         raise NotFound("there is no consent with this id that this client may see")
-    records = fhir.consent(ledger(), current_principal(), ours)
+    if ours.startswith("obj_"):
+        records = fhir.objection(ledger(), current_principal(), ours)
+    else:
+        records = fhir.consent(ledger(), current_principal(), ours)
     return _newest_versions(records)[0]
 
 
@@ -195,6 +252,25 @@ def consent_read(resource_id: str) -> Response:
         {
             "ETag": resources.etag(newest),
             "Last-Modified": _http_date(newest["meta"]["lastUpdated"]),
+        },
+    )
+
+
+@bp.get("/Consent/<resource_id>/_history/<version_id>")
+@authenticated(*CONSENT_READERS)
+def consent_vread(resource_id: str, version_id: str) -> Response:
+    """One version as the history shows it (a created consent's ``Location`` names one); a
+    version the consent never had is as unknown as the consent."""
+    query_args((), ())
+    versions = {v["meta"]["versionId"]: v for v in _one_consent(resource_id)}
+    if version_id not in versions:
+        raise NotFound("this consent has no such version; its history lists those it has")
+    version = versions[version_id]
+    return fhir_response(
+        version,
+        {
+            "ETag": resources.etag(version),
+            "Last-Modified": _http_date(version["meta"]["lastUpdated"]),
         },
     )
 
@@ -254,19 +330,43 @@ def in_fhir_terms(
     return InvalidRequest(exc.detail, errors=errors, extra=exc.extra)
 
 
-def created_response(base: str, consent_id: str, replayed: bool) -> Response:
-    """201 with the consent as read back (R4 create, Prefer return=representation), its
-    Location naming the version and its ETag."""
+def preferred_return() -> str:
+    """What ``Prefer: return=`` asks a create to answer (R4 http.html "create"):
+    ``representation`` (the default: the consent as read back), ``minimal`` (no body) or
+    ``OperationOutcome`` (what the service has to say about it: v1's warnings). Other
+    preferences are ignored, as RFC 7240 lets a server do."""
+    for preference in request.headers.getlist("Prefer"):
+        for token in preference.split(","):
+            name, _, value = token.strip().partition("=")
+            if name.strip().lower() == "return":
+                answer = value.strip().strip('"')
+                if answer in ("minimal", "representation", "OperationOutcome"):
+                    return answer
+    return "representation"
+
+
+def created_response(
+    base: str, consent_id: str, replayed: bool, warnings: list[dict[str, Any]]
+) -> Response:
+    """201 with the Location naming the version and its ETag; the body as ``Prefer: return=``
+    asks: the consent as read back, nothing, or an OperationOutcome of v1's ``warnings``."""
     newest = _one_consent(codes.fhir_id(consent_id))[-1]
     version = newest["meta"]["versionId"]
+    preferred = preferred_return()
+    body: dict[str, Any] | None = newest
+    if preferred == "OperationOutcome":
+        body = resources.warnings_outcome(warnings)
     resp = fhir_response(
-        newest,
+        body or {},
         {
             "Location": f"{base}/Consent/{newest['id']}/_history/{version}",
             "ETag": resources.etag(newest),
             "Last-Modified": _http_date(newest["meta"]["lastUpdated"]),
         },
     )
+    if preferred == "minimal":
+        resp = Response(status=201, headers=resp.headers)
+        del resp.headers["Content-Type"]
     resp.status_code = 201
     if replayed:
         resp.headers["Idempotent-Replayed"] = "true"
@@ -296,7 +396,8 @@ def consent_create() -> Response:
         result = consents.record_consent(ledger(), current_principal(), inp, idempotency())
     except InvalidRequest as exc:
         raise in_fhir_terms(exc, taken) from None
-    return created_response(base_url(), result.body["id"], result.replayed)
+    warnings = list(result.body.get("warnings", []))
+    return created_response(base_url(), result.body["id"], result.replayed, warnings)
 
 
 # The most entries one Bundle may hold: the 1 MiB body limit holds about this many consents,

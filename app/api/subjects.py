@@ -6,10 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 import marshmallow as ma
-from flask import request
 
 from app.api import schemas
-from app.api.common import BEARER, Blueprint, authenticated, current_principal, ledger
+from app.api.common import (
+    BEARER,
+    Blueprint,
+    authenticated,
+    current_principal,
+    ledger,
+    public_root,
+)
 from app.services.access.links import LINK_ROLES
 from app.services.access.web_sessions import (
     DEFAULT_LINK_DAYS,
@@ -41,11 +47,6 @@ class AccessLinkSchema(ma.Schema):
     ledger_index = schemas.Integer()
 
 
-def _base_url() -> str:
-    configured = ledger().settings.public_url
-    return configured or request.host_url.rstrip("/")
-
-
 @blp.route("/access-links", methods=["POST"])
 @authenticated(*LINK_ROLES)
 @blp.doc(security=BEARER)
@@ -65,7 +66,7 @@ def create(data: dict[str, Any]) -> Any:
     )
     return {
         "id": link.id,
-        "url": f"{_base_url()}/p/{link.token}",
+        "url": f"{public_root()}/p/{link.token}",
         "expires_at": link.expires_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
         "ledger_index": link.ledger_index,
     }, 201

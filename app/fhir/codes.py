@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from app.vocabulary import CONSENT_FORMS, DATA_CATEGORIES, PURPOSES
+from app.vocabulary import CONSENT_FORMS, DATA_CATEGORIES, OBJECTION_SCOPES, PURPOSES
 
 CANONICAL_BASE: Final = "https://consent-ledger.example/fhir"
 
@@ -23,6 +23,8 @@ DATA_CATEGORY_SYSTEM: Final = f"{CANONICAL_BASE}/CodeSystem/data-category"
 CONSENT_FORM_SYSTEM: Final = f"{CANONICAL_BASE}/CodeSystem/consent-form"
 OBLIGATION_SYSTEM: Final = f"{CANONICAL_BASE}/CodeSystem/obligation"
 WITHDRAWAL_REASON_SYSTEM: Final = f"{CANONICAL_BASE}/CodeSystem/withdrawal-reason"
+# What an objection objects to (v1's ``scope``): a Consent of provision type deny names it.
+OBJECTION_SCOPE_SYSTEM: Final = f"{CANONICAL_BASE}/CodeSystem/objection-scope"
 # The problem types of app/errors.py (``/problems/<slug>``), carried in OperationOutcome details.
 PROBLEM_TYPE_SYSTEM: Final = f"{CANONICAL_BASE}/CodeSystem/problem-type"
 ORGANISATION_ID_SYSTEM: Final = f"{CANONICAL_BASE}/Id/organisation"
@@ -91,6 +93,12 @@ def consent_form_coding(form: str) -> dict[str, str]:
     if form not in CONSENT_FORMS:
         raise ValueError(f"not a consent form: {form!r}")
     return {"system": CONSENT_FORM_SYSTEM, "code": form}
+
+
+def objection_scope_coding(scope: str) -> dict[str, str]:
+    if scope not in OBJECTION_SCOPES:
+        raise ValueError(f"not an objection scope: {scope!r}")
+    return {"system": OBJECTION_SCOPE_SYSTEM, "code": scope}
 
 
 # -- references and obligations (added for the CDS Hooks face) -------------------------------------

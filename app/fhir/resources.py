@@ -15,6 +15,7 @@ from app.fhir import codes
 from app.vocabulary import (
     CONSENT_FORMS,
     DATA_CATEGORIES,
+    OBJECTION_SCOPES,
     PURPOSES,
     SIGNED_FORMS,
     WITHDRAWAL_REASONS,
@@ -90,6 +91,36 @@ def operation_outcome(
         if expression:
             issue["expression"] = [expression]
         issues.append(issue)
+    return {"resourceType": "OperationOutcome", "issue": issues}
+
+
+def warnings_outcome(warnings: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """What v1 warns of when it records a consent (``warnings``: what it lists that the policy
+    never permits), as the OperationOutcome a create answers under ``Prefer:
+    return=OperationOutcome``: one warning issue each, its rule first in ``details`` (with
+    the recipient and category), v1's message as ``diagnostics``. With nothing to warn of,
+    one information issue says the consent was recorded (an OperationOutcome needs one)."""
+    issues: list[dict[str, Any]] = []
+    for w in warnings:
+        about = f"recipient {w['recipient']}" + (
+            f", category {w['category']}" if w.get("category") else ", every category"
+        )
+        issues.append(
+            {
+                "severity": "warning",
+                "code": "business-rule",
+                "details": {"text": f"{w['rule']}: {about}"},
+                "diagnostics": w["message"],
+            }
+        )
+    if not issues:
+        issues.append(
+            {
+                "severity": "information",
+                "code": "informational",
+                "diagnostics": "recorded; the policy in force permits everything it lists",
+            }
+        )
     return {"resourceType": "OperationOutcome", "issue": issues}
 
 
@@ -254,6 +285,55 @@ def consent_versions(
         _consent_version(view, events[: n + 1], leaf_hashes, policy_version)
         for n in range(len(events))
     ]
+
+
+def _objection_version(
+    view: Mapping[str, Any], events: Sequence[Mapping[str, Any]], leaf_hashes: Mapping[int, str]
+) -> dict[str, Any]:
+    """An objection (``objection_view``) as it stood after ``events``: a Consent whose
+    provision denies disclosure, as FHIR records a person's refusal (R4 Consent, "opt-out"),
+    so a client reading a person's consents sees what overrides them (G3). Not claimed as UK
+    Core: who recorded it is left out for most readers (v1's ``reveal_recorder``), and UK Core
+    makes performer must-support."""
+    last = events[-1]
+    withdrawn = any(e["event"] == "withdrawn" for e in events)
+    resource: dict[str, Any] = {
+        "resourceType": "Consent",
+        "id": codes.fhir_id(view["id"]),
+        "meta": {"versionId": str(last["ledger_index"]), "lastUpdated": last["at"]},
+        "extension": [log_entry_extension(last["ledger_index"], leaf_hashes[last["ledger_index"]])],
+        "status": "inactive" if withdrawn else "active",
+        "scope": {"coding": [{"system": CONSENT_SCOPE_SYSTEM, "code": "patient-privacy"}]},
+        "category": [
+            {"coding": [{"system": LOINC, "code": "59284-0", "display": "Patient Consent"}]},
+            {"coding": [codes.objection_scope_coding(view["scope"])]},
+        ],
+    }
+    if view["subject_ref"] is not None:
+        resource["patient"] = patient(view["subject_ref"])
+    resource["dateTime"] = view["recorded_at"]
+    if view["recorded_by"] is not None:
+        recorder = organisation(view["recorded_by"])
+        resource["performer"] = [recorder]
+        resource["organization"] = [recorder]
+    # ppc-1: an objection is an opt-out.
+    resource["policyRule"] = {
+        "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT"}]
+    }
+    resource["provision"] = {
+        "type": "deny",
+        "period": {"start": view["recorded_at"]},
+        "action": [{"coding": [{"system": CONSENT_ACTION_SYSTEM, "code": "disclose"}]}],
+    }
+    return resource
+
+
+def objection_versions(
+    view: Mapping[str, Any], leaf_hashes: Mapping[int, str]
+) -> list[dict[str, Any]]:
+    """Every version of an objection, oldest first: recorded, then withdrawn if it was."""
+    events = sorted(view["history"], key=lambda e: e["ledger_index"])
+    return [_objection_version(view, events[: n + 1], leaf_hashes) for n in range(len(events))]
 
 
 def history(base: str, versions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -494,6 +574,13 @@ def code_systems(
             "Why a consent was withdrawn; recorded_in_error shows as entered-in-error.",
             [{"code": r, "display": _display(r)} for r in WITHDRAWAL_REASONS],
         ),
+        "objection-scope": _code_system(
+            "objection-scope",
+            codes.OBJECTION_SCOPE_SYSTEM,
+            "Objection scopes",
+            "What a person's objection refuses: shown as a Consent whose provision is deny.",
+            [{"code": o, "display": _display(o)} for o in OBJECTION_SCOPES],
+        ),
         "problem-type": _code_system(
             "problem-type",
             codes.PROBLEM_TYPE_SYSTEM,
@@ -512,7 +599,7 @@ def code_systems(
 # What the FHIR face serves: (resource type, interactions, search parameters). The routes in
 # app/api/fhir.py are checked against this in the tests, both ways.
 SERVED: Final = (
-    ("Consent", ("read", "history-instance", "search-type", "create")),
+    ("Consent", ("read", "vread", "history-instance", "search-type", "create")),
     ("AuditEvent", ("search-type",)),
     ("CodeSystem", ("read",)),
 )
@@ -522,6 +609,8 @@ _PATIENT_SEARCH: Final = {
 }
 _PAGING: Final = {
     "AuditEvent": " Newest first, paged with _count (1 to 500, default 50) and page (from 1).",
+    "Consent": " The person's objections follow their consents, each a Consent whose "
+    "provision.type is deny (id obj-...).",
 }
 _PROFILES: Final = {
     "Consent": codes.UK_CORE_CONSENT_PROFILE,
@@ -540,7 +629,7 @@ def capability_statement(base: str, software_version: str, date: str) -> dict[st
             entry["supportedProfile"] = [_PROFILES[resource_type]]
         if "history-instance" in interactions:
             entry["versioning"] = "versioned"
-            entry["readHistory"] = False  # no vread: only the whole history
+            entry["readHistory"] = "vread" in interactions
         if resource_type in _PATIENT_SEARCH:
             entry["searchParam"] = [
                 {

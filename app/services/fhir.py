@@ -5,13 +5,14 @@ policy in force when a consent was recorded."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.models import LogEntry
+from app.errors import NotFound
+from app.models import LogEntry, Objection
 from app.services.access.clients import Principal
 from app.services.consents import consents, subjects
 from app.services.container import Ledger
@@ -27,6 +28,8 @@ class ConsentRecords:
     leaf_hashes: dict[int, str]
     # consent id -> version of the policy in force when it was recorded (None: none was)
     policy_versions: dict[str, str | None]
+    # v1 objection views (shown to every reader, G3); their log leaf hashes are in leaf_hashes
+    objections: list[dict[str, Any]] = field(default_factory=list)
 
 
 def leaf_hashes(session: Session, indexes: Iterable[int]) -> dict[int, str]:
@@ -69,23 +72,29 @@ def _policy_versions(
     return out
 
 
-def _records(ledger: Ledger, session: Session, views: list[dict[str, Any]]) -> ConsentRecords:
-    indexes = [e["ledger_index"] for v in views for e in v["history"]]
+def _records(
+    ledger: Ledger,
+    session: Session,
+    views: list[dict[str, Any]],
+    objections: list[dict[str, Any]] | None = None,
+) -> ConsentRecords:
+    objections = objections or []
+    indexes = [e["ledger_index"] for v in [*views, *objections] for e in v["history"]]
     return ConsentRecords(
-        views, leaf_hashes(session, indexes), _policy_versions(ledger, session, views)
+        views, leaf_hashes(session, indexes), _policy_versions(ledger, session, views), objections
     )
 
 
 def consents_of(
     ledger: Ledger, principal: Principal, subject: subjects.SubjectIdentifier
 ) -> ConsentRecords:
-    """A person's consents as ``GET /v1/consents`` shows them to this client."""
+    """A person's consents and objections as ``GET /v1/consents`` shows them to this client."""
     with ledger.db.read() as session:
         subjects.check_local_system(session, subject, principal, subjects.QUERY_SYSTEM)
         # A stranger is looked up like a known person (see subjects.NOBODY).
         ref = subjects.resolve(ledger, session, subject, create=False)
         body = consents.history_for_ref(session, principal, ref or subjects.NOBODY)
-        return _records(ledger, session, body["consents"])
+        return _records(ledger, session, body["consents"], body["objections"])
 
 
 def consent(ledger: Ledger, principal: Principal, consent_id: str) -> ConsentRecords:
@@ -93,6 +102,24 @@ def consent(ledger: Ledger, principal: Principal, consent_id: str) -> ConsentRec
     with ledger.db.read() as session:
         view = consents.consent_for_reader(session, principal, consent_id)
         return _records(ledger, session, [view])
+
+
+def objection(ledger: Ledger, principal: Principal, objection_id: str) -> ConsentRecords:
+    """One objection, as the person's history (``GET /v1/consents``) shows it to this client:
+    every reader sees it (G3), who recorded it only as v1 reveals it."""
+    with ledger.db.read() as session:
+        found = (
+            session.get(Objection, objection_id)
+            if consents.OBJECTION_ID.fullmatch(objection_id)
+            else None
+        )
+        if found is None:
+            # Erasure deletes the row: an erased person's objection is unknown, as none would be.
+            raise NotFound("there is no consent with this id that this client may see")
+        # Shown as the person's history shows it, so v1's rule decides who sees the recorder.
+        body = consents.history_for_ref(session, principal, found.subject_ref)
+        (view,) = [o for o in body["objections"] if o["id"] == found.id]
+        return _records(ledger, session, [], [view])
 
 
 def disclosures_of(

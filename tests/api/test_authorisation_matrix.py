@@ -677,6 +677,18 @@ EXPECTED: dict[Route, Expect] = {
             auditor=(200, 200),
         ),
     ),
+    ("GET", "/fhir/r4/Consent/<resource_id>/_history/<version_id>"): Expect(
+        lambda w: Call(
+            f"/fhir/r4/Consent/{w.consent_id.replace('_', '-')}/_history/"
+            f"{w.entries['consent.granted']}"
+        ),
+        only(
+            case_system=(200, 404),
+            ig_lead=(200, 404),
+            patient_portal=(200, 200),
+            auditor=(200, 200),
+        ),
+    ),
     ("POST", "/fhir/r4/Consent"): Expect(
         lambda w: Call("/fhir/r4/Consent", body=fhir_consent_body(w.fresh_person())),
         only(case_system=(201, 201)),

@@ -5,6 +5,7 @@ Schemas of ``tests/support/cds_hooks/`` by ``jsonschema``."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -203,6 +204,22 @@ def test_a_stranger_has_no_consent(client: FlaskClient, demo_tokens: Callable[..
     assert (card["summary"], card["indicator"]) == ("NO_CONSENT", "warning")
     assert card["extension"]["obligations"] == []
     assert card["extension"][OURS]["denied_categories"][0]["reason"] == "no_consent"
+
+
+def test_the_cards_source_is_the_configured_public_url(
+    client: FlaskClient, ledger: Ledger, demo_tokens: Callable[..., str]
+) -> None:
+    """Not the Host header, which behind a proxy names an address the client cannot reach."""
+    public = "https://consent-ledger.nhs.example"
+    ledger.settings = dataclasses.replace(ledger.settings, public_url=public)
+    card = card_of(
+        client.post(
+            URL,
+            json=consult_body(STRANGER, "ea-tt-leeds", "referral", ["identity"]),
+            headers=bearer(demo_tokens("tt-leeds")),
+        )
+    )
+    assert card["source"]["url"] == public + "/"
 
 
 @pytest.mark.parametrize("backend", BOTH, indirect=True)

@@ -3,6 +3,7 @@ with v1's visibility; and the CodeSystems the mapping refers to."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +13,13 @@ from flask.testing import FlaskClient
 from app.errors import PROBLEM_TYPES
 from app.fhir import codes
 from app.policy import Policy
-from app.vocabulary import CONSENT_FORMS, DATA_CATEGORIES, PURPOSES, WITHDRAWAL_REASONS
+from app.vocabulary import (
+    CONSENT_FORMS,
+    DATA_CATEGORIES,
+    OBJECTION_SCOPES,
+    PURPOSES,
+    WITHDRAWAL_REASONS,
+)
 from tests.helpers import BOTH, bearer
 from tests.nhs import valid_nhs_numbers
 from tests.support.fhir_check import check_resource, check_uk_core_consent
@@ -184,6 +191,24 @@ def test_confirmation_and_withdrawal_are_versions_in_the_history(
     # The search shows the newest version too.
     (entry,) = fhir_get(client, search_path(PERSON), tokens["whp"]).get_json(force=True)["entry"]
     assert entry["resource"] == versions[0]
+    # Each version is read on its own (vread), as the history shows it.
+    for version in versions:
+        path = f"/fhir/r4/Consent/{rid}/_history/{version['meta']['versionId']}"
+        vread = fhir_get(client, path, tokens["whp"])
+        assert vread.status_code == 200, vread.get_json(force=True)
+        assert check_resource(vread.get_json(force=True)) == version
+        assert vread.headers["ETag"] == f'W/"{version["meta"]["versionId"]}"'
+
+
+@pytest.mark.parametrize("version", ["1", "0", "x", "-1", "99999"])
+def test_a_version_the_consent_never_had_is_not_found(
+    client: FlaskClient, tokens: Tokens, version: str
+) -> None:
+    v1 = record(client, tokens["whp"])
+    rid = v1["id"].replace("_", "-")
+    resp = fhir_get(client, f"/fhir/r4/Consent/{rid}/_history/{version}", tokens["whp"])
+    assert resp.status_code == 404
+    assert check_resource(resp.get_json(force=True))["resourceType"] == "OperationOutcome"
 
 
 def test_a_consent_withdrawn_as_recorded_in_error_is_entered_in_error(
@@ -227,7 +252,12 @@ def test_search_read_and_history_show_what_v1_shows(
     assert [e["resource"]["id"] for e in check_resource(bundle).get("entry", [])] == (
         [rid] if sees else []
     )
-    for path in (f"/fhir/r4/Consent/{rid}", f"/fhir/r4/Consent/{rid}/_history"):
+    version = v1["history"][0]["ledger_index"]
+    for path in (
+        f"/fhir/r4/Consent/{rid}",
+        f"/fhir/r4/Consent/{rid}/_history",
+        f"/fhir/r4/Consent/{rid}/_history/{version}",
+    ):
         resp = fhir_get(client, path, token)
         assert resp.status_code == (200 if sees else 404)
         check_resource(resp.get_json(force=True))
@@ -261,7 +291,12 @@ def test_an_erased_persons_consents_are_gone_as_for_a_stranger(
         headers=bearer(tokens["whp_ig"]),
     )
     assert erased.status_code == 201, erased.get_json()
-    for path in (f"/fhir/r4/Consent/{rid}", f"/fhir/r4/Consent/{rid}/_history"):
+    version = v1["history"][0]["ledger_index"]
+    for path in (
+        f"/fhir/r4/Consent/{rid}",
+        f"/fhir/r4/Consent/{rid}/_history",
+        f"/fhir/r4/Consent/{rid}/_history/{version}",
+    ):
         assert fhir_get(client, path, tokens["auditor"]).status_code == 404
     bundle = fhir_get(client, search_path(PERSON), tokens["auditor"]).get_json(force=True)
     assert bundle["total"] == 0
@@ -274,6 +309,7 @@ EXPECTED_CODES = {
     "data-category": set(DATA_CATEGORIES),
     "consent-form": set(CONSENT_FORMS),
     "withdrawal-reason": set(WITHDRAWAL_REASONS),
+    "objection-scope": set(OBJECTION_SCOPES),
 }
 
 
@@ -322,3 +358,83 @@ def test_every_code_of_ours_a_consent_uses_is_in_a_served_code_system(
         cs_id = coding["system"].rsplit("/", 1)[1]
         cs = fhir_get(client, f"/fhir/r4/CodeSystem/{cs_id}", tokens["whp"]).get_json(force=True)
         assert coding["code"] in {c["code"] for c in cs["concept"]}, coding
+
+
+def object_to_sharing(client: FlaskClient, token: str, scope: str) -> dict[str, Any]:
+    resp = client.post(
+        "/v1/objections",
+        json={"subject": {"nhs_number": PERSON}, "scope": scope},
+        headers=bearer(token),
+    )
+    assert resp.status_code == 201, resp.get_json()
+    return resp.get_json()  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("backend", BOTH, indirect=True)
+@pytest.mark.parametrize("scope", ["direct_care", "national_data_opt_out"])
+def test_an_objection_is_a_deny_consent_beside_the_consents_it_overrides(
+    client: FlaskClient, tokens: Tokens, scope: str
+) -> None:
+    """v1 tells every client of a person's objections beside their consents (G3): a client
+    seeing only the consent, active, would share what the engine now refuses."""
+    record(client, tokens["whp"])
+    objection = object_to_sharing(client, tokens["portal"], scope)
+    rid = objection["id"].replace("_", "-")
+    bundle = check_resource(
+        fhir_get(client, search_path(PERSON), tokens["tt"]).get_json(force=True)
+    )
+    shown = [e["resource"] for e in bundle["entry"]]
+    assert bundle["total"] == 2
+    assert [(r["provision"]["type"], r["status"]) for r in shown] == [
+        ("permit", "active"),
+        ("deny", "active"),
+    ]
+    denial = shown[1]
+    assert denial["id"] == rid
+    assert rid.startswith("obj-")
+    assert denial["scope"]["coding"][0]["code"] == "patient-privacy"
+    assert {"system": codes.OBJECTION_SCOPE_SYSTEM, "code": scope} in [
+        c for category in denial["category"] for c in category["coding"]
+    ]
+    assert log_entry(denial)["index"] == objection["ledger"]["index"]
+    assert PERSON not in json.dumps(bundle)
+
+    # Withdrawn, it is a new version, inactive: read, history and vread as a consent's.
+    withdrawn = client.post(
+        f"/v1/objections/{objection['id']}/withdraw", headers=bearer(tokens["portal"])
+    )
+    assert withdrawn.status_code == 200, withdrawn.get_json()
+    read = check_resource(
+        fhir_get(client, f"/fhir/r4/Consent/{rid}", tokens["tt"]).get_json(force=True)
+    )
+    assert (read["status"], read["provision"]["type"]) == ("inactive", "deny")
+    history = check_resource(
+        fhir_get(client, f"/fhir/r4/Consent/{rid}/_history", tokens["tt"]).get_json(force=True)
+    )
+    assert [e["resource"]["status"] for e in history["entry"]] == ["inactive", "active"]
+    first = history["entry"][1]["resource"]
+    vread = fhir_get(
+        client, f"/fhir/r4/Consent/{rid}/_history/{first['meta']['versionId']}", tokens["tt"]
+    )
+    assert check_resource(vread.get_json(force=True)) == first
+
+
+@pytest.mark.parametrize(("caller", "recorder_shown"), [("tt", False), ("portal", True)])
+def test_every_reader_sees_an_objection_and_only_some_who_recorded_it(
+    client: FlaskClient, tokens: Tokens, caller: str, recorder_shown: bool
+) -> None:
+    """As v1: every client deciding about a share must know of an objection (G3), but which
+    organisation recorded it would tell an unrelated one where the person is treated."""
+    objection = object_to_sharing(client, tokens["whp"], "direct_care")
+    v1 = client.get(
+        "/v1/consents", query_string={"nhs_number": PERSON}, headers=bearer(tokens[caller])
+    ).get_json()["objections"]
+    assert (v1[0]["recorded_by"] is not None) == recorder_shown
+    (entry,) = fhir_get(client, search_path(PERSON), tokens[caller]).get_json(force=True)["entry"]
+    denial = check_resource(entry["resource"])
+    assert ("performer" in denial) == recorder_shown
+    # Nor the person's reference, which would let it follow them through other lists (v1).
+    assert ("patient" in denial) == recorder_shown
+    assert ("whp-leeds" in json.dumps(denial)) == recorder_shown
+    read = fhir_get(client, f"/fhir/r4/Consent/{objection['id'].replace('_', '-')}", tokens[caller])
+    assert check_resource(read.get_json(force=True)) == denial

@@ -4,12 +4,15 @@ lists exactly the interactions served."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from app.services.container import Ledger
+from tests.fhir.test_fhir_write import consent_resource
 from tests.helpers import BOTH, bearer
 from tests.nhs import valid_nhs_numbers
 from tests.support.fhir_check import check_resource
@@ -44,10 +47,12 @@ def test_metadata_is_a_valid_capability_statement_served_as_fhir_json(
     assert body["implementation"]["url"] == "http://localhost/fhir/r4"
     served = {r["type"]: {i["code"] for i in r["interaction"]} for r in body["rest"][0]["resource"]}
     assert served == {
-        "Consent": {"read", "history-instance", "search-type", "create"},
+        "Consent": {"read", "vread", "history-instance", "search-type", "create"},
         "AuditEvent": {"search-type"},
         "CodeSystem": {"read"},
     }
+    (consent,) = [r for r in body["rest"][0]["resource"] if r["type"] == "Consent"]
+    assert (consent["versioning"], consent["readHistory"]) == ("versioned", True)
 
 
 # FHIR interaction -> the routes that serve it (a search: GET, and POST _search with a form)
@@ -55,6 +60,7 @@ ROUTES_OF = {
     ("Consent", "read"): {("GET", "/fhir/r4/Consent/<resource_id>")},
     ("Consent", "create"): {("POST", "/fhir/r4/Consent")},
     ("system", "transaction"): {("POST", "/fhir/r4")},
+    ("Consent", "vread"): {("GET", "/fhir/r4/Consent/<resource_id>/_history/<version_id>")},
     ("Consent", "history-instance"): {("GET", "/fhir/r4/Consent/<resource_id>/_history")},
     ("Consent", "search-type"): {
         ("GET", "/fhir/r4/Consent"),
@@ -213,6 +219,12 @@ def test_an_nhs_number_in_a_path_is_redacted_from_the_outcome(
         ({"Accept": "application/fhir+json"}, "", 200),
         ({"Accept": "application/json"}, "", 200),
         ({"Accept": "text/html,*/*;q=0.8"}, "", 200),
+        # Parameters do not change the media type (R4 http.html, "FHIR version parameter").
+        ({"Accept": "application/fhir+json; fhirVersion=4.0"}, "", 200),
+        ({"Accept": "application/fhir+json;charset=utf-8"}, "", 200),
+        ({"Accept": "application/json; charset=utf-8"}, "", 200),
+        ({"Accept": ""}, "", 200),  # says nothing, so anything will do (RFC 9110 12.5.1)
+        ({"Accept": "application/fhir+json; fhirVersion=3.0"}, "", 406),
         ({}, "?_format=json", 200),
         ({}, "?_format=application/fhir%2Bjson", 200),
         ({"Accept": "application/fhir+xml"}, "", 406),
@@ -231,3 +243,26 @@ def test_json_is_the_only_format_and_anything_else_is_406(
     else:
         (issue,) = outcome(resp, 406, "not-supported")
         assert "application/fhir+json" in issue["diagnostics"]
+
+
+def test_urls_use_the_configured_public_url_not_the_host_header(
+    client: FlaskClient, ledger: Ledger, make_token: Any
+) -> None:
+    """Behind a TLS-terminating proxy the Host header names the internal address; the
+    configured public URL is what a client can follow (as the patient links use it)."""
+    public = "https://consent-ledger.nhs.example"
+    ledger.settings = dataclasses.replace(ledger.settings, public_url=public)
+    token = make_token("tt-leeds", "case_system")
+    statement = client.get("/fhir/r4/metadata", headers=bearer(token)).get_json(force=True)
+    assert statement["implementation"]["url"] == public + "/fhir/r4"
+    created = client.post(
+        "/fhir/r4/Consent",
+        json=consent_resource(PERSON),
+        headers={**bearer(token), "Content-Type": FHIR_JSON},
+    )
+    assert created.status_code == 201, created.get_json(force=True)
+    assert created.headers["Location"].startswith(public + "/fhir/r4/Consent/")
+    (entry,) = client.get(f"/fhir/r4/Consent?{PATIENT}", headers=bearer(token)).get_json(
+        force=True
+    )["entry"]
+    assert entry["fullUrl"].startswith(public + "/fhir/r4/Consent/")

@@ -113,6 +113,9 @@ def test_a_fhir_consent_is_recorded_and_answered_as_read_back(
     assert resp.headers["Location"].endswith(f"/fhir/r4/Consent/{created['id']}/_history/{version}")
     read = client.get(f"/fhir/r4/Consent/{created['id']}", headers=bearer(tokens["whp"]))
     assert read.get_json(force=True) == created
+    # The Location names a version the service serves (vread).
+    located = client.get(resp.headers["Location"], headers=bearer(tokens["whp"]))
+    assert (located.status_code, located.get_json(force=True)) == (200, created)
     # The same consent through v1.
     history = client.get(
         f"/v1/consents?nhs_number={PERSON}", headers=bearer(tokens["whp"])
@@ -379,3 +382,72 @@ def test_odd_json_at_any_element_is_a_client_error_never_a_500(
         for odd in ODD_VALUES:
             resp = post_consent(client, tokens["whp"], _set(consent_resource(), path, odd))
             assert resp.status_code in (201, 400, 422), (path, odd, resp.get_data(as_text=True))
+
+
+def evaluation_consent() -> dict[str, Any]:
+    """A consent to evaluation listing identity, which G7 never lets a university receive."""
+    body = consent_resource()
+    body["provision"]["purpose"] = [{"system": codes.PURPOSE_SYSTEM, "code": "evaluation"}]
+    body["provision"]["actor"] = [{"role": IRCP, "reference": org("eval-northern-uni")}]
+    body["provision"]["class"] = [
+        {"system": codes.DATA_CATEGORY_SYSTEM, "code": c} for c in ("identity", "service_status")
+    ]
+    return body
+
+
+def test_prefer_operation_outcome_answers_v1s_warnings(
+    client: FlaskClient, policy: Policy, make_token: Callable[..., str]
+) -> None:
+    """What the policy never permits of what the consent lists (v1's ``warnings``) is said,
+    not refused: as warning issues of the OperationOutcome R4 create returns when asked for
+    with ``Prefer: return=OperationOutcome``."""
+    token = make_token("ea-tt-leeds", "case_system")
+    v1 = client.post(
+        "/v1/consents",
+        json={
+            "subject": {"nhs_number": OTHER},
+            "purpose": "evaluation",
+            "recipients": ["eval-northern-uni"],
+            "data_categories": ["identity", "service_status"],
+            "form": "written",
+            "evidence_sha256": EVIDENCE,
+        },
+        headers=bearer(token),
+    ).get_json()
+    assert [w["rule"] for w in v1["warnings"]] == ["G7"]
+    resp = post_consent(client, token, evaluation_consent(), Prefer="return=OperationOutcome")
+    assert resp.status_code == 201, resp.get_json(force=True)
+    assert resp.headers["Location"].startswith("http://localhost/fhir/r4/Consent/")
+    body = check_resource(resp.get_json(force=True))
+    assert body["resourceType"] == "OperationOutcome"
+    warned = [i for i in body["issue"] if i["severity"] == "warning"]
+    assert [i["diagnostics"] for i in warned] == [w["message"] for w in v1["warnings"]]
+    assert all(i["code"] == "business-rule" for i in warned)
+    assert [i["details"]["text"].split(":")[0] for i in warned] == [
+        w["rule"] for w in v1["warnings"]
+    ]
+    # The consent was recorded all the same, as the Location says.
+    located = client.get(resp.headers["Location"], headers=bearer(token))
+    assert located.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("prefer", "answer"),
+    [(None, "Consent"), ("return=representation", "Consent"), ("return=minimal", None)],
+)
+def test_prefer_return_chooses_the_answer_to_a_create(
+    client: FlaskClient,
+    policy: Policy,
+    make_token: Callable[..., str],
+    prefer: str | None,
+    answer: str | None,
+) -> None:
+    token = make_token("ea-tt-leeds", "case_system")
+    headers = {"Prefer": prefer} if prefer else {}
+    resp = post_consent(client, token, evaluation_consent(), **headers)
+    assert resp.status_code == 201, resp.get_json(force=True)
+    assert "/_history/" in resp.headers["Location"]
+    if answer is None:
+        assert resp.get_data() == b""
+    else:
+        assert check_resource(resp.get_json(force=True))["resourceType"] == answer
