@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -132,3 +133,31 @@ def demo_instance(tmp_path: Path) -> Path:
     _run(instance, "init")
     _run(instance, "demo")
     return instance
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def readme_commands(heading: str, *, min_blocks: int = 1) -> str:
+    """Every ```sh block of README's section ``heading`` (up to the next heading of the same
+    level), joined: what a person would paste."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    level = heading.split(" ", 1)[0]
+    section = readme.split(heading, 1)[1].split(f"\n{level} ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
+    assert len(blocks) >= min_blocks, f"the commands of {heading!r} went missing"
+    return "\n".join(blocks)
+
+
+def run_as_pasted(commands: str, url: str, instance: Path) -> subprocess.CompletedProcess[str]:
+    """``commands`` in one bash (errexit, pipefail) at the top of the repository, against the
+    server at ``url`` and its instance; the test asserts on what they print."""
+    env = {**os.environ, "URL": url, "CONSENT_LEDGER_INSTANCE_PATH": str(instance)}
+    return subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", commands],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

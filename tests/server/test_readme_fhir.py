@@ -3,29 +3,18 @@ print is valid R4 (schema and fhirclient), so an integrator's first calls cannot
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.server.conftest import Server
+from tests.server.conftest import Server, readme_commands, run_as_pasted
 from tests.server.test_readme_walkthrough import _answers
 from tests.support.fhir_check import check_balp_disclosure, check_resource, check_uk_core_consent
 
 pytestmark = pytest.mark.server
 
-REPO = Path(__file__).resolve().parents[2]
 SECTION = "### FHIR R4"
-
-
-def _commands() -> str:
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    section = readme.split(SECTION, 1)[1].split("\n### ", 1)[0]
-    (block,) = re.findall(r"```sh\n(.*?)```", section, re.S)
-    return str(block)
 
 
 @pytest.fixture
@@ -36,15 +25,7 @@ def server(demo_instance: Path) -> Iterator[Server]:
 
 
 def test_the_readme_fhir_calls_work_as_pasted(server: Server, demo_instance: Path) -> None:
-    env = {**os.environ, "URL": server.url, "CONSENT_LEDGER_INSTANCE_PATH": str(demo_instance)}
-    ran = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", _commands()],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    ran = run_as_pasted(readme_commands(SECTION), server.url, demo_instance)
     assert ran.returncode == 0, ran.stderr + ran.stdout
     assert "9990000018" not in ran.stdout
     assert "9990000026" not in ran.stdout

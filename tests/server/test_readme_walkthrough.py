@@ -5,28 +5,16 @@ repository."""
 from __future__ import annotations
 
 import json
-import os
-import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.server.conftest import Server
+from tests.server.conftest import Server, readme_commands, run_as_pasted
 
 pytestmark = pytest.mark.server
 
-REPO = Path(__file__).resolve().parents[2]
 SECTION = "## A first look: the six flows"
-
-
-def _commands() -> str:
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    section = readme.split(SECTION, 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
-    assert len(blocks) >= 7, "the walk-through's commands went missing"
-    return "\n".join(blocks)
 
 
 @pytest.fixture
@@ -52,19 +40,7 @@ def _answers(output: str) -> list[dict[str, object]]:
 
 
 def test_the_readme_walk_through_works_as_pasted(server: Server, demo_instance: Path) -> None:
-    env = {
-        **os.environ,
-        "URL": server.url,
-        "CONSENT_LEDGER_INSTANCE_PATH": str(demo_instance),
-    }
-    ran = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", _commands()],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    ran = run_as_pasted(readme_commands(SECTION, min_blocks=7), server.url, demo_instance)
     assert ran.returncode == 0, ran.stderr + ran.stdout
     answers = _answers(ran.stdout)
     decisions = [a for a in answers if "decision" in a and "policy_version" in a]
