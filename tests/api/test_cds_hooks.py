@@ -69,6 +69,26 @@ def consult_body(
     return check("request", body)
 
 
+def referral_consent(
+    client: FlaskClient, token: dict[str, str], nhs: str, categories: list[str]
+) -> dict[str, Any]:
+    """A verbal referral consent from tt-leeds to ea-tt-leeds, recorded through /v1."""
+    given = client.post(
+        "/v1/consents",
+        json={
+            "subject": {"nhs_number": nhs},
+            "purpose": "referral",
+            "recipients": ["ea-tt-leeds"],
+            "data_categories": categories,
+            "form": "verbal",
+        },
+        headers=token,
+    )
+    assert given.status_code == 201, given.get_json()
+    body: dict[str, Any] = given.get_json()
+    return body
+
+
 def card_of(response: Any) -> dict[str, Any]:
     assert response.status_code == 200, response.get_json()
     assert response.mimetype == "application/json"
@@ -228,19 +248,8 @@ def test_a_consult_is_one_logged_decision(
 ) -> None:
     token = bearer(make_token("tt-leeds", "case_system"))
     nhs = valid_nhs_numbers(1, start=943_476_700)[0]
-    consent = client.post(
-        "/v1/consents",
-        json={
-            "subject": {"nhs_number": nhs},
-            "purpose": "referral",
-            "recipients": ["ea-tt-leeds"],
-            "data_categories": ["identity", "work_needs"],
-            "form": "verbal",
-        },
-        headers=token,
-    )
-    assert consent.status_code == 201, consent.get_json()
-    before = logged_entry(ledger, consent.get_json()["ledger"]["index"])
+    consent = referral_consent(client, token, nhs, ["identity", "work_needs"])
+    before = logged_entry(ledger, consent["ledger"]["index"])
     assert before["type"] == "consent.granted"
     response = client.post(
         URL, json=consult_body(nhs, "ea-tt-leeds", ["referral"], ["identity"]), headers=token
@@ -249,11 +258,11 @@ def test_a_consult_is_one_logged_decision(
     assert card["summary"] == "CONSENT_PERMIT"
     ours = card["extension"][OURS]
     index = ours["ledger"]["index"]
-    assert index == consent.get_json()["ledger"]["index"] + 1
+    assert index == consent["ledger"]["index"] + 1
     entry = logged_entry(ledger, index)
     assert entry["type"] == "decision.made"
     assert entry["data"]["decision_id"] == ours["id"]
-    assert card["extension"]["basedOn"] == "Consent/" + consent.get_json()["id"].replace("_", "-")
+    assert card["extension"]["basedOn"] == "Consent/" + consent["id"].replace("_", "-")
 
     # Named by the subject reference v1 returns, the person gets the same answer, logged again.
     by_ref = consult_body(nhs, "ea-tt-leeds", "referral", ["identity"])
@@ -574,25 +583,14 @@ def test_a_retried_partial_permit_is_not_replayed_after_its_consent_is_withdrawn
     CONSENT_PERMIT back (a full permit's retry gets 409 consent-withdrawn)."""
     token = bearer(make_token("tt-leeds", "case_system"))
     nhs = valid_nhs_numbers(1, start=943_476_900)[0]
-    given = client.post(
-        "/v1/consents",
-        json={
-            "subject": {"nhs_number": nhs},
-            "purpose": "referral",
-            "recipients": ["ea-tt-leeds"],
-            "data_categories": ["identity"],
-            "form": "verbal",
-        },
-        headers=token,
-    )
-    assert given.status_code == 201, given.get_json()
+    given = referral_consent(client, token, nhs, ["identity"])
     headers = {**token, "Idempotency-Key": "partial-1"}
     body = consult_body(nhs, "ea-tt-leeds", "referral", ["identity", "work_needs"])
     first = card_of(client.post(URL, json=body, headers=headers))
     assert first["summary"] == "CONSENT_PERMIT"
     assert first["extension"]["obligations"][0]["id"]["code"] == "REDACT"
 
-    withdrawn = client.post(f"/v1/consents/{given.get_json()['id']}/withdraw", headers=token)
+    withdrawn = client.post(f"/v1/consents/{given['id']}/withdraw", headers=token)
     assert withdrawn.status_code == 200, withdrawn.get_json()
     fresh = card_of(client.post(URL, json=body, headers=token))
     assert fresh["summary"] == "CONSENT_DENY"
@@ -617,19 +615,7 @@ def test_an_objection_in_force_is_a_deny_whatever_consent_was_withdrawn_before(
     with_history, without = valid_nhs_numbers(2, start=943_477_100)
 
     def consent(nhs: str) -> str:
-        r = client.post(
-            "/v1/consents",
-            json={
-                "subject": {"nhs_number": nhs},
-                "purpose": "referral",
-                "recipients": ["ea-tt-leeds"],
-                "data_categories": ["identity"],
-                "form": "verbal",
-            },
-            headers=token,
-        )
-        assert r.status_code == 201, r.get_json()
-        return str(r.get_json()["id"])
+        return str(referral_consent(client, token, nhs, ["identity"])["id"])
 
     old = consent(with_history)
     assert client.post(f"/v1/consents/{old}/withdraw", headers=token).status_code == 200
