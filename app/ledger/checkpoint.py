@@ -23,8 +23,6 @@ checkpoint is accepted only under a key whose period covers its tree size.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import re
 from collections.abc import Sequence
@@ -37,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from app.ledger import b64
 from app.ledger.errors import (
     CheckpointFormatError,
     LedgerError,
@@ -79,26 +78,6 @@ _ED25519_SIG_SIZE = 64
 _KEY_ID_SIZE = 4
 _SIZE_RE = re.compile(r"0|[1-9][0-9]*")
 _HEX8_RE = re.compile(r"[0-9a-f]{8}")
-
-
-def _b64decode_canonical(text: str) -> bytes:
-    """Strict standard base64 (RFC 4648 §4): padded, no stray characters, canonical.
-
-    Requiring the decoded bytes to re-encode to the same text rejects the alternative
-    encodings that lenient decoders accept (non-zero padding bits), so one value has one
-    spelling. Raises ValueError.
-    """
-    try:
-        raw = base64.b64decode(text.encode("ascii"), validate=True)
-    except (UnicodeEncodeError, binascii.Error) as exc:
-        raise ValueError("not base64") from exc
-    if base64.b64encode(raw).decode("ascii") != text:
-        raise ValueError("not canonical base64")
-    return raw
-
-
-def _b64encode(raw: bytes) -> str:
-    return base64.b64encode(raw).decode("ascii")
 
 
 def _is_valid_key_name(name: str) -> bool:
@@ -153,7 +132,7 @@ def parse_verifier_key(vkey: str, algorithm: bytes = _ALG_ED25519) -> tuple[str,
     if not _HEX8_RE.fullmatch(id_hex):
         raise VerifierKeyError(f"the key id {id_hex!r} is not 8 lowercase hex digits")
     try:
-        raw = _b64decode_canonical(key_b64)
+        raw = b64.decode_canonical(key_b64)
     except ValueError as exc:
         raise VerifierKeyError(f"the key is {exc} (RFC 4648 standard, padded)") from None
     if len(raw) != 1 + _ED25519_KEY_SIZE:
@@ -213,7 +192,7 @@ class Checkpoint:
 
     def body(self) -> bytes:
         """The note text: origin, size, base64 root, extension lines, each ending in LF."""
-        lines = [self.origin, str(self.size), _b64encode(self.root_hash), *self.extensions]
+        lines = [self.origin, str(self.size), b64.encode(self.root_hash), *self.extensions]
         return "".join(line + "\n" for line in lines).encode("utf-8")
 
     @classmethod
@@ -241,7 +220,7 @@ class Checkpoint:
         if not _SIZE_RE.fullmatch(size_text) or len(size_text) > 19:
             raise CheckpointFormatError("tree size must be a decimal without leading zeros")
         try:
-            root = _b64decode_canonical(root_text)
+            root = b64.decode_canonical(root_text)
         except ValueError as exc:
             raise CheckpointFormatError("root hash must be canonical base64") from exc
         return cls(origin, int(size_text), root, tuple(extensions))
@@ -288,7 +267,7 @@ class CheckpointVerifier:
 
     def verifier_key(self) -> str:
         """The verifier key string this verifier was, or could have been, built from."""
-        return f"{self._name}+{self._key_id.hex()}+{_b64encode(_ALG_ED25519 + self._public_key)}"
+        return f"{self._name}+{self._key_id.hex()}+{b64.encode(_ALG_ED25519 + self._public_key)}"
 
     def verify_signature(self, body: bytes, signature: bytes) -> bool:
         """Whether ``signature`` is this key's Ed25519 signature over ``body`` (RFC 8032)."""
@@ -359,7 +338,7 @@ def split_note(note: str | bytes) -> tuple[bytes, list[NoteSignature]]:
         if not sep or not _is_valid_key_name(name):
             raise VerificationError
         try:
-            raw = _b64decode_canonical(sig_b64)
+            raw = b64.decode_canonical(sig_b64)
         except ValueError:
             raise VerificationError from None
         if len(raw) < _KEY_ID_SIZE + 1:
@@ -370,7 +349,7 @@ def split_note(note: str | bytes) -> tuple[bytes, list[NoteSignature]]:
 
 def signature_line(name: str, key_id: bytes, signature: bytes) -> str:
     """One signature line, ``— <name> <base64(key id || signature)>``, with its newline."""
-    return f"{_SIG_PREFIX}{name} {_b64encode(key_id + signature)}\n"
+    return f"{_SIG_PREFIX}{name} {b64.encode(key_id + signature)}\n"
 
 
 def verify_note(note: str | bytes, verifier: CheckpointVerifier) -> bytes:
@@ -516,7 +495,7 @@ class CheckpointSigner:
 
     def verifier_key(self) -> str:
         """``<name>+<hex key id>+<base64(0x01 || public key)>``, for publication."""
-        return f"{self._name}+{self._key_id.hex()}+{_b64encode(_ALG_ED25519 + self._public_key)}"
+        return f"{self._name}+{self._key_id.hex()}+{b64.encode(_ALG_ED25519 + self._public_key)}"
 
     def verifier(self) -> CheckpointVerifier:
         """A verifier for this signer's key."""

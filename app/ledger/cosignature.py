@@ -19,7 +19,6 @@ Pure: no clock is read; whoever checks freshness passes the time in.
 
 from __future__ import annotations
 
-import base64
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from app.ledger import b64
 from app.ledger.checkpoint import (
     NoteSignature,
     key_id,
@@ -102,7 +102,7 @@ class CosignatureVerifier:
         return self._public_key
 
     def verifier_key(self) -> str:
-        key = base64.b64encode(ALG_COSIGNATURE_V1 + self._public_key).decode("ascii")
+        key = b64.encode(ALG_COSIGNATURE_V1 + self._public_key)
         return f"{self._name}+{self._key_id.hex()}+{key}"
 
     def is_mine(self, line: NoteSignature) -> bool:

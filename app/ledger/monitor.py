@@ -55,6 +55,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from app.ledger import b64
 from app.ledger.checkpoint import (
     Checkpoint,
     CheckpointVerifier,
@@ -147,10 +148,6 @@ class TileSource(Protocol):
         """The bytes served for an entry bundle (``tile`` names the level-0 tile it goes with),
         or None if the log withholds it."""
         ...
-
-
-def _b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode("ascii")
 
 
 def _unb64(text: object, what: str) -> bytes:
@@ -253,8 +250,8 @@ class MonitorState:
             "witness_quorum": self.quorum,
             "checkpoint": self.note,
             "size": self.size,
-            "root": _b64(self.root),
-            "right_edge": [_b64(h) for h in self.edge],
+            "root": b64.encode(self.root),
+            "right_edge": [b64.encode(h) for h in self.edge],
             "announced_keys": list(self.announced),
             "retired_keys": {vkey: last_size for vkey, last_size in self.retired},
         }

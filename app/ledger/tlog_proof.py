@@ -18,13 +18,11 @@ fingerprint). :func:`verify` checks one: the note's signature under a key the ho
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from app.ledger import merkle
+from app.ledger import b64, merkle
 from app.ledger.checkpoint import Checkpoint, CheckpointVerifier, KeyRing, ListedKey
 from app.ledger.errors import LedgerError, VerificationError
 from app.ledger.merkle import HASH_SIZE
@@ -43,19 +41,12 @@ class TlogProofError(LedgerError):
     """Text that is not a well-formed c2sp.org/tlog-proof@v1 proof."""
 
 
-def _b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode("ascii")
-
-
 def _unb64(text: str, what: str) -> bytes:
     # Canonical standard base64 only (RFC 4648 section 4): one value, one spelling.
     try:
-        raw = base64.b64decode(text.encode("ascii"), validate=True)
-    except (UnicodeEncodeError, binascii.Error):
-        raise TlogProofError(f"{what} is not base64") from None
-    if _b64(raw) != text:
-        raise TlogProofError(f"{what} is not canonical base64")
-    return raw
+        return b64.decode_canonical(text)
+    except ValueError as exc:
+        raise TlogProofError(f"{what} is {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -82,9 +73,9 @@ class TlogProof:
     def encode(self) -> str:
         lines = [HEADER]
         if self.extra is not None:
-            lines.append("extra " + _b64(self.extra))
+            lines.append("extra " + b64.encode(self.extra))
         lines.append(f"index {self.index}")
-        lines.extend(_b64(h) for h in self.hashes)
+        lines.extend(b64.encode(h) for h in self.hashes)
         return "\n".join(lines) + "\n\n" + self.checkpoint
 
 
